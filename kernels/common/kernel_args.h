@@ -1,0 +1,33 @@
+// The plain argument structs every attention kernel takes (CPU reference and CUDA alike).
+// Kernels never see plan or workload types: the runtime turns a plan's slices into these.
+//
+// Layouts (row-major, contiguous):
+//   q, out, dq, dout : [sq, hq, d]       k, v, dk, dv : [sk, hkv, d]       lse : [sq, hq]
+// GQA: query head h reads key/value head h / (hq / hkv).
+// Slice semantics are DESIGN.md §1, in coordinates local to the q and k buffers.
+// LSE is the natural log of the row's softmax denominator (scaled scores), -inf for a row that
+// sees no key; such a row has out = 0 and contributes no gradient.
+#pragma once
+
+#include <cstdint>
+
+namespace magi::kernels {
+
+// Same values and meaning as magi::SliceType in lib/core.
+enum class KernelSliceType : int32_t { full = 0, causal = 1, inv_causal = 2, bi_causal = 3 };
+
+struct KernelSlice {
+  int64_t q_start = 0, q_end = 0;  // [q_start, q_end) rows of the q buffer
+  int64_t k_start = 0, k_end = 0;  // [k_start, k_end) rows of the k/v buffer
+  KernelSliceType type = KernelSliceType::full;
+};
+
+struct AttnShape {
+  int64_t sq = 0;  // query rows
+  int64_t sk = 0;  // key/value rows
+  int32_t hq = 0;  // query heads
+  int32_t hkv = 0; // key/value heads; hq % hkv == 0
+  int32_t d = 0;   // head dim
+};
+
+}  // namespace magi::kernels

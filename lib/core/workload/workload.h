@@ -1,0 +1,111 @@
+// A workload file (configs/*.json) resolved into plain values: one Case per point of the sweep.
+// Loading validates every field; any problem is a ConfigError naming the file, the JSON path,
+// the value and what was expected (or a FileError for an unreadable / non-JSON file).
+#pragma once
+
+#include "core/base/slice.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace magi {
+
+enum class DType { bf16, fp16, fp32 };
+std::string_view to_string(DType t);
+int dtype_bytes(DType t);
+
+struct ModelShape {
+  int heads_q = 16;
+  int heads_kv = 16;
+  int head_dim = 128;
+  DType dtype = DType::bf16;
+};
+
+enum class DocDistribution { single, fixed, uniform, lognormal, zipf, list, histogram };
+std::string_view to_string(DocDistribution d);
+
+struct HistogramBin {
+  int64_t lo = 1;  // inclusive
+  int64_t hi = 1;  // inclusive
+  double weight = 0;
+};
+
+// How the packed sequence splits into documents (DESIGN.md §2). `single` = one document of
+// total_tokens (what a workload without `sequence.documents` gets).
+struct DocumentSpec {
+  DocDistribution distribution = DocDistribution::single;
+  std::string preset;               // a named histogram preset, e.g. "pretrain_corpus"; else ""
+  int64_t tokens = 0;               // fixed: every document's length
+  int64_t min_tokens = 1;           // uniform / lognormal / zipf: lengths clamped to [min, max]
+  int64_t max_tokens = 0;           // 0 = no upper bound beyond the pack
+  double mean_tokens = 0;           // lognormal: mean of the length distribution
+  double sigma = 1.0;               // lognormal: sigma of log(length)
+  double alpha = 1.5;               // zipf: exponent, P(len) ~ len^-alpha on [min, max]
+  std::vector<int64_t> lengths;     // list: explicit lengths, cycled until the pack is full
+  std::vector<HistogramBin> bins;   // histogram: pick a bin by weight, a length uniformly in it
+  double max_doc_fraction = 0.25;   // documents longer than this fraction of the pack are cut
+  uint64_t seed = 0;                // sampling seed (same on every rank)
+};
+
+struct MaskSpec {
+  std::string type = "causal";      // catalogue name (DESIGN.md §1) or "slices"
+  int64_t window = 0;               // sliding_window family: q sees k in [q - window, q]
+  int64_t block_tokens = 0;         // block_causal family: block size
+  int64_t prefix_tokens = 0;        // prefix_lm: length of the bidirectional prefix
+  int64_t sink_tokens = 0;          // sink_sliding_window: global sink tokens at the start
+  int64_t question_tokens = 0;      // shared_question: length of the shared question
+  std::vector<AttnSlice> slices;    // slices: the explicit list, global coordinates
+};
+
+enum class Strategy { magi, ring, ulysses, allgather };
+std::string_view to_string(Strategy s);
+
+enum class DispatchSolver { greedy, refine };
+std::string_view to_string(DispatchSolver s);
+
+struct ParallelSpec {
+  int cp = 1;
+  Strategy strategy = Strategy::magi;
+  int64_t chunk_tokens = 512;
+  int overlap_degree = 0;                 // 0 = auto (chosen by the cost estimate)
+  DispatchSolver solver = DispatchSolver::refine;
+  double compute_tflops = 400.0;          // cost estimate for `auto`: kernel rate per GPU
+  double comm_gbps = 100.0;               // cost estimate for `auto`: per-rank bandwidth, GB/s
+};
+
+struct RunSpec {
+  bool fwd = true;
+  bool bwd = true;
+  int warmup = 5;
+  int iters = 20;
+  bool check = false;
+  uint64_t seed = 1234;                   // input tensors' seed
+};
+
+struct Case {
+  std::string name;                       // "<workload>/<index>", unique in the workload
+  ModelShape model;
+  int64_t total_tokens = 0;
+  DocumentSpec documents;
+  MaskSpec mask;
+  ParallelSpec parallel;
+  RunSpec run;
+  nlohmann::json resolved;                // this case's fully resolved config (for reports)
+};
+
+struct Workload {
+  std::string name;
+  std::string path;                       // file it came from ("" when parsed from memory)
+  nlohmann::json resolved;                // the file with defaults filled in
+  std::vector<Case> cases;                // the sweep, cartesian product, in a stable order
+};
+
+// Reads and validates a workload file. Throws FileError (unreadable, not JSON) or ConfigError.
+Workload load_workload(const std::string& path);
+// Validates an already parsed document; `origin` names it in error messages.
+Workload parse_workload(const nlohmann::json& doc, const std::string& origin);
+
+}  // namespace magi
