@@ -1,0 +1,266 @@
+#include "core/report/report.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace magi {
+
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+double tflops(double flops, double ms, int gpus) {
+  return ms > 0 ? flops / (ms * 1e-3 * gpus) / 1e12 : kNaN;
+}
+
+std::string fixed_or_dash(double v, int digits) {
+  return std::isfinite(v) ? fmt::format("{:.{}f}", v, digits) : "-";
+}
+
+}  // namespace
+
+std::string_view to_string(CheckState s) {
+  switch (s) {
+    case CheckState::not_run: return "-";
+    case CheckState::passed: return "OK";
+    case CheckState::failed: return "FAILED";
+  }
+  return "?";
+}
+
+double CaseRow::fwd_flops() const {
+  return 4.0 * static_cast<double>(area) * head_dim * heads_q;  // exact below 2^53 pairs
+}
+double CaseRow::bwd_flops() const { return 2.5 * fwd_flops(); }
+double CaseRow::fwd_tflops_per_gpu() const { return fwd_ran ? tflops(fwd_flops(), fwd_ms, cp) : kNaN; }
+double CaseRow::bwd_tflops_per_gpu() const { return bwd_ran ? tflops(bwd_flops(), bwd_ms, cp) : kNaN; }
+double CaseRow::fwd_tflops_mean_rank() const {
+  return fwd_ran ? tflops(fwd_flops(), fwd_ms_mean_rank, cp) : kNaN;
+}
+double CaseRow::bwd_tflops_mean_rank() const {
+  return bwd_ran ? tflops(bwd_flops(), bwd_ms_mean_rank, cp) : kNaN;
+}
+double CaseRow::fwd_mfu_pct() const {
+  return peak_tflops > 0 ? 100.0 * fwd_tflops_per_gpu() / peak_tflops : kNaN;
+}
+int64_t CaseRow::max_rank_fwd_sent_bytes() const {
+  int64_t m = 0;
+  for (const RankRow& r : ranks) m = std::max(m, r.fwd_sent_bytes);
+  return m;
+}
+int64_t CaseRow::measured_fwd_bytes() const {
+  int64_t s = 0;
+  for (const RankRow& r : ranks) s += r.fwd_sent_bytes;
+  return s;
+}
+int64_t CaseRow::measured_bwd_bytes() const {
+  int64_t s = 0;
+  for (const RankRow& r : ranks) s += r.bwd_sent_bytes;
+  return s;
+}
+double CaseRow::exposed_comm_pct() const {
+  if (!fwd_ran || fwd_ms <= 0) return kNaN;
+  double wait = 0;
+  for (const RankRow& r : ranks) wait = std::max(wait, r.fwd_comm_wait_ms);
+  return 100.0 * wait / fwd_ms;
+}
+
+double Report::scaling_efficiency(size_t i) const {
+  const CaseRow& row = rows.at(i);
+  if (row.skipped || !row.fwd_ran) return kNaN;
+  const CaseRow* base = nullptr;
+  for (const CaseRow& r : rows) {
+    const bool same = r.cp == 1 && !r.skipped && r.fwd_ran && r.mask == row.mask &&
+                      r.total_tokens == row.total_tokens && r.heads_q == row.heads_q &&
+                      r.heads_kv == row.heads_kv && r.head_dim == row.head_dim &&
+                      r.backend == row.backend && r.case_key == row.case_key;
+    if (!same) continue;
+    if (r.strategy == row.strategy) {
+      base = &r;
+      break;
+    }
+    if (!base) base = &r;
+  }
+  if (!base) return kNaN;
+  return row.fwd_tflops_per_gpu() / base->fwd_tflops_per_gpu();
+}
+
+int Report::failed_checks() const {
+  return static_cast<int>(std::count_if(rows.begin(), rows.end(), [](const CaseRow& r) {
+    return r.check == CheckState::failed;
+  }));
+}
+
+std::string table_header() {
+  return fmt::format(
+      "#{:>22} {:>22} {:>9} {:>4} {:>9} {:>10} {:>10} {:>9} {:>9} {:>6} {:>10} {:>6} {:>8} {:>6} "
+      "{:>6} {:>7}\n"
+      "#{:>22} {:>22} {:>9} {:>4} {:>9} {:>10} {:>10} {:>9} {:>9} {:>6} {:>10} {:>6} {:>8} {:>6} "
+      "{:>6} {:>7}\n",
+      "case", "mask", "tokens", "cp", "strategy", "fwd", "bwd", "fwd", "bwd", "MFU", "comm/rank",
+      "vs", "exposed", "imbal", "scale", "check", "", "", "", "", "", "(ms)", "(ms)", "(TF/s/GPU)",
+      "(TF/s/GPU)", "(%)", "(MB)", "bound", "comm(%)", "", "eff", "");
+}
+
+std::string table_row(const Report& report, size_t i) {
+  const CaseRow& r = report.rows.at(i);
+  if (r.skipped) {
+    return fmt::format(" {:>22} {:>22} {:>9} {:>4} {:>9}   skipped: {}\n", r.case_name, r.mask,
+                       r.total_tokens, r.cp, r.strategy, r.skip_reason);
+  }
+  const double vs_bound =
+      r.bound_fwd_bytes > 0 ? static_cast<double>(r.planned_fwd_bytes) /
+                                  static_cast<double>(r.bound_fwd_bytes)
+                            : (r.planned_fwd_bytes == 0 ? 1.0 : kNaN);
+  return fmt::format(
+      " {:>22} {:>22} {:>9} {:>4} {:>9} {:>10} {:>10} {:>9} {:>9} {:>6} {:>10} {:>6} {:>8} {:>6} "
+      "{:>6} {:>7}\n",
+      r.case_name, r.mask, r.total_tokens, r.cp, r.strategy,
+      r.fwd_ran ? fixed_or_dash(r.fwd_ms, 3) : "-", r.bwd_ran ? fixed_or_dash(r.bwd_ms, 3) : "-",
+      fixed_or_dash(r.fwd_tflops_per_gpu(), 3), fixed_or_dash(r.bwd_tflops_per_gpu(), 3),
+      fixed_or_dash(r.fwd_mfu_pct(), 1),
+      fixed_or_dash(static_cast<double>(r.max_rank_fwd_sent_bytes()) / 1e6, 3),
+      fixed_or_dash(vs_bound, 2), fixed_or_dash(r.exposed_comm_pct(), 1),
+      fixed_or_dash(r.imbalance, 3), fixed_or_dash(report.scaling_efficiency(i), 2),
+      to_string(r.check));
+}
+
+std::string table_summary(const Report& report) {
+  int ran = 0, skipped = 0, checked = 0;
+  double fwd_sum = 0, bwd_sum = 0;
+  int fwd_n = 0, bwd_n = 0;
+  for (const CaseRow& r : report.rows) {
+    if (r.skipped) {
+      ++skipped;
+      continue;
+    }
+    ++ran;
+    checked += r.check != CheckState::not_run;
+    if (std::isfinite(r.fwd_tflops_per_gpu())) fwd_sum += r.fwd_tflops_per_gpu(), ++fwd_n;
+    if (std::isfinite(r.bwd_tflops_per_gpu())) bwd_sum += r.bwd_tflops_per_gpu(), ++bwd_n;
+  }
+  const int wrong = report.failed_checks();
+  return fmt::format(
+      "# Out of bounds values : {} {}\n"
+      "# Cases: {} run, {} skipped; checked {}, #wrong {}\n"
+      "# Avg TFLOP/s per GPU : fwd {} bwd {}\n",
+      wrong, wrong ? "FAILED" : "OK", ran, skipped, checked, wrong,
+      fwd_n ? fmt::format("{:.3f}", fwd_sum / fwd_n) : "-",
+      bwd_n ? fmt::format("{:.3f}", bwd_sum / bwd_n) : "-");
+}
+
+namespace {
+
+// The check state as JSON and CSV spell it.
+std::string check_name(CheckState s) {
+  return s == CheckState::not_run ? "not_run" : s == CheckState::passed ? "passed" : "failed";
+}
+
+nlohmann::json finite_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nullptr; }
+
+nlohmann::json timing_json(const TimingSummary& t) {
+  return {{"count", t.count}, {"median_ms", t.median_ms}, {"mean_ms", t.mean_ms},
+          {"min_ms", t.min_ms}, {"max_ms", t.max_ms}};
+}
+
+nlohmann::json row_json(const Report& report, size_t i) {
+  const CaseRow& r = report.rows[i];
+  nlohmann::json j = {{"case", r.case_name}, {"case_key", r.case_key}, {"mask", r.mask}, {"total_tokens", r.total_tokens},
+                      {"cp", r.cp}, {"strategy", r.strategy}, {"backend", r.backend},
+                      {"dtype", r.dtype}, {"heads_q", r.heads_q}, {"heads_kv", r.heads_kv},
+                      {"head_dim", r.head_dim}, {"skipped", r.skipped}};
+  if (r.skipped) {
+    j["skip_reason"] = r.skip_reason;
+    j["details"] = r.details;
+    return j;
+  }
+  j["area"] = r.area;
+  j["fwd_flops"] = r.fwd_flops();
+  j["bwd_flops"] = r.bwd_flops();
+  j["fwd_ms"] = r.fwd_ran ? nlohmann::json(r.fwd_ms) : nullptr;
+  j["bwd_ms"] = r.bwd_ran ? nlohmann::json(r.bwd_ms) : nullptr;
+  j["fwd_ms_mean_rank"] = r.fwd_ran ? nlohmann::json(r.fwd_ms_mean_rank) : nullptr;
+  j["bwd_ms_mean_rank"] = r.bwd_ran ? nlohmann::json(r.bwd_ms_mean_rank) : nullptr;
+  j["fwd_tflops_per_gpu"] = finite_or_null(r.fwd_tflops_per_gpu());
+  j["bwd_tflops_per_gpu"] = finite_or_null(r.bwd_tflops_per_gpu());
+  j["fwd_tflops_per_gpu_mean_rank"] = finite_or_null(r.fwd_tflops_mean_rank());
+  j["bwd_tflops_per_gpu_mean_rank"] = finite_or_null(r.bwd_tflops_mean_rank());
+  j["peak_tflops"] = r.peak_tflops > 0 ? nlohmann::json(r.peak_tflops) : nullptr;
+  j["fwd_mfu_pct"] = finite_or_null(r.fwd_mfu_pct());
+  j["planned_fwd_bytes"] = r.planned_fwd_bytes;
+  j["planned_bwd_bytes"] = r.planned_bwd_bytes;
+  j["measured_fwd_bytes"] = r.measured_fwd_bytes();
+  j["measured_bwd_bytes"] = r.measured_bwd_bytes();
+  j["zero_redundancy_fwd_bytes"] = r.bound_fwd_bytes;
+  j["max_rank_fwd_sent_bytes"] = r.max_rank_fwd_sent_bytes();
+  j["exposed_comm_pct"] = finite_or_null(r.exposed_comm_pct());
+  j["imbalance"] = r.imbalance;
+  j["scaling_efficiency"] = finite_or_null(report.scaling_efficiency(i));
+  j["check"] = check_name(r.check);
+  j["errors"] = nlohmann::json::array();
+  for (const TensorError& e : r.errors) {
+    j["errors"].push_back({{"tensor", e.name}, {"rel_l2", e.rel_l2}, {"max_abs", e.max_abs},
+                           {"tolerance", e.tolerance}, {"ok", e.ok}});
+  }
+  j["ranks"] = nlohmann::json::array();
+  for (const RankRow& k : r.ranks) {
+    j["ranks"].push_back({{"rank", k.rank}, {"host", k.host}, {"tokens", k.tokens},
+                          {"area", k.area}, {"fwd", timing_json(k.fwd)}, {"bwd", timing_json(k.bwd)},
+                          {"fwd_sent_bytes", k.fwd_sent_bytes}, {"bwd_sent_bytes", k.bwd_sent_bytes},
+                          {"fwd_comm_wait_ms", k.fwd_comm_wait_ms},
+                          {"bwd_comm_wait_ms", k.bwd_comm_wait_ms}});
+  }
+  j["details"] = r.details;
+  return j;
+}
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+
+std::string csv_number(double v) { return std::isfinite(v) ? fmt::format("{}", v) : ""; }
+
+}  // namespace
+
+nlohmann::json to_json(const Report& report) {
+  nlohmann::json j = {{"schema", "magi-bench.report/1"}, {"metadata", report.metadata}};
+  j["cases"] = nlohmann::json::array();
+  for (size_t i = 0; i < report.rows.size(); ++i) j["cases"].push_back(row_json(report, i));
+  j["summary"] = {{"cases", report.rows.size()}, {"failed_checks", report.failed_checks()}};
+  return j;
+}
+
+std::string to_csv(const Report& report) {
+  std::string out =
+      "case,mask,total_tokens,cp,strategy,backend,dtype,heads_q,heads_kv,head_dim,area,fwd_ms,"
+      "bwd_ms,fwd_tflops_per_gpu,bwd_tflops_per_gpu,fwd_tflops_per_gpu_mean_rank,"
+      "bwd_tflops_per_gpu_mean_rank,fwd_mfu_pct,planned_fwd_bytes,measured_fwd_bytes,"
+      "zero_redundancy_fwd_bytes,max_rank_fwd_sent_bytes,exposed_comm_pct,imbalance,"
+      "scaling_efficiency,check,skip_reason\n";
+  for (size_t i = 0; i < report.rows.size(); ++i) {
+    const CaseRow& r = report.rows[i];
+    const bool run = !r.skipped;
+    out += fmt::format(
+        "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+        csv_field(r.case_name), csv_field(r.mask), r.total_tokens, r.cp, r.strategy, r.backend,
+        r.dtype, r.heads_q, r.heads_kv, r.head_dim, r.area,
+        run && r.fwd_ran ? csv_number(r.fwd_ms) : "", run && r.bwd_ran ? csv_number(r.bwd_ms) : "",
+        run ? csv_number(r.fwd_tflops_per_gpu()) : "", run ? csv_number(r.bwd_tflops_per_gpu()) : "",
+        run ? csv_number(r.fwd_tflops_mean_rank()) : "",
+        run ? csv_number(r.bwd_tflops_mean_rank()) : "", run ? csv_number(r.fwd_mfu_pct()) : "",
+        r.planned_fwd_bytes, r.measured_fwd_bytes(), r.bound_fwd_bytes,
+        r.max_rank_fwd_sent_bytes(), run ? csv_number(r.exposed_comm_pct()) : "",
+        run ? csv_number(r.imbalance) : "", run ? csv_number(report.scaling_efficiency(i)) : "",
+        r.skipped ? "skipped" : check_name(r.check),
+        csv_field(r.skip_reason));
+  }
+  return out;
+}
+
+}  // namespace magi
