@@ -99,8 +99,10 @@ struct Case {
 struct Workload {
   std::string name;
   std::string path;                       // file it came from ("" when parsed from memory)
-  nlohmann::json resolved;                // the file with defaults filled in
-  std::vector<Case> cases;                // the sweep, cartesian product, in a stable order
+  nlohmann::json resolved;                // the file with defaults filled in (sweep lists kept;
+                                          // "mask" is a list when the file gives alternatives)
+  std::vector<Case> cases;                // the sweep, cartesian product, in a stable order:
+                                          // schema order, last axis fastest (configs/README.md)
 };
 
 // Reads and validates a workload file. Throws FileError (unreadable, not JSON) or ConfigError.
