@@ -9,6 +9,34 @@
 // Stage::slices are in local coordinates: q is a row range of the host buffer (for ulysses: of
 // the whole sequence), k a row range of that stage's buffer. The union over ranks and stages of
 // the slices, mapped back to global coordinates, is the mask exactly, each (q, k) pair once.
+// Slices are tight (no empty row or key column). Only full slices may span several ranges of a
+// layout (adjacent full pieces are merged in local coordinates); a causal, inv_causal or
+// bi_causal slice always lies inside one range of each layout.
+//
+// Per strategy (builders in core/plan/planner.h; JSON schema in docs/plan_schema.md):
+//   magi     : chunks of chunk_tokens dispatched by the solver; stage 0 = host; stages
+//              1..overlap_degree hold remote KV: the rank's remote tokens in ascending global
+//              order are cut into overlap_degree runs of equal token count, and each run's buffer
+//              is grouped by source rank ascending (ascending global within a source). One
+//              Transfer per (stage, src, dst) with tokens > 0. Every rank has 1 + overlap_degree
+//              stages (a stage may be empty for a rank; it still joins that stage's all-to-all-v).
+//   ring     : zigzag dispatch: 2cp blocks, rank r hosts blocks r and 2cp-1-r (chunk_tokens =
+//              S / 2cp, the first block's size). cp stages: stage s of rank r holds the host
+//              buffer (same layout) of rank (r - s) mod cp, received from rank (r - 1) mod cp,
+//              which forwards its own stage s - 1 buffer: Transfer{s, src = (r-1) mod cp, dst = r,
+//              ranges = q_ranges of rank (r - s) mod cp}. A stage whose KV block is fully masked
+//              has no slices (compute skipped) but its Transfer stays: the block must travel on.
+//              overlap_degree = cp - 1.
+//   ulysses  : rank r hosts the contiguous shard [r S / cp, (r+1) S / cp) and computes query heads
+//              [head_begin, head_end) = [r Hq / cp, (r+1) Hq / cp) over the whole sequence: one
+//              stage, kv_ranges = {[0, S)}, slices = the mask in global coordinates (q rows of the
+//              whole sequence). Transfers (stage 0) are the all-to-all: src sends dst its
+//              q_ranges rows of dst's heads. remote_kv_ranges = [0, S) minus the rank's shard
+//              (tokens it receives, on its heads only). area = the rank's share of head-work,
+//              mask_area x (its heads) / Hq (rounded so the ranks sum to total_area).
+//   allgather: zigzag dispatch as ring; stage 1 holds every other rank's host buffer, sources
+//              ascending (one Transfer{1, src, dst, q_ranges of src} per pair); dK/dV go back by
+//              reduce-scatter (the same pairs reversed). overlap_degree = 1 (0 when cp = 1).
 #pragma once
 
 #include "core/base/range.h"
@@ -48,11 +76,24 @@ struct RankPlan {
   std::vector<Range> remote_kv_ranges;  // keys its queries need that it does not host (merged)
   std::vector<Stage> stages;            // stage 0 first
   int head_begin = 0, head_end = 0;     // query heads this rank computes ([0, Hq) but ulysses)
+  // Added (additive): summaries of the above.
+  std::vector<int64_t> units;           // dispatch units (chunks / zigzag blocks) it hosts, ascending
+  int64_t remote_kv_tokens = 0;         // total_size(remote_kv_ranges)
+  int64_t send_bytes_fwd = 0;           // forward bytes this rank sends (sum of its Transfers)
+  int64_t recv_bytes_fwd = 0;           // forward bytes this rank receives
 };
 
 // Bytes a strategy moves for one forward pass, summed over ranks (K and V for magi, ring and
 // allgather; Q, K, V and O for ulysses). Backward figures count K/V again plus dK/dV (dQ too for
-// ulysses). All in bytes of the model dtype.
+// ulysses). All in bytes of the model dtype. With kv = 2 Hkv D dtype_bytes per token, T_r the
+// tokens of rank r, R_r its remote KV tokens, P = cp:
+//   magi      fwd = sum_r R_r kv                bwd = 2 fwd (K/V GroupCast again + dK/dV GroupReduce)
+//   ring      fwd = (P-1) S kv                  bwd = (2P-1) S kv (K/V again over P-1 hops, dK/dV
+//                                                     over P hops, the last one home)
+//   ulysses   fwd = (P-1) S (2Hq + 2Hkv)/P D b  bwd = fwd (dO in; dQ, dK, dV out; Q, K, V, O kept
+//                                                     head-sharded from the forward)
+//   allgather fwd = (P-1) S kv                  bwd = 2 fwd (all-gather again + reduce-scatter)
+// zero_redundancy_bound is the magi formula over the plan's own dispatch: sum_r R_r kv.
 struct CommVolume {
   int64_t fwd_bytes = 0;
   int64_t bwd_bytes = 0;
@@ -78,6 +119,15 @@ struct Plan {
   // A strategy that cannot run this case (ulysses with cp > heads_kv, ...).
   bool skipped = false;
   std::string skip_reason;
+  // Added (additive): dispatch report.
+  DispatchSolver solver = DispatchSolver::refine;  // magi only
+  int64_t num_units = 0;                // dispatch units (chunks, or 2cp zigzag blocks)
+  int64_t lower_bound_area = 0;         // ceil(total_area / cp)
+  int64_t max_unit_area = 0;            // the largest single unit's area: also a lower bound on
+                                        // max_rank_area (coarse chunks cannot balance below it)
+  double mean_rank_area = 0;            // total_area / cp
+  int64_t min_rank_tokens = 0, max_rank_tokens = 0;  // differ by at most one unit
+  bool short_last_unit = false;         // S is not a multiple of the unit size
 };
 
 }  // namespace magi
