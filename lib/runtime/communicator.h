@@ -1,0 +1,94 @@
+// The narrow communicator interface every executor talks to (DESIGN.md §4). MPI implements it
+// on CPU ranks (mpi_communicator.h); a NCCL implementation for GPU ranks plugs in later.
+//
+// Buffers are raw bytes; counts and displacements are in bytes. Every call that moves data
+// between ranks adds the bytes this rank sends to OTHER ranks (never to itself) to sent_bytes(),
+// so executors measure communication volume from the real messages.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace magi {
+
+// A pending non-blocking operation. test() advances it (MPI progresses only inside calls) and
+// says whether it has completed; wait() blocks until it has. Destroying a pending request waits.
+class Request {
+ public:
+  virtual ~Request() = default;
+  virtual bool test() = 0;
+  virtual void wait() = 0;
+};
+
+// One point-to-point message of a group: `bytes` at `buf` to (send) or from (recv) `peer`.
+struct P2POp {
+  int peer = 0;
+  void* buf = nullptr;
+  int64_t bytes = 0;
+};
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual std::string host() const = 0;
+
+  virtual void barrier() = 0;
+
+  // All-to-all-v: rank p receives send[send_displs[p] .. + send_bytes[p]) of every rank into
+  // recv[recv_displs[src] .. + recv_bytes[src]). Vectors have size() entries.
+  virtual void all_to_all_v(const void* send, const std::vector<int64_t>& send_bytes,
+                            const std::vector<int64_t>& send_displs, void* recv,
+                            const std::vector<int64_t>& recv_bytes,
+                            const std::vector<int64_t>& recv_displs) = 0;
+  // Non-blocking all-to-all-v; buffers must stay valid until the request completes.
+  virtual std::unique_ptr<Request> all_to_all_v_start(const void* send,
+                                                      const std::vector<int64_t>& send_bytes,
+                                                      const std::vector<int64_t>& send_displs,
+                                                      void* recv,
+                                                      const std::vector<int64_t>& recv_bytes,
+                                                      const std::vector<int64_t>& recv_displs) = 0;
+
+  // Grouped point-to-point: all sends and receives posted at once, completed together.
+  // A zero-byte op is skipped. Buffers must stay valid until the request completes.
+  virtual std::unique_ptr<Request> group_start(const std::vector<P2POp>& sends,
+                                               const std::vector<P2POp>& recvs) = 0;
+  void group(const std::vector<P2POp>& sends, const std::vector<P2POp>& recvs) {
+    group_start(sends, recvs)->wait();
+  }
+
+  // All-gather of possibly different sizes: rank p's `send_bytes` bytes land at
+  // recv + recv_displs[p]; recv_bytes[p] must equal rank p's send_bytes.
+  virtual void all_gather_v(const void* send, int64_t send_bytes, void* recv,
+                            const std::vector<int64_t>& recv_bytes,
+                            const std::vector<int64_t>& recv_displs) = 0;
+  // Equal-size all-gather: rank p's bytes land at recv + p * bytes.
+  void all_gather(const void* send, int64_t bytes, void* recv);
+
+  // Small host all-reduces, in place, over `n` values.
+  virtual void all_reduce_sum(double* values, int n) = 0;
+  virtual void all_reduce_max(double* values, int n) = 0;
+  virtual void all_reduce_sum(int64_t* values, int n) = 0;
+  virtual void all_reduce_max(int64_t* values, int n) = 0;
+
+  // Broadcast `bytes` bytes at `data` from `root` to every rank.
+  virtual void broadcast(void* data, int64_t bytes, int root) = 0;
+
+  // Bytes this rank has sent to other ranks through this communicator so far.
+  int64_t sent_bytes() const { return sent_bytes_; }
+
+ protected:
+  int64_t sent_bytes_ = 0;
+};
+
+inline void Communicator::all_gather(const void* send, int64_t bytes, void* recv) {
+  std::vector<int64_t> counts(size(), bytes), displs(size());
+  for (int p = 0; p < size(); ++p) displs[p] = p * bytes;
+  all_gather_v(send, bytes, recv, counts, displs);
+}
+
+}  // namespace magi

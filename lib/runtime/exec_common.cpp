@@ -1,0 +1,159 @@
+#include "core/base/error.h"
+#include "runtime/exec_detail.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <exception>
+#include <thread>
+
+namespace magi::detail {
+
+std::vector<Seg> map_rows(const std::vector<Range>& src_layout,
+                          const std::vector<Range>& dst_layout, int64_t dst_offset) {
+  struct Piece {
+    Range r;
+    int64_t offset;
+  };
+  std::vector<Piece> src;
+  src.reserve(src_layout.size());
+  int64_t off = 0;
+  for (const Range& r : src_layout) {
+    if (!r.empty()) src.push_back({r, off});
+    off += r.size();
+  }
+  std::sort(src.begin(), src.end(), [](const Piece& a, const Piece& b) { return a.r.start < b.r.start; });
+  std::vector<Seg> segs;
+  int64_t dst_row = dst_offset;
+  for (const Range& r : dst_layout) {
+    int64_t t = r.start;
+    while (t < r.end) {
+      auto it = std::upper_bound(src.begin(), src.end(), t,
+                                 [](int64_t x, const Piece& p) { return x < p.r.start; });
+      if (it == src.begin() || !std::prev(it)->r.contains(t)) {
+        throw InternalError(fmt::format("token {} of layout range {} is not in the source buffer", t, r));
+      }
+      const Piece& p = *std::prev(it);
+      const int64_t n = std::min(r.end, p.r.end) - t;
+      const int64_t src_row = p.offset + (t - p.r.start);
+      if (!segs.empty() && segs.back().src_row + segs.back().rows == src_row &&
+          segs.back().dst_row + segs.back().rows == dst_row) {
+        segs.back().rows += n;
+      } else {
+        segs.push_back({src_row, dst_row, n});
+      }
+      t += n;
+      dst_row += n;
+    }
+  }
+  return segs;
+}
+
+std::vector<Seg> inverse(const std::vector<Seg>& segs) {
+  std::vector<Seg> out(segs.size());
+  for (size_t i = 0; i < segs.size(); ++i) out[i] = {segs[i].dst_row, segs[i].src_row, segs[i].rows};
+  return out;
+}
+
+bool is_identity(const std::vector<Seg>& segs) {
+  for (const Seg& s : segs) {
+    if (s.src_row != s.dst_row) return false;
+  }
+  return true;
+}
+
+void copy_rows(const std::vector<Seg>& segs, const float* src, float* dst, int64_t row_elems) {
+  for (const Seg& s : segs) {
+    std::memcpy(dst + s.dst_row * row_elems, src + s.src_row * row_elems,
+                static_cast<size_t>(s.rows * row_elems) * sizeof(float));
+  }
+}
+
+void add_rows(const std::vector<Seg>& segs, const float* src, float* dst, int64_t row_elems) {
+  for (const Seg& s : segs) {
+    const float* a = src + s.src_row * row_elems;
+    float* b = dst + s.dst_row * row_elems;
+    const int64_t n = s.rows * row_elems;
+    for (int64_t i = 0; i < n; ++i) b[i] += a[i];
+  }
+}
+
+std::vector<kernels::KernelSlice> to_kernel_slices(const std::vector<AttnSlice>& slices) {
+  std::vector<kernels::KernelSlice> out;
+  out.reserve(slices.size());
+  for (const AttnSlice& s : slices) {
+    out.push_back({s.q.start, s.q.end, s.k.start, s.k.end,
+                   static_cast<kernels::KernelSliceType>(static_cast<int>(s.type))});
+  }
+  return out;
+}
+
+namespace {
+double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+}  // namespace
+
+void wait_timed(Request* req, PassStats& stats) {
+  if (!req) return;
+  const auto t0 = std::chrono::steady_clock::now();
+  req->wait();
+  stats.comm_wait_ms += ms_since(t0);
+}
+
+void overlap(const std::function<void()>& compute, const std::vector<Request*>& progress,
+             Request* need, PassStats& stats) {
+  bool pending = need && !need->test();
+  for (Request* r : progress) {
+    if (r && !r->test()) pending = true;
+  }
+  if (!pending) {
+    compute();
+    wait_timed(need, stats);
+    return;
+  }
+  std::atomic<bool> done{false};
+  std::exception_ptr error;
+  std::thread worker([&] {
+    try {
+      compute();
+    } catch (...) {
+      error = std::current_exception();
+    }
+    done.store(true, std::memory_order_release);
+  });
+  while (!done.load(std::memory_order_acquire)) {
+    bool all_done = true;
+    for (Request* r : progress) {
+      if (r && !r->test()) all_done = false;
+    }
+    if (need && !need->test()) all_done = false;
+    // Nothing left to progress: just wait for the worker.
+    if (all_done) break;
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+  worker.join();
+  if (error) std::rethrow_exception(error);
+  wait_timed(need, stats);
+}
+
+HeadSplit head_split(const Plan& plan, int rank) {
+  const RankPlan& rp = plan.ranks.at(rank);
+  HeadSplit h;
+  h.q_begin = rp.head_begin;
+  h.q_end = rp.head_end;
+  if (h.q_end <= h.q_begin) {
+    h.q_begin = 0;
+    h.q_end = plan.model.heads_q;
+  }
+  const int group = plan.model.heads_q / plan.model.heads_kv;
+  MAGI_CHECK(h.q_begin % group == 0 && h.q_end % group == 0,
+             "rank {} heads [{}, {}) do not align with GQA groups of {}", rank, h.q_begin, h.q_end,
+             group);
+  h.kv_begin = h.q_begin / group;
+  h.kv_end = h.q_end / group;
+  return h;
+}
+
+}  // namespace magi::detail

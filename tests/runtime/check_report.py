@@ -1,0 +1,35 @@
+#!/usr/bin/env python3
+"""Checks a magi-bench JSON report of an MPI end-to-end run: every case that ran was checked and
+passed, and the bytes counted from the real messages equal the plan's figures (forward and
+backward, summed over ranks). Usage: check_report.py REPORT.json [MIN_CASES]"""
+import json
+import sys
+
+report = json.load(open(sys.argv[1]))
+min_cases = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+bad = []
+ran = 0
+for c in report["cases"]:
+    if c.get("skipped"):
+        continue
+    ran += 1
+    name = f'{c["case"]} {c["strategy"]}'
+    check = c.get("check")
+    ok = check is True or (isinstance(check, str) and check.lower() in ("ok", "passed")) or \
+        (isinstance(check, dict) and check.get("passed", check.get("ok")) is True)
+    if not ok:
+        bad.append(f"{name}: check {check!r}")
+    fwd = sum(r["fwd_sent_bytes"] for r in c["ranks"])
+    bwd = sum(r["bwd_sent_bytes"] for r in c["ranks"])
+    if fwd != c["planned_fwd_bytes"]:
+        bad.append(f"{name}: measured fwd bytes {fwd} != planned {c['planned_fwd_bytes']}")
+    if bwd != c["planned_bwd_bytes"]:
+        bad.append(f"{name}: measured bwd bytes {bwd} != planned {c['planned_bwd_bytes']}")
+    if len(c["ranks"]) != c["cp"]:
+        bad.append(f"{name}: {len(c['ranks'])} rank rows for cp {c['cp']}")
+if ran < min_cases:
+    bad.append(f"only {ran} cases ran, expected at least {min_cases}")
+for b in bad:
+    print("FAIL:", b)
+print(f"{ran} cases checked, {len(bad)} problems")
+sys.exit(1 if bad else 0)

@@ -1,0 +1,41 @@
+#!/bin/sh
+# Failure behaviour of `mpirun -np N magi-bench` (label mpi):
+#  1. a rank that throws (test hook MAGI_FAIL_RANK=2) takes the whole job down within seconds,
+#     with its message and a non-zero exit (main() calls MPI_Abort with the error's exit code);
+#  2. launching with fewer ranks than the workload's cp is a clear error before any collective.
+# Usage: test_cli_failures.sh MAGI_BENCH CONFIG_DIR
+set -u
+bench="$1"; configs="$2"
+here="$(cd "$(dirname "$0")" && pwd)"
+run_mpi="$here/run_mpi.sh"
+out="$(mktemp)"; trap 'rm -f "$out"' EXIT
+fail=0
+
+# Skip like the other mpi tests when there is no launcher.
+"$run_mpi" 1 true >/dev/null 2>&1; rc=$?
+if [ "$rc" = 77 ]; then echo "SKIPPED: mpirun not found"; exit 77; fi
+
+now() { date +%s; }
+
+echo "== a failing rank aborts the job (MAGI_FAIL_RANK=2, np 4)"
+t0=$(now)
+MAGI_FAIL_RANK=2 "$run_mpi" 4 "$bench" --backend cpu --config "$configs/mpi_slices.json" --check >"$out" 2>&1
+rc=$?; dt=$(( $(now) - t0 ))
+cat "$out" | head -20
+echo "exit $rc after ${dt}s"
+if [ "$rc" = 0 ]; then echo "FAIL: exit code 0"; fail=1; fi
+if ! grep -q "injected failure on rank 2" "$out"; then echo "FAIL: the failing rank's message is missing"; fail=1; fi
+if [ "$dt" -gt 20 ]; then echo "FAIL: took ${dt}s (> 20s)"; fail=1; fi
+
+echo "== fewer ranks than cp (np 2, cp 4)"
+t0=$(now)
+"$run_mpi" 2 "$bench" --backend cpu --config "$configs/mpi_masks.json" --check >"$out" 2>&1
+rc=$?; dt=$(( $(now) - t0 ))
+cat "$out" | head -10
+echo "exit $rc after ${dt}s"
+if [ "$rc" = 0 ]; then echo "FAIL: exit code 0"; fail=1; fi
+if ! grep -q "needs at least 4 MPI ranks" "$out"; then echo "FAIL: no clear message"; fail=1; fi
+if grep -q "mpi_masks/0 " "$out"; then echo "FAIL: a case ran"; fail=1; fi
+
+[ "$fail" = 0 ] && echo "PASSED"
+exit "$fail"
