@@ -1,12 +1,133 @@
-// magi-bench entry point: MPI init, the command line, one catch that turns an error into a
-// message and an exit code (MPI_Abort when other ranks could be left waiting).
+// magi-bench entry point: MPI init, the command line, and the one place errors are caught.
+// Before any collective work, input errors are agreed on by all ranks (preflight) and the job
+// ends cleanly with one message; after that, a failing rank prints its error and takes the whole
+// job down with MPI_Abort, so no rank is left waiting in a collective.
+#include "commands.h"
+
+#include "core/base/error.h"
+
 #include <mpi.h>
+#include <unistd.h>
 
 #include <cstdio>
+#include <exception>
+#include <string>
+
+namespace magi::app {
+
+void print0(const Context& ctx, const std::string& text) {
+  if (ctx.world_rank == 0) {
+    std::fputs(text.c_str(), stdout);
+    std::fflush(stdout);
+  }
+}
+
+void preflight(const Context& ctx, const std::function<void()>& fn) {
+  int code = 0;
+  std::string message;
+  try {
+    fn();
+  } catch (const Error& e) {
+    code = static_cast<int>(e.code());
+    message = e.what();
+  }
+  if (ctx.world_size == 1) {
+    if (code) {
+      std::fprintf(stderr, "magi-bench: error: %s\n", message.c_str());
+      throw PreflightFailed{code};
+    }
+    return;
+  }
+  // The lowest failing rank speaks; everyone exits with its code.
+  const int mine = code ? ctx.world_rank : ctx.world_size;
+  int first = ctx.world_size;
+  MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  if (first == ctx.world_size) return;
+  int agreed = code;
+  MPI_Bcast(&agreed, 1, MPI_INT, first, MPI_COMM_WORLD);
+  if (ctx.world_rank == first) {
+    std::fprintf(stderr, "magi-bench: error: %s%s\n", message.c_str(),
+                 first == 0 ? "" : fmt::format(" (rank {})", first).c_str());
+  }
+  throw PreflightFailed{agreed};
+}
+
+}  // namespace magi::app
+
+namespace {
+
+std::string hostname() {
+  char buf[256] = {};
+  ::gethostname(buf, sizeof buf - 1);
+  return buf;
+}
+
+// `magi-bench --config F` means `magi-bench run --config F`.
+std::vector<std::string> with_default_command(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty()) return args;
+  const std::string& first = args[0];
+  const bool is_command = first == "run" || first == "plan" || first == "kernel";
+  const bool top_level = first == "--help" || first == "-h" || first == "--version";
+  if (!is_command && !top_level && first.starts_with("-")) args.insert(args.begin(), "run");
+  return args;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
-  MPI_Init(&argc, &argv);
-  std::puts("magi-bench: under construction");
+  int provided = 0;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+  magi::app::Context ctx;
+  MPI_Comm_rank(MPI_COMM_WORLD, &ctx.world_rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &ctx.world_size);
+  ctx.argv.assign(argv, argv + argc);
+
+  CLI::App app{
+      "magi-bench: measure distributed attention at ultra-long context.\n"
+      "Reads a JSON workload, plans context-parallel attention (magi: balanced dispatch,\n"
+      "zero-redundant GroupCast/GroupReduce, multi-stage overlap; ring, ulysses and allgather as\n"
+      "baselines), runs it on MPI ranks, checks it against a reference and reports throughput.\n"
+      "Run `mpirun -np N magi-bench --config workload.json`; `magi-bench SUBCOMMAND --help` for\n"
+      "each subcommand. Exit codes: 0 ok, 2 usage, 3 invalid workload, 4 file error,\n"
+      "5 runtime failure, 6 wrong results (--check), 70 internal error.",
+      "magi-bench"};
+  app.set_version_flag("--version", std::string("magi-bench " MAGI_VERSION " (git " MAGI_GIT_SHA ")"));
+  app.require_subcommand(1, 1);
+  app.fallthrough(false);
+  magi::app::add_run_command(app, ctx);
+  magi::app::add_plan_command(app, ctx);
+#ifdef MAGI_HAVE_CUDA
+  magi::app::add_kernel_command(app, ctx);
+#endif
+
+  int code = 0;
+  try {
+    std::vector<std::string> args = with_default_command(argc, argv);
+    std::reverse(args.begin(), args.end());  // CLI11 takes a reversed vector
+    try {
+      app.parse(args);
+      code = ctx.exit_code;
+    } catch (const CLI::ParseError& e) {
+      // Every rank parsed the same command line: rank 0 speaks for all.
+      if (ctx.world_rank == 0) app.exit(e);
+      code = e.get_exit_code() == 0 ? 0 : static_cast<int>(magi::ExitCode::usage);
+    }
+  } catch (const magi::app::PreflightFailed& e) {
+    code = e.exit_code;
+  } catch (const magi::Error& e) {
+    std::fprintf(stderr, "magi-bench: error on rank %d (%s): %s\n", ctx.world_rank,
+                 hostname().c_str(), e.what());
+    std::fflush(stderr);
+    if (ctx.world_size > 1) MPI_Abort(MPI_COMM_WORLD, static_cast<int>(e.code()));
+    code = static_cast<int>(e.code());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "magi-bench: internal error on rank %d (%s): %s\n", ctx.world_rank,
+                 hostname().c_str(), e.what());
+    std::fflush(stderr);
+    if (ctx.world_size > 1) MPI_Abort(MPI_COMM_WORLD, static_cast<int>(magi::ExitCode::internal));
+    code = static_cast<int>(magi::ExitCode::internal);
+  }
   MPI_Finalize();
-  return 0;
+  return code;
 }

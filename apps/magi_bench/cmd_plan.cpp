@@ -1,0 +1,321 @@
+// `magi-bench plan`: build and explain the plan of every case of a workload without running it
+// (no GPU; no MPI ranks beyond the one process). Per rank: tokens, area, remote KV, bytes sent and
+// received, stages; per strategy: bytes against the zero-redundancy bound, imbalance. --json
+// writes the plans (schema: docs/plan_schema.md); --bench N times build_plan.
+#include "commands.h"
+
+#include "core/base/error.h"
+#include "core/mask/catalogue.h"
+#include "core/plan/plan_json.h"
+#include "core/plan/planner.h"
+#include "core/report/file_io.h"
+#include "core/workload/documents.h"
+#include "core/workload/workload.h"
+
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+#include <memory>
+#include <optional>
+#include <set>
+
+namespace magi::app {
+
+namespace {
+
+struct PlanOptions {
+  std::string config;
+  std::optional<int> cp;
+  std::optional<std::string> strategy;
+  std::string json_out;
+  int bench = 0;
+  bool no_compare = false;
+  bool no_slices = false;
+  bool force = false;
+  int max_rank_rows = 64;
+  std::optional<int> show_rank;
+};
+
+Strategy strategy_named(const std::string& s) {
+  for (Strategy x : {Strategy::magi, Strategy::ring, Strategy::ulysses, Strategy::allgather}) {
+    if (to_string(x) == s) return x;
+  }
+  throw UsageError(fmt::format("--strategy {}: expected magi, ring, ulysses or allgather", s));
+}
+
+double mb(int64_t bytes) { return static_cast<double>(bytes) / 1e6; }
+
+std::string human_bytes(int64_t b) {
+  const double x = static_cast<double>(b);
+  if (x >= 1e9) return fmt::format("{:.3f} GB", x / 1e9);
+  if (x >= 1e6) return fmt::format("{:.3f} MB", x / 1e6);
+  if (x >= 1e3) return fmt::format("{:.3f} kB", x / 1e3);
+  return fmt::format("{} B", b);
+}
+
+std::string ranges_brief(const std::vector<Range>& r) {
+  if (r.empty()) return "-";
+  std::string s = fmt::format("{}", r[0]);
+  if (r.size() > 1) s += fmt::format(" +{} more", r.size() - 1);
+  return s;
+}
+
+std::string explain_plan(const Plan& p, int overlap_requested, int max_rows) {
+  std::string out;
+  if (p.skipped) {
+    return fmt::format("# Plan: {} cp={}: SKIPPED: {}\n", to_string(p.strategy), p.cp, p.skip_reason);
+  }
+  const int64_t per_rank = p.num_units / p.cp;
+  std::string dispatch;
+  switch (p.strategy) {
+    case Strategy::magi:
+      dispatch = fmt::format("{} chunks of {} tokens ({}{} per rank), solver {}", p.num_units, p.chunk_tokens,
+                             per_rank, p.num_units % p.cp ? "-" + std::to_string(per_rank + 1) : "",
+                             to_string(p.solver));
+      break;
+    case Strategy::ring:
+    case Strategy::allgather:
+      dispatch = fmt::format("zigzag: {} blocks of about {} tokens, rank r hosts blocks r and 2cp-1-r",
+                             p.num_units, p.chunk_tokens);
+      break;
+    case Strategy::ulysses:
+      dispatch = fmt::format("contiguous shards of {} tokens, {} query heads per rank", p.chunk_tokens,
+                             p.model.heads_q / p.cp);
+      break;
+  }
+  out += fmt::format("# Plan: {} cp={}: {}\n", to_string(p.strategy), p.cp, dispatch);
+  out += fmt::format("#   tokens per rank {}..{}{}\n", p.min_rank_tokens, p.max_rank_tokens,
+                     p.short_last_unit ? fmt::format(" (S is not a multiple of {}: the last chunk is short; "
+                                                     "counts differ by at most one chunk)", p.chunk_tokens)
+                                       : "");
+  out += fmt::format("#   stages per rank {} (host + {} remote{})\n", p.ranks.empty() ? 0 : p.ranks[0].stages.size(),
+                     p.strategy == Strategy::ulysses ? 0 : p.overlap_degree,
+                     p.strategy == Strategy::magi && overlap_requested == 0 ? ", overlap_degree auto" : "");
+  out += fmt::format("#   area: total {}, max rank {}, mean {:.1f}, lower bound {}: imbalance (max/mean) {:.4f}\n",
+                     p.total_area, p.max_rank_area, p.mean_rank_area, p.lower_bound_area, p.imbalance);
+  if (p.max_unit_area > p.lower_bound_area) {
+    out += fmt::format("#   the largest single {} has area {} > total / cp: imbalance >= {:.4f} at this granularity{}\n",
+                       p.strategy == Strategy::magi ? "chunk" : "block", p.max_unit_area,
+                       static_cast<double>(p.max_unit_area) / p.mean_rank_area,
+                       p.strategy == Strategy::magi ? " (a smaller chunk_tokens balances better)" : "");
+  }
+  out += fmt::format("#   comm fwd {} (bwd {}), zero-redundancy bound of this dispatch {}, busiest sender {}\n",
+                     human_bytes(p.volume.fwd_bytes), human_bytes(p.volume.bwd_bytes),
+                     human_bytes(p.zero_redundancy_bound.fwd_bytes), human_bytes(p.volume.max_rank_fwd_bytes));
+  out += fmt::format("# {:>5} {:>9} {:>14} {:>10} {:>10} {:>10} {:>6} {:>8}  {}\n", "rank", "tokens", "area",
+                     "remote_kv", "sent_MB", "recv_MB", "stages", "slices", "q_ranges");
+  const int n = static_cast<int>(p.ranks.size());
+  for (int i = 0; i < n; ++i) {
+    if (max_rows > 0 && n > max_rows && i == max_rows / 2) {
+      out += fmt::format("# {:>5} ({} ranks not shown; --max-rank-rows 0 shows all)\n", "...", n - max_rows);
+      i = n - max_rows / 2;
+    }
+    const RankPlan& rk = p.ranks[static_cast<size_t>(i)];
+    size_t slices = 0;
+    for (const Stage& st : rk.stages) slices += st.slices.size();
+    out += fmt::format("  {:>5} {:>9} {:>14} {:>10} {:>10.3f} {:>10.3f} {:>6} {:>8}  {}\n", rk.rank, rk.tokens,
+                       rk.area, rk.remote_kv_tokens, mb(rk.send_bytes_fwd), mb(rk.recv_bytes_fwd),
+                       rk.stages.size(), slices, ranges_brief(rk.q_ranges));
+  }
+  return out;
+}
+
+// One rank's stages in detail: buffer, sources, area and the first slices (local coordinates).
+std::string explain_rank(const Plan& p, int rank) {
+  if (p.skipped || rank < 0 || rank >= static_cast<int>(p.ranks.size())) {
+    return fmt::format("# --show-rank {}: no such rank in this plan\n", rank);
+  }
+  const RankPlan& rk = p.ranks[static_cast<size_t>(rank)];
+  std::string out = fmt::format("# Rank {}: hosts {} tokens in {} ranges, heads [{}, {}), area {}, remote KV {} tokens "
+                                "in {} ranges\n",
+                                rank, rk.tokens, rk.q_ranges.size(), rk.head_begin, rk.head_end, rk.area,
+                                rk.remote_kv_tokens, rk.remote_kv_ranges.size());
+  for (size_t s = 0; s < rk.stages.size(); ++s) {
+    const Stage& st = rk.stages[s];
+    std::string sources;
+    int n_sources = 0;
+    for (const Transfer& t : p.transfers) {
+      if (t.dst != rank || t.stage != static_cast<int>(s)) continue;
+      if (++n_sources <= 8) sources += fmt::format(" {}:{}", t.src, t.tokens);
+    }
+    if (n_sources > 8) sources += fmt::format(" ... ({} sources)", n_sources);
+    out += fmt::format("#   stage {}: buffer {} tokens ({} ranges), area {}, {} slices; {}{}\n", s,
+                       total_size(st.kv_ranges), st.kv_ranges.size(), st.area, st.slices.size(),
+                       s == 0 && p.strategy != Strategy::ulysses ? "host KV" : "received from (src:tokens)",
+                       s == 0 && p.strategy != Strategy::ulysses ? "" : sources);
+    for (size_t i = 0; i < st.slices.size() && i < 4; ++i) out += fmt::format("#     {}\n", st.slices[i]);
+    if (st.slices.size() > 4) out += fmt::format("#     ... {} more\n", st.slices.size() - 4);
+  }
+  return out;
+}
+
+std::string explain_strategies(const std::vector<StrategySummary>& all, const CommVolume& bound) {
+  std::string out = fmt::format(
+      "# Strategies (forward bytes against the zero-redundancy bound of the magi dispatch, {}):\n",
+      human_bytes(bound.fwd_bytes));
+  out += fmt::format("# {:>10} {:>12} {:>12} {:>9} {:>14} {:>10} {:>7}  {}\n", "strategy", "fwd_GB", "bwd_GB",
+                     "x_bound", "max_rank_GB", "imbalance", "stages", "note");
+  for (const StrategySummary& s : all) {
+    if (s.skipped) {
+      out += fmt::format("  {:>10} {:>12} {:>12} {:>9} {:>14} {:>10} {:>7}  skipped: {}\n", to_string(s.strategy),
+                         "-", "-", "-", "-", "-", "-", s.skip_reason);
+      continue;
+    }
+    const double x = bound.fwd_bytes > 0 ? static_cast<double>(s.volume.fwd_bytes) / static_cast<double>(bound.fwd_bytes) : 0.0;
+    std::string note;
+    if (s.strategy == Strategy::ulysses) note = "Q, K, V, O all-to-all";
+    out += fmt::format("  {:>10} {:>12.3f} {:>12.3f} {:>9} {:>14.3f} {:>10.4f} {:>7}  {}\n", to_string(s.strategy),
+                       static_cast<double>(s.volume.fwd_bytes) / 1e9, static_cast<double>(s.volume.bwd_bytes) / 1e9,
+                       bound.fwd_bytes > 0 ? fmt::format("{:.2f}", x) : std::string("-"),
+                       static_cast<double>(s.volume.max_rank_fwd_bytes) / 1e9, s.imbalance, s.stages, note);
+  }
+  return out;
+}
+
+struct BenchResult {
+  double min_ms = 0, median_ms = 0;          // wall clock (steady_clock)
+  double cpu_min_ms = 0, cpu_median_ms = 0;  // process CPU time (std::clock): planning is single-threaded,
+                                             // so this is the figure on a busy machine
+};
+
+// Times build_plan `runs` times.
+BenchResult bench_plan(const std::vector<AttnSlice>& mask, const Case& c, int runs) {
+  std::vector<double> wall, cpu;
+  for (int i = 0; i < runs; ++i) {
+    const std::clock_t c0 = std::clock();
+    const auto t0 = std::chrono::steady_clock::now();
+    const Plan p = build_plan(mask, c);
+    const auto t1 = std::chrono::steady_clock::now();
+    const std::clock_t c1 = std::clock();
+    wall.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+    cpu.push_back(1e3 * static_cast<double>(c1 - c0) / CLOCKS_PER_SEC);
+  }
+  std::sort(wall.begin(), wall.end());
+  std::sort(cpu.begin(), cpu.end());
+  return {wall.front(), wall[wall.size() / 2], cpu.front(), cpu[cpu.size() / 2]};
+}
+
+void plan_workload(const Context& ctx, const PlanOptions& opt) {
+  if (ctx.world_rank != 0) return;  // planning needs one process; other ranks have nothing to do
+  std::optional<Strategy> strategy;
+  if (opt.strategy) strategy = strategy_named(*opt.strategy);
+  if (opt.cp && *opt.cp < 1) throw UsageError(fmt::format("--cp {}: expected >= 1", *opt.cp));
+  if (opt.bench < 0) throw UsageError(fmt::format("--bench {}: expected >= 0", opt.bench));
+  const Overwrite overwrite = opt.force ? Overwrite::allow : Overwrite::refuse;
+  if (!opt.json_out.empty()) check_writable(opt.json_out, overwrite);  // before the work
+  const Workload workload = load_workload(opt.config);
+
+  nlohmann::json doc;
+  doc["schema"] = "magi-bench/plan-report/1";
+  doc["argv"] = ctx.argv;
+  doc["git_sha"] = MAGI_GIT_SHA;
+  doc["version"] = MAGI_VERSION;
+  doc["config"] = opt.config;
+  doc["workload"] = workload.name;
+  // Each case is serialised as soon as it is planned (a large plan's JSON tree is many times its
+  // text), then spliced into the document.
+  std::vector<std::string> case_texts;
+
+  std::set<std::string> seen;
+  print0(ctx, fmt::format("# magi-bench plan {} (git {}): workload \"{}\" from {}, {} case{}\n", MAGI_VERSION,
+                          MAGI_GIT_SHA, workload.name, opt.config, workload.cases.size(),
+                          workload.cases.size() == 1 ? "" : "s"));
+  for (const Case& original : workload.cases) {
+    Case c = original;
+    if (opt.cp) c.parallel.cp = *opt.cp;
+    if (strategy) c.parallel.strategy = *strategy;
+    nlohmann::json key = c.resolved;
+    key.erase("name");
+    key["parallel"]["cp"] = c.parallel.cp;
+    key["parallel"]["strategy"] = std::string(to_string(c.parallel.strategy));
+    if (!seen.insert(key.dump()).second) continue;  // the overrides made it a duplicate
+
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::vector<int64_t> docs = sample_documents(c.documents, c.total_tokens);
+    const std::vector<AttnSlice> mask = build_mask(c.mask, c.total_tokens, docs);
+    const auto t1 = std::chrono::steady_clock::now();
+    const Plan plan = build_plan(mask, c);
+    const auto t2 = std::chrono::steady_clock::now();
+    const double mask_ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
+    const double plan_ms = std::chrono::duration<double, std::milli>(t2 - t1).count();
+
+    const DocumentStats ds = document_stats(docs);
+    print0(ctx, fmt::format("#\n# Case {}: S={} mask={} ({} slices, area {}), {} documents (p50 {}, max {}), "
+                            "model Hq={} Hkv={} D={} {}\n",
+                            c.name, c.total_tokens, c.mask.type, mask.size(), mask_area(mask), ds.count, ds.p50,
+                            ds.max, c.model.heads_q, c.model.heads_kv, c.model.head_dim, to_string(c.model.dtype)));
+    print0(ctx, explain_plan(plan, c.parallel.overlap_degree, opt.max_rank_rows));
+    if (opt.show_rank) print0(ctx, explain_rank(plan, *opt.show_rank));
+
+    nlohmann::json cj;
+    cj["case"] = c.name;
+    cj["resolved"] = c.resolved;
+    if (cj["resolved"].contains("parallel")) {  // with --cp / --strategy applied
+      cj["resolved"]["parallel"]["cp"] = c.parallel.cp;
+      cj["resolved"]["parallel"]["strategy"] = std::string(to_string(c.parallel.strategy));
+    }
+    cj["documents"] = {{"count", ds.count}, {"min", ds.min}, {"p50", ds.p50}, {"p90", ds.p90},
+                       {"p99", ds.p99}, {"max", ds.max}, {"mean", ds.mean}};
+    cj["timing_ms"] = {{"mask", mask_ms}, {"build_plan", plan_ms}};
+
+    if (!opt.no_compare) {
+      // The magi plan's bound is the reference every strategy is set against.
+      Case magi_case = c;
+      magi_case.parallel.strategy = Strategy::magi;
+      std::vector<StrategySummary> all = compare_strategies(mask, magi_case);
+      const CommVolume bound = all[0].skipped ? CommVolume{} : all[0].own_bound;
+      print0(ctx, explain_strategies(all, bound));
+      cj["strategies"] = strategies_to_json(all, bound);
+    }
+    if (opt.bench > 0) {
+      const BenchResult b = bench_plan(mask, c, opt.bench);
+      print0(ctx, fmt::format("# bench: build_plan {} cp={} S={}: wall min {:.2f} ms, median {:.2f} ms; cpu min "
+                              "{:.2f} ms, median {:.2f} ms; over {} runs (single thread; mask build {:.2f} ms "
+                              "not included)\n",
+                              to_string(c.parallel.strategy), c.parallel.cp, c.total_tokens, b.min_ms, b.median_ms,
+                              b.cpu_min_ms, b.cpu_median_ms, opt.bench, mask_ms));
+      cj["bench"] = {{"runs", opt.bench}, {"min_ms", b.min_ms}, {"median_ms", b.median_ms},
+                     {"cpu_min_ms", b.cpu_min_ms}, {"cpu_median_ms", b.cpu_median_ms}};
+    }
+    if (!opt.json_out.empty()) {
+      cj["plan"] = plan_to_json(plan, PlanJsonOptions{!opt.no_slices});
+      case_texts.push_back(cj.dump());
+    }
+  }
+  if (!opt.json_out.empty()) {
+    const std::string placeholder = "\"@cases@\"";
+    doc["cases"] = "@cases@";
+    std::string text = doc.dump();
+    std::string cases = "[";
+    for (size_t i = 0; i < case_texts.size(); ++i) cases += (i ? "," : "") + case_texts[i];
+    cases += "]";
+    text.replace(text.find(placeholder), placeholder.size(), cases);
+    write_file_atomic(opt.json_out, text + "\n", overwrite);  // temp file, then rename
+    print0(ctx, fmt::format("# Wrote {}\n", opt.json_out));
+  }
+}
+
+}  // namespace
+
+void add_plan_command(CLI::App& app, Context& ctx) {
+  auto opt = std::make_shared<PlanOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "plan",
+      "Build and explain the plan of every case of a workload without running it (no GPU, one\n"
+      "process): per rank tokens, area, remote KV, bytes and stages; per strategy bytes against\n"
+      "the zero-redundancy bound. JSON schema: docs/plan_schema.md.");
+  cmd->add_option("-c,--config", opt->config, "Workload JSON file")->required();
+  cmd->add_option("--cp", opt->cp, "Override parallel.cp of every case");
+  cmd->add_option("-s,--strategy", opt->strategy, "Override parallel.strategy: magi, ring, ulysses or allgather");
+  cmd->add_option("--json", opt->json_out, "Write the plans as JSON (refuses to overwrite an existing file)");
+  cmd->add_flag("-f,--force", opt->force, "Overwrite a --json file that already exists");
+  cmd->add_option("--bench", opt->bench, "Time build_plan N times per case and print min / median ms");
+  cmd->add_option("--show-rank", opt->show_rank, "Print one rank's stages in detail (buffers, sources, slices)");
+  cmd->add_flag("--no-compare", opt->no_compare, "Skip the per-strategy comparison");
+  cmd->add_flag("--no-slices", opt->no_slices, "Leave ranks[].stages[].slices out of the JSON");
+  cmd->add_option("--max-rank-rows", opt->max_rank_rows, "Per-rank rows printed per plan (0: all)")
+      ->capture_default_str();
+  cmd->callback([&ctx, opt] { plan_workload(ctx, *opt); });
+}
+
+}  // namespace magi::app

@@ -1,0 +1,286 @@
+// `magi-bench run` (the default subcommand): every case of a workload's sweep, planned, executed
+// on MPI ranks, checked and reported (table on stdout, --out JSON, --csv CSV).
+#include "commands.h"
+#include "system_info.h"
+
+#include "core/base/error.h"
+#include "core/mask/catalogue.h"
+#include "core/plan/planner.h"
+#include "core/report/file_io.h"
+#include "core/report/report.h"
+#include "core/workload/documents.h"
+#include "core/workload/workload.h"
+#include "runtime/executor.h"
+#include "runtime/mpi_communicator.h"
+
+#include <mpi.h>
+
+#include <algorithm>
+#include <chrono>
+#include <optional>
+#include <thread>
+
+namespace magi::app {
+
+namespace {
+
+struct RunOptions {
+  std::string config;
+  std::string backend = "auto";
+  std::string out_json;
+  std::string out_csv;
+  bool force = false;
+  bool check_on = false;   // --check
+  bool check_off = false;  // --no-check
+  std::optional<int> warmup;
+  std::optional<int> iters;
+  int threads = 0;
+  bool ranks_needed = false;
+};
+
+// Threads per rank when not given: the node's hardware threads shared by the ranks on it.
+int default_threads() {
+  MPI_Comm node;
+  MAGI_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
+  int local = 1;
+  MAGI_MPI_CHECK(MPI_Comm_size(node, &local));
+  MAGI_MPI_CHECK(MPI_Comm_free(&node));
+  const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return std::max(1, hw / local);
+}
+
+// Identifies a case up to its parallel layout, so that rows of one sweep point can be compared
+// across cp (scaling efficiency) and across runs (compare).
+std::string case_key(const Case& c) {
+  nlohmann::json key = c.resolved;
+  if (key.contains("parallel")) {
+    key["parallel"].erase("cp");
+    key["parallel"].erase("strategy");
+  }
+  key.erase("name");
+  return key.dump();
+}
+
+CaseRow skipped_row(const Case& c, const std::string& backend, const std::string& reason) {
+  CaseRow row;
+  row.case_name = c.name;
+  row.mask = c.mask.type;
+  row.total_tokens = c.total_tokens;
+  row.cp = c.parallel.cp;
+  row.strategy = std::string(to_string(c.parallel.strategy));
+  row.backend = backend;
+  row.heads_q = c.model.heads_q;
+  row.heads_kv = c.model.heads_kv;
+  row.head_dim = c.model.head_dim;
+  row.skipped = true;
+  row.skip_reason = reason;
+  row.case_key = case_key(c);
+  row.details = {{"config", c.resolved}};
+  return row;
+}
+
+nlohmann::json document_json(const std::vector<int64_t>& lengths) {
+  const DocumentStats s = document_stats(lengths);
+  return {{"count", s.count}, {"min", s.min}, {"p50", s.p50}, {"p90", s.p90},
+          {"p99", s.p99}, {"max", s.max}, {"mean", s.mean}};
+}
+
+CaseRow measured_row(const Case& c, const Plan& plan, const ExecResult& result,
+                     const std::string& backend, const std::vector<int64_t>& docs) {
+  CaseRow row = skipped_row(c, backend, "");
+  row.skipped = false;
+  row.dtype = std::string(to_string(plan.model.dtype));
+  row.area = plan.total_area;
+  row.fwd_ran = c.run.fwd;
+  row.bwd_ran = c.run.bwd;
+  row.planned_fwd_bytes = plan.volume.fwd_bytes;
+  row.planned_bwd_bytes = plan.volume.bwd_bytes;
+  row.bound_fwd_bytes = plan.zero_redundancy_bound.fwd_bytes;
+  row.imbalance = plan.imbalance;
+  double fwd_sum = 0, bwd_sum = 0;
+  for (const RankTimes& t : result.ranks) {
+    RankRow r;
+    r.rank = t.rank;
+    r.host = t.host;
+    r.fwd = summarize(t.fwd_ms);
+    r.bwd = summarize(t.bwd_ms);
+    r.fwd_sent_bytes = t.fwd_sent_bytes;
+    r.bwd_sent_bytes = t.bwd_sent_bytes;
+    r.fwd_comm_wait_ms = t.fwd_comm_wait_ms;
+    r.bwd_comm_wait_ms = t.bwd_comm_wait_ms;
+    r.tokens = plan.ranks.at(t.rank).tokens;
+    r.area = plan.ranks.at(t.rank).area;
+    row.fwd_ms = std::max(row.fwd_ms, r.fwd.median_ms);
+    row.bwd_ms = std::max(row.bwd_ms, r.bwd.median_ms);
+    fwd_sum += r.fwd.median_ms;
+    bwd_sum += r.bwd.median_ms;
+    row.ranks.push_back(r);
+  }
+  const double n = static_cast<double>(std::max<size_t>(1, result.ranks.size()));
+  row.fwd_ms_mean_rank = fwd_sum / n;
+  row.bwd_ms_mean_rank = bwd_sum / n;
+  if (result.check_ran) {
+    row.check = result.check_passed ? CheckState::passed : CheckState::failed;
+    for (const TensorCheck& t : result.checks) {
+      row.errors.push_back({t.name, t.rel_l2, t.max_abs, t.tolerance, t.ok});
+    }
+  }
+  row.details["documents"] = document_json(docs);
+  row.details["plan"] = {{"overlap_degree", plan.overlap_degree},
+                         {"chunk_tokens", plan.chunk_tokens},
+                         {"max_rank_area", plan.max_rank_area},
+                         {"planned_bwd_bytes", plan.volume.bwd_bytes},
+                         {"zero_redundancy_bwd_bytes", plan.zero_redundancy_bound.bwd_bytes}};
+  return row;
+}
+
+// A world barrier that sleeps instead of spinning: ranks that sit out a case (world rank >= cp)
+// wait here, and must not steal the cores of the ranks computing on the same node.
+void idle_barrier() {
+  MPI_Request request;
+  MAGI_MPI_CHECK(MPI_Ibarrier(MPI_COMM_WORLD, &request));
+  for (int done = 0;;) {
+    MAGI_MPI_CHECK(MPI_Test(&request, &done, MPI_STATUS_IGNORE));
+    if (done) return;
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+}
+
+// The MPI ranks a workload needs: its largest parallel.cp.
+int ranks_needed(const Workload& w) {
+  int n = 1;
+  for (const Case& c : w.cases) n = std::max(n, c.parallel.cp);
+  return n;
+}
+
+std::string resolve_backend(const std::string& requested) {
+  // The distributed CUDA backend (NCCL + the flexible kernel) is not part of this build yet:
+  // `auto` therefore means the CPU backend; `magi-bench kernel` measures the CUDA kernel.
+  if (requested == "auto" || requested == "cpu") return "cpu";
+  throw UsageError(fmt::format("--backend {}: expected auto or cpu", requested));
+}
+
+void run_workload(Context& ctx, const RunOptions& opt) {
+  Workload workload;
+  std::string backend;
+  preflight(ctx, [&] {
+    backend = resolve_backend(opt.backend);
+    workload = load_workload(opt.config);
+    const int max_cp = ranks_needed(workload);
+    if (opt.ranks_needed) return;
+    if (max_cp > ctx.world_size) {
+      throw UsageError(fmt::format(
+          "{}: parallel.cp = {} needs at least {} MPI ranks, but the job has {}; launch it with "
+          "`mpirun -np {} magi-bench ...`",
+          opt.config, max_cp, max_cp, ctx.world_size, max_cp));
+    }
+    if (opt.warmup && *opt.warmup < 0) throw UsageError(fmt::format("--warmup {}: expected >= 0", *opt.warmup));
+    if (opt.iters && *opt.iters < 1) throw UsageError(fmt::format("--iters {}: expected >= 1", *opt.iters));
+    if (opt.threads < 0) throw UsageError(fmt::format("--threads {}: expected >= 0", opt.threads));
+    const Overwrite ow = opt.force ? Overwrite::allow : Overwrite::refuse;
+    if (ctx.world_rank == 0) {
+      if (!opt.out_json.empty()) check_writable(opt.out_json, ow);
+      if (!opt.out_csv.empty()) check_writable(opt.out_csv, ow);
+    }
+  });
+
+  if (opt.ranks_needed) {
+    print0(ctx, fmt::format("{}\n", ranks_needed(workload)));
+    return;
+  }
+  const int threads = opt.threads > 0 ? opt.threads : default_threads();
+  Report report;
+  report.metadata = collect_metadata(ctx);
+  report.metadata["backend"] = backend;
+  report.metadata["threads_per_rank"] = threads;
+  report.metadata["workload"] = {{"path", opt.config}, {"name", workload.name},
+                                 {"resolved", workload.resolved}};
+  print0(ctx, metadata_header(report.metadata));
+  print0(ctx, fmt::format("# Backend: {} (float32 storage, float64 accumulation), {} thread{} per rank\n"
+                          "# Workload: {} \"{}\", {} case{}\n#\n",
+                          backend, threads, threads == 1 ? "" : "s", opt.config, workload.name,
+                          workload.cases.size(), workload.cases.size() == 1 ? "" : "s"));
+  print0(ctx, table_header());
+
+  MpiCommunicator world(MPI_COMM_WORLD);
+  for (const Case& original : workload.cases) {
+    Case c = original;
+    if (opt.check_on) c.run.check = true;
+    if (opt.check_off) c.run.check = false;
+    if (opt.warmup) c.run.warmup = *opt.warmup;
+    if (opt.iters) c.run.iters = *opt.iters;
+    c.model.dtype = DType::fp32;  // what the CPU backend stores and sends
+
+    const std::vector<int64_t> docs = sample_documents(c.documents, c.total_tokens);
+    const std::vector<AttnSlice> mask = build_mask(c.mask, c.total_tokens, docs);
+    const Plan plan = build_plan(mask, c);
+    if (plan.skipped) {
+      report.rows.push_back(skipped_row(c, backend, plan.skip_reason));
+    } else {
+      ExecOptions eo;
+      eo.fwd = c.run.fwd;
+      eo.bwd = c.run.bwd;
+      eo.check = c.run.check;
+      eo.warmup = c.run.warmup;
+      eo.iters = c.run.iters;
+      eo.seed = c.run.seed;
+      eo.threads = threads;
+      ExecResult result;
+      if (auto sub = world.split_first(c.parallel.cp)) {
+        result = execute_plan(*sub, plan, mask, eo);
+      }
+      report.rows.push_back(measured_row(c, plan, result, backend, docs));
+    }
+    print0(ctx, table_row(report, report.rows.size() - 1));
+    idle_barrier();
+  }
+  print0(ctx, table_summary(report));
+
+  if (ctx.world_rank == 0) {
+    const Overwrite ow = opt.force ? Overwrite::allow : Overwrite::refuse;
+    if (!opt.out_json.empty()) {
+      write_file_atomic(opt.out_json, to_json(report).dump(2) + "\n", ow);
+      print0(ctx, fmt::format("# Wrote {}\n", opt.out_json));
+    }
+    if (!opt.out_csv.empty()) {
+      write_file_atomic(opt.out_csv, to_csv(report), ow);
+      print0(ctx, fmt::format("# Wrote {}\n", opt.out_csv));
+    }
+  }
+  int wrong = ctx.world_rank == 0 ? report.failed_checks() : 0;
+  MAGI_MPI_CHECK(MPI_Bcast(&wrong, 1, MPI_INT, 0, MPI_COMM_WORLD));
+  if (wrong) ctx.exit_code = static_cast<int>(ExitCode::wrong_result);
+}
+
+}  // namespace
+
+void add_run_command(CLI::App& app, Context& ctx) {
+  auto opt = std::make_shared<RunOptions>();
+  CLI::App* run = app.add_subcommand(
+      "run",
+      "Run every case of a workload on MPI ranks and report (the default subcommand:\n"
+      "`magi-bench --config F` is `magi-bench run --config F`). Launch with\n"
+      "`mpirun -np N magi-bench --config F`, N >= the largest parallel.cp of the sweep.");
+  run->add_option("-c,--config", opt->config, "Workload JSON file (see configs/README.md)")
+      ->required();
+  run->add_option("-b,--backend", opt->backend,
+                  "Execution backend: auto or cpu (MPI ranks, float32 storage, float64 "
+                  "accumulation; auto picks cpu in this version)")
+      ->capture_default_str();
+  run->add_option("-o,--out", opt->out_json, "Write the full report as JSON to this file");
+  run->add_option("--csv", opt->out_csv, "Write one CSV line per case to this file");
+  run->add_flag("-f,--force", opt->force, "Overwrite --out / --csv files that already exist");
+  CLI::Option* check = run->add_flag(
+      "--check", opt->check_on, "Compare every case with the single-process reference (overrides run.check)");
+  run->add_flag("--no-check", opt->check_off, "Do not check (overrides run.check)")->excludes(check);
+  run->add_option("-w,--warmup", opt->warmup, "Warm-up iterations per case (overrides run.warmup)");
+  run->add_option("-n,--iters", opt->iters, "Timed iterations per case (overrides run.iters)");
+  run->add_option("-t,--threads", opt->threads,
+                  "Compute threads per rank (0: the node's hardware threads / ranks on the node)")
+      ->capture_default_str();
+  run->add_flag("--ranks-needed", opt->ranks_needed,
+               "Print the number of MPI ranks the workload needs (its largest parallel.cp) and exit");
+  run->callback([&ctx, opt] { run_workload(ctx, *opt); });
+}
+
+}  // namespace magi::app

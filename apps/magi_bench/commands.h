@@ -1,0 +1,35 @@
+// The magi-bench subcommands. Each add_*_command registers one CLI11 subcommand whose callback
+// does the work; errors are thrown (magi::Error) and handled once, in main().
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <string>
+#include <vector>
+
+namespace magi::app {
+
+// What every command may need to know about the process it runs in.
+struct Context {
+  int world_rank = 0;
+  int world_size = 1;
+  std::vector<std::string> argv;
+  int exit_code = 0;  // set by a command that completes but must report failure (e.g. #wrong)
+};
+
+// Runs `fn` on every rank; if it throws a magi::Error on any rank, the lowest failing rank prints
+// its message and every rank leaves through PreflightFailed with that rank's exit code, before
+// any collective work starts. Use it for everything that validates input.
+struct PreflightFailed {
+  int exit_code;
+};
+void preflight(const Context& ctx, const std::function<void()>& fn);
+
+// Prints on world rank 0 only.
+void print0(const Context& ctx, const std::string& text);
+
+void add_run_command(CLI::App& app, Context& ctx);     // default: `magi-bench --config F`
+void add_plan_command(CLI::App& app, Context& ctx);    // plan a workload, no MPI ranks needed
+void add_kernel_command(CLI::App& app, Context& ctx);  // one-GPU kernel benchmark (CUDA builds)
+
+}  // namespace magi::app

@@ -1,0 +1,117 @@
+#include "system_info.h"
+
+#include "runtime/mpi_communicator.h"
+
+#include <fmt/format.h>
+#include <mpi.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <ctime>
+#include <fstream>
+#include <map>
+#include <thread>
+
+extern char** environ;
+
+namespace magi::app {
+
+std::string hostname() {
+  char buf[256] = {};
+  ::gethostname(buf, sizeof buf - 1);
+  return buf;
+}
+
+std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      const auto colon = line.find(':');
+      if (colon != std::string::npos) return line.substr(line.find_first_not_of(' ', colon + 1));
+    }
+  }
+  return "unknown";
+}
+
+std::string mpi_library_version() {
+  char buf[MPI_MAX_LIBRARY_VERSION_STRING] = {};
+  int len = 0;
+  MPI_Get_library_version(buf, &len);
+  std::string v(buf, static_cast<size_t>(len));
+  if (const auto nl = v.find_first_of("\n,"); nl != std::string::npos) v.resize(nl);
+  return v;
+}
+
+namespace {
+
+std::string utc_now() {
+  const std::time_t t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+nlohmann::json relevant_environment() {
+  nlohmann::json env = nlohmann::json::object();
+  for (char** e = environ; *e; ++e) {
+    const std::string kv = *e;
+    const auto eq = kv.find('=');
+    if (eq == std::string::npos) continue;
+    const std::string key = kv.substr(0, eq);
+    for (const char* prefix : {"OMPI_MCA_", "NCCL_", "CUDA_VISIBLE", "MAGI_", "OMP_NUM_THREADS"}) {
+      if (key.rfind(prefix, 0) == 0) env[key] = kv.substr(eq + 1);
+    }
+  }
+  return env;
+}
+
+}  // namespace
+
+nlohmann::json collect_metadata(const Context& ctx) {
+  // Every rank's host, gathered on rank 0.
+  constexpr int kHostLen = 256;
+  std::string mine = hostname();
+  mine.resize(kHostLen, '\0');
+  std::vector<char> all(static_cast<size_t>(kHostLen) * ctx.world_size);
+  MAGI_MPI_CHECK(MPI_Gather(mine.data(), kHostLen, MPI_CHAR, all.data(), kHostLen, MPI_CHAR, 0,
+                            MPI_COMM_WORLD));
+  nlohmann::json hosts = nlohmann::json::array();
+  for (int r = 0; r < ctx.world_size; ++r) hosts.push_back(std::string(all.data() + r * kHostLen));
+
+  return {{"tool", "magi-bench"},
+          {"version", MAGI_VERSION},
+          {"git_sha", MAGI_GIT_SHA},
+          {"time_utc", utc_now()},
+          {"argv", ctx.argv},
+          {"world_size", ctx.world_size},
+          {"hosts", hosts},
+          {"cpu", cpu_model()},
+          {"cpu_threads", std::thread::hardware_concurrency()},
+          {"mpi", mpi_library_version()},
+#ifdef MAGI_HAVE_CUDA
+          {"cuda_build", true},
+#else
+          {"cuda_build", false},
+#endif
+          {"environment", relevant_environment()}};
+}
+
+std::string metadata_header(const nlohmann::json& m) {
+  std::map<std::string, int> per_host;
+  for (const auto& h : m["hosts"]) per_host[h.get<std::string>()]++;
+  std::string hosts;
+  for (const auto& [h, n] : per_host) hosts += fmt::format(" {} ({} rank{})", h, n, n == 1 ? "" : "s");
+  std::string out = fmt::format("# magi-bench {} (git {}), {}\n", m["version"].get<std::string>(),
+                                m["git_sha"].get<std::string>(), m["time_utc"].get<std::string>());
+  out += fmt::format("# World: {} rank{} on{}\n", m["world_size"].get<int>(),
+                     m["world_size"].get<int>() == 1 ? "" : "s", hosts);
+  out += fmt::format("# CPU: {}, {} hardware threads; MPI: {}; CUDA build: {}\n",
+                     m["cpu"].get<std::string>(), m["cpu_threads"].get<unsigned>(),
+                     m["mpi"].get<std::string>(), m["cuda_build"].get<bool>() ? "yes" : "no");
+  return out;
+}
+
+}  // namespace magi::app

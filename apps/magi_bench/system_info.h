@@ -1,0 +1,24 @@
+// Facts about the process and machine that every report header and result file carries.
+#pragma once
+
+#include "commands.h"
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+
+namespace magi::app {
+
+std::string hostname();
+std::string cpu_model();
+std::string mpi_library_version();
+
+// argv, version, git sha, time, hosts of every rank, world size, library versions, environment
+// variables that change results (OMPI_*, NCCL_*, CUDA_*, MAGI_*, OMP_NUM_THREADS). Collective:
+// every world rank must call it; the complete object is returned on rank 0.
+nlohmann::json collect_metadata(const Context& ctx);
+
+// The report header lines (nccl-tests style, each starting with '#') for that metadata.
+std::string metadata_header(const nlohmann::json& metadata);
+
+}  // namespace magi::app

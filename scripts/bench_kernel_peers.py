@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""Peer baselines for `magi-bench kernel`, measured on the same card in the same run.
+
+Reads the JSON that `magi-bench kernel --out` wrote, rebuilds each case's mask (same documents,
+window and blocks: the JSON records them) and times, with the same FLOP count (DESIGN.md §1, from
+the mask area our JSON records):
+  - PyTorch SDPA, flash backend (FlashAttention-2) and cuDNN backend: full and causal only (SDPA
+    takes no slice list; other masks are reported as n/a);
+  - FlexAttention (torch.compile'd flex_attention with a block mask) on every mask.
+Then prints our TFLOP/s, each peer's, and our ratio to each, and writes them as JSON (--out).
+
+Timing: CUDA events around single calls, median of --iters after --warmup (the method of
+kernels/cuda/flex_benchmark.h). Backward = torch.autograd.grad of (q, k, v) from a kept graph.
+Inputs: random normal bf16, batch 1, layout [1, heads, S, d].
+
+Usage: python3 scripts/bench_kernel_peers.py OURS.json [--out PEERS.json] [--iters 20] [--warmup 5]
+"""
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+
+def median_ms(fn, warmup, iters):
+    import torch
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    starts = [torch.cuda.Event(enable_timing=True) for _ in range(iters)]
+    ends = [torch.cuda.Event(enable_timing=True) for _ in range(iters)]
+    for i in range(iters):
+        starts[i].record()
+        fn()
+        ends[i].record()
+    torch.cuda.synchronize()
+    ms = sorted(s.elapsed_time(e) for s, e in zip(starts, ends))
+    n = len(ms)
+    return ms[n // 2] if n % 2 else 0.5 * (ms[n // 2 - 1] + ms[n // 2])
+
+
+def doc_tensors(case, S, device):
+    import torch
+    docs = case.get("documents") or [S]
+    doc_id = torch.empty(S, dtype=torch.int32, device=device)
+    doc_start = torch.empty(S, dtype=torch.int32, device=device)
+    pos = 0
+    for i, n in enumerate(docs):
+        doc_id[pos:pos + n] = i
+        doc_start[pos:pos + n] = pos
+        pos += n
+    assert pos == S, (pos, S)
+    return doc_id, doc_start
+
+
+def mask_mod_for(case, S, device):
+    """FlexAttention mask_mod for the catalogue masks of configs/kernel_h100*.json."""
+    m = case["mask"]
+    doc_id, doc_start = doc_tensors(case, S, device)
+    w = case.get("window", 0)
+    B = case.get("block_tokens", 0)
+    if m == "full":
+        return None
+    if m == "causal":
+        return lambda b, h, q, k: q >= k
+    if m == "sliding_window":
+        return lambda b, h, q, k: (q >= k) & (q - k <= w)
+    if m == "varlen_full":
+        return lambda b, h, q, k: doc_id[q] == doc_id[k]
+    if m == "varlen_causal":
+        return lambda b, h, q, k: (doc_id[q] == doc_id[k]) & (q >= k)
+    if m == "varlen_sliding_window":
+        return lambda b, h, q, k: (doc_id[q] == doc_id[k]) & (q >= k) & (q - k <= w)
+    if m == "block_causal":
+        return lambda b, h, q, k: (k // B) <= (q // B)
+    if m == "varlen_block_causal":
+        return lambda b, h, q, k: (doc_id[q] == doc_id[k]) & (
+            (k - doc_start[k]) // B <= (q - doc_start[q]) // B)
+    raise KeyError(m)
+
+
+def time_fwd_bwd(fn, q, k, v, dout, warmup, iters):
+    import torch
+    f_ms = median_ms(lambda: fn(q, k, v), warmup, iters)
+    out = fn(q, k, v)
+
+    def bwd():
+        torch.autograd.grad(out, (q, k, v), dout, retain_graph=True)
+    b_ms = median_ms(bwd, warmup, iters)
+    return f_ms, b_ms
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("ours", help="JSON written by magi-bench kernel --out")
+    ap.add_argument("--out", help="write peers and ratios as JSON here (refuses to overwrite)")
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--no-flex", action="store_true", help="skip FlexAttention")
+    args = ap.parse_args()
+    if args.out and os.path.exists(args.out):
+        sys.exit(f"{args.out} exists: refusing to overwrite")
+
+    import torch
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    flex = None
+    if not args.no_flex:
+        try:
+            from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+            flex = torch.compile(flex_attention)
+        except Exception as e:  # noqa: BLE001
+            print(f"# FlexAttention unavailable: {e}")
+
+    ours = json.load(open(args.ours))
+    dev = torch.device("cuda")
+    card = torch.cuda.get_device_name(0)
+    print(f"# peers on {card}, torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}")
+    results = []
+    hdr = (f"{'case':<26} {'mask':<20} {'S':>6} {'heads':>6} {'d':>4} | {'ours f/b':>13} | "
+           f"{'flash f/b':>13} {'ratio':>11} | {'cudnn f/b':>13} {'ratio':>11} | {'flex f/b':>13} {'ratio':>11}")
+    print(hdr)
+    for case in ours["cases"]:
+        if case.get("skipped"):
+            continue
+        S, hq, hkv, d = case["total_tokens"], case["heads_q"], case["heads_kv"], case["head_dim"]
+        fwd_flops, bwd_flops = case["fwd_flops"], case["bwd_flops"]
+        torch.manual_seed(1234)
+        q = torch.randn(1, hq, S, d, device=dev, dtype=torch.bfloat16, requires_grad=True)
+        k = torch.randn(1, hkv, S, d, device=dev, dtype=torch.bfloat16, requires_grad=True)
+        v = torch.randn(1, hkv, S, d, device=dev, dtype=torch.bfloat16, requires_grad=True)
+        dout = torch.randn(1, hq, S, d, device=dev, dtype=torch.bfloat16)
+        row = {"case": case["case"], "mask": case["mask"], "total_tokens": S, "heads_q": hq,
+               "heads_kv": hkv, "head_dim": d,
+               "ours": {"fwd_tflops": case["fwd_tflops"], "bwd_tflops": case["bwd_tflops"]}}
+
+        def rate(f_ms, b_ms):
+            return {"fwd_ms": f_ms, "bwd_ms": b_ms, "fwd_tflops": fwd_flops / (f_ms * 1e-3) / 1e12,
+                    "bwd_tflops": bwd_flops / (b_ms * 1e-3) / 1e12}
+
+        for name, backend in (("sdpa_flash", SDPBackend.FLASH_ATTENTION),
+                              ("sdpa_cudnn", SDPBackend.CUDNN_ATTENTION)):
+            if case["mask"] not in ("full", "causal"):
+                row[name] = {"na": "SDPA takes no slice list / document mask"}
+                continue
+            causal = case["mask"] == "causal"
+            try:
+                def fn(q_, k_, v_, backend=backend, causal=causal):
+                    with sdpa_kernel(backend):
+                        return F.scaled_dot_product_attention(q_, k_, v_, is_causal=causal,
+                                                              enable_gqa=hq != hkv)
+                row[name] = rate(*time_fwd_bwd(fn, q, k, v, dout, args.warmup, args.iters))
+            except Exception as e:  # noqa: BLE001
+                row[name] = {"error": str(e).split("\n")[0][:200]}
+        if flex is not None:
+            try:
+                mm = mask_mod_for(case, S, dev)
+                bm = None if mm is None else create_block_mask(mm, None, None, S, S, device=dev)
+
+                def fn(q_, k_, v_, bm=bm):
+                    return flex(q_, k_, v_, block_mask=bm, enable_gqa=hq != hkv)
+                row["flex"] = rate(*time_fwd_bwd(fn, q, k, v, dout, args.warmup, args.iters))
+            except Exception as e:  # noqa: BLE001
+                row["flex"] = {"error": str(e).split("\n")[0][:200]}
+        for name in ("sdpa_flash", "sdpa_cudnn", "flex"):
+            p = row.get(name, {})
+            if "fwd_tflops" in p:
+                p["ratio_fwd"] = case["fwd_tflops"] / p["fwd_tflops"]
+                p["ratio_bwd"] = case["bwd_tflops"] / p["bwd_tflops"]
+
+        def cell(p):
+            if "fwd_tflops" in p:
+                return f"{p['fwd_tflops']:6.0f}/{p['bwd_tflops']:<6.0f} {p['ratio_fwd']:5.2f}/{p['ratio_bwd']:<5.2f}"
+            return f"{'n/a' if 'na' in p else 'error':>13} {'':>11}"
+        print(f"{case['case']:<26} {case['mask']:<20} {S:>6} {hq:>3}:{hkv:<2} {d:>4} | "
+              f"{case['fwd_tflops']:6.0f}/{case['bwd_tflops']:<6.0f} | {cell(row['sdpa_flash'])} | "
+              f"{cell(row['sdpa_cudnn'])} | {cell(row.get('flex', {'na': 1}))}", flush=True)
+        for name in ("sdpa_flash", "sdpa_cudnn", "flex"):
+            if "error" in row.get(name, {}):
+                print(f"#   {name}: {row[name]['error']}")
+        results.append(row)
+        del q, k, v, dout
+        torch.cuda.empty_cache()
+    print("# ratio = ours / peer (TFLOP/s, same FLOP count from the mask area); f/b = forward/backward")
+    if args.out:
+        meta = {"card": card, "torch": torch.__version__, "cudnn": torch.backends.cudnn.version(),
+                "ours": args.ours, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "argv": sys.argv, "warmup": args.warmup, "iters": args.iters}
+        tmp = args.out + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"metadata": meta, "cases": results}, f, indent=2)
+        os.rename(tmp, args.out)
+        print(f"# Wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The one script run on the GPU machine for issue 5 (the flexible CUDA attention kernel):
+#   1. the gpu tests (test_kernels_cuda: kernel vs the float64 CPU reference),
+#   2. `magi-bench kernel` on configs/kernel_h100.json and configs/kernel_h100_gqa.json (with check),
+#   3. the peers (PyTorch SDPA flash / cuDNN, FlexAttention) on the same cases, same card, same run.
+# Binaries are built elsewhere and carried in $BIN (default build-gpu-carry: magi-bench,
+# test_kernels_cuda). Everything lands in $OUT (default ./kernel-out): at most 6 files.
+# Usage (device tool): bash scripts/gpu_kernel.sh [quick]   -- quick: tests + 32k d=128 only, no peers
+set -uo pipefail
+BIN=${BIN:-build-gpu-carry}
+OUT=${OUT:-kernel-out}
+mkdir -p "$OUT"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 PYTHONUNBUFFERED=1
+LOG="$OUT/run.log"
+{
+  echo "# $(date -u +%FT%TZ) host $(hostname)"
+  nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.limit,temperature.gpu --format=csv
+  echo "# commit (of the tree sent): ${MAGI_COMMIT:-unknown}"
+} | tee "$LOG"
+
+rc=0
+"$BIN/test_kernels_cuda" --gtest_brief=1 > "$OUT/gpu_tests.log" 2>&1
+t=$?
+echo "# gpu tests: rc=$t ($(grep -c '^\[       OK \]' "$OUT/gpu_tests.log") ok, $(grep -c 'Failure' "$OUT/gpu_tests.log") failures)" | tee -a "$LOG"
+grep -E '^\[  (PASSED|FAILED)' "$OUT/gpu_tests.log" | tee -a "$LOG"
+[ $t -ne 0 ] && rc=1
+
+for cfg in kernel_h100 kernel_h100_gqa; do
+  "$BIN/magi-bench" kernel --config "configs/$cfg.json" --out "$OUT/$cfg.json" 2>&1 | tee -a "$LOG"
+  [ "${PIPESTATUS[0]}" -ne 0 ] && rc=1
+done
+
+if [ "${1:-}" != "quick" ]; then
+  python3 scripts/bench_kernel_peers.py "$OUT/kernel_h100.json" --out "$OUT/peers_h100.json" \
+    --warmup 3 --iters 10 2>&1 | grep -v Warning | tee -a "$LOG"
+  python3 scripts/bench_kernel_peers.py "$OUT/kernel_h100_gqa.json" --out "$OUT/peers_h100_gqa.json" \
+    --warmup 3 --iters 10 2>&1 | grep -v Warning | tee -a "$LOG"
+fi
+exit $rc

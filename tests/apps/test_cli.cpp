@@ -1,0 +1,143 @@
+// The executable as a user meets it (single process, no mpirun): help, errors with their exit
+// codes, a quick run that writes JSON and CSV, and result files that are never clobbered.
+#include "core/report/file_io.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Outcome {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr together
+};
+
+Outcome run(const std::string& args) {
+  const std::string cmd = std::string(MAGI_BENCH_EXE) + " " + args + " 2>&1";
+  Outcome o;
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  if (!pipe) return o;
+  std::array<char, 4096> buf{};
+  size_t n = 0;
+  while ((n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0) o.output.append(buf.data(), n);
+  const int status = ::pclose(pipe);
+  o.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return o;
+}
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("magi_cli_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string write(const std::string& name, const std::string& text) {
+    const fs::path p = dir_ / name;
+    std::ofstream(p) << text;
+    return p.string();
+  }
+  fs::path dir_;
+};
+
+const char* kTiny = R"({
+  "name": "tiny",
+  "model": {"heads_q": 4, "heads_kv": 2, "head_dim": 16, "dtype": "bf16"},
+  "sequence": {"total_tokens": 256,
+               "documents": {"distribution": "uniform", "min_tokens": 16, "max_tokens": 96, "seed": 3}},
+  "mask": [{"type": "varlen_causal"}, {"type": "sliding_window", "window": 32}],
+  "parallel": {"cp": 1, "strategy": "magi", "chunk_tokens": 64},
+  "run": {"warmup": 0, "iters": 2, "check": true}
+})";
+
+TEST_F(Cli, HelpListsEverySubcommandAndOption) {
+  const Outcome top = run("--help");
+  EXPECT_EQ(top.exit_code, 0);
+  for (const char* s : {"run", "plan", "Exit codes"}) EXPECT_NE(top.output.find(s), std::string::npos) << s;
+  const Outcome sub = run("run --help");
+  EXPECT_EQ(sub.exit_code, 0);
+  for (const char* s : {"--config", "--backend", "--out", "--csv", "--force", "--check", "--warmup",
+                        "--iters", "--threads", "--ranks-needed"}) {
+    EXPECT_NE(sub.output.find(s), std::string::npos) << s;
+  }
+  EXPECT_EQ(run("--version").exit_code, 0);
+}
+
+TEST_F(Cli, UsageErrorsExitWithCodeTwo) {
+  EXPECT_EQ(run("").exit_code, 2);
+  EXPECT_EQ(run("run").exit_code, 2);  // --config is required
+  EXPECT_EQ(run("--config x.json --bogus").exit_code, 2);
+  const Outcome b = run("--config " + write("w.json", kTiny) + " --backend tpu");
+  EXPECT_EQ(b.exit_code, 2);
+  EXPECT_NE(b.output.find("--backend tpu"), std::string::npos) << b.output;
+}
+
+TEST_F(Cli, BadWorkloadsNameFileFieldAndValue) {
+  const Outcome missing = run("--config " + (dir_ / "absent.json").string());
+  EXPECT_EQ(missing.exit_code, 4) << missing.output;
+  EXPECT_NE(missing.output.find("absent.json"), std::string::npos);
+
+  const Outcome not_json = run("--config " + write("bad.json", "{ \"name\": "));
+  EXPECT_EQ(not_json.exit_code, 4) << not_json.output;
+
+  std::string heads = kTiny;
+  heads.replace(heads.find("\"heads_kv\": 2"), 13, "\"heads_kv\": 3");
+  const Outcome h = run("--config " + write("h.json", heads));
+  EXPECT_EQ(h.exit_code, 3) << h.output;
+  EXPECT_NE(h.output.find("heads_kv"), std::string::npos) << h.output;
+  EXPECT_NE(h.output.find("h.json"), std::string::npos) << h.output;
+}
+
+TEST_F(Cli, TooFewRanksForCpIsAClearError) {
+  std::string two = kTiny;
+  two.replace(two.find("\"cp\": 1"), 7, "\"cp\": 2");
+  const Outcome o = run("--config " + write("cp2.json", two));
+  EXPECT_EQ(o.exit_code, 2) << o.output;
+  EXPECT_NE(o.output.find("mpirun -np 2"), std::string::npos) << o.output;
+  const Outcome n = run("--config " + write("cp2b.json", two) + " --ranks-needed");
+  EXPECT_EQ(n.exit_code, 0);
+  EXPECT_EQ(n.output, "2\n");
+}
+
+TEST_F(Cli, RunPrintsATableAndWritesJsonAndCsvWhole) {
+  const std::string cfg = write("w.json", kTiny);
+  const std::string json = (dir_ / "r.json").string(), csv = (dir_ / "r.csv").string();
+  const Outcome o = run("--config " + cfg + " --out " + json + " --csv " + csv);
+  ASSERT_EQ(o.exit_code, 0) << o.output;
+  EXPECT_NE(o.output.find("# magi-bench"), std::string::npos);
+  EXPECT_NE(o.output.find("varlen_causal"), std::string::npos);
+  EXPECT_NE(o.output.find("#wrong 0"), std::string::npos) << o.output;
+
+  const auto report = nlohmann::json::parse(magi::read_file(json));
+  ASSERT_EQ(report["cases"].size(), 2u);
+  for (const auto& c : report["cases"]) {
+    EXPECT_EQ(c["check"], "passed");
+    EXPECT_GT(c["fwd_tflops_per_gpu"].get<double>(), 0);
+    EXPECT_GT(c["bwd_ms"].get<double>(), 0);
+    EXPECT_EQ(c["ranks"].size(), 1u);
+  }
+  EXPECT_FALSE(report["metadata"]["git_sha"].get<std::string>().empty());
+  EXPECT_EQ(report["metadata"]["argv"].size(), 7u);
+  const std::string table = magi::read_file(csv);
+  EXPECT_EQ(std::count(table.begin(), table.end(), '\n'), 3);
+
+  // A second run refuses to overwrite either file, before doing any work.
+  const Outcome again = run("--config " + cfg + " --out " + json);
+  EXPECT_EQ(again.exit_code, 4) << again.output;
+  EXPECT_NE(again.output.find("refusing to overwrite"), std::string::npos);
+  EXPECT_EQ(again.output.find("varlen_causal"), std::string::npos);  // no case ran
+  EXPECT_EQ(run("--config " + cfg + " --out " + json + " --force").exit_code, 0);
+}
+
+}  // namespace
