@@ -76,9 +76,6 @@ TEST(PlannedBytes, SumToThePlansVolume) {
         const auto mask = testing::make_mask(c);
         const Plan plan = build_plan(mask, c);
         if (plan.skipped) continue;
-        // Known planner discrepancy (reported): ring_volume's bwd = (2P-1) S kv is S kv at P = 1,
-        // where nothing moves.
-        if (st == Strategy::ring && cp == 1) continue;
         const PlannedBytes b = planned_sent_bytes(plan);
         int64_t f = 0, w = 0;
         for (int p = 0; p < cp; ++p) {

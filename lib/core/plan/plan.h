@@ -89,7 +89,7 @@ struct RankPlan {
 // tokens of rank r, R_r its remote KV tokens, P = cp:
 //   magi      fwd = sum_r R_r kv                bwd = 2 fwd (K/V GroupCast again + dK/dV GroupReduce)
 //   ring      fwd = (P-1) S kv                  bwd = (2P-1) S kv (K/V again over P-1 hops, dK/dV
-//                                                     over P hops, the last one home)
+//                                                     over P hops, the last one home; 0 if P = 1)
 //   ulysses   fwd = (P-1) S (2Hq + 2Hkv)/P D b  bwd = fwd (dO in; dQ, dK, dV out; Q, K, V, O kept
 //                                                     head-sharded from the forward)
 //   allgather fwd = (P-1) S kv                  bwd = 2 fwd (all-gather again + reduce-scatter)

@@ -318,7 +318,9 @@ std::string skip_reason(Strategy strategy, const Case& c) {
 
 CommVolume ring_volume(const Case& c) {
   const int64_t P = c.parallel.cp, S = c.total_tokens, kv = kv_bytes_per_token(c.model);
-  return CommVolume{(P - 1) * S * kv, (2 * P - 1) * S * kv, 0};
+  // Backward: K/V rotate P - 1 steps again and the dK/dV accumulators travel P hops back to
+  // their owners; on one rank nothing moves.
+  return CommVolume{(P - 1) * S * kv, P > 1 ? (2 * P - 1) * S * kv : 0, 0};
 }
 
 CommVolume ulysses_volume(const Case& c) {
