@@ -58,12 +58,12 @@ def main():
                 "build_plan_ms": bench,
                 "target_ms": TARGETS_MS.get(cp),
                 "meets_target": None if cp not in TARGETS_MS else bench["median_ms"] < TARGETS_MS[cp],
-                "imbalance": plan.get("imbalance"),
+                "imbalance": plan["balance"]["imbalance"],
                 "overlap_degree": plan.get("overlap_degree"),
                 "load_average_before": [round(x, 2) for x in load],
             })
             print(f"cp {cp:5d}: build_plan median {bench['median_ms']:.2f} ms "
-                  f"(cpu {bench['cpu_median_ms']:.2f} ms), imbalance {plan.get('imbalance'):.4f}")
+                  f"(cpu {bench['cpu_median_ms']:.2f} ms), imbalance {plan["balance"]["imbalance"]:.4f}")
     sha = doc["git_sha"]
     result = {
         "what": "magi-bench planning speed: build_plan for magi (dispatch + comm plan + overlap "
