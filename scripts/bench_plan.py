@@ -63,7 +63,7 @@ def main():
                 "load_average_before": [round(x, 2) for x in load],
             })
             print(f"cp {cp:5d}: build_plan median {bench['median_ms']:.2f} ms "
-                  f"(cpu {bench['cpu_median_ms']:.2f} ms), imbalance {plan["balance"]["imbalance"]:.4f}")
+                  f"(cpu {bench['cpu_median_ms']:.2f} ms), imbalance {plan['balance']['imbalance']:.4f}")
     sha = doc["git_sha"]
     result = {
         "what": "magi-bench planning speed: build_plan for magi (dispatch + comm plan + overlap "
@@ -77,6 +77,7 @@ def main():
                   "at cp 16 per rank; its dispatch alone 0.035 s at cp 64, 0.26 s at cp 1024",
         "runs": runs,
     }
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     tmp_out = args.out + ".tmp"
     with open(tmp_out, "w") as f:
         json.dump(result, f, indent=2)
