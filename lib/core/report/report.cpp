@@ -20,6 +20,14 @@ std::string fixed_or_dash(double v, int digits) {
   return std::isfinite(v) ? fmt::format("{:.{}f}", v, digits) : "-";
 }
 
+// A rate with at least three significant digits: GPU rates read 612.3, CPU rates 0.00524.
+std::string rate_or_dash(double v) {
+  if (!std::isfinite(v)) return "-";
+  if (v >= 100) return fmt::format("{:.1f}", v);
+  if (v >= 1) return fmt::format("{:.2f}", v);
+  return fmt::format("{:.3g}", v);
+}
+
 }  // namespace
 
 std::string_view to_string(CheckState s) {
@@ -120,7 +128,7 @@ std::string table_row(const Report& report, size_t i) {
       "{:>6} {:>7}\n",
       r.case_name, r.mask, r.total_tokens, r.cp, r.strategy,
       r.fwd_ran ? fixed_or_dash(r.fwd_ms, 3) : "-", r.bwd_ran ? fixed_or_dash(r.bwd_ms, 3) : "-",
-      fixed_or_dash(r.fwd_tflops_per_gpu(), 3), fixed_or_dash(r.bwd_tflops_per_gpu(), 3),
+      rate_or_dash(r.fwd_tflops_per_gpu()), rate_or_dash(r.bwd_tflops_per_gpu()),
       fixed_or_dash(r.fwd_mfu_pct(), 1),
       fixed_or_dash(static_cast<double>(r.max_rank_fwd_sent_bytes()) / 1e6, 3),
       fixed_or_dash(vs_bound, 2), fixed_or_dash(r.exposed_comm_pct(), 1),
@@ -148,8 +156,7 @@ std::string table_summary(const Report& report) {
       "# Cases: {} run, {} skipped; checked {}, #wrong {}\n"
       "# Avg TFLOP/s per GPU : fwd {} bwd {}\n",
       wrong, wrong ? "FAILED" : "OK", ran, skipped, checked, wrong,
-      fwd_n ? fmt::format("{:.3f}", fwd_sum / fwd_n) : "-",
-      bwd_n ? fmt::format("{:.3f}", bwd_sum / bwd_n) : "-");
+      fwd_n ? rate_or_dash(fwd_sum / fwd_n) : "-", bwd_n ? rate_or_dash(bwd_sum / bwd_n) : "-");
 }
 
 namespace {

@@ -124,6 +124,8 @@ TEST(Report, PrintersCarryEveryRowAndTheVerdict) {
 
   EXPECT_NE(table_header().find("strategy"), std::string::npos);
   EXPECT_NE(table_row(rep, 1).find("FAILED"), std::string::npos);
+  // Rates keep three significant digits: 4 * 524800 * 32 * 4 flops in 8 ms = 0.0336 TF/s.
+  EXPECT_NE(table_row(rep, 0).find(" 0.0336 "), std::string::npos) << table_row(rep, 0);
   EXPECT_NE(table_row(rep, 2).find("skipped: cp 4 > heads_kv 2"), std::string::npos);
   EXPECT_NE(table_summary(rep).find("#wrong 1"), std::string::npos);
 
