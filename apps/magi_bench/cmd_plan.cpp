@@ -105,10 +105,13 @@ std::string explain_plan(const Plan& p, int overlap_requested, int max_rows) {
   out += fmt::format("# {:>5} {:>9} {:>14} {:>10} {:>10} {:>10} {:>6} {:>8}  {}\n", "rank", "tokens", "area",
                      "remote_kv", "sent_MB", "recv_MB", "stages", "slices", "q_ranges");
   const int n = static_cast<int>(p.ranks.size());
+  // With more ranks than max_rows: the first ceil(max_rows / 2) and the last floor(max_rows / 2).
+  const int head = (max_rows + 1) / 2, tail = max_rows / 2;
   for (int i = 0; i < n; ++i) {
-    if (max_rows > 0 && n > max_rows && i == max_rows / 2) {
+    if (max_rows > 0 && n > max_rows && i == head) {
       out += fmt::format("# {:>5} ({} ranks not shown; --max-rank-rows 0 shows all)\n", "...", n - max_rows);
-      i = n - max_rows / 2;
+      i = n - tail;
+      if (i >= n) break;
     }
     const RankPlan& rk = p.ranks[static_cast<size_t>(i)];
     size_t slices = 0;

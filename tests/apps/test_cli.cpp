@@ -140,4 +140,28 @@ TEST_F(Cli, RunPrintsATableAndWritesJsonAndCsvWhole) {
   EXPECT_EQ(run("--config " + cfg + " --out " + json + " --force").exit_code, 0);
 }
 
+// `plan --max-rank-rows N` shows N rank rows (the first ceil(N/2), the last floor(N/2)) and says
+// how many it left out; N = 1 used to read past the last rank (segfault), odd N miscounted.
+TEST_F(Cli, PlanMaxRankRowsShowsExactlyThatManyRanks) {
+  const std::string cfg = write("w.json", kTiny);
+  auto rank_rows = [](const std::string& out) {
+    int n = 0;
+    size_t pos = 0;
+    while ((pos = out.find("\n  ", pos)) != std::string::npos) ++n, ++pos;  // rank rows start "  "
+    return n;
+  };
+  for (int rows : {1, 2, 3}) {
+    const Outcome o = run("plan --config " + cfg + " --cp 4 --no-compare --max-rank-rows " + std::to_string(rows));
+    ASSERT_EQ(o.exit_code, 0) << o.output;
+    EXPECT_EQ(rank_rows(o.output), 2 * rows) << o.output;  // two cases
+    std::string hidden = "(";
+    hidden += std::to_string(4 - rows);
+    hidden += " ranks not shown";
+    EXPECT_NE(o.output.find(hidden), std::string::npos) << o.output;
+  }
+  const Outcome all = run("plan --config " + cfg + " --cp 4 --no-compare --max-rank-rows 0");
+  ASSERT_EQ(all.exit_code, 0) << all.output;
+  EXPECT_EQ(rank_rows(all.output), 8) << all.output;
+}
+
 }  // namespace
