@@ -123,15 +123,22 @@ void overlap(const std::function<void()>& compute, const std::vector<Request*>& 
     }
     done.store(true, std::memory_order_release);
   });
-  while (!done.load(std::memory_order_acquire)) {
-    bool all_done = true;
-    for (Request* r : progress) {
-      if (r && !r->test()) all_done = false;
+  try {
+    while (!done.load(std::memory_order_acquire)) {
+      bool all_done = true;
+      for (Request* r : progress) {
+        if (r && !r->test()) all_done = false;
+      }
+      if (need && !need->test()) all_done = false;
+      // Nothing left to progress: just wait for the worker.
+      if (all_done) break;
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
-    if (need && !need->test()) all_done = false;
-    // Nothing left to progress: just wait for the worker.
-    if (all_done) break;
-    std::this_thread::sleep_for(std::chrono::microseconds(50));
+  } catch (...) {
+    // A failing test() (an MPI error) must reach main() with its message: a joinable thread
+    // destroyed during unwinding would std::terminate instead.
+    worker.join();
+    throw;
   }
   worker.join();
   if (error) std::rethrow_exception(error);

@@ -10,8 +10,10 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
 #include <set>
+#include <thread>
 
 namespace magi {
 namespace {
@@ -65,6 +67,29 @@ TEST(RowMaps, MapsLayoutsAndInverts) {
 
 // The executors' per-rank byte figures sum to the plan's CommVolume, for every strategy, mask
 // and cp (the MPI tests then check that the real messages match the per-rank figures).
+// A request whose test() fails while compute runs on the worker thread: overlap() must join the
+// worker and let the error through (it used to std::terminate, losing the MPI error message).
+TEST(Overlap, ARequestErrorDuringComputeReachesTheCaller) {
+  struct FailingRequest final : Request {
+    int calls = 0;
+    bool test() override {
+      if (++calls > 1) throw RuntimeError("MPI_Testall failed (test)");
+      return false;  // pending at first, so overlap() starts the worker
+    }
+    void wait() override {}
+  } req;
+  detail::PassStats st;
+  bool computed = false;
+  EXPECT_THROW(detail::overlap(
+                   [&] {
+                     std::this_thread::sleep_for(std::chrono::milliseconds(20));
+                     computed = true;
+                   },
+                   {}, &req, st),
+               RuntimeError);
+  EXPECT_TRUE(computed);
+}
+
 TEST(PlannedBytes, SumToThePlansVolume) {
   for (int cp : {1, 2, 3, 4, 8}) {
     for (Strategy st : {Strategy::magi, Strategy::ring, Strategy::ulysses, Strategy::allgather}) {
