@@ -3,11 +3,11 @@
 // ends cleanly with one message; after that, a failing rank prints its error and takes the whole
 // job down with MPI_Abort, so no rank is left waiting in a collective.
 #include "commands.h"
+#include "system_info.h"
 
 #include "core/base/error.h"
 
 #include <mpi.h>
-#include <unistd.h>
 
 #include <cstdio>
 #include <exception>
@@ -55,12 +55,6 @@ void preflight(const Context& ctx, const std::function<void()>& fn) {
 }  // namespace magi::app
 
 namespace {
-
-std::string hostname() {
-  char buf[256] = {};
-  ::gethostname(buf, sizeof buf - 1);
-  return buf;
-}
 
 // `magi-bench --config F` means `magi-bench run --config F`.
 std::vector<std::string> with_default_command(int argc, char** argv) {
@@ -117,13 +111,13 @@ int main(int argc, char** argv) {
     code = e.exit_code;
   } catch (const magi::Error& e) {
     std::fprintf(stderr, "magi-bench: error on rank %d (%s): %s\n", ctx.world_rank,
-                 hostname().c_str(), e.what());
+                 magi::app::hostname().c_str(), e.what());
     std::fflush(stderr);
     if (ctx.world_size > 1) MPI_Abort(MPI_COMM_WORLD, static_cast<int>(e.code()));
     code = static_cast<int>(e.code());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "magi-bench: internal error on rank %d (%s): %s\n", ctx.world_rank,
-                 hostname().c_str(), e.what());
+                 magi::app::hostname().c_str(), e.what());
     std::fflush(stderr);
     if (ctx.world_size > 1) MPI_Abort(MPI_COMM_WORLD, static_cast<int>(magi::ExitCode::internal));
     code = static_cast<int>(magi::ExitCode::internal);
