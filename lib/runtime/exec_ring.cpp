@@ -42,25 +42,21 @@ class RingRunner final : public StrategyRunner {
       block_rows_[p] = plan.ranks[p].tokens;
       max_block_ = std::max(max_block_, block_rows_[p]);
     }
-    // Assign every stage of this rank to the owner whose block holds its keys.
+    // Stage s of rank r holds the block of rank (r - s) mod cp (plan.h); a stage with no slices
+    // (fully masked block) is only forwarded.
+    MAGI_CHECK(static_cast<int>(me.stages.size()) == P_, "ring plan: rank {} has {} stages, expected {}",
+               r_, me.stages.size(), P_);
     by_owner_.resize(P_);
-    for (const Stage& st : me.stages) {
+    for (int s = 0; s < P_; ++s) {
+      const Stage& st = me.stages[s];
       if (st.kv_ranges.empty() || st.slices.empty()) continue;
-      int owner = -1;
-      for (int p = 0; p < P_ && owner < 0; ++p) {
-        try {
-          RingStage rs;
-          rs.segs = inverse(map_rows(plan.ranks[p].q_ranges, st.kv_ranges));
-          rs.identity = is_identity(rs.segs) && total_size(st.kv_ranges) == block_rows_[p];
-          rs.rows = total_size(st.kv_ranges);
-          rs.slices = to_kernel_slices(st.slices);
-          by_owner_[p].push_back(std::move(rs));
-          owner = p;
-        } catch (const InternalError&) {
-        }
-      }
-      MAGI_CHECK(owner >= 0, "ring plan: rank {} has a stage whose keys lie in no single rank's block",
-                 r_);
+      const int owner = (r_ - s + P_) % P_;
+      RingStage rs;
+      rs.segs = inverse(map_rows(plan.ranks[owner].q_ranges, st.kv_ranges));
+      rs.identity = is_identity(rs.segs) && total_size(st.kv_ranges) == block_rows_[owner];
+      rs.rows = total_size(st.kv_ranges);
+      rs.slices = to_kernel_slices(st.slices);
+      by_owner_[owner].push_back(std::move(rs));
     }
     for (auto& b : buf_) b.assign(max_block_ * 2 * kv_row_, 0.f);
     for (auto& b : acc_in_) b.assign(max_block_ * 2 * kv_row_, 0.f);
