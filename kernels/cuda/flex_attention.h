@@ -1,0 +1,93 @@
+// Flexible flash attention on one CUDA GPU: forward and backward over an arbitrary slice list
+// (DESIGN.md §1), with flash-attention's memory behaviour (no S x S matrix anywhere).
+//
+// This header has no CUDA types: host code includes it as plain C++. Device buffers are passed as
+// void* (elements of `dtype`) or float*; the stream is a cudaStream_t passed as void* (nullptr =
+// the legacy default stream). Layouts are those of kernels/common/kernel_args.h:
+//   q, out, dout, dq : [sq, hq, d]      k, v, dk, dv : [sk, hkv, d]      lse : [sq, hq] fp32
+//
+// How the work is cut (kernels/cuda/README.md has the whole story and the measured figures):
+//  - forward: one work item per (segment of at most 128 query rows, query head). The item walks
+//    every slice whose query range meets its rows, and in each slice only the key tiles that meet
+//    the visible band of its rows; one online softmax runs over all of them, so query rows shared
+//    by several slices are merged exactly inside the item (no second pass, no atomics) and out /
+//    lse are written once. When no two slices share a query row (documents), segments start at
+//    each slice's first row so that no tile straddles two documents; otherwise they are a fixed
+//    128-row grid.
+//  - backward: one work item per (segment of at most 128 keys, key/value head). It walks the query
+//    heads of its GQA group and, per slice, the 64-row query tiles that see its keys; dK and dV stay
+//    in registers and are written once; dQ is added with fp32 atomics into a workspace and converted
+//    at the end. Key segments follow slices when key ranges are disjoint, else a fixed grid.
+//  - tiles fully inside a slice's band run unmasked; tiles outside it are never visited.
+//  - items are sorted heaviest first on the host (the hardware hands out blocks in order).
+//  - the matrix products run on Hopper's wgmma (sm_90a); older mma.sync variants stay selectable
+//    through MAGI_FLEX_FWD_VARIANT / MAGI_FLEX_BWD_VARIANT for experiments.
+// Memory: the work lists (O(slices + tokens / tile)) and, for backward, an fp32 dQ buffer
+// [sq, hq, d] and D = rowsum(dout * out) [sq, hq]: O(tokens x heads x dim), never O(S^2).
+// dtypes: bf16 and fp16 (fp32 accumulation everywhere); head dims 64 and 128.
+#pragma once
+
+#include "common/kernel_args.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace magi::kernels::cuda {
+
+enum class DType { bf16, fp16 };
+
+// Whether at least one CUDA device is visible (false, never a throw, when no driver is there).
+bool device_available();
+// "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs)" for the current device.
+std::string device_description();
+
+// Statistics of a plan, for reports and tests.
+struct FlexAttentionStats {
+  int64_t forward_items = 0;      // (query block, head) work items
+  int64_t forward_tiles = 0;      // (query block, key tile, head) tiles visited
+  int64_t forward_masked_tiles = 0;
+  int64_t backward_items = 0;     // (key block, kv head) work items
+  int64_t backward_tiles = 0;     // (key block, query tile, query head) tiles visited
+  int64_t area = 0;               // visible (q, k) pairs of the mask (one head)
+  bool q_ranges_overlap = false;  // whether some query row is in several slices
+};
+
+// A plan for one shape and slice list: built once on the host (validates the slices, builds
+// and uploads the work lists, owns the backward workspace), then run any number of times.
+// Not thread-safe; one plan per stream at a time. Throws std::invalid_argument for a bad shape
+// or slice list and std::runtime_error for a CUDA error (quoting the call).
+class FlexAttention {
+ public:
+  FlexAttention(const AttnShape& shape, const KernelSlice* slices, size_t num_slices,
+                DType dtype = DType::bf16, int device = -1 /* current */);
+  ~FlexAttention();
+  FlexAttention(const FlexAttention&) = delete;
+  FlexAttention& operator=(const FlexAttention&) = delete;
+
+  // out (dtype) and lse (fp32) are written for every row and head: rows that see no key get
+  // out = 0, lse = -inf.
+  void forward(const void* q, const void* k, const void* v, void* out, float* lse,
+               float softmax_scale, void* stream = nullptr);
+
+  // dq, dk, dv (dtype) are written entirely (zero where nothing contributes). out and lse must be
+  // this mask's forward results.
+  void backward(const void* q, const void* k, const void* v, const void* out, const void* dout,
+                const float* lse, float softmax_scale, void* dq, void* dk, void* dv,
+                void* stream = nullptr);
+
+  const FlexAttentionStats& stats() const;
+  const AttnShape& shape() const;
+
+  struct Impl;  // opaque (device buffers); public only so the .cu's helpers can name it
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// Supported head dims (the kernels are compiled for these).
+bool head_dim_supported(int d);
+
+}  // namespace magi::kernels::cuda

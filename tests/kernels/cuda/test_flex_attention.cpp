@@ -1,0 +1,355 @@
+// The flexible CUDA attention kernels against the float64 CPU reference (kernels/cpu): random
+// slice lists of all four types with overlapping query ranges, every catalogue mask, ragged sizes,
+// empty slices, rows that see nothing, GQA, head dims 64 and 128, forward and backward.
+// Inputs are fresh random bf16 values each run (seed printed, MAGI_TEST_SEED overrides); outputs
+// are poisoned with NaN before each launch so an unwritten element fails the check.
+#include "cpu/reference_attention.h"
+#include "cuda/flex_attention.h"
+
+#include "common/test_seed.h"
+
+#ifdef MAGI_TEST_HAVE_CATALOGUE
+#include "core/mask/catalogue.h"
+#endif
+
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace {
+
+using magi::kernels::AttnShape;
+using magi::kernels::KernelSlice;
+using magi::kernels::KernelSliceType;
+namespace kc = magi::kernels::cuda;
+namespace cpu = magi::kernels::cpu;
+
+#define ASSERT_CUDA(call) ASSERT_EQ((call), cudaSuccess) << #call
+
+// bf16 <-> float on the host (round to nearest even).
+uint16_t to_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+float from_bf16(uint16_t h) {
+  const uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// fp16 through the compiler's _Float16 (round to nearest even).
+uint16_t to_f16(float f) {
+  const _Float16 h = static_cast<_Float16>(f);
+  uint16_t u;
+  std::memcpy(&u, &h, 2);
+  return u;
+}
+float from_f16(uint16_t u) {
+  _Float16 h;
+  std::memcpy(&h, &u, 2);
+  return static_cast<float>(h);
+}
+
+struct DevBuf {
+  void* p = nullptr;
+  size_t bytes = 0;
+  explicit DevBuf(size_t b) : bytes(b) {
+    if (b) { EXPECT_EQ(cudaMalloc(&p, b), cudaSuccess); }
+  }
+  ~DevBuf() {
+    if (p) cudaFree(p);
+  }
+  void poison() {
+    if (bytes) { EXPECT_EQ(cudaMemset(p, 0xff, bytes), cudaSuccess); }  // NaN in bf16 and fp32
+  }
+};
+
+// Rounds x to the 16-bit type; returns its bits, leaves the rounded floats in x.
+std::vector<uint16_t> round16(std::vector<float>& x, kc::DType dt) {
+  std::vector<uint16_t> b(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    b[i] = dt == kc::DType::bf16 ? to_bf16(x[i]) : to_f16(x[i]);
+    x[i] = dt == kc::DType::bf16 ? from_bf16(b[i]) : from_f16(b[i]);
+  }
+  return b;
+}
+
+std::vector<float> random_vec(size_t n, std::mt19937_64& rng) {
+  std::normal_distribution<float> nd(0.f, 1.f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = nd(rng);
+  return v;
+}
+
+DevBuf upload(const std::vector<uint16_t>& h) {
+  DevBuf d(h.size() * 2);
+  if (!h.empty()) { EXPECT_EQ(cudaMemcpy(d.p, h.data(), h.size() * 2, cudaMemcpyHostToDevice), cudaSuccess); }
+  return d;
+}
+std::vector<float> download16(const DevBuf& d, size_t n, kc::DType dt) {
+  std::vector<uint16_t> h(n);
+  if (n) { EXPECT_EQ(cudaMemcpy(h.data(), d.p, n * 2, cudaMemcpyDeviceToHost), cudaSuccess); }
+  std::vector<float> f(n);
+  for (size_t i = 0; i < n; ++i) f[i] = dt == kc::DType::bf16 ? from_bf16(h[i]) : from_f16(h[i]);
+  return f;
+}
+std::vector<float> download_f32(const DevBuf& d, size_t n) {
+  std::vector<float> f(n);
+  if (n) { EXPECT_EQ(cudaMemcpy(f.data(), d.p, n * 4, cudaMemcpyDeviceToHost), cudaSuccess); }
+  return f;
+}
+
+// Relative L2 error ||got - ref|| / ||ref|| (absolute when ref is all zeros); NaN if got has any
+// non-finite value.
+double rel_l2(const std::vector<float>& got, const std::vector<float>& ref) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (!std::isfinite(got[i])) return std::numeric_limits<double>::quiet_NaN();
+    const double d = static_cast<double>(got[i]) - ref[i];
+    num += d * d;
+    den += static_cast<double>(ref[i]) * ref[i];
+  }
+  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+constexpr double kTolOut = 1e-2;    // bf16 and fp16 forward, relative L2 (bf16 lands near 2e-3)
+constexpr double kTolGrad = 1e-2;   // bf16 and fp16 backward, relative L2
+constexpr double kTolLse = 2e-2;    // absolute, natural log units
+
+// Runs forward and backward on the GPU and the CPU reference; checks every output.
+void check_case(const AttnShape& sh, const std::vector<KernelSlice>& slices, uint64_t seed,
+                const std::string& what, kc::DType dt = kc::DType::bf16) {
+  SCOPED_TRACE(what + " sq=" + std::to_string(sh.sq) + " sk=" + std::to_string(sh.sk) +
+               " hq=" + std::to_string(sh.hq) + " hkv=" + std::to_string(sh.hkv) +
+               " d=" + std::to_string(sh.d) + " slices=" + std::to_string(slices.size()) +
+               " seed=" + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  const size_t nq = static_cast<size_t>(sh.sq) * sh.hq * sh.d;
+  const size_t nk = static_cast<size_t>(sh.sk) * sh.hkv * sh.d;
+  const size_t nl = static_cast<size_t>(sh.sq) * sh.hq;
+  std::vector<float> q = random_vec(nq, rng), k = random_vec(nk, rng), v = random_vec(nk, rng),
+                     dout = random_vec(nq, rng);
+  auto qb = round16(q, dt), kb = round16(k, dt), vb = round16(v, dt), dob = round16(dout, dt);
+  const float scale = 1.f / std::sqrt(static_cast<float>(sh.d));
+
+  std::vector<float> ref_out(nq), ref_lse(nl);
+  cpu::attention_forward(sh, slices.data(), slices.size(), q.data(), k.data(), v.data(), scale,
+                         ref_out.data(), ref_lse.data());
+
+  kc::FlexAttention attn(sh, slices.data(), slices.size(), dt);
+  DevBuf dq_(upload(qb)), dk_(upload(kb)), dv_(upload(vb)), ddo(upload(dob));
+  DevBuf out(nq * 2), lse(nl * 4);
+  out.poison();
+  lse.poison();
+  attn.forward(dq_.p, dk_.p, dv_.p, out.p, static_cast<float*>(lse.p), scale);
+  ASSERT_CUDA(cudaDeviceSynchronize());
+  const std::vector<float> got_out = download16(out, nq, dt);
+  const std::vector<float> got_lse = download_f32(lse, nl);
+
+  const double e_out = rel_l2(got_out, ref_out);
+  EXPECT_LE(e_out, kTolOut) << "forward out relative L2";
+  int bad_lse = 0;
+  for (size_t i = 0; i < nl; ++i) {
+    const bool ref_inf = std::isinf(ref_lse[i]);
+    const bool ok = ref_inf ? (std::isinf(got_lse[i]) && got_lse[i] < 0)
+                            : (std::isfinite(got_lse[i]) && std::fabs(got_lse[i] - ref_lse[i]) <= kTolLse);
+    if (!ok && bad_lse++ < 3)
+      ADD_FAILURE() << "lse[" << i << "] got " << got_lse[i] << " ref " << ref_lse[i];
+    if (ref_inf) {  // rows that see nothing: out exactly 0
+      for (int d = 0; d < sh.d; ++d) {
+        if (got_out[i * sh.d + d] != 0.f) {
+          ADD_FAILURE() << "row/head " << i << " sees nothing but out != 0";
+          break;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(bad_lse, 0);
+
+  // Deterministic forward: a second run gives the same bits.
+  {
+    DevBuf out2(nq * 2);
+    out2.poison();
+    attn.forward(dq_.p, dk_.p, dv_.p, out2.p, static_cast<float*>(lse.p), scale);
+    ASSERT_CUDA(cudaDeviceSynchronize());
+    std::vector<uint16_t> a(nq), b(nq);
+    if (nq) {
+      ASSERT_CUDA(cudaMemcpy(a.data(), out.p, nq * 2, cudaMemcpyDeviceToHost));
+      ASSERT_CUDA(cudaMemcpy(b.data(), out2.p, nq * 2, cudaMemcpyDeviceToHost));
+    }
+    EXPECT_TRUE(a == b) << "forward not deterministic (a race?)";
+  }
+
+  // Backward from the kernel's own forward results (as training would).
+  std::vector<float> ref_dq(nq), ref_dk(nk), ref_dv(nk);
+  cpu::attention_backward(sh, slices.data(), slices.size(), q.data(), k.data(), v.data(),
+                          ref_out.data(), dout.data(), ref_lse.data(), scale, ref_dq.data(),
+                          ref_dk.data(), ref_dv.data());
+  DevBuf gdq(nq * 2), gdk(nk * 2), gdv(nk * 2);
+  for (int rep = 0; rep < 2; ++rep) {  // twice: the workspace must be reset between runs
+    gdq.poison();
+    gdk.poison();
+    gdv.poison();
+    attn.backward(dq_.p, dk_.p, dv_.p, out.p, ddo.p, static_cast<const float*>(lse.p), scale,
+                  gdq.p, gdk.p, gdv.p);
+    ASSERT_CUDA(cudaDeviceSynchronize());
+    const double e_dq = rel_l2(download16(gdq, nq, dt), ref_dq);
+    const double e_dk = rel_l2(download16(gdk, nk, dt), ref_dk);
+    const double e_dv = rel_l2(download16(gdv, nk, dt), ref_dv);
+    EXPECT_LE(e_dq, kTolGrad) << "dq relative L2, run " << rep;
+    EXPECT_LE(e_dk, kTolGrad) << "dk relative L2, run " << rep;
+    EXPECT_LE(e_dv, kTolGrad) << "dv relative L2, run " << rep;
+    if (rep == 0)
+      std::printf("  %-28s out %.2e  dq %.2e  dk %.2e  dv %.2e\n", what.c_str(), e_out, e_dq, e_dk, e_dv);
+  }
+}
+
+// A random slice list over [0, sq) x [0, sk): the key axis is cut into disjoint ranges, and each
+// range (most of them) gets one slice with a random query range and type. So query ranges
+// overlap freely while no (q, k) pair is covered twice; rows in no query range see nothing; some
+// slices are empty in q or k.
+std::vector<KernelSlice> random_slices(int64_t sq, int64_t sk, std::mt19937_64& rng) {
+  std::uniform_int_distribution<int> ncuts(1, 6);
+  std::vector<int64_t> cuts{0, sk};
+  const int n = ncuts(rng);
+  for (int i = 0; i < n; ++i) cuts.push_back(std::uniform_int_distribution<int64_t>(0, sk)(rng));
+  std::sort(cuts.begin(), cuts.end());
+  std::vector<KernelSlice> out;
+  for (size_t i = 0; i + 1 < cuts.size(); ++i) {
+    if (std::uniform_real_distribution<double>(0, 1)(rng) < 0.15) continue;
+    int64_t a = std::uniform_int_distribution<int64_t>(0, sq)(rng);
+    int64_t b = std::uniform_int_distribution<int64_t>(0, sq)(rng);
+    if (a > b) std::swap(a, b);
+    if (std::uniform_real_distribution<double>(0, 1)(rng) < 0.1) b = a;  // empty in q
+    KernelSlice s;
+    s.q_start = a;
+    s.q_end = b;
+    s.k_start = cuts[i];
+    s.k_end = cuts[i + 1];
+    s.type = static_cast<KernelSliceType>(std::uniform_int_distribution<int>(0, 3)(rng));
+    out.push_back(s);
+  }
+  std::shuffle(out.begin(), out.end(), rng);
+  return out;
+}
+
+class FlexAttentionGpu : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!kc::device_available()) GTEST_SKIP() << "no CUDA device visible";
+    std::printf("  device: %s\n", kc::device_description().c_str());
+  }
+};
+
+KernelSlice sl(int64_t qs, int64_t qe, int64_t ks, int64_t ke, KernelSliceType t) {
+  KernelSlice s;
+  s.q_start = qs;
+  s.q_end = qe;
+  s.k_start = ks;
+  s.k_end = ke;
+  s.type = t;
+  return s;
+}
+
+TEST_F(FlexAttentionGpu, RandomSliceLists) {
+  const uint64_t seed = magi::testing::test_seed("FlexAttentionGpu.RandomSliceLists", 20261125);
+  std::mt19937_64 rng(seed);
+  const int shapes[][4] = {{4, 4, 128, 0}, {4, 2, 64, 0}, {6, 2, 128, 0}, {4, 1, 64, 0},
+                           {2, 2, 128, 0}, {2, 2, 64, 0}, {8, 2, 128, 0}, {3, 3, 64, 0}};
+  int i = 0;
+  for (const auto& s : shapes) {
+    AttnShape sh;
+    sh.sq = std::uniform_int_distribution<int64_t>(1, 700)(rng);
+    sh.sk = std::uniform_int_distribution<int64_t>(1, 700)(rng);
+    sh.hq = s[0];
+    sh.hkv = s[1];
+    sh.d = s[2];
+    check_case(sh, random_slices(sh.sq, sh.sk, rng), rng(), "random #" + std::to_string(i++));
+  }
+}
+
+TEST_F(FlexAttentionGpu, Fp16) {
+  const uint64_t seed = magi::testing::test_seed("FlexAttentionGpu.Fp16", 16);
+  std::mt19937_64 rng(seed);
+  for (int d : {64, 128}) {
+    AttnShape sh{std::uniform_int_distribution<int64_t>(100, 700)(rng), std::uniform_int_distribution<int64_t>(100, 700)(rng), 4, 2, d};
+    check_case(sh, random_slices(sh.sq, sh.sk, rng), rng(), "fp16 random", kc::DType::fp16);
+    check_case(AttnShape{900, 900, 2, 1, d}, {sl(0, 900, 0, 900, KernelSliceType::causal)}, rng(), "fp16 causal 900", kc::DType::fp16);
+  }
+}
+
+TEST_F(FlexAttentionGpu, EdgeCases) {
+  const uint64_t seed = magi::testing::test_seed("FlexAttentionGpu.EdgeCases", 7);
+  std::mt19937_64 rng(seed);
+  using T = KernelSliceType;
+  for (int d : {64, 128}) {
+    AttnShape sh{300, 200, 2, 1, d};
+    // No slice at all: out 0, lse -inf, gradients 0.
+    check_case(sh, {}, rng(), "no slices");
+    // Empty slices only.
+    check_case(sh, {sl(5, 5, 0, 100, T::full), sl(0, 300, 50, 50, T::causal)}, rng(), "empty slices");
+    // More queries than keys: causal's first rows and inv_causal's last rows see nothing;
+    // a bi_causal with lk < lq is empty.
+    check_case(sh, {sl(0, 300, 0, 90, T::causal), sl(0, 300, 90, 180, T::inv_causal),
+                    sl(0, 250, 180, 200, T::bi_causal)}, rng(), "lq > lk");
+    // Rows shared by three slices, one a single key wide.
+    check_case(sh, {sl(10, 290, 0, 129, T::full), sl(0, 300, 129, 130, T::full),
+                    sl(100, 160, 130, 200, T::bi_causal)}, rng(), "shared rows");
+    // Single row and single key.
+    check_case(AttnShape{1, 1, 2, 2, d}, {sl(0, 1, 0, 1, T::causal)}, rng(), "1x1");
+    // Larger causal, several tiles in both directions, ragged.
+    check_case(AttnShape{1000, 1000, 2, 2, d}, {sl(0, 1000, 0, 1000, T::causal)}, rng(), "causal 1000");
+    check_case(AttnShape{517, 1283, 4, 2, d}, {sl(0, 517, 0, 1283, T::full)}, rng(), "full 517x1283");
+    check_case(AttnShape{700, 700, 2, 1, d}, {sl(0, 700, 0, 700, T::inv_causal)}, rng(), "inv_causal 700");
+    check_case(AttnShape{600, 900, 2, 2, d}, {sl(0, 600, 0, 900, T::bi_causal)}, rng(), "bi_causal 600x900");
+  }
+}
+
+#ifdef MAGI_TEST_HAVE_CATALOGUE
+TEST_F(FlexAttentionGpu, CatalogueMasks) {
+  const uint64_t seed = magi::testing::test_seed("FlexAttentionGpu.CatalogueMasks", 11);
+  std::mt19937_64 rng(seed);
+  const int64_t S = 1100;
+  const std::vector<int64_t> docs{130, 7, 300, 1, 262, 400};  // sums to S
+  for (const std::string& type : magi::mask_types()) {
+    if (type == "slices") continue;
+    magi::MaskSpec spec;
+    spec.type = type;
+    if (type.find("sliding_window") != std::string::npos) spec.window = 150;
+    if (type.find("block_causal") != std::string::npos) spec.block_tokens = 96;
+    if (type == "shared_question") spec.question_tokens = 130;
+    if (type == "prefix_lm") spec.prefix_tokens = 333;
+    if (type == "sink_sliding_window") spec.sink_tokens = 4;
+    const bool docs_used = magi::mask_uses_documents(type);
+    const auto slices = magi::build_mask(spec, S, docs_used ? docs : std::vector<int64_t>{S});
+    std::vector<KernelSlice> ks;
+    for (const auto& s : slices) {
+      ks.push_back(sl(s.q.start, s.q.end, s.k.start, s.k.end, static_cast<KernelSliceType>(s.type)));
+    }
+    for (int d : {64, 128}) {
+      check_case(AttnShape{S, S, 4, 2, d}, ks, rng(), type);
+    }
+  }
+}
+#endif
+
+TEST_F(FlexAttentionGpu, RejectsBadInput) {
+  EXPECT_THROW(kc::FlexAttention(AttnShape{10, 10, 3, 2, 128}, nullptr, 0), std::invalid_argument);
+  EXPECT_THROW(kc::FlexAttention(AttnShape{10, 10, 2, 2, 96}, nullptr, 0), std::invalid_argument);
+  const KernelSlice bad = sl(0, 11, 0, 10, KernelSliceType::full);
+  EXPECT_THROW(kc::FlexAttention(AttnShape{10, 10, 2, 2, 128}, &bad, 1), std::invalid_argument);
+}
+
+}  // namespace
