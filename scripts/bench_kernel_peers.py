@@ -14,6 +14,7 @@ kernels/cuda/flex_benchmark.h). Backward = torch.autograd.grad of (q, k, v) from
 Inputs: random normal bf16, batch 1, layout [1, heads, S, d].
 
 Usage: python3 scripts/bench_kernel_peers.py OURS.json [--out PEERS.json] [--iters 20] [--warmup 5]
+           [--head-dim D] [--min-tokens S]
 """
 import argparse
 import json
@@ -98,6 +99,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--no-flex", action="store_true", help="skip FlexAttention")
+    ap.add_argument("--head-dim", type=int, help="only the cases of this head dim")
+    ap.add_argument("--min-tokens", type=int, default=0, help="only the cases of at least this many tokens")
     args = ap.parse_args()
     if args.out and os.path.exists(args.out):
         sys.exit(f"{args.out} exists: refusing to overwrite")
@@ -123,6 +126,10 @@ def main():
     print(hdr)
     for case in ours["cases"]:
         if case.get("skipped"):
+            continue
+        if args.head_dim is not None and case["head_dim"] != args.head_dim:
+            continue
+        if case["total_tokens"] < args.min_tokens:
             continue
         S, hq, hkv, d = case["total_tokens"], case["heads_q"], case["heads_kv"], case["head_dim"]
         fwd_flops, bwd_flops = case["fwd_flops"], case["bwd_flops"]
@@ -156,7 +163,7 @@ def main():
         if flex is not None:
             try:
                 mm = mask_mod_for(case, S, dev)
-                bm = None if mm is None else create_block_mask(mm, None, None, S, S, device=dev)
+                bm = None if mm is None else create_block_mask(mm, None, None, S, S, device=dev, _compile=True)
 
                 def fn(q_, k_, v_, bm=bm):
                     return flex(q_, k_, v_, block_mask=bm, enable_gqa=hq != hkv)

@@ -5,7 +5,8 @@
 #   3. the peers (PyTorch SDPA flash / cuDNN, FlexAttention) on the same cases, same card, same run.
 # Binaries are built elsewhere and carried in $BIN (default build-gpu-carry: magi-bench,
 # test_kernels_cuda). Everything lands in $OUT (default ./kernel-out): at most 6 files.
-# Usage (device tool): bash scripts/gpu_kernel.sh [quick]   -- quick: tests + 32k d=128 only, no peers
+# Usage (device tool): [PEER_GQA=1] bash scripts/gpu_kernel.sh [quick]
+#   quick: tests and our benchmark only, no peers; PEER_GQA=1: also the peers on the GQA 32k cases.
 set -uo pipefail
 BIN=${BIN:-build-gpu-carry}
 OUT=${OUT:-kernel-out}
@@ -32,8 +33,10 @@ done
 
 if [ "${1:-}" != "quick" ]; then
   python3 scripts/bench_kernel_peers.py "$OUT/kernel_h100.json" --out "$OUT/peers_h100.json" \
-    --warmup 3 --iters 10 2>&1 | grep -v Warning | tee -a "$LOG"
-  python3 scripts/bench_kernel_peers.py "$OUT/kernel_h100_gqa.json" --out "$OUT/peers_h100_gqa.json" \
-    --warmup 3 --iters 10 2>&1 | grep -v Warning | tee -a "$LOG"
+    --head-dim 128 --warmup 3 --iters 10 2>&1 | grep -v Warning | tee -a "$LOG"
+  if [ "${PEER_GQA:-0}" = 1 ]; then
+    python3 scripts/bench_kernel_peers.py "$OUT/kernel_h100_gqa.json" --out "$OUT/peers_h100_gqa.json" \
+      --min-tokens 32768 --warmup 3 --iters 10 2>&1 | grep -v Warning | tee -a "$LOG"
+  fi
 fi
 exit $rc

@@ -32,7 +32,8 @@ struct KernelOptions {
   std::string config;
   std::string out_json;
   bool force = false;
-  std::optional<bool> check;
+  bool check_on = false;   // --check
+  bool check_off = false;  // --no-check
   std::optional<int> warmup;
   std::optional<int> iters;
   int64_t check_rows = 128;
@@ -87,7 +88,8 @@ void run_kernel_bench(Context& ctx, const KernelOptions& opt) {
   int failed = 0;
   for (const Case& original : workload.cases) {
     Case c = original;
-    if (opt.check) c.run.check = *opt.check;
+    if (opt.check_on) c.run.check = true;
+    if (opt.check_off) c.run.check = false;
     if (opt.warmup) c.run.warmup = *opt.warmup;
     if (opt.iters) c.run.iters = *opt.iters;
     nlohmann::json row = {{"case", c.name}, {"mask", c.mask.type}, {"total_tokens", c.total_tokens},
@@ -177,7 +179,9 @@ void add_kernel_command(CLI::App& app, Context& ctx) {
       ->check(CLI::ExistingFile);
   cmd->add_option("-o,--out", opt->out_json, "Write the results as JSON to this file");
   cmd->add_flag("-f,--force", opt->force, "Overwrite --out if it exists");
-  cmd->add_flag("--check,!--no-check", opt->check, "Check sampled rows against the CPU reference (overrides run.check)");
+  CLI::Option* check = cmd->add_flag("--check", opt->check_on,
+                                     "Check sampled rows against the CPU reference (overrides run.check)");
+  cmd->add_flag("--no-check", opt->check_off, "Do not check (overrides run.check)")->excludes(check);
   cmd->add_option("-w,--warmup", opt->warmup, "Warm-up iterations (overrides run.warmup)");
   cmd->add_option("-n,--iters", opt->iters, "Timed iterations (overrides run.iters)");
   cmd->add_option("--check-rows", opt->check_rows, "Rows per checked window (three windows: first, middle, last)");
