@@ -108,6 +108,10 @@ def main():
     import torch
     import torch.nn.functional as F
     from torch.nn.attention import SDPBackend, sdpa_kernel
+    # The backward is timed by replaying one kept graph (retain_graph=True); compiled backward
+    # graphs must then not donate their buffers.
+    import torch._functorch.config as functorch_config
+    functorch_config.donated_buffer = False
     flex = None
     if not args.no_flex:
         try:
