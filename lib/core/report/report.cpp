@@ -76,6 +76,11 @@ double CaseRow::exposed_comm_pct() const {
   return 100.0 * wait / fwd_ms;
 }
 
+bool CaseRow::bytes_match_plan() const {
+  return (!fwd_ran || measured_fwd_bytes() == planned_fwd_bytes) &&
+         (!bwd_ran || measured_bwd_bytes() == planned_bwd_bytes);
+}
+
 double Report::scaling_efficiency(size_t i) const {
   const CaseRow& row = rows.at(i);
   if (row.skipped || !row.fwd_ran) return kNaN;
@@ -138,6 +143,7 @@ std::string table_row(const Report& report, size_t i) {
 
 std::string table_summary(const Report& report) {
   int ran = 0, skipped = 0, checked = 0;
+  std::string bytes_off;  // cases whose measured bytes differ from the plan's
   double fwd_sum = 0, bwd_sum = 0;
   int fwd_n = 0, bwd_n = 0;
   for (const CaseRow& r : report.rows) {
@@ -147,6 +153,7 @@ std::string table_summary(const Report& report) {
     }
     ++ran;
     checked += r.check != CheckState::not_run;
+    if (!r.bytes_match_plan()) bytes_off += " " + r.case_name;
     if (std::isfinite(r.fwd_tflops_per_gpu())) fwd_sum += r.fwd_tflops_per_gpu(), ++fwd_n;
     if (std::isfinite(r.bwd_tflops_per_gpu())) bwd_sum += r.bwd_tflops_per_gpu(), ++bwd_n;
   }
@@ -154,8 +161,10 @@ std::string table_summary(const Report& report) {
   return fmt::format(
       "# Out of bounds values : {} {}\n"
       "# Cases: {} run, {} skipped; checked {}, #wrong {}\n"
+      "# Bytes sent (counted from the messages) == planned : {}\n"
       "# Avg TFLOP/s per GPU : fwd {} bwd {}\n",
       wrong, wrong ? "FAILED" : "OK", ran, skipped, checked, wrong,
+      bytes_off.empty() ? std::string("every case") : "NOT in" + bytes_off,
       fwd_n ? rate_or_dash(fwd_sum / fwd_n) : "-", bwd_n ? rate_or_dash(bwd_sum / bwd_n) : "-");
 }
 
@@ -204,6 +213,7 @@ nlohmann::json row_json(const Report& report, size_t i) {
   j["zero_redundancy_fwd_bytes"] = r.bound_fwd_bytes;
   j["max_rank_fwd_sent_bytes"] = r.max_rank_fwd_sent_bytes();
   j["exposed_comm_pct"] = finite_or_null(r.exposed_comm_pct());
+  j["bytes_match_plan"] = r.bytes_match_plan();
   j["imbalance"] = r.imbalance;
   j["scaling_efficiency"] = finite_or_null(report.scaling_efficiency(i));
   j["check"] = check_name(r.check);

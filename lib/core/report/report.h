@@ -73,6 +73,7 @@ struct CaseRow {
   int64_t measured_fwd_bytes() const;        // sum over ranks
   int64_t measured_bwd_bytes() const;
   double exposed_comm_pct() const;           // 100 * max rank fwd_comm_wait_ms / fwd_ms
+  bool bytes_match_plan() const;             // measured == planned for every pass that ran
 };
 
 struct Report {

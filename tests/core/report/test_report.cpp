@@ -80,6 +80,7 @@ CaseRow make_row(int cp, std::string strategy, double fwd_ms) {
   r.fwd_ms_mean_rank = fwd_ms * 0.9;
   r.bwd_ms_mean_rank = 2 * fwd_ms * 0.9;
   r.planned_fwd_bytes = 1000;
+  r.planned_bwd_bytes = 0;
   r.bound_fwd_bytes = 500;
   for (int k = 0; k < cp; ++k) {
     RankRow rank;
@@ -128,6 +129,10 @@ TEST(Report, PrintersCarryEveryRowAndTheVerdict) {
   EXPECT_NE(table_row(rep, 0).find(" 0.0336 "), std::string::npos) << table_row(rep, 0);
   EXPECT_NE(table_row(rep, 2).find("skipped: cp 4 > heads_kv 2"), std::string::npos);
   EXPECT_NE(table_summary(rep).find("#wrong 1"), std::string::npos);
+  EXPECT_NE(table_summary(rep).find("== planned : every case"), std::string::npos);
+  rep.rows[1].ranks[0].fwd_sent_bytes += 1;
+  EXPECT_NE(table_summary(rep).find("NOT in w/2"), std::string::npos) << table_summary(rep);
+  EXPECT_FALSE(rep.rows[1].bytes_match_plan());
 
   const auto j = to_json(rep);
   ASSERT_EQ(j["cases"].size(), 3u);
