@@ -490,10 +490,14 @@ FlexAttention::FlexAttention(const AttnShape& shape, const KernelSlice* slices, 
       throw std::invalid_argument("FlexAttention: slice " + std::to_string(i) + " out of bounds or reversed");
     const int t = static_cast<int>(s.type);
     if (t < 0 || t > 3) throw std::invalid_argument("FlexAttention: slice " + std::to_string(i) + " has an unknown type");
+    // A slice with no query rows or no keys covers nothing. It must not reach the work lists: a
+    // key segment of an empty-q slice would make a backward item that writes zero dK/dV over
+    // keys that another slice's items write.
+    if (s.q_end == s.q_start || s.k_end == s.k_start) continue;
     ds.push_back(DevSlice{static_cast<int>(s.q_start), static_cast<int>(s.q_end), static_cast<int>(s.k_start),
                           static_cast<int>(s.k_end), t});
     impl_->stats.area += slice_area(ds.back());
-    if (s.q_end > s.q_start) qranges.emplace_back(ds.back().qs, ds.back().qe);
+    qranges.emplace_back(ds.back().qs, ds.back().qe);
   }
   std::sort(qranges.begin(), qranges.end());
   for (size_t i = 1; i < qranges.size(); ++i)
@@ -506,8 +510,7 @@ FlexAttention::FlexAttention(const AttnShape& shape, const KernelSlice* slices, 
   std::vector<FwdEntry> fe;
   std::vector<FwdItem> fi;
   std::vector<std::pair<int, int>> kranges;
-  for (const DevSlice& d : ds)
-    if (d.ke > d.ks && d.qe > d.qs) kranges.emplace_back(d.ks, d.ke);
+  for (const DevSlice& d : ds) kranges.emplace_back(d.ks, d.ke);
   const bool aligned = std::getenv("MAGI_FLEX_GRID_TILES") == nullptr;  // experiments only
   build_forward(shape, ds, fe, fi, impl_->stats, fv.bm(), fv.bn, aligned && !impl_->stats.q_ranges_overlap);
   std::vector<BwdEntry> be;

@@ -58,7 +58,9 @@ struct FlexAttentionStats {
 // A plan for one shape and slice list: built once on the host (validates the slices, builds
 // and uploads the work lists, owns the backward workspace), then run any number of times.
 // Not thread-safe; one plan per stream at a time. Throws std::invalid_argument for a bad shape
-// or slice list and std::runtime_error for a CUDA error (quoting the call).
+// or slice list and std::runtime_error for a CUDA error (quoting the call). The slices must not
+// cover a (q, k) pair twice (DESIGN.md §1): workloads are checked for that when they load, and
+// this constructor does not check it again (such a pair would be counted twice).
 class FlexAttention {
  public:
   FlexAttention(const AttnShape& shape, const KernelSlice* slices, size_t num_slices,

@@ -300,6 +300,9 @@ TEST_F(FlexAttentionGpu, EdgeCases) {
     check_case(sh, {}, rng(), "no slices");
     // Empty slices only.
     check_case(sh, {sl(5, 5, 0, 100, T::full), sl(0, 300, 50, 50, T::causal)}, rng(), "empty slices");
+    // An empty-q slice whose keys overlap another slice's keys must not touch their dK/dV.
+    check_case(sh, {sl(0, 64, 0, 200, T::full), sl(64, 64, 100, 180, T::full)}, rng(),
+               "empty q over shared keys");
     // More queries than keys: causal's first rows and inv_causal's last rows see nothing;
     // a bi_causal with lk < lq is empty.
     check_case(sh, {sl(0, 300, 0, 90, T::causal), sl(0, 300, 90, 180, T::inv_causal),
