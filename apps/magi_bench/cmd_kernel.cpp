@@ -68,7 +68,8 @@ void run_kernel_bench(Context& ctx, const KernelOptions& opt) {
   const std::string device = kernels::cuda::device_description();
   meta["device"] = device;
   meta["kernel"] = {
-      {"name", "flex_attention (mma.sync m16n8k16, cp.async, work list heaviest first)"},
+      {"name", "flex_attention (default: wgmma forward variant 8, wgmma backward variant 5; work list "
+                "heaviest first; MAGI_FLEX_FWD_VARIANT / MAGI_FLEX_BWD_VARIANT select others)"},
       {"fwd_variant_env", std::getenv("MAGI_FLEX_FWD_VARIANT") ? std::getenv("MAGI_FLEX_FWD_VARIANT") : ""},
       {"bwd_variant_env", std::getenv("MAGI_FLEX_BWD_VARIANT") ? std::getenv("MAGI_FLEX_BWD_VARIANT") : ""},
       {"flops", "forward 4 * area * head_dim * heads_q; backward 2.5 x forward"},

@@ -48,7 +48,6 @@ std::string device_description();
 struct FlexAttentionStats {
   int64_t forward_items = 0;      // (query block, head) work items
   int64_t forward_tiles = 0;      // (query block, key tile, head) tiles visited
-  int64_t forward_masked_tiles = 0;
   int64_t backward_items = 0;     // (key block, kv head) work items
   int64_t backward_tiles = 0;     // (key block, query tile, query head) tiles visited
   int64_t area = 0;               // visible (q, k) pairs of the mask (one head)

@@ -1,4 +1,5 @@
-// Backward kernels. The main one is FlashAttention-2 style with the key block as the outer loop:
+// Backward kernels: an mma.sync one (variants 0-4, for experiments) and the Hopper wgmma one
+// (variant 5, the default; below). Both are FlashAttention-2 style with the key block as the outer loop:
 // one thread block per work item (key block of BN keys, kv head); each of the NW warps owns 16
 // keys and keeps their dK and dV rows in registers while the item walks, for every query head of
 // the GQA group, the query tiles of every slice that sees its keys. Per query tile of BM rows:
@@ -275,7 +276,7 @@ template <typename T, int D>
 __global__ void __launch_bounds__(256, 1) flex_bwd_wgmma_kernel(const BwdParams<T> p) {
   constexpr int BM = 64, BN = 128, NT = 256;
   constexpr bool kBF16 = std::is_same_v<T, __nv_bfloat16>;
-  constexpr int DQN = D == 128 ? 64 : 64;        // dQ columns per participating warpgroup
+  constexpr int DQN = 64;                        // dQ columns per participating warpgroup
   constexpr int DQ_WGS = D == 128 ? 2 : 1;       // warpgroups computing dQ
   using WSt = Wgmma<BM, kBF16>;   // m64 x BM
   using WD = Wgmma<D, kBF16>;     // m64 x D

@@ -1,4 +1,4 @@
-// Hopper warpgroup matrix products (wgmma.mma_async, sm_90a) for the forward kernel: m64nNk16 with
+// Hopper warpgroup matrix products (wgmma.mma_async, sm_90a) for the forward and backward kernels: m64nNk16 with
 // fp32 accumulators, N = 64 or 128, bf16 or fp16 inputs; A from shared memory (descriptor) or from
 // registers; B always from shared memory. Accumulator and register-A fragments have the mma.sync
 // m16n8 layout per warp (warp w of the warpgroup owns rows 16w..16w+15), so acc[4j + c] is the

@@ -264,7 +264,7 @@ KernelSlice sl(int64_t qs, int64_t qe, int64_t ks, int64_t ke, KernelSliceType t
 }
 
 TEST_F(FlexAttentionGpu, RandomSliceLists) {
-  const uint64_t seed = magi::testing::test_seed("FlexAttentionGpu.RandomSliceLists", 20261125);
+  const uint64_t seed = magi::testing::fresh_test_seed("FlexAttentionGpu.RandomSliceLists");
   std::mt19937_64 rng(seed);
   const int shapes[][4] = {{4, 4, 128, 0}, {4, 2, 64, 0}, {6, 2, 128, 0}, {4, 1, 64, 0},
                            {2, 2, 128, 0}, {2, 2, 64, 0}, {8, 2, 128, 0}, {3, 3, 64, 0}};
@@ -281,7 +281,7 @@ TEST_F(FlexAttentionGpu, RandomSliceLists) {
 }
 
 TEST_F(FlexAttentionGpu, Fp16) {
-  const uint64_t seed = magi::testing::test_seed("FlexAttentionGpu.Fp16", 16);
+  const uint64_t seed = magi::testing::fresh_test_seed("FlexAttentionGpu.Fp16");
   std::mt19937_64 rng(seed);
   for (int d : {64, 128}) {
     AttnShape sh{std::uniform_int_distribution<int64_t>(100, 700)(rng), std::uniform_int_distribution<int64_t>(100, 700)(rng), 4, 2, d};
@@ -291,7 +291,7 @@ TEST_F(FlexAttentionGpu, Fp16) {
 }
 
 TEST_F(FlexAttentionGpu, EdgeCases) {
-  const uint64_t seed = magi::testing::test_seed("FlexAttentionGpu.EdgeCases", 7);
+  const uint64_t seed = magi::testing::fresh_test_seed("FlexAttentionGpu.EdgeCases");
   std::mt19937_64 rng(seed);
   using T = KernelSliceType;
   for (int d : {64, 128}) {
@@ -322,7 +322,7 @@ TEST_F(FlexAttentionGpu, EdgeCases) {
 
 #ifdef MAGI_TEST_HAVE_CATALOGUE
 TEST_F(FlexAttentionGpu, CatalogueMasks) {
-  const uint64_t seed = magi::testing::test_seed("FlexAttentionGpu.CatalogueMasks", 11);
+  const uint64_t seed = magi::testing::fresh_test_seed("FlexAttentionGpu.CatalogueMasks");
   std::mt19937_64 rng(seed);
   const int64_t S = 1100;
   const std::vector<int64_t> docs{130, 7, 300, 1, 262, 400};  // sums to S
