@@ -10,7 +10,7 @@
 
 #include "core/base/error.h"
 #include "core/mask/catalogue.h"
-#include "core/report/file_io.h"
+#include "core/base/file_io.h"
 #include "core/workload/documents.h"
 #include "core/workload/workload.h"
 #include "cuda/flex_benchmark.h"
@@ -160,7 +160,9 @@ void run_kernel_bench(Context& ctx, const KernelOptions& opt) {
                           failed == 1 ? "" : "s"));
   if (!opt.out_json.empty()) {
     nlohmann::json out = {{"metadata", meta}, {"cases", rows}};
-    write_file_atomic(opt.out_json, out.dump(2) + "\n", opt.force ? Overwrite::allow : Overwrite::refuse);
+    // argv, environment and host strings may hold bytes that are not UTF-8: replace, never throw.
+    write_file_atomic(opt.out_json, out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n",
+                      opt.force ? Overwrite::allow : Overwrite::refuse);
     print0(ctx, fmt::format("# Wrote {}\n", opt.out_json));
   }
   if (failed) ctx.exit_code = static_cast<int>(ExitCode::wrong_result);

@@ -8,7 +8,7 @@
 #include "core/mask/catalogue.h"
 #include "core/plan/plan_json.h"
 #include "core/plan/planner.h"
-#include "core/report/file_io.h"
+#include "core/base/file_io.h"
 #include "core/workload/documents.h"
 #include "core/workload/workload.h"
 
@@ -288,7 +288,7 @@ void plan_workload(const Context& ctx, const PlanOptions& opt) {
   if (!opt.json_out.empty()) {
     const std::string placeholder = "\"@cases@\"";
     doc["cases"] = "@cases@";
-    std::string text = doc.dump();
+    std::string text = doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);  // argv may not be UTF-8
     std::string cases = "[";
     for (size_t i = 0; i < case_texts.size(); ++i) cases += (i ? "," : "") + case_texts[i];
     cases += "]";

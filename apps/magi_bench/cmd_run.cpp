@@ -6,7 +6,7 @@
 #include "core/base/error.h"
 #include "core/mask/catalogue.h"
 #include "core/plan/planner.h"
-#include "core/report/file_io.h"
+#include "core/base/file_io.h"
 #include "core/report/report.h"
 #include "core/workload/documents.h"
 #include "core/workload/workload.h"
@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <optional>
 #include <thread>
 
@@ -153,6 +154,16 @@ int ranks_needed(const Workload& w) {
   return n;
 }
 
+// Whether two paths name the same file (existing or not), so --out and --csv cannot clobber
+// each other after the run.
+bool same_file(const std::string& a, const std::string& b) {
+  std::error_code ec_a, ec_b;
+  const auto ca = std::filesystem::weakly_canonical(a, ec_a);
+  const auto cb = std::filesystem::weakly_canonical(b, ec_b);
+  if (ec_a || ec_b) return a == b;
+  return ca == cb;
+}
+
 std::string resolve_backend(const std::string& requested) {
   // The distributed CUDA backend (NCCL + the flexible kernel) is not part of this build yet:
   // `auto` therefore means the CPU backend; `magi-bench kernel` measures the CUDA kernel.
@@ -177,6 +188,10 @@ void run_workload(Context& ctx, const RunOptions& opt) {
     if (opt.warmup && *opt.warmup < 0) throw UsageError(fmt::format("--warmup {}: expected >= 0", *opt.warmup));
     if (opt.iters && *opt.iters < 1) throw UsageError(fmt::format("--iters {}: expected >= 1", *opt.iters));
     if (opt.threads < 0) throw UsageError(fmt::format("--threads {}: expected >= 0", opt.threads));
+    if (!opt.out_json.empty() && !opt.out_csv.empty() && same_file(opt.out_json, opt.out_csv)) {
+      throw UsageError(fmt::format("--out {} and --csv {}: the same file; expected two different "
+                                   "files", opt.out_json, opt.out_csv));
+    }
     const Overwrite ow = opt.force ? Overwrite::allow : Overwrite::refuse;
     if (ctx.world_rank == 0) {
       if (!opt.out_json.empty()) check_writable(opt.out_json, ow);
@@ -239,7 +254,12 @@ void run_workload(Context& ctx, const RunOptions& opt) {
   if (ctx.world_rank == 0) {
     const Overwrite ow = opt.force ? Overwrite::allow : Overwrite::refuse;
     if (!opt.out_json.empty()) {
-      write_file_atomic(opt.out_json, to_json(report).dump(2) + "\n", ow);
+      // argv, environment and host strings may hold bytes that are not UTF-8: replace them
+      // rather than throw after the whole run.
+      write_file_atomic(opt.out_json,
+                        to_json(report).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) +
+                            "\n",
+                        ow);
       print0(ctx, fmt::format("# Wrote {}\n", opt.out_json));
     }
     if (!opt.out_csv.empty()) {

@@ -1,6 +1,6 @@
 // The executable as a user meets it (single process, no mpirun): help, errors with their exit
 // codes, a quick run that writes JSON and CSV, and result files that are never clobbered.
-#include "core/report/file_io.h"
+#include "core/base/file_io.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -138,6 +138,33 @@ TEST_F(Cli, RunPrintsATableAndWritesJsonAndCsvWhole) {
   EXPECT_NE(again.output.find("refusing to overwrite"), std::string::npos);
   EXPECT_EQ(again.output.find("varlen_causal"), std::string::npos);  // no case ran
   EXPECT_EQ(run("--config " + cfg + " --out " + json + " --force").exit_code, 0);
+}
+
+// --out and --csv naming one file used to pass the pre-run checks, run every case, write the
+// JSON and then fail on the CSV (or, with --force, replace the JSON by the CSV).
+TEST_F(Cli, SameFileForOutAndCsvIsAUsageErrorBeforeAnyWork) {
+  const std::string cfg = write("w.json", kTiny);
+  const std::string json = (dir_ / "r.json").string();
+  for (const std::string& csv : {json, (dir_ / "." / "r.json").string()}) {
+    for (const char* force : {"", " --force"}) {
+      const Outcome o = run("--config " + cfg + " --out " + json + " --csv " + csv + force);
+      EXPECT_EQ(o.exit_code, 2) << o.output;
+      EXPECT_NE(o.output.find("the same file"), std::string::npos) << o.output;
+      EXPECT_EQ(o.output.find("varlen_causal"), std::string::npos) << o.output;  // no case ran
+      EXPECT_FALSE(fs::exists(json));
+    }
+  }
+}
+
+// Bytes that are not UTF-8 in argv (or the environment) used to make the JSON dump throw after
+// the whole run: exit 70 and no report.
+TEST_F(Cli, NonUtf8ArgumentStillWritesTheReport) {
+  const std::string cfg = write("w.json", kTiny);
+  const std::string json = (dir_ / "r\xff.json").string();
+  const Outcome o = run("--config " + cfg + " --iters 1 --out '" + json + "'");
+  ASSERT_EQ(o.exit_code, 0) << o.output;
+  const auto report = nlohmann::json::parse(magi::read_file(json));
+  EXPECT_EQ(report["cases"].size(), 2u);
 }
 
 // `plan --max-rank-rows N` shows N rank rows (the first ceil(N/2), the last floor(N/2)) and says

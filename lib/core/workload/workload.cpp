@@ -8,6 +8,7 @@
 
 #include "core/base/error.h"
 #include "core/mask/catalogue.h"
+#include "core/base/file_io.h"
 #include "core/workload/documents.h"
 
 #include <fmt/format.h>
@@ -15,14 +16,9 @@
 
 #include <algorithm>
 #include <array>
-#include <cerrno>
 #include <cmath>
-#include <cstdio>
-#include <cstring>
-#include <filesystem>
 #include <limits>
 #include <map>
-#include <memory>
 #include <string_view>
 
 namespace magi {
@@ -942,35 +938,6 @@ const json& section(const Reader& r, const json& doc, const char* key) {
                   }()));
 }
 
-// ---- reading a file --------------------------------------------------------------------------
-
-std::string read_text(const std::string& path) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) {
-    throw FileError(fmt::format("{}: cannot read the workload: it is a directory", path));
-  }
-  const std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"),
-                                                          std::fclose);
-  if (!f) {
-    throw FileError(fmt::format("{}: cannot read the workload: {}", path, std::strerror(errno)));
-  }
-  std::string text;
-  char buf[1 << 16];
-  for (;;) {
-    const size_t n = std::fread(buf, 1, sizeof buf, f.get());
-    text.append(buf, n);
-    if (text.size() > kMaxFileBytes) {
-      throw FileError(
-          fmt::format("{}: cannot read the workload: larger than {} bytes", path, kMaxFileBytes));
-    }
-    if (n < sizeof buf) break;
-  }
-  if (std::ferror(f.get())) {
-    throw FileError(fmt::format("{}: cannot read the workload: {}", path, std::strerror(errno)));
-  }
-  return text;
-}
-
 // Replays a failed parse through the SAX interface to learn where it failed and why.
 class ErrorLocator : public nlohmann::json_sax<json> {
  public:
@@ -1151,7 +1118,7 @@ Workload parse_workload(const json& doc, const std::string& origin) {
 }
 
 Workload load_workload(const std::string& path) {
-  const std::string text = read_text(path);
+  const std::string text = read_file(path, kMaxFileBytes);
   json doc;
   try {
     doc = json::parse(text);

@@ -1,17 +1,14 @@
-#include "core/base/error.h"
-#include "core/report/file_io.h"
 #include "core/report/report.h"
+
+#include <fmt/format.h>
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
-#include <filesystem>
-#include <fstream>
 
 namespace magi {
 namespace {
-
-namespace fs = std::filesystem;
 
 TEST(Stats, MedianMeanMinMax) {
   auto s = summarize({4.0, 1.0, 3.0, 2.0});
@@ -22,42 +19,6 @@ TEST(Stats, MedianMeanMinMax) {
   EXPECT_DOUBLE_EQ(s.max_ms, 4.0);
   EXPECT_DOUBLE_EQ(summarize({5.0, 1.0, 9.0}).median_ms, 5.0);
   EXPECT_EQ(summarize({}).count, 0);
-}
-
-class FileIo : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / fmt::format("magi_fileio_{}", ::testing::UnitTest::GetInstance()->random_seed());
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  fs::path dir_;
-};
-
-TEST_F(FileIo, WritesWholeAndRefusesToOverwrite) {
-  const std::string path = (dir_ / "r.json").string();
-  write_file_atomic(path, "first");
-  EXPECT_EQ(read_file(path), "first");
-  try {
-    write_file_atomic(path, "second");
-    FAIL() << "overwrote an existing file";
-  } catch (const FileError& e) {
-    EXPECT_NE(std::string(e.what()).find("refusing to overwrite"), std::string::npos);
-    EXPECT_EQ(e.code(), ExitCode::file);
-  }
-  EXPECT_EQ(read_file(path), "first");
-  write_file_atomic(path, "third", Overwrite::allow);
-  EXPECT_EQ(read_file(path), "third");
-  // No temporary file is left behind.
-  int files = 0;
-  for (const auto& entry : fs::directory_iterator(dir_)) files += entry.is_regular_file();
-  EXPECT_EQ(files, 1);
-}
-
-TEST_F(FileIo, MissingDirectoryAndUnreadableFileAreClearErrors) {
-  EXPECT_THROW(write_file_atomic((dir_ / "no" / "r.json").string(), "x"), FileError);
-  EXPECT_THROW(read_file((dir_ / "absent.json").string()), FileError);
-  EXPECT_THROW(read_file(dir_.string()), FileError);
 }
 
 CaseRow make_row(int cp, std::string strategy, double fwd_ms) {

@@ -1,4 +1,4 @@
-#include "core/report/file_io.h"
+#include "core/base/file_io.h"
 
 #include "core/base/error.h"
 
@@ -7,7 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
+#include <memory>
 
 #include <unistd.h>
 
@@ -55,15 +55,23 @@ void write_file_atomic(const std::string& path, const std::string& content, Over
   }
 }
 
-std::string read_file(const std::string& path) {
+std::string read_file(const std::string& path, size_t max_bytes) {
   std::error_code ec;
-  if (fs::is_directory(path, ec)) throw FileError(fmt::format("{}: is a directory, not a file", path));
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw FileError(fmt::format("{}: cannot open ({})", path, std::strerror(errno)));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) throw FileError(fmt::format("{}: read failed", path));
-  return ss.str();
+  if (fs::is_directory(path, ec)) throw FileError(fmt::format("{}: cannot read: it is a directory", path));
+  const std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), std::fclose);
+  if (!f) throw FileError(fmt::format("{}: cannot read: {}", path, std::strerror(errno)));
+  std::string text;
+  char buf[1 << 16];
+  for (;;) {
+    const size_t n = std::fread(buf, 1, sizeof buf, f.get());
+    text.append(buf, n);
+    if (text.size() > max_bytes) {
+      throw FileError(fmt::format("{}: cannot read: larger than {} bytes", path, max_bytes));
+    }
+    if (n < sizeof buf) break;
+  }
+  if (std::ferror(f.get())) throw FileError(fmt::format("{}: cannot read: {}", path, std::strerror(errno)));
+  return text;
 }
 
 }  // namespace magi

@@ -2,6 +2,8 @@
 // then rename it over. An existing file is never silently overwritten.
 #pragma once
 
+#include <cstddef>
+#include <limits>
 #include <string>
 
 namespace magi {
@@ -16,7 +18,9 @@ void write_file_atomic(const std::string& path, const std::string& content,
 // the user learns of the clash before the work, not after it.
 void check_writable(const std::string& path, Overwrite overwrite = Overwrite::refuse);
 
-// Whole file as a string; throws FileError naming the path when it cannot be read.
-std::string read_file(const std::string& path);
+// Whole file as a string; throws FileError naming the path when it cannot be read (missing,
+// a directory, a read error) or holds more than max_bytes (so /dev/zero cannot exhaust memory).
+std::string read_file(const std::string& path,
+                      size_t max_bytes = std::numeric_limits<size_t>::max());
 
 }  // namespace magi

@@ -1,0 +1,75 @@
+// Result and input files: written whole or not at all, never clobbered, read with a bound.
+#include "core/base/error.h"
+#include "core/base/file_io.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace magi {
+namespace {
+
+namespace fs = std::filesystem;
+
+class FileIo : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / fmt::format("magi_fileio_{}", ::testing::UnitTest::GetInstance()->random_seed());
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  fs::path dir_;
+};
+
+TEST_F(FileIo, WritesWholeAndRefusesToOverwrite) {
+  const std::string path = (dir_ / "r.json").string();
+  write_file_atomic(path, "first");
+  EXPECT_EQ(read_file(path), "first");
+  try {
+    write_file_atomic(path, "second");
+    FAIL() << "overwrote an existing file";
+  } catch (const FileError& e) {
+    EXPECT_NE(std::string(e.what()).find("refusing to overwrite"), std::string::npos);
+    EXPECT_EQ(e.code(), ExitCode::file);
+  }
+  EXPECT_EQ(read_file(path), "first");
+  write_file_atomic(path, "third", Overwrite::allow);
+  EXPECT_EQ(read_file(path), "third");
+  // No temporary file is left behind.
+  int files = 0;
+  for (const auto& entry : fs::directory_iterator(dir_)) files += entry.is_regular_file();
+  EXPECT_EQ(files, 1);
+}
+
+TEST_F(FileIo, MissingDirectoryAndUnreadableFileAreClearErrors) {
+  EXPECT_THROW(write_file_atomic((dir_ / "no" / "r.json").string(), "x"), FileError);
+  EXPECT_THROW(read_file((dir_ / "absent.json").string()), FileError);
+  EXPECT_THROW(read_file(dir_.string()), FileError);
+}
+
+// read_file is the one file reader (the workload loader uses it too): bounded, so an endless
+// device or a huge file is an error naming the path instead of exhausting memory.
+TEST_F(FileIo, ReadFileIsBoundedAndNamesThePath) {
+  const std::string path = (dir_ / "big.json").string();
+  write_file_atomic(path, std::string(100, 'x'));
+  EXPECT_EQ(read_file(path, 100).size(), 100u);
+  try {
+    read_file(path, 99);
+    FAIL() << "read past max_bytes";
+  } catch (const FileError& e) {
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("larger than 99 bytes"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(read_file("/dev/zero", size_t{1} << 20), FileError);
+  try {
+    read_file((dir_ / "absent.json").string());
+    FAIL() << "read a missing file";
+  } catch (const FileError& e) {
+    EXPECT_NE(std::string(e.what()).find("absent.json: cannot read: No such file"), std::string::npos)
+        << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace magi
