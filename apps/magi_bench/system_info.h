@@ -14,8 +14,8 @@ std::string cpu_model();
 std::string mpi_library_version();
 
 // argv, version, git sha, time, hosts of every rank, world size, library versions, environment
-// variables that change results (OMPI_*, NCCL_*, CUDA_*, MAGI_*, OMP_NUM_THREADS). Collective:
-// every world rank must call it; the complete object is returned on rank 0.
+// variables that change results (OMPI_MCA_*, NCCL_*, CUDA_VISIBLE*, MAGI_*, OMP_NUM_THREADS).
+// Collective: every world rank must call it; the complete object is returned on rank 0.
 nlohmann::json collect_metadata(const Context& ctx);
 
 // The report header lines (nccl-tests style, each starting with '#') for that metadata.
