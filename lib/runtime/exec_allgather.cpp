@@ -27,10 +27,6 @@ struct AgStage {
   std::vector<float> k, v;
 };
 
-double ms_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-}
-
 class AllgatherRunner final : public StrategyRunner {
  public:
   AllgatherRunner(Communicator& comm, const Plan& plan, int threads)

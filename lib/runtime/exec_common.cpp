@@ -89,11 +89,9 @@ std::vector<kernels::KernelSlice> to_kernel_slices(const std::vector<AttnSlice>&
   return out;
 }
 
-namespace {
 double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
-}  // namespace
 
 void wait_timed(Request* req, PassStats& stats) {
   if (!req) return;

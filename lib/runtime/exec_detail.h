@@ -8,6 +8,7 @@
 
 #include "common/kernel_args.h"
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -33,6 +34,9 @@ void copy_rows(const std::vector<Seg>& segs, const float* src, float* dst, int64
 void add_rows(const std::vector<Seg>& segs, const float* src, float* dst, int64_t row_elems);
 
 std::vector<kernels::KernelSlice> to_kernel_slices(const std::vector<AttnSlice>& slices);
+
+// Milliseconds of steady clock since t0.
+double ms_since(std::chrono::steady_clock::time_point t0);
 
 // One rank's tensors in its host layout (concatenation of its q_ranges).
 struct Local {

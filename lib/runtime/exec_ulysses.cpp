@@ -129,8 +129,7 @@ class UlyssesRunner final : public StrategyRunner {
     }
     const auto t0 = std::chrono::steady_clock::now();
     comm_.all_to_all_v(send.data(), sb, sd, recv.data(), rb, rd);
-    st.comm_wait_ms +=
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    st.comm_wait_ms += ms_since(t0);
   }
 
   // Sequence-sharded host tensors -> head-sharded whole-sequence tensors.

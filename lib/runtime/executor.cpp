@@ -219,7 +219,7 @@ ExecResult execute_plan(Communicator& comm, const Plan& plan, const std::vector<
       PassStats st;
       const auto t0 = std::chrono::steady_clock::now();
       pass(st);
-      const double t = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      const double t = detail::ms_since(t0);
       bytes = comm.sent_bytes() - b0;
       if (i >= opt.warmup) {
         ms.push_back(t);
