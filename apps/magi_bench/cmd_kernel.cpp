@@ -20,7 +20,6 @@
 
 #include <cstdlib>
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,10 +31,7 @@ struct KernelOptions {
   std::string config;
   std::string out_json;
   bool force = false;
-  bool check_on = false;   // --check
-  bool check_off = false;  // --no-check
-  std::optional<int> warmup;
-  std::optional<int> iters;
+  RunOverrides overrides;
   int64_t check_rows = 128;
 };
 
@@ -50,8 +46,7 @@ void run_kernel_bench(Context& ctx, const KernelOptions& opt) {
     if (ctx.world_size != 1)
       throw UsageError(fmt::format("kernel runs on one GPU in one process; got {} ranks", ctx.world_size));
     workload = load_workload(opt.config);
-    if (opt.warmup && *opt.warmup < 0) throw UsageError(fmt::format("--warmup {}: expected >= 0", *opt.warmup));
-    if (opt.iters && *opt.iters < 1) throw UsageError(fmt::format("--iters {}: expected >= 1", *opt.iters));
+    opt.overrides.validate();
     if (opt.check_rows < 1) throw UsageError(fmt::format("--check-rows {}: expected >= 1", opt.check_rows));
     for (const Case& c : workload.cases) {
       if (c.model.dtype == DType::fp32)
@@ -89,10 +84,7 @@ void run_kernel_bench(Context& ctx, const KernelOptions& opt) {
   int failed = 0;
   for (const Case& original : workload.cases) {
     Case c = original;
-    if (opt.check_on) c.run.check = true;
-    if (opt.check_off) c.run.check = false;
-    if (opt.warmup) c.run.warmup = *opt.warmup;
-    if (opt.iters) c.run.iters = *opt.iters;
+    opt.overrides.apply(c.run);
     nlohmann::json row = {{"case", c.name}, {"mask", c.mask.type}, {"total_tokens", c.total_tokens},
                           {"heads_q", c.model.heads_q}, {"heads_kv", c.model.heads_kv},
                           {"head_dim", c.model.head_dim}, {"dtype", std::string(to_string(c.model.dtype))},
@@ -182,11 +174,7 @@ void add_kernel_command(CLI::App& app, Context& ctx) {
       ->check(CLI::ExistingFile);
   cmd->add_option("-o,--out", opt->out_json, "Write the results as JSON to this file");
   cmd->add_flag("-f,--force", opt->force, "Overwrite --out if it exists");
-  CLI::Option* check = cmd->add_flag("--check", opt->check_on,
-                                     "Check sampled rows against the CPU reference (overrides run.check)");
-  cmd->add_flag("--no-check", opt->check_off, "Do not check (overrides run.check)")->excludes(check);
-  cmd->add_option("-w,--warmup", opt->warmup, "Warm-up iterations (overrides run.warmup)");
-  cmd->add_option("-n,--iters", opt->iters, "Timed iterations (overrides run.iters)");
+  opt->overrides.add_to(*cmd);
   cmd->add_option("--check-rows", opt->check_rows, "Rows per checked window (three windows: first, middle, last)");
   cmd->callback([&ctx, opt] { run_kernel_bench(ctx, *opt); });
 }

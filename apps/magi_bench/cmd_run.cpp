@@ -18,7 +18,6 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
-#include <optional>
 #include <thread>
 
 namespace magi::app {
@@ -31,10 +30,7 @@ struct RunOptions {
   std::string out_json;
   std::string out_csv;
   bool force = false;
-  bool check_on = false;   // --check
-  bool check_off = false;  // --no-check
-  std::optional<int> warmup;
-  std::optional<int> iters;
+  RunOverrides overrides;
   int threads = 0;
   bool ranks_needed = false;
 };
@@ -185,8 +181,7 @@ void run_workload(Context& ctx, const RunOptions& opt) {
           "`mpirun -np {} magi-bench ...`",
           opt.config, max_cp, max_cp, ctx.world_size, max_cp));
     }
-    if (opt.warmup && *opt.warmup < 0) throw UsageError(fmt::format("--warmup {}: expected >= 0", *opt.warmup));
-    if (opt.iters && *opt.iters < 1) throw UsageError(fmt::format("--iters {}: expected >= 1", *opt.iters));
+    opt.overrides.validate();
     if (opt.threads < 0) throw UsageError(fmt::format("--threads {}: expected >= 0", opt.threads));
     if (!opt.out_json.empty() && !opt.out_csv.empty() && same_file(opt.out_json, opt.out_csv)) {
       throw UsageError(fmt::format("--out {} and --csv {}: the same file; expected two different "
@@ -220,10 +215,7 @@ void run_workload(Context& ctx, const RunOptions& opt) {
   MpiCommunicator world(MPI_COMM_WORLD);
   for (const Case& original : workload.cases) {
     Case c = original;
-    if (opt.check_on) c.run.check = true;
-    if (opt.check_off) c.run.check = false;
-    if (opt.warmup) c.run.warmup = *opt.warmup;
-    if (opt.iters) c.run.iters = *opt.iters;
+    opt.overrides.apply(c.run);
     c.model.dtype = DType::fp32;  // what the CPU backend stores and sends
 
     const std::vector<int64_t> docs = sample_documents(c.documents, c.total_tokens);
@@ -290,11 +282,7 @@ void add_run_command(CLI::App& app, Context& ctx) {
   run->add_option("-o,--out", opt->out_json, "Write the full report as JSON to this file");
   run->add_option("--csv", opt->out_csv, "Write one CSV line per case to this file");
   run->add_flag("-f,--force", opt->force, "Overwrite --out / --csv files that already exist");
-  CLI::Option* check = run->add_flag(
-      "--check", opt->check_on, "Compare every case with the single-process reference (overrides run.check)");
-  run->add_flag("--no-check", opt->check_off, "Do not check (overrides run.check)")->excludes(check);
-  run->add_option("-w,--warmup", opt->warmup, "Warm-up iterations per case (overrides run.warmup)");
-  run->add_option("-n,--iters", opt->iters, "Timed iterations per case (overrides run.iters)");
+  opt->overrides.add_to(*run);
   run->add_option("-t,--threads", opt->threads,
                   "Compute threads per rank (0: the node's hardware threads / ranks on the node)")
       ->capture_default_str();

@@ -2,7 +2,12 @@
 // does the work; errors are thrown (magi::Error) and handled once, in main().
 #pragma once
 
+#include "core/workload/workload.h"
+
 #include <CLI/CLI.hpp>
+
+#include <functional>
+#include <optional>
 
 #include <string>
 #include <vector>
@@ -24,6 +29,19 @@ struct PreflightFailed {
   int exit_code;
 };
 void preflight(const Context& ctx, const std::function<void()>& fn);
+
+// The command-line overrides of a workload's `run` settings, shared by `run` and `kernel`:
+// --check / --no-check, --warmup N, --iters N.
+struct RunOverrides {
+  bool check_on = false;
+  bool check_off = false;
+  std::optional<int> warmup;
+  std::optional<int> iters;
+
+  void add_to(CLI::App& cmd);        // registers the four options
+  void validate() const;             // UsageError for a negative warmup or iters < 1
+  void apply(RunSpec& run) const;    // overrides what was given
+};
 
 // Prints on world rank 0 only.
 void print0(const Context& ctx, const std::string& text);

@@ -22,6 +22,26 @@ void print0(const Context& ctx, const std::string& text) {
   }
 }
 
+void RunOverrides::add_to(CLI::App& cmd) {
+  CLI::Option* check = cmd.add_flag("--check", check_on,
+                                    "Check against the reference (overrides run.check)");
+  cmd.add_flag("--no-check", check_off, "Do not check (overrides run.check)")->excludes(check);
+  cmd.add_option("-w,--warmup", warmup, "Warm-up iterations per case (overrides run.warmup)");
+  cmd.add_option("-n,--iters", iters, "Timed iterations per case (overrides run.iters)");
+}
+
+void RunOverrides::validate() const {
+  if (warmup && *warmup < 0) throw UsageError(fmt::format("--warmup {}: expected >= 0", *warmup));
+  if (iters && *iters < 1) throw UsageError(fmt::format("--iters {}: expected >= 1", *iters));
+}
+
+void RunOverrides::apply(RunSpec& run) const {
+  if (check_on) run.check = true;
+  if (check_off) run.check = false;
+  if (warmup) run.warmup = *warmup;
+  if (iters) run.iters = *iters;
+}
+
 void preflight(const Context& ctx, const std::function<void()>& fn) {
   int code = 0;
   std::string message;
