@@ -305,16 +305,19 @@ int64_t slice_area(const DevSlice& s) {
   }
 }
 
-template <typename T, int D, int NW, int BN, int ST, int MINB, bool QREG>
-void launch_forward_v(const FlexAttention::Impl& im, const void* q, const void* k, const void* v,
-                      void* out, float* lse, float scale, cudaStream_t stream) {
-  constexpr int smem = detail::fwd_smem_bytes<D, NW * 16, BN, ST>();
-  auto kernel = detail::flex_fwd_kernel<T, D, NW, BN, ST, MINB, QREG>;
+// Raises kernel K's dynamic shared-memory limit to `smem` bytes, once per kernel.
+template <auto K>
+void allow_smem(int smem) {
   static bool configured = false;
   if (!configured) {
-    FLEX_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    FLEX_CUDA_CHECK(cudaFuncSetAttribute(K, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     configured = true;
   }
+}
+
+template <typename T>
+detail::FwdParams<T> forward_params(const FlexAttention::Impl& im, const void* q, const void* k,
+                                    const void* v, void* out, float* lse, float scale) {
   detail::FwdParams<T> p{};
   p.q = static_cast<const T*>(q);
   p.k = static_cast<const T*>(k);
@@ -329,9 +332,18 @@ void launch_forward_v(const FlexAttention::Impl& im, const void* q, const void* 
   p.hq = im.shape.hq;
   p.hkv = im.shape.hkv;
   p.scale_log2 = scale * detail::kLog2e;
+  return p;
+}
+
+template <typename T, int D, int NW, int BN, int ST, int MINB, bool QREG>
+void launch_forward_v(const FlexAttention::Impl& im, const void* q, const void* k, const void* v,
+                      void* out, float* lse, float scale, cudaStream_t stream) {
+  constexpr int smem = detail::fwd_smem_bytes<D, NW * 16, BN, ST>();
+  constexpr auto kernel = detail::flex_fwd_kernel<T, D, NW, BN, ST, MINB, QREG>;
+  allow_smem<kernel>(smem);
   const unsigned grid = static_cast<unsigned>(im.fwd_items.n);
   if (grid == 0) return;
-  kernel<<<grid, NW * 32, smem, stream>>>(p);
+  kernel<<<grid, NW * 32, smem, stream>>>(forward_params<T>(im, q, k, v, out, lse, scale));
   FLEX_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -339,29 +351,11 @@ template <typename T, int D, int NWG, int BN, int ST, int MINB>
 void launch_forward_wg(const FlexAttention::Impl& im, const void* q, const void* k, const void* v,
                        void* out, float* lse, float scale, cudaStream_t stream) {
   constexpr int smem = detail::fwd_wgmma_smem_bytes<D, NWG * 64, BN, ST>();
-  auto kernel = detail::flex_fwd_wgmma_kernel<T, D, NWG, BN, ST, MINB>;
-  static bool configured = false;
-  if (!configured) {
-    FLEX_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    configured = true;
-  }
-  detail::FwdParams<T> p{};
-  p.q = static_cast<const T*>(q);
-  p.k = static_cast<const T*>(k);
-  p.v = static_cast<const T*>(v);
-  p.out = static_cast<T*>(out);
-  p.lse = lse;
-  p.slices = im.slices.ptr;
-  p.entries = im.fwd_entries.ptr;
-  p.items = im.fwd_items.ptr;
-  p.sq = static_cast<int>(im.shape.sq);
-  p.sk = static_cast<int>(im.shape.sk);
-  p.hq = im.shape.hq;
-  p.hkv = im.shape.hkv;
-  p.scale_log2 = scale * detail::kLog2e;
+  constexpr auto kernel = detail::flex_fwd_wgmma_kernel<T, D, NWG, BN, ST, MINB>;
+  allow_smem<kernel>(smem);
   const unsigned grid = static_cast<unsigned>(im.fwd_items.n);
   if (grid == 0) return;
-  kernel<<<grid, NWG * 128, smem, stream>>>(p);
+  kernel<<<grid, NWG * 128, smem, stream>>>(forward_params<T>(im, q, k, v, out, lse, scale));
   FLEX_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -407,12 +401,9 @@ void launch_backward_v(FlexAttention::Impl& im, const void* q, const void* k, co
   }
   constexpr bool kWg = MINB < 0;  // MINB -1 selects the wgmma kernel
   constexpr int smem = kWg ? detail::bwd_wgmma_smem_bytes<D, 64, 128>() : detail::bwd_smem_bytes<D, BM, NW * 16>();
-  auto kernel = kWg ? detail::flex_bwd_wgmma_kernel<T, D> : detail::flex_bwd_kernel<T, D, BM, NW, (MINB < 1 ? 1 : MINB)>;
-  static bool configured = false;
-  if (!configured) {
-    FLEX_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    configured = true;
-  }
+  constexpr auto kernel =
+      kWg ? detail::flex_bwd_wgmma_kernel<T, D> : detail::flex_bwd_kernel<T, D, BM, NW, (MINB < 1 ? 1 : MINB)>;
+  allow_smem<kernel>(smem);
   detail::BwdParams<T> p{};
   p.q = static_cast<const T*>(q);
   p.k = static_cast<const T*>(k);
