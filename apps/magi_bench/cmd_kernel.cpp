@@ -63,10 +63,9 @@ void run_kernel_bench(Context& ctx, const KernelOptions& opt) {
   const std::string device = kernels::cuda::device_description();
   meta["device"] = device;
   meta["kernel"] = {
-      {"name", "flex_attention (default: wgmma forward variant 8, wgmma backward variant 5; work list "
-                "heaviest first; MAGI_FLEX_FWD_VARIANT / MAGI_FLEX_BWD_VARIANT select others)"},
+      {"name", "flex_attention (wgmma forward and backward; work items grouped by kv head and slice "
+                "component, heaviest first; MAGI_FLEX_FWD_VARIANT selects other forward tiles)"},
       {"fwd_variant_env", std::getenv("MAGI_FLEX_FWD_VARIANT") ? std::getenv("MAGI_FLEX_FWD_VARIANT") : ""},
-      {"bwd_variant_env", std::getenv("MAGI_FLEX_BWD_VARIANT") ? std::getenv("MAGI_FLEX_BWD_VARIANT") : ""},
       {"flops", "forward 4 * area * head_dim * heads_q; backward 2.5 x forward"},
       {"time", "CUDA events around single calls, median of iters after warmup"},
       {"peak_tflops", kPeakTflops}};

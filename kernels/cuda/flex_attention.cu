@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <numeric>
 #include <sstream>
 #include <stdexcept>
@@ -36,48 +37,24 @@ void cuda_check(cudaError_t e, const char* call, const char* file, int line) {
 }
 #define FLEX_CUDA_CHECK(call) cuda_check((call), #call, __FILE__, __LINE__)
 
-// Kernel variants (tile shapes, pipeline depth, blocks per SM). The default per head dim is the
-// fastest measured on an H100 (results/kernel/NOTES.md); MAGI_FLEX_FWD_VARIANT /
-// MAGI_FLEX_BWD_VARIANT pick another for experiments.
+// Forward kernel variants (warpgroups of 64 query rows, key tile, blocks per SM). The default is
+// the fastest measured on an H100 (results/kernel/NOTES.md); MAGI_FLEX_FWD_VARIANT picks another
+// for experiments (the tests run the default only). The backward has one kernel.
 struct FwdVariant {
-  int nw, bn, stages, minb;
-  bool qreg;
-  bool wgmma = false;  // Hopper wgmma kernel (nw = 4 x warpgroups)
-  int bm() const { return nw * 16; }
+  int nwg, bn, minb;
+  int bm() const { return nwg * 64; }
 };
 constexpr FwdVariant kFwdVariants[] = {
-    {8, 64, 2, 1, false},  // 0
-    {8, 64, 3, 1, true},   // 1
-    {8, 128, 2, 1, true},  // 2
-    {4, 64, 2, 2, true},   // 3
-    {12, 64, 2, 1, false}, // 4
-    {8, 64, 2, 1, true},   // 5
-    {8, 128, 2, 1, false}, // 6
-    {8, 64, 2, 2, true},   // 7
-    {8, 128, 2, 1, false, true},  // 8: wgmma, 2 warpgroups
-    {8, 64, 2, 1, false, true},   // 9: wgmma, 2 warpgroups
-    {12, 64, 2, 1, false, true},  // 10: wgmma, 3 warpgroups
-    {8, 64, 3, 1, false, true},   // 11: wgmma, 2 warpgroups, 3 stages
-    {8, 64, 2, 2, false, true},   // 12: wgmma, 2 warpgroups, 2 blocks per SM
+    {2, 128, 1},  // 0: default at head dim 128
+    {2, 64, 1},   // 1
+    {3, 64, 1},   // 2
+    {2, 64, 2},   // 3: two blocks per SM (fit at head dim 64 only); default at head dim 64
 };
-struct BwdVariant {
-  int bm, nw, minb;
-  bool wgmma = false;  // Hopper wgmma kernel (bm 64, 2 warpgroups, 128 keys)
-  int bn() const { return nw * 16; }
-};
-constexpr BwdVariant kBwdVariants[] = {
-    {64, 8, 1},  // 0
-    {32, 8, 1},  // 1
-    {64, 4, 2},  // 2
-    {32, 4, 2},  // 3
-    {32, 4, 3},  // 4
-    {64, 8, 1, true},  // 5: wgmma
-};
+// H100, 32k tokens, 16 heads, forward TFLOP/s of variant 0 / 3: d 128 full 440 / 403;
+// d 64 full 335 / 345, varlen causal 283 / 306.
+int default_fwd_variant(int head_dim) { return head_dim == 64 ? 3 : 0; }
 constexpr int kNumFwdVariants = sizeof(kFwdVariants) / sizeof(kFwdVariants[0]);
-constexpr int kNumBwdVariants = sizeof(kBwdVariants) / sizeof(kBwdVariants[0]);
-
-int default_fwd_variant(int) { return 8; }  // H100, 32k full: 416 (d 128) / 326 (d 64) TFLOP/s
-int default_bwd_variant(int) { return 5; }  // H100, 32k full: 335 (d 128) / 255 (d 64) TFLOP/s
+constexpr int kBwdBM = 64, kBwdBN = 128;  // the backward kernel's query and key tiles
 
 int variant_from_env(const char* name, int fallback, int count) {
   const char* e = std::getenv(name);
@@ -142,7 +119,7 @@ struct FlexAttention::Impl {
   DeviceArray<BwdItem> bwd_items;
   float* dq_acc = nullptr;
   float* delta = nullptr;
-  int fwd_variant = 0, bwd_variant = 0;
+  int fwd_variant = 0;
 
   ~Impl() {
     slices.reset();
@@ -211,6 +188,43 @@ bool ranges_overlap(std::vector<std::pair<int, int>> r) {
   return false;
 }
 
+// Launch order of the work items (the hardware hands out thread blocks roughly in index order).
+// Items that stream the same operands (forward: K and V; backward: Q, dO and the dQ accumulator)
+// form a group, (kv head, first slice), and run side by side, so those operands come from HBM
+// once and then from L2. Ordered by size alone, the blocks running at one time read different
+// documents and heads and the kernel turns memory-bound (H100, 32k varlen causal with 4k
+// documents: 346 TFLOP/s forward against 418 with 8k documents, whose equal-size items happened
+// to pair up). Groups run heaviest first and so do the items within a group, so the last wave is
+// small items. (Grouping by document instead, the slices joined by shared rows or keys, measured
+// the same backward and 5-10% slower forward on varlen block-causal.)
+template <typename Item, typename GroupOf>
+void order_items(std::vector<Item>& items, GroupOf group_of) {
+  struct Key {
+    int64_t group_tiles;
+    std::pair<int, int> group;
+    int ntiles;
+    size_t index;
+  };
+  std::map<std::pair<int, int>, int64_t> group_tiles;
+  for (const Item& it : items) group_tiles[group_of(it)] += it.ntiles;
+  std::vector<Key> keys;
+  keys.reserve(items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    const auto g = group_of(items[i]);
+    keys.push_back(Key{group_tiles[g], g, items[i].ntiles, i});
+  }
+  std::sort(keys.begin(), keys.end(), [](const Key& a, const Key& b) {
+    if (a.group_tiles != b.group_tiles) return a.group_tiles > b.group_tiles;
+    if (a.group != b.group) return a.group < b.group;
+    if (a.ntiles != b.ntiles) return a.ntiles > b.ntiles;
+    return a.index < b.index;
+  });
+  std::vector<Item> ordered;
+  ordered.reserve(items.size());
+  for (const Key& k : keys) ordered.push_back(items[k.index]);
+  items = std::move(ordered);
+}
+
 // Forward entries and items: one item per (segment of query rows, head). For segment rows
 // [r0, r1) and slice s the rows are rr0 = max(r0, qs) .. rr1 = min(r1, qe); their visible keys
 // lie in [max(lo(rr0), ks), min(hi(rr1 - 1), ke)) since lo and hi are non-decreasing in q.
@@ -246,9 +260,10 @@ void build_forward(const AttnShape& shape, const std::vector<DevSlice>& sl,
       stats.forward_tiles += tiles;
     }
   }
-  // Heaviest first: the hardware hands out thread blocks roughly in index order.
-  std::stable_sort(items.begin(), items.end(),
-                   [](const FwdItem& a, const FwdItem& b) { return a.ntiles > b.ntiles; });
+  const int group = shape.hq / shape.hkv;
+  order_items(items, [&](const FwdItem& it) {
+    return std::make_pair(it.head / group, it.entry_end > it.entry_begin ? entries[it.entry_begin].slice : -1);
+  });
   stats.forward_items = static_cast<int64_t>(items.size());
 }
 
@@ -289,8 +304,9 @@ void build_backward(const AttnShape& shape, const std::vector<DevSlice>& sl,
       stats.backward_tiles += static_cast<int64_t>(tiles) * group;
     }
   }
-  std::stable_sort(items.begin(), items.end(),
-                   [](const BwdItem& a, const BwdItem& b) { return a.ntiles > b.ntiles; });
+  order_items(items, [&](const BwdItem& it) {
+    return std::make_pair(it.kvhead, it.entry_end > it.entry_begin ? entries[it.entry_begin].slice : -1);
+  });
   stats.backward_items = static_cast<int64_t>(items.size());
 }
 
@@ -335,23 +351,11 @@ detail::FwdParams<T> forward_params(const FlexAttention::Impl& im, const void* q
   return p;
 }
 
-template <typename T, int D, int NW, int BN, int ST, int MINB, bool QREG>
-void launch_forward_v(const FlexAttention::Impl& im, const void* q, const void* k, const void* v,
-                      void* out, float* lse, float scale, cudaStream_t stream) {
-  constexpr int smem = detail::fwd_smem_bytes<D, NW * 16, BN, ST>();
-  constexpr auto kernel = detail::flex_fwd_kernel<T, D, NW, BN, ST, MINB, QREG>;
-  allow_smem<kernel>(smem);
-  const unsigned grid = static_cast<unsigned>(im.fwd_items.n);
-  if (grid == 0) return;
-  kernel<<<grid, NW * 32, smem, stream>>>(forward_params<T>(im, q, k, v, out, lse, scale));
-  FLEX_CUDA_CHECK(cudaGetLastError());
-}
-
-template <typename T, int D, int NWG, int BN, int ST, int MINB>
+template <typename T, int D, int NWG, int BN, int MINB>
 void launch_forward_wg(const FlexAttention::Impl& im, const void* q, const void* k, const void* v,
                        void* out, float* lse, float scale, cudaStream_t stream) {
-  constexpr int smem = detail::fwd_wgmma_smem_bytes<D, NWG * 64, BN, ST>();
-  constexpr auto kernel = detail::flex_fwd_wgmma_kernel<T, D, NWG, BN, ST, MINB>;
+  constexpr int smem = detail::fwd_wgmma_smem_bytes<D, NWG * 64, BN, 2>();
+  constexpr auto kernel = detail::flex_fwd_wgmma_kernel<T, D, NWG, BN, 2, MINB>;
   allow_smem<kernel>(smem);
   const unsigned grid = static_cast<unsigned>(im.fwd_items.n);
   if (grid == 0) return;
@@ -363,29 +367,21 @@ template <typename T, int D>
 void launch_forward(const FlexAttention::Impl& im, const void* q, const void* k, const void* v,
                     void* out, float* lse, float scale, cudaStream_t stream) {
   switch (im.fwd_variant) {
-#define FWD_CASE(i)                                                                              \
-  case i:                                                                                         \
-    launch_forward_v<T, D, kFwdVariants[i].nw, kFwdVariants[i].bn, kFwdVariants[i].stages,        \
-                     kFwdVariants[i].minb, kFwdVariants[i].qreg>(im, q, k, v, out, lse, scale, stream); \
+#define FWD_CASE(i)                                                                          \
+  case i:                                                                                   \
+    launch_forward_wg<T, D, kFwdVariants[i].nwg, kFwdVariants[i].bn, kFwdVariants[i].minb>( \
+        im, q, k, v, out, lse, scale, stream);                                              \
     break;
-    FWD_CASE(0) FWD_CASE(1) FWD_CASE(2) FWD_CASE(3) FWD_CASE(4) FWD_CASE(5) FWD_CASE(6) FWD_CASE(7)
+    FWD_CASE(0) FWD_CASE(1) FWD_CASE(2) FWD_CASE(3)
 #undef FWD_CASE
-#define FWD_WG_CASE(i)                                                                            \
-  case i:                                                                                         \
-    launch_forward_wg<T, D, kFwdVariants[i].nw / 4, kFwdVariants[i].bn, kFwdVariants[i].stages,  \
-                      kFwdVariants[i].minb>(                                                      \
-        im, q, k, v, out, lse, scale, stream);                                                    \
-    break;
-    FWD_WG_CASE(8) FWD_WG_CASE(9) FWD_WG_CASE(10) FWD_WG_CASE(11) FWD_WG_CASE(12)
-#undef FWD_WG_CASE
     default: throw std::logic_error("forward variant");
   }
 }
 
-template <typename T, int D, int BM, int NW, int MINB>
-void launch_backward_v(FlexAttention::Impl& im, const void* q, const void* k, const void* v,
-                       const void* out, const void* dout, const float* lse, float scale, void* dq,
-                       void* dk, void* dv, cudaStream_t stream) {
+template <typename T, int D>
+void launch_backward(FlexAttention::Impl& im, const void* q, const void* k, const void* v,
+                     const void* out, const void* dout, const float* lse, float scale, void* dq,
+                     void* dk, void* dv, cudaStream_t stream) {
   const AttnShape& sh = im.shape;
   const int64_t qrows = sh.sq * sh.hq;
   const int64_t qelems = qrows * sh.d;
@@ -399,10 +395,8 @@ void launch_backward_v(FlexAttention::Impl& im, const void* q, const void* k, co
         static_cast<const T*>(out), static_cast<const T*>(dout), im.delta, qrows);
     FLEX_CUDA_CHECK(cudaGetLastError());
   }
-  constexpr bool kWg = MINB < 0;  // MINB -1 selects the wgmma kernel
-  constexpr int smem = kWg ? detail::bwd_wgmma_smem_bytes<D, 64, 128>() : detail::bwd_smem_bytes<D, BM, NW * 16>();
-  constexpr auto kernel =
-      kWg ? detail::flex_bwd_wgmma_kernel<T, D> : detail::flex_bwd_kernel<T, D, BM, NW, (MINB < 1 ? 1 : MINB)>;
+  constexpr int smem = detail::bwd_wgmma_smem_bytes<D, kBwdBM, kBwdBN>();
+  constexpr auto kernel = detail::flex_bwd_wgmma_kernel<T, D>;
   allow_smem<kernel>(smem);
   detail::BwdParams<T> p{};
   p.q = static_cast<const T*>(q);
@@ -425,31 +419,12 @@ void launch_backward_v(FlexAttention::Impl& im, const void* q, const void* k, co
   p.scale_log2 = scale * detail::kLog2e;
   const unsigned grid = static_cast<unsigned>(im.bwd_items.n);
   if (grid > 0) {
-    kernel<<<grid, NW * 32, smem, stream>>>(p);
+    kernel<<<grid, 256, smem, stream>>>(p);
     FLEX_CUDA_CHECK(cudaGetLastError());
   }
   if (qelems > 0) {
     detail::flex_convert_kernel<T><<<1024, 256, 0, stream>>>(im.dq_acc, static_cast<T*>(dq), qelems);
     FLEX_CUDA_CHECK(cudaGetLastError());
-  }
-}
-
-template <typename T, int D>
-void launch_backward(FlexAttention::Impl& im, const void* q, const void* k, const void* v,
-                     const void* out, const void* dout, const float* lse, float scale, void* dq,
-                     void* dk, void* dv, cudaStream_t stream) {
-  switch (im.bwd_variant) {
-#define BWD_CASE(i)                                                                        \
-  case i:                                                                                   \
-    launch_backward_v<T, D, kBwdVariants[i].bm, kBwdVariants[i].nw, kBwdVariants[i].minb>( \
-        im, q, k, v, out, dout, lse, scale, dq, dk, dv, stream);                            \
-    break;
-    BWD_CASE(0) BWD_CASE(1) BWD_CASE(2) BWD_CASE(3) BWD_CASE(4)
-#undef BWD_CASE
-    case 5:
-      launch_backward_v<T, D, 64, 8, -1>(im, q, k, v, out, dout, lse, scale, dq, dk, dv, stream);
-      break;
-    default: throw std::logic_error("backward variant");
   }
 }
 
@@ -495,9 +470,7 @@ FlexAttention::FlexAttention(const AttnShape& shape, const KernelSlice* slices, 
     if (qranges[i].first < qranges[i - 1].second) impl_->stats.q_ranges_overlap = true;
 
   impl_->fwd_variant = variant_from_env("MAGI_FLEX_FWD_VARIANT", default_fwd_variant(shape.d), kNumFwdVariants);
-  impl_->bwd_variant = variant_from_env("MAGI_FLEX_BWD_VARIANT", default_bwd_variant(shape.d), kNumBwdVariants);
   const FwdVariant& fv = kFwdVariants[impl_->fwd_variant];
-  const BwdVariant& bv = kBwdVariants[impl_->bwd_variant];
   std::vector<FwdEntry> fe;
   std::vector<FwdItem> fi;
   std::vector<std::pair<int, int>> kranges;
@@ -506,7 +479,7 @@ FlexAttention::FlexAttention(const AttnShape& shape, const KernelSlice* slices, 
   build_forward(shape, ds, fe, fi, impl_->stats, fv.bm(), fv.bn, aligned && !impl_->stats.q_ranges_overlap);
   std::vector<BwdEntry> be;
   std::vector<BwdItem> bi;
-  build_backward(shape, ds, be, bi, impl_->stats, bv.bm, bv.bn(), aligned && !ranges_overlap(kranges));
+  build_backward(shape, ds, be, bi, impl_->stats, kBwdBM, kBwdBN, aligned && !ranges_overlap(kranges));
   impl_->slices.upload(ds);
   impl_->fwd_entries.upload(fe);
   impl_->fwd_items.upload(fi);

@@ -19,9 +19,11 @@
 //    in registers and are written once; dQ is added with fp32 atomics into a workspace and converted
 //    at the end. Key segments follow slices when key ranges are disjoint, else a fixed grid.
 //  - tiles fully inside a slice's band run unmasked; tiles outside it are never visited.
-//  - items are sorted heaviest first on the host (the hardware hands out blocks in order).
-//  - the matrix products run on Hopper's wgmma (sm_90a); older mma.sync variants stay selectable
-//    through MAGI_FLEX_FWD_VARIANT / MAGI_FLEX_BWD_VARIANT for experiments.
+//  - items are ordered on the host (the hardware hands out blocks in order): grouped by the
+//    operands they stream, (kv head, first slice), so that blocks running together share them in
+//    L2; groups and items within a group heaviest first.
+//  - the matrix products run on Hopper's wgmma (sm_90a); MAGI_FLEX_FWD_VARIANT selects other
+//    forward tile shapes for experiments.
 // Memory: the work lists (O(slices + tokens / tile)) and, for backward, an fp32 dQ buffer
 // [sq, hq, d] and D = rowsum(dout * out) [sq, hq]: O(tokens x heads x dim), never O(S^2).
 // dtypes: bf16 and fp16 (fp32 accumulation everywhere); head dims 64 and 128.

@@ -1,8 +1,7 @@
-// Backward kernels: an mma.sync one (variants 0-4, for experiments) and the Hopper wgmma one
-// (variant 5, the default; below). Both are FlashAttention-2 style with the key block as the outer loop:
-// one thread block per work item (key block of BN keys, kv head); each of the NW warps owns 16
-// keys and keeps their dK and dV rows in registers while the item walks, for every query head of
-// the GQA group, the query tiles of every slice that sees its keys. Per query tile of BM rows:
+// Backward kernel, FlashAttention-2 style with the key block as the outer loop: one thread block
+// per work item (key block of BN keys, kv head) keeps the dK and dV rows of its keys in registers
+// while the item walks, for every query head of the GQA group, the query tiles of every slice
+// that sees its keys. Per query tile of BM rows:
 //   S^T = K Q^T, P^T = exp(S^T * scale - lse), dP^T = V dO^T, dS^T = P^T (dP^T - Delta),
 //   dV += P^T dO, dK += dS^T Q, dQ += dS K (dS through shared memory, fp32 atomics to global).
 // Preprocess: Delta = rowsum(dO * O); postprocess: dQ fp32 -> input dtype.
@@ -36,236 +35,11 @@ struct BwdParams {
 };
 
 template <int D, int BM, int BN>
-constexpr int bwd_smem_bytes() {
-  return (2 * BN * D + 4 * BM * D + BN * BM) * 2 + 4 * BM * 4;
-}
-
-template <typename T, int D, int BM, int NW, int MINB>
-__global__ void __launch_bounds__(NW * 32, MINB) flex_bwd_kernel(const BwdParams<T> p) {
-  constexpr int BN = NW * 16;  // each warp owns 16 keys
-  static_assert(BM % 16 == 0 && D % 16 == 0, "tile shapes");
-  constexpr int NT = NW * 32;
-  constexpr int MT = BM / 16;            // m-tiles of dQ
-  static_assert(NW % MT == 0, "warps split dQ's rows evenly");
-  constexpr int NG = NW / MT;            // column groups of dQ
-  constexpr int DQW = D / NG;            // dQ columns per warp
-  static_assert(DQW % 16 == 0, "dQ column group");
-  using E = ElemTraits<T>;
-  extern __shared__ __align__(128) unsigned char smem_raw[];
-  T* sK = reinterpret_cast<T*>(smem_raw);
-  T* sV = sK + BN * D;
-  T* sQ = sV + BN * D;        // 2 stages
-  T* sdO = sQ + 2 * BM * D;   // 2 stages
-  T* sdS = sdO + 2 * BM * D;  // [BN][BM]
-  float* sLse = reinterpret_cast<float*>(sdS + BN * BM);  // 2 stages
-  float* sDelta = sLse + 2 * BM;                           // 2 stages
-
-  const BwdItem item = p.items[blockIdx.x];
-  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
-  const int k0 = item.k0;   // first key of the item (host: segment start)
-  const int k_end = item.k_end;  // keys [k0, k_end) are this item's to write
-  const int kvh = item.kvhead;
-  const int group = p.hq / p.hkv;
-  const int64_t q_stride = static_cast<int64_t>(p.hq) * D;
-  const int64_t k_stride = static_cast<int64_t>(p.hkv) * D;
-
-  load_tile<BN, D, NT>(sK, p.k + static_cast<int64_t>(kvh) * D, k_stride, k0, p.sk);
-  load_tile<BN, D, NT>(sV, p.v + static_cast<int64_t>(kvh) * D, k_stride, k0, p.sk);
-  cp_async_commit();
-
-  auto load_q_tile = [&](int stage, int q0, int h) {
-    const int64_t hoff = static_cast<int64_t>(h) * D;
-    load_tile<BM, D, NT>(sQ + stage * BM * D, p.q + hoff, q_stride, q0, p.sq);
-    load_tile<BM, D, NT>(sdO + stage * BM * D, p.dout + hoff, q_stride, q0, p.sq);
-    for (int i = static_cast<int>(threadIdx.x); i < 2 * BM; i += NT) {
-      const int r = i % BM;
-      const int q = q0 + r;
-      const bool ok = q >= 0 && q < p.sq;
-      const int64_t off = ok ? static_cast<int64_t>(q) * p.hq + h : 0;
-      if (i < BM) cp_async4(sLse + stage * BM + r, p.lse + off, ok);
-      else cp_async4(sDelta + stage * BM + r, p.delta + off, ok);
-    }
-  };
-
-  const int per_head = item.ntiles;
-  const int ntot = per_head * group;
-  int le = item.entry_begin, lt = 0, lh = 0;
-  int ce = item.entry_begin, ct = 0, ch = 0;
-  if (ntot > 0) {
-    load_q_tile(0, p.entries[le].q_lo, kvh * group);
-    cp_async_commit();
-  }
-
-  float dk[D / 8][4], dv[D / 8][4];
-#pragma unroll
-  for (int i = 0; i < D / 8; ++i) {
-#pragma unroll
-    for (int c = 0; c < 4; ++c) { dk[i][c] = 0.f; dv[i][c] = 0.f; }
-  }
-  const int key_in_blk = warp * 16 + lane / 4;  // and + 8
-
-  for (int it = 0; it < ntot; ++it) {
-    if (it + 1 < ntot) {
-      if (++lt == p.entries[le].ntiles) {
-        ++le; lt = 0;
-        if (le == item.entry_end) { le = item.entry_begin; ++lh; }
-      }
-      load_q_tile((it + 1) & 1, p.entries[le].q_lo + lt * BM, kvh * group + lh);
-      cp_async_commit();
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
-    __syncthreads();
-
-    const BwdEntry ent = p.entries[ce];
-    const DevSlice sl = p.slices[ent.slice];
-    const int q0 = ent.q_lo + ct * BM;
-    const int h = kvh * group + ch;
-    const int stage = it & 1;
-    const T* cQ = sQ + stage * BM * D;
-    const T* cdO = sdO + stage * BM * D;
-    const float* cLse = sLse + stage * BM;
-    const float* cDelta = sDelta + stage * BM;
-
-    // S^T = K Q^T and dP^T = V dO^T: this warp's 16 keys x BM queries.
-    float st[BM / 8][4], dpt[BM / 8][4];
-#pragma unroll
-    for (int j = 0; j < BM / 8; ++j) {
-#pragma unroll
-      for (int c = 0; c < 4; ++c) { st[j][c] = 0.f; dpt[j][c] = 0.f; }
-    }
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      uint32_t ak[4], av[4];
-      ldsm_x4(ak, sK + swz<D>(warp * 16 + (lane & 15), kk * 16 + (lane >> 4) * 8));
-      ldsm_x4(av, sV + swz<D>(warp * 16 + (lane & 15), kk * 16 + (lane >> 4) * 8));
-#pragma unroll
-      for (int jj = 0; jj < BM / 16; ++jj) {
-        uint32_t b[4];
-        const int brow = jj * 16 + (lane & 7) + (lane >> 4) * 8;
-        const int bcol = kk * 16 + ((lane >> 3) & 1) * 8;
-        ldsm_x4(b, cQ + swz<D>(brow, bcol));
-        E::mma(st[2 * jj], ak, b[0], b[1]);
-        E::mma(st[2 * jj + 1], ak, b[2], b[3]);
-        ldsm_x4(b, cdO + swz<D>(brow, bcol));
-        E::mma(dpt[2 * jj], av, b[0], b[1]);
-        E::mma(dpt[2 * jj + 1], av, b[2], b[3]);
-      }
-    }
-
-    // P^T and dS^T (in place: st <- P^T, dpt <- dS^T).
-    const bool inside = tile_inside(sl, q0, q0 + BM, k0, k0 + BN);
-#pragma unroll
-    for (int j = 0; j < BM / 8; ++j) {
-#pragma unroll
-      for (int c = 0; c < 4; ++c) {
-        const int qc = j * 8 + (lane & 3) * 2 + (c & 1);
-        bool vis = inside;
-        if (!inside) {
-          const int q = q0 + qc;
-          const int k = k0 + key_in_blk + 8 * (c >> 1);
-          vis = q >= sl.qs && q < sl.qe && k >= band_lo(sl, q) && k < band_hi(sl, q);
-        }
-        const float pv = vis ? exp2f(fmaf(st[j][c], p.scale_log2, -cLse[qc] * kLog2e)) : 0.f;
-        st[j][c] = pv;
-        dpt[j][c] = pv * (dpt[j][c] - cDelta[qc]);
-      }
-    }
-
-    // dV += P^T dO and dK += dS^T Q (k dimension = the tile's queries).
-#pragma unroll
-    for (int kk = 0; kk < BM / 16; ++kk) {
-      uint32_t ap[4], ads[4];
-      ap[0] = E::pack(st[2 * kk][0], st[2 * kk][1]);
-      ap[1] = E::pack(st[2 * kk][2], st[2 * kk][3]);
-      ap[2] = E::pack(st[2 * kk + 1][0], st[2 * kk + 1][1]);
-      ap[3] = E::pack(st[2 * kk + 1][2], st[2 * kk + 1][3]);
-      ads[0] = E::pack(dpt[2 * kk][0], dpt[2 * kk][1]);
-      ads[1] = E::pack(dpt[2 * kk][2], dpt[2 * kk][3]);
-      ads[2] = E::pack(dpt[2 * kk + 1][0], dpt[2 * kk + 1][1]);
-      ads[3] = E::pack(dpt[2 * kk + 1][2], dpt[2 * kk + 1][3]);
-      // dS^T to shared memory for dQ: rows = keys, columns = queries.
-      {
-        const int r0 = key_in_blk, c0 = kk * 16 + (lane & 3) * 2;
-        *reinterpret_cast<uint32_t*>(sdS + swz<BM>(r0, c0)) = ads[0];
-        *reinterpret_cast<uint32_t*>(sdS + swz<BM>(r0 + 8, c0)) = ads[1];
-        *reinterpret_cast<uint32_t*>(sdS + swz<BM>(r0, c0 + 8)) = ads[2];
-        *reinterpret_cast<uint32_t*>(sdS + swz<BM>(r0 + 8, c0 + 8)) = ads[3];
-      }
-#pragma unroll
-      for (int dd = 0; dd < D / 16; ++dd) {
-        uint32_t b[4];
-        const int brow = kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
-        const int bcol = dd * 16 + (lane >> 4) * 8;
-        ldsm_x4_t(b, cdO + swz<D>(brow, bcol));
-        E::mma(dv[2 * dd], ap, b[0], b[1]);
-        E::mma(dv[2 * dd + 1], ap, b[2], b[3]);
-        ldsm_x4_t(b, cQ + swz<D>(brow, bcol));
-        E::mma(dk[2 * dd], ads, b[0], b[1]);
-        E::mma(dk[2 * dd + 1], ads, b[2], b[3]);
-      }
-    }
-    __syncthreads();
-
-    // dQ (BM x D) += dS (BM x BN) K (BN x D); warp -> (m-tile, column group).
-    {
-      const int mt = warp % MT, ng = warp / MT;
-      float dq[DQW / 8][4];
-#pragma unroll
-      for (int i = 0; i < DQW / 8; ++i) dq[i][0] = dq[i][1] = dq[i][2] = dq[i][3] = 0.f;
-#pragma unroll
-      for (int kk = 0; kk < BN / 16; ++kk) {
-        uint32_t a[4];
-        ldsm_x4_t(a, sdS + swz<BM>(kk * 16 + (lane & 7) + (lane >> 4) * 8, mt * 16 + ((lane >> 3) & 1) * 8));
-#pragma unroll
-        for (int dd = 0; dd < DQW / 16; ++dd) {
-          uint32_t b[4];
-          ldsm_x4_t(b, sK + swz<D>(kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, ng * DQW + dd * 16 + (lane >> 4) * 8));
-          E::mma(dq[2 * dd], a, b[0], b[1]);
-          E::mma(dq[2 * dd + 1], a, b[2], b[3]);
-        }
-      }
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        const int q = q0 + mt * 16 + lane / 4 + 8 * r;
-        if (q < 0 || q >= p.sq) continue;
-        float* dst = p.dq_acc + static_cast<int64_t>(q) * q_stride + static_cast<int64_t>(h) * D + ng * DQW + (lane & 3) * 2;
-#pragma unroll
-        for (int i = 0; i < DQW / 8; ++i) {
-          atomicAdd(reinterpret_cast<float2*>(dst + i * 8), make_float2(dq[i][2 * r] * p.scale, dq[i][2 * r + 1] * p.scale));
-        }
-      }
-    }
-
-    if (++ct == ent.ntiles) {
-      ++ce; ct = 0;
-      if (ce == item.entry_end) { ce = item.entry_begin; ++ch; }
-    }
-  }
-  cp_async_wait<0>();
-
-  // Epilogue: dK (scaled) and dV rows of this block, written once.
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int kr = k0 + key_in_blk + 8 * r;
-    if (kr >= k_end) continue;
-    const int64_t off = static_cast<int64_t>(kr) * k_stride + static_cast<int64_t>(kvh) * D + (lane & 3) * 2;
-#pragma unroll
-    for (int i = 0; i < D / 8; ++i) {
-      *reinterpret_cast<uint32_t*>(p.dk + off + i * 8) = E::pack(dk[i][2 * r] * p.scale, dk[i][2 * r + 1] * p.scale);
-      *reinterpret_cast<uint32_t*>(p.dv + off + i * 8) = E::pack(dv[i][2 * r], dv[i][2 * r + 1]);
-    }
-  }
-}
-
-template <int D, int BM, int BN>
 constexpr int bwd_wgmma_smem_bytes() {
   return (2 * BN * D + 4 * BM * D + BN * BM) * 2 + 4 * BM * 4 + 1024;
 }
 
-// Hopper backward: the same work items, cursors and masking as flex_bwd_kernel, with every
-// matrix product on wgmma. Two warpgroups, each owning 64 of the block's BN = 128 keys:
+// Every matrix product on Hopper's wgmma. Two warpgroups, each owning 64 of the block's BN = 128 keys:
 //   S^T = K Q^T, dP^T = V dO^T            (A and B from shared memory, K-major)
 //   dV += P^T dO, dK += dS^T Q            (A from registers, B = dO / Q transposed)
 //   dQ = dS K                             (A = dS^T in shared memory transposed, B = K transposed;
@@ -373,23 +147,37 @@ __global__ void __launch_bounds__(256, 1) flex_bwd_wgmma_kernel(const BwdParams<
     wgmma_commit();
     wgmma_wait<0>();
 
-    // P^T and dS^T (in place).
-    const bool inside = tile_inside(sl, q0, q0 + BM, k0, k0 + BN);
+    // P^T and dS^T (in place). Tiles inside the band skip the mask; otherwise key k of slice sl
+    // is seen by the queries [qlo(k), qhi(k)): this thread's two keys get their visible rows of
+    // the tile, [vis_lo, vis_hi), once per tile.
+    auto probabilities = [&](auto masked, const int (&vis_lo)[2], const int (&vis_hi)[2]) {
 #pragma unroll
-    for (int j = 0; j < BM / 8; ++j) {
+      for (int j = 0; j < BM / 8; ++j) {
 #pragma unroll
-      for (int c = 0; c < 4; ++c) {
-        const int qc = j * 8 + (lane & 3) * 2 + (c & 1);
-        bool vis = inside;
-        if (!inside) {
-          const int q = q0 + qc;
-          const int k = k0 + key_in_blk + 8 * (c >> 1);
-          vis = q >= sl.qs && q < sl.qe && k >= band_lo(sl, q) && k < band_hi(sl, q);
+        for (int c = 0; c < 4; ++c) {
+          const int qc = j * 8 + (lane & 3) * 2 + (c & 1);
+          bool vis = true;
+          if constexpr (decltype(masked)::value) vis = qc >= vis_lo[c >> 1] && qc < vis_hi[c >> 1];
+          const float pv = vis ? exp2f(fmaf(st[4 * j + c], p.scale_log2, -cLse[qc] * kLog2e)) : 0.f;
+          st[4 * j + c] = pv;
+          dpt[4 * j + c] = pv * (dpt[4 * j + c] - cDelta[qc]);
         }
-        const float pv = vis ? exp2f(fmaf(st[4 * j + c], p.scale_log2, -cLse[qc] * kLog2e)) : 0.f;
-        st[4 * j + c] = pv;
-        dpt[4 * j + c] = pv * (dpt[4 * j + c] - cDelta[qc]);
       }
+    };
+    int vis_lo[2] = {0, 0}, vis_hi[2] = {BM, BM};
+    if (tile_inside(sl, q0, q0 + BM, k0, k0 + BN)) {
+      probabilities(std::false_type{}, vis_lo, vis_hi);
+    } else {
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int k = k0 + key_in_blk + 8 * r;
+        int qlo = sl.qs, qhi = k >= sl.ks && k < sl.ke ? sl.qe : sl.qs;
+        if (sl.type & 1) qlo = max(qlo, k - sl.ke + sl.qe);      // causal edge: k < band_hi(q)
+        if (sl.type & 2) qhi = min(qhi, k - sl.ks + sl.qs + 1);  // inv_causal edge: k >= band_lo(q)
+        vis_lo[r] = qlo - q0;
+        vis_hi[r] = qhi - q0;
+      }
+      probabilities(std::true_type{}, vis_lo, vis_hi);
     }
 
     // dV += P^T dO, dK += dS^T Q (k dimension = the tile's queries); dS^T to shared memory.

@@ -1,6 +1,6 @@
 // Device building blocks shared by the forward and backward flexible attention kernels:
 // the slice band (DESIGN.md §1) on the device, the work-list records the host builds,
-// swizzled shared-memory tiles, cp.async, ldmatrix and the m16n8k16 bf16/fp16 tensor-core product.
+// element conversions, swizzled shared-memory tiles and cp.async.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -54,13 +54,6 @@ template <> struct ElemTraits<__nv_bfloat16> {
   }
   __device__ static inline float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
   __device__ static inline __nv_bfloat16 from_float(float x) { return __float2bfloat16_rn(x); }
-  __device__ static inline void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
 };
 template <> struct ElemTraits<__half> {
   __device__ static inline uint32_t pack(float lo, float hi) {
@@ -69,13 +62,6 @@ template <> struct ElemTraits<__half> {
   }
   __device__ static inline float to_float(__half x) { return __half2float(x); }
   __device__ static inline __half from_float(float x) { return __float2half_rn(x); }
-  __device__ static inline void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
 };
 
 __device__ inline uint32_t smem_addr(const void* p) {
@@ -97,43 +83,13 @@ __device__ inline void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
 
-__device__ inline void ldsm_x4(uint32_t (&r)[4], const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(p)));
-}
-__device__ inline void ldsm_x4_t(uint32_t (&r)[4], const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(p)));
-}
-
 // Offset of element (row, col) in a [rows][W] tile whose 16-byte chunks are XOR-swizzled by
-// row % 8 (row % (W / 8) for narrower tiles, so a chunk never leaves its row), so that the 8 row
-// addresses of one ldmatrix fall in different bank groups.
+// row % 8 (row % (W / 8) for narrower tiles, so a chunk never leaves its row). For W = 64 (128-byte
+// rows) this is the 128-byte swizzle wgmma reads (the backward's dS^T tile).
 template <int W>
 __device__ inline int swz(int row, int col) {
   constexpr int kMask = (W / 8 < 8 ? W / 8 : 8) - 1;
   return row * W + ((((col >> 3) ^ (row & kMask)) << 3) | (col & 7));
-}
-
-// Copies rows [r0, r0 + ROWS) of a [rows, stride] global matrix (columns [0, W)) into a swizzled
-// shared tile; rows outside [0, rows_end) are zero-filled.
-template <int ROWS, int W, int NT, typename T>
-__device__ inline void load_tile(T* dst, const T* src, int64_t stride, int r0, int rows_end) {
-  constexpr int kChunksPerRow = W / 8;
-  constexpr int kChunks = ROWS * kChunksPerRow;
-#pragma unroll
-  for (int i = 0; i < (kChunks + NT - 1) / NT; ++i) {
-    const int c = static_cast<int>(threadIdx.x) + i * NT;
-    if (kChunks % NT == 0 || c < kChunks) {
-      const int r = c / kChunksPerRow, ch = c % kChunksPerRow;
-      const int g = r0 + r;
-      const bool ok = g >= 0 && g < rows_end;
-      const T* s = ok ? src + static_cast<int64_t>(g) * stride + ch * 8 : src;
-      cp_async16(dst + swz<W>(r, ch * 8), s, ok);
-    }
-  }
 }
 
 __device__ inline float quad_max(float x) {

@@ -1,8 +1,7 @@
-// Forward kernel: FlashAttention-2 style (mma.sync m16n8k16, ldmatrix, a two-stage cp.async
-// K/V ring, exp2 online softmax). One thread block per work item (query block of BM rows, query
-// head); each of the NW warps owns 16 query rows. The item walks the key tiles of every slice
-// that meets its rows (host-built entries), so rows shared by several slices get one softmax over
-// the union of their keys: the merge is exact and needs no second pass.
+// Forward kernel (Hopper wgmma, a two-stage cp.async K/V ring, exp2 online softmax). One thread
+// block per work item (query block of BM rows, query head). The item walks the key tiles of every
+// slice that meets its rows (host-built entries), so rows shared by several slices get one softmax
+// over the union of their keys: the merge is exact and needs no second pass.
 #pragma once
 
 #include "flex_common.cuh"
@@ -25,185 +24,6 @@ struct FwdParams {
   int sq, sk, hq, hkv;
   float scale_log2;  // softmax scale * log2(e)
 };
-
-template <int D, int BM, int BN, int STAGES>
-constexpr int fwd_smem_bytes() {
-  return (BM * D + 2 * STAGES * BN * D) * 2;
-}
-
-// STAGES-deep cp.async ring for K and V with one barrier per key tile: at tile t the block waits
-// for tile t, synchronises (so every warp is done with tile t-1), then refills tile t-1's stage
-// with tile t + STAGES - 1. QREG keeps the warp's Q fragments in registers instead of re-reading
-// them from shared memory for every key tile.
-template <typename T, int D, int NW, int BN, int STAGES, int MINB, bool QREG>
-__global__ void __launch_bounds__(NW * 32, MINB) flex_fwd_kernel(const FwdParams<T> p) {
-  constexpr int BM = NW * 16;  // each warp owns 16 query rows
-  static_assert(BN % 16 == 0 && D % 16 == 0 && STAGES >= 2, "tile shapes");
-  constexpr int NT = NW * 32;
-  using E = ElemTraits<T>;
-  extern __shared__ __align__(128) unsigned char smem_raw[];
-  T* sQ = reinterpret_cast<T*>(smem_raw);
-  T* sK = sQ + BM * D;           // STAGES stages
-  T* sV = sK + STAGES * BN * D;  // STAGES stages
-
-  const FwdItem item = p.items[blockIdx.x];
-  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
-  const int q0 = item.q0;   // first row of the item (host: segment start)
-  const int q_end = item.q_end;  // rows [q0, q_end) are this item's to write
-  const int h = item.head;
-  const int kvh = h / (p.hq / p.hkv);
-  const int64_t q_stride = static_cast<int64_t>(p.hq) * D;
-  const int64_t k_stride = static_cast<int64_t>(p.hkv) * D;
-  const T* gq = p.q + static_cast<int64_t>(h) * D;
-  const T* gk = p.k + static_cast<int64_t>(kvh) * D;
-  const T* gv = p.v + static_cast<int64_t>(kvh) * D;
-
-  load_tile<BM, D, NT>(sQ, gq, q_stride, q0, p.sq);
-
-  const int ntot = item.ntiles;
-  // Load cursor (entry, tile) runs STAGES - 1 tiles ahead of the compute cursor.
-  int le = item.entry_begin, lt = 0;
-  int ce = item.entry_begin, ct = 0;
-  auto issue = [&](int tile_index) {
-    if (tile_index < ntot) {
-      if (tile_index > 0 && ++lt == p.entries[le].ntiles) { ++le; lt = 0; }
-      const int k0n = p.entries[le].k_lo + lt * BN;
-      const int st = tile_index % STAGES;
-      load_tile<BN, D, NT>(sK + st * BN * D, gk, k_stride, k0n, p.sk);
-      load_tile<BN, D, NT>(sV + st * BN * D, gv, k_stride, k0n, p.sk);
-    }
-    cp_async_commit();  // always, so that group counting stays uniform
-  };
-#pragma unroll
-  for (int i = 0; i < STAGES - 1; ++i) issue(i);  // Q travels with tile 0's group
-
-  float o[D / 8][4];
-#pragma unroll
-  for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
-  float m_run[2] = {-INFINITY, -INFINITY};
-  float l_run[2] = {0.f, 0.f};
-  const int row_in_blk = warp * 16 + lane / 4;
-  uint32_t qf[QREG ? D / 16 : 1][4];
-
-  for (int it = 0; it < ntot; ++it) {
-    cp_async_wait<STAGES - 2>();
-    __syncthreads();
-    issue(it + STAGES - 1);
-    if (QREG && it == 0) {
-#pragma unroll
-      for (int kk = 0; kk < (QREG ? D / 16 : 0); ++kk)
-        ldsm_x4(qf[kk], sQ + swz<D>(warp * 16 + (lane & 15), kk * 16 + (lane >> 4) * 8));
-    }
-
-    const FwdEntry ent = p.entries[ce];
-    const DevSlice sl = p.slices[ent.slice];
-    const int k0 = ent.k_lo + ct * BN;
-    const T* cK = sK + (it % STAGES) * BN * D;
-    const T* cV = sV + (it % STAGES) * BN * D;
-
-    // S = Q K^T for this warp's 16 rows x BN keys.
-    float s[BN / 8][4];
-#pragma unroll
-    for (int j = 0; j < BN / 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      uint32_t a[4];
-      if constexpr (QREG) {
-        a[0] = qf[kk][0]; a[1] = qf[kk][1]; a[2] = qf[kk][2]; a[3] = qf[kk][3];
-      } else {
-        ldsm_x4(a, sQ + swz<D>(warp * 16 + (lane & 15), kk * 16 + (lane >> 4) * 8));
-      }
-#pragma unroll
-      for (int jj = 0; jj < BN / 16; ++jj) {
-        uint32_t b[4];
-        ldsm_x4(b, cK + swz<D>(jj * 16 + (lane & 7) + (lane >> 4) * 8, kk * 16 + ((lane >> 3) & 1) * 8));
-        E::mma(s[2 * jj], a, b[0], b[1]);
-        E::mma(s[2 * jj + 1], a, b[2], b[3]);
-      }
-    }
-
-    if (!tile_inside(sl, q0, q_end, k0, k0 + BN)) {
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        const int q = q0 + row_in_blk + 8 * r;
-        int lo = 1, hi = 0;
-        if (q >= sl.qs && q < sl.qe) { lo = band_lo(sl, q); hi = band_hi(sl, q); }
-#pragma unroll
-        for (int j = 0; j < BN / 8; ++j) {
-#pragma unroll
-          for (int c = 0; c < 2; ++c) {
-            const int k = k0 + j * 8 + (lane & 3) * 2 + c;
-            if (k < lo || k >= hi) s[j][2 * r + c] = -INFINITY;
-          }
-        }
-      }
-    }
-
-    // Online softmax (base 2); m_run is in units of score * scale * log2(e).
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      float mx = -INFINITY;
-#pragma unroll
-      for (int j = 0; j < BN / 8; ++j) mx = fmaxf(mx, fmaxf(s[j][2 * r], s[j][2 * r + 1]));
-      mx = quad_max(mx);
-      const float m_new = fmaxf(m_run[r], mx * p.scale_log2);
-      const float m_use = m_new == -INFINITY ? 0.f : m_new;
-      const float corr = exp2f(m_run[r] - m_use);
-      m_run[r] = m_new;
-      float sum = 0.f;
-#pragma unroll
-      for (int j = 0; j < BN / 8; ++j) {
-#pragma unroll
-        for (int c = 0; c < 2; ++c) {
-          const float e = exp2f(fmaf(s[j][2 * r + c], p.scale_log2, -m_use));
-          s[j][2 * r + c] = e;
-          sum += e;
-        }
-      }
-      l_run[r] = l_run[r] * corr + sum;
-#pragma unroll
-      for (int i = 0; i < D / 8; ++i) { o[i][2 * r] *= corr; o[i][2 * r + 1] *= corr; }
-    }
-
-    // O += P V.
-#pragma unroll
-    for (int kk = 0; kk < BN / 16; ++kk) {
-      uint32_t a[4];
-      a[0] = E::pack(s[2 * kk][0], s[2 * kk][1]);
-      a[1] = E::pack(s[2 * kk][2], s[2 * kk][3]);
-      a[2] = E::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-      a[3] = E::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-#pragma unroll
-      for (int dd = 0; dd < D / 16; ++dd) {
-        uint32_t b[4];
-        ldsm_x4_t(b, cV + swz<D>(kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, dd * 16 + (lane >> 4) * 8));
-        E::mma(o[2 * dd], a, b[0], b[1]);
-        E::mma(o[2 * dd + 1], a, b[2], b[3]);
-      }
-    }
-    if (++ct == ent.ntiles) { ++ce; ct = 0; }
-  }
-  cp_async_wait<0>();
-
-  // Epilogue: normalise, write out (input dtype) and lse (natural log, -inf for empty rows).
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const float l = quad_sum(l_run[r]);
-    const int q = q0 + row_in_blk + 8 * r;
-    if (q >= q_end) continue;
-    const float inv = l > 0.f ? 1.f / l : 0.f;
-    T* orow = p.out + static_cast<int64_t>(q) * q_stride + static_cast<int64_t>(h) * D;
-#pragma unroll
-    for (int i = 0; i < D / 8; ++i) {
-      *reinterpret_cast<uint32_t*>(orow + i * 8 + (lane & 3) * 2) =
-          E::pack(o[i][2 * r] * inv, o[i][2 * r + 1] * inv);
-    }
-    if ((lane & 3) == 0) {
-      p.lse[static_cast<int64_t>(q) * p.hq + h] = l > 0.f ? m_run[r] * kLn2 + logf(l) : -INFINITY;
-    }
-  }
-}
-
 
 // Rows [r0, r0 + ROWS) of a [rows, stride] global matrix (columns [0, D)) into the layout wgmma
 // reads with 128-byte swizzle: D / 64 column blocks, each [ROWS][64] with 128-byte rows whose
@@ -230,8 +50,7 @@ constexpr int fwd_wgmma_smem_bytes() {
   return (BM * D + 2 * STAGES * BN * D) * 2 + 1024;
 }
 
-// Hopper forward: the same work items, cursor and softmax as flex_fwd_kernel, with the two matrix
-// products on wgmma: S = Q K^T (both operands from shared memory) and O += P V (P from registers,
+// The two matrix products on wgmma: S = Q K^T (both operands from shared memory) and O += P V (P from registers,
 // V from shared memory, transposed). NWG warpgroups of 64 query rows each; every thread also
 // issues cp.async loads into a STAGES-deep K/V ring (no producer specialisation yet).
 template <typename T, int D, int NWG, int BN, int STAGES, int MINB = 1>
