@@ -112,6 +112,13 @@ def main():
     # graphs must then not donate their buffers.
     import torch._functorch.config as functorch_config
     functorch_config.donated_buffer = False
+    # Every mask (and size) is a new mask_mod and block mask, hence a recompilation: past dynamo's
+    # default limit of 8 it falls back to eager flex_attention, which materialises S x S scores
+    # (64 GiB at 32k tokens, 16 heads) and runs out of memory.
+    import torch._dynamo.config as dynamo_config
+    for name, limit in (("recompile_limit", 256), ("accumulated_recompile_limit", 4096)):
+        if hasattr(dynamo_config, name):
+            setattr(dynamo_config, name, limit)
     flex = None
     if not args.no_flex:
         try:

@@ -63,8 +63,8 @@ void run_kernel_bench(Context& ctx, const KernelOptions& opt) {
   const std::string device = kernels::cuda::device_description();
   meta["device"] = device;
   meta["kernel"] = {
-      {"name", "flex_attention (wgmma forward and backward; work items grouped by kv head and slice "
-                "component, heaviest first; MAGI_FLEX_FWD_VARIANT selects other forward tiles)"},
+      {"name", "flex_attention (wgmma forward and backward; work items grouped by kv head and first "
+                "slice, heaviest first; MAGI_FLEX_FWD_VARIANT selects other forward tiles)"},
       {"fwd_variant_env", std::getenv("MAGI_FLEX_FWD_VARIANT") ? std::getenv("MAGI_FLEX_FWD_VARIANT") : ""},
       {"flops", "forward 4 * area * head_dim * heads_q; backward 2.5 x forward"},
       {"time", "CUDA events around single calls, median of iters after warmup"},
