@@ -29,6 +29,7 @@
 // dtypes: bf16 and fp16 (fp32 accumulation everywhere); head dims 64 and 128.
 #pragma once
 
+#include "common/flex_work_list.h"
 #include "common/kernel_args.h"
 
 #include <cstddef>
@@ -46,15 +47,8 @@ bool device_available();
 // "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs)" for the current device.
 std::string device_description();
 
-// Statistics of a plan, for reports and tests.
-struct FlexAttentionStats {
-  int64_t forward_items = 0;      // (query block, head) work items
-  int64_t forward_tiles = 0;      // (query block, key tile, head) tiles visited
-  int64_t backward_items = 0;     // (key block, kv head) work items
-  int64_t backward_tiles = 0;     // (key block, query tile, query head) tiles visited
-  int64_t area = 0;               // visible (q, k) pairs of the mask (one head)
-  bool q_ranges_overlap = false;  // whether some query row is in several slices
-};
+// Statistics of a plan (its work lists), for reports and tests.
+using FlexAttentionStats = flex::WorkListStats;
 
 // A plan for one shape and slice list: built once on the host (validates the slices, builds
 // and uploads the work lists, owns the backward workspace), then run any number of times.

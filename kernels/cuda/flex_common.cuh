@@ -1,50 +1,26 @@
-// Device building blocks shared by the forward and backward flexible attention kernels:
-// the slice band (DESIGN.md §1) on the device, the work-list records the host builds,
-// element conversions, swizzled shared-memory tiles and cp.async.
+// Device building blocks shared by the forward and backward flexible attention kernels: the
+// work-list records and slice band (common/flex_work_list.h), element conversions, swizzled
+// shared-memory tiles and cp.async.
 #pragma once
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include "common/flex_work_list.h"
+
 #include <cstdint>
 
 namespace magi::kernels::cuda::detail {
 
-// A slice in the kernel's int32 coordinates. type: 0 full, 1 causal, 2 inv_causal, 3 bi_causal.
-struct DevSlice {
-  int qs, qe, ks, ke, type;
-};
-
-// Forward: one record per (query segment, slice) whose band meets the segment; the slice's key tiles
-// are k_lo + t * BN for t in [0, ntiles).
-struct FwdEntry {
-  int slice, k_lo, ntiles, pad;
-};
-// Forward work item: (query block, query head), entries [entry_begin, entry_end).
-struct FwdItem {
-  int q0, head, entry_begin, entry_end, ntiles, q_end, pad1, pad2;  // rows [q0, q_end)
-};
-// Backward: one record per (key block, slice); query tiles q_lo + t * BM, t in [0, ntiles).
-struct BwdEntry {
-  int slice, q_lo, ntiles, pad;
-};
-// Backward work item: (key block, kv head); walks every query head of the GQA group.
-struct BwdItem {
-  int k0, kvhead, entry_begin, entry_end, ntiles, k_end, pad1, pad2;  // keys [k0, k_end)
-};
-
-__host__ __device__ inline int band_lo(const DevSlice& s, int q) {
-  return (s.type & 2) ? s.ks + (q - s.qs) : s.ks;  // inv_causal (2), bi_causal (3)
-}
-__host__ __device__ inline int band_hi(const DevSlice& s, int q) {
-  return (s.type & 1) ? s.ke - (s.qe - 1 - q) : s.ke;  // causal (1), bi_causal (3)
-}
-// Whether every (q, k) of [q0, q1) x [k0, k1) is visible in slice s (lo and hi are
-// non-decreasing in q, and lo >= ks, hi <= ke).
-__host__ __device__ inline bool tile_inside(const DevSlice& s, int q0, int q1, int k0, int k1) {
-  return q0 >= s.qs && q1 <= s.qe && band_lo(s, q1 - 1) <= k0 && k1 <= band_hi(s, q0);
-}
+using flex::BwdEntry;
+using flex::BwdItem;
+using flex::DevSlice;
+using flex::FwdEntry;
+using flex::FwdItem;
+using flex::band_hi;
+using flex::band_lo;
+using flex::tile_inside;
 
 template <typename T> struct ElemTraits;
 template <> struct ElemTraits<__nv_bfloat16> {

@@ -1,0 +1,89 @@
+// Work lists of the flexible attention kernels (kernels/cuda), built on the host: the slices in
+// the kernels' int32 coordinates, the forward and backward work items with the tile range of every
+// slice they walk, and their launch order. Plain C++ (nvcc also compiles the band helpers for the
+// device), so that the CPU test suite checks the lists against the mask: every visible (q, k) pair
+// of every slice lands in exactly one tile of one item per head.
+#pragma once
+
+#include "common/kernel_args.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#if defined(__CUDACC__)
+#define MAGI_HOST_DEVICE __host__ __device__
+#else
+#define MAGI_HOST_DEVICE
+#endif
+
+namespace magi::kernels::flex {
+
+// A slice in the kernel's int32 coordinates. type: 0 full, 1 causal, 2 inv_causal, 3 bi_causal.
+struct DevSlice {
+  int qs, qe, ks, ke, type;
+};
+
+// Forward: one record per (query segment, slice) whose band meets the segment; the slice's key tiles
+// are k_lo + t * BN for t in [0, ntiles).
+struct FwdEntry {
+  int slice, k_lo, ntiles, pad;
+};
+// Forward work item: (query block, query head), entries [entry_begin, entry_end).
+struct FwdItem {
+  int q0, head, entry_begin, entry_end, ntiles, q_end, pad1, pad2;  // rows [q0, q_end)
+};
+// Backward: one record per (key block, slice); query tiles q_lo + t * BM, t in [0, ntiles).
+struct BwdEntry {
+  int slice, q_lo, ntiles, pad;
+};
+// Backward work item: (key block, kv head); walks every query head of the GQA group.
+struct BwdItem {
+  int k0, kvhead, entry_begin, entry_end, ntiles, k_end, pad1, pad2;  // keys [k0, k_end)
+};
+
+MAGI_HOST_DEVICE inline int band_lo(const DevSlice& s, int q) {
+  return (s.type & 2) ? s.ks + (q - s.qs) : s.ks;  // inv_causal (2), bi_causal (3)
+}
+MAGI_HOST_DEVICE inline int band_hi(const DevSlice& s, int q) {
+  return (s.type & 1) ? s.ke - (s.qe - 1 - q) : s.ke;  // causal (1), bi_causal (3)
+}
+// Whether every (q, k) of [q0, q1) x [k0, k1) is visible in slice s (lo and hi are
+// non-decreasing in q, and lo >= ks, hi <= ke).
+MAGI_HOST_DEVICE inline bool tile_inside(const DevSlice& s, int q0, int q1, int k0, int k1) {
+  return q0 >= s.qs && q1 <= s.qe && band_lo(s, q1 - 1) <= k0 && k1 <= band_hi(s, q0);
+}
+
+// Statistics of the work lists, for reports and tests.
+struct WorkListStats {
+  int64_t forward_items = 0;      // (query block, head) work items
+  int64_t forward_tiles = 0;      // (query block, key tile, head) tiles visited
+  int64_t backward_items = 0;     // (key block, kv head) work items
+  int64_t backward_tiles = 0;     // (key block, query tile, query head) tiles visited
+  int64_t area = 0;               // visible (q, k) pairs of the mask (one head)
+  bool q_ranges_overlap = false;  // whether some query row is in several slices
+};
+
+// Tile sizes of the kernels: forward items of fwd_bm query rows walking fwd_bn-key tiles,
+// backward items of bwd_bn keys walking bwd_bm-row query tiles.
+struct TileShape {
+  int fwd_bm = 128, fwd_bn = 128, bwd_bm = 64, bwd_bn = 128;
+};
+
+struct WorkLists {
+  std::vector<DevSlice> slices;  // the non-empty input slices
+  std::vector<FwdEntry> fwd_entries;
+  std::vector<FwdItem> fwd_items;  // in launch order
+  std::vector<BwdEntry> bwd_entries;
+  std::vector<BwdItem> bwd_items;  // in launch order
+  WorkListStats stats;
+};
+
+// Validates the slices against the shape (std::invalid_argument naming the slice) and builds the
+// lists. With align_to_slices, items of an axis start at each slice's first row when no two slices
+// share a row on that axis (documents), so no tile straddles two; otherwise, and always when
+// align_to_slices is false, they follow a fixed grid of tiles.
+WorkLists build_work_lists(const AttnShape& shape, const KernelSlice* slices, size_t num_slices,
+                           const TileShape& tiles, bool align_to_slices = true);
+
+}  // namespace magi::kernels::flex

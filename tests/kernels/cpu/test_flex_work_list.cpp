@@ -1,0 +1,269 @@
+// The CUDA kernels' work lists (kernels/common/flex_work_list.h), checked on the CPU against the
+// mask's definition: for every head, every visible (q, k) pair of every slice lies in exactly one
+// tile of one item (forward: query-row items walking key tiles; backward: key items walking query
+// tiles), every row and key belongs to exactly one item (so every output is written), tiles
+// flagged "inside the band" hold visible pairs only, document-aligned items never straddle two
+// slices, and the launch order keeps each group of items together, heaviest first.
+#include "common/flex_work_list.h"
+
+#include "common/test_seed.h"
+#include "dense_attention.h"
+
+#include "core/mask/catalogue.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace magi::kernels::testing {
+namespace {
+
+namespace flex = magi::kernels::flex;
+
+KernelSlice sl(int64_t qs, int64_t qe, int64_t ks, int64_t ke, KernelSliceType t) { return {qs, qe, ks, ke, t}; }
+
+bool empty(const KernelSlice& s) { return s.q_end == s.q_start || s.k_end == s.k_start; }
+
+// Which slices contain row r of an axis (query rows for on_q, keys otherwise).
+std::vector<int> slices_at(const std::vector<flex::DevSlice>& sl, int r, bool on_q) {
+  std::vector<int> out;
+  for (size_t i = 0; i < sl.size(); ++i) {
+    const int lo = on_q ? sl[i].qs : sl[i].ks, hi = on_q ? sl[i].qe : sl[i].ke;
+    if (r >= lo && r < hi) out.push_back(static_cast<int>(i));
+  }
+  return out;
+}
+
+bool ranges_disjoint(const std::vector<flex::DevSlice>& sl, bool on_q) {
+  for (size_t i = 0; i < sl.size(); ++i)
+    for (size_t j = i + 1; j < sl.size(); ++j) {
+      const int a0 = on_q ? sl[i].qs : sl[i].ks, a1 = on_q ? sl[i].qe : sl[i].ke;
+      const int b0 = on_q ? sl[j].qs : sl[j].ks, b1 = on_q ? sl[j].qe : sl[j].ke;
+      if (a0 < b1 && b0 < a1) return false;
+    }
+  return true;
+}
+
+// Launch order: items of one group (kv head, first slice) are contiguous, group totals never
+// increase along the order, and tile counts never increase inside a group.
+template <typename Item, typename GroupOf>
+void expect_grouped_heaviest_first(const std::vector<Item>& items, GroupOf group_of, const std::string& what) {
+  std::map<std::pair<int, int>, int64_t> total;
+  for (const Item& it : items) total[group_of(it)] += it.ntiles;
+  std::map<std::pair<int, int>, bool> closed;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const auto g = group_of(items[i]);
+    if (i > 0) {
+      const auto p = group_of(items[i - 1]);
+      if (p == g) {
+        EXPECT_GE(items[i - 1].ntiles, items[i].ntiles) << what << ": item " << i;
+      } else {
+        closed[p] = true;
+        EXPECT_FALSE(closed[g]) << what << ": group split at item " << i;
+        EXPECT_GE(total[p], total[g]) << what << ": lighter group first at item " << i;
+      }
+    }
+  }
+}
+
+void check_lists(const AttnShape& sh, const std::vector<KernelSlice>& in, const flex::TileShape& t,
+                 bool aligned, const std::string& what) {
+  SCOPED_TRACE(what);
+  const flex::WorkLists wl = flex::build_work_lists(sh, in.data(), in.size(), t, aligned);
+  const int sq = static_cast<int>(sh.sq), sk = static_cast<int>(sh.sk);
+  const int group = sh.hq / sh.hkv;
+
+  // The non-empty slices, in input order; the mask's area and overlap facts.
+  std::vector<KernelSlice> kept;
+  for (const KernelSlice& s : in)
+    if (!empty(s)) kept.push_back(s);
+  ASSERT_EQ(wl.slices.size(), kept.size());
+  std::vector<int> expected(static_cast<size_t>(sq) * sk, 0);
+  int64_t area = 0;
+  for (size_t i = 0; i < kept.size(); ++i) {
+    const flex::DevSlice& d = wl.slices[i];
+    ASSERT_TRUE(d.qs == kept[i].q_start && d.qe == kept[i].q_end && d.ks == kept[i].k_start &&
+                d.ke == kept[i].k_end && d.type == static_cast<int>(kept[i].type));
+    for (int q = 0; q < sq; ++q)
+      for (int k = 0; k < sk; ++k)
+        if (covers(kept[i], q, k)) {
+          ++expected[static_cast<size_t>(q) * sk + k];
+          ++area;
+        }
+  }
+  EXPECT_EQ(wl.stats.area, area);
+  EXPECT_EQ(wl.stats.q_ranges_overlap, !ranges_disjoint(wl.slices, true));
+
+  // Forward: per query head, rows partitioned by items, each visible pair in exactly one tile.
+  int64_t fwd_tiles = 0;
+  for (const flex::FwdItem& it : wl.fwd_items) fwd_tiles += it.ntiles;
+  EXPECT_EQ(wl.stats.forward_items, static_cast<int64_t>(wl.fwd_items.size()));
+  EXPECT_EQ(wl.stats.forward_tiles, fwd_tiles);
+  const bool fwd_aligned = aligned && ranges_disjoint(wl.slices, true);
+  for (int h = 0; h < sh.hq; ++h) {
+    std::vector<int> owner(static_cast<size_t>(sq), 0), seen(expected.size(), 0);
+    for (const flex::FwdItem& it : wl.fwd_items) {
+      if (it.head != h) continue;
+      ASSERT_TRUE(it.q0 >= 0 && it.q0 < it.q_end && it.q_end <= sq && it.q_end - it.q0 <= t.fwd_bm);
+      for (int q = it.q0; q < it.q_end; ++q) ++owner[static_cast<size_t>(q)];
+      if (fwd_aligned) {
+        for (int q = it.q0; q < it.q_end; ++q)
+          ASSERT_EQ(slices_at(wl.slices, q, true), slices_at(wl.slices, it.q0, true)) << "item straddles slices";
+      }
+      int tiles = 0;
+      for (int e = it.entry_begin; e < it.entry_end; ++e) {
+        const flex::FwdEntry& en = wl.fwd_entries[static_cast<size_t>(e)];
+        const flex::DevSlice& d = wl.slices[static_cast<size_t>(en.slice)];
+        tiles += en.ntiles;
+        for (int j = 0; j < en.ntiles; ++j) {
+          const int k0 = en.k_lo + j * t.fwd_bn, k1 = k0 + t.fwd_bn;
+          const bool inside = flex::tile_inside(d, it.q0, it.q_end, k0, k1);
+          for (int q = it.q0; q < it.q_end; ++q)
+            for (int k = k0; k < k1; ++k) {
+              const bool vis = covers(kept[static_cast<size_t>(en.slice)], q, k);
+              if (inside) {
+                ASSERT_TRUE(vis) << "unmasked tile holds (" << q << ", " << k << ")";
+              }
+              if (vis) ++seen[static_cast<size_t>(q) * sk + k];
+            }
+        }
+      }
+      EXPECT_EQ(it.ntiles, tiles);
+    }
+    for (int q = 0; q < sq; ++q) ASSERT_EQ(owner[static_cast<size_t>(q)], 1) << "forward row " << q << " head " << h;
+    for (size_t i = 0; i < seen.size(); ++i)
+      ASSERT_EQ(seen[i], expected[i]) << "forward pair (" << i / sk << ", " << i % sk << ") head " << h;
+  }
+  expect_grouped_heaviest_first(
+      wl.fwd_items,
+      [&](const flex::FwdItem& it) {
+        return std::make_pair(it.head / group, it.entry_end > it.entry_begin ? wl.fwd_entries[it.entry_begin].slice : -1);
+      },
+      "forward order");
+
+  // Backward: per kv head, keys partitioned by items, each visible pair in exactly one query tile
+  // (the kernel walks the same tiles for each query head of the group).
+  int64_t bwd_tiles = 0;
+  for (const flex::BwdItem& it : wl.bwd_items) bwd_tiles += static_cast<int64_t>(it.ntiles) * group;
+  EXPECT_EQ(wl.stats.backward_items, static_cast<int64_t>(wl.bwd_items.size()));
+  EXPECT_EQ(wl.stats.backward_tiles, bwd_tiles);
+  const bool bwd_aligned = aligned && ranges_disjoint(wl.slices, false);
+  for (int h = 0; h < sh.hkv; ++h) {
+    std::vector<int> owner(static_cast<size_t>(sk), 0), seen(expected.size(), 0);
+    for (const flex::BwdItem& it : wl.bwd_items) {
+      if (it.kvhead != h) continue;
+      ASSERT_TRUE(it.k0 >= 0 && it.k0 < it.k_end && it.k_end <= sk && it.k_end - it.k0 <= t.bwd_bn);
+      for (int k = it.k0; k < it.k_end; ++k) ++owner[static_cast<size_t>(k)];
+      if (bwd_aligned) {
+        for (int k = it.k0; k < it.k_end; ++k)
+          ASSERT_EQ(slices_at(wl.slices, k, false), slices_at(wl.slices, it.k0, false)) << "item straddles slices";
+      }
+      int tiles = 0;
+      for (int e = it.entry_begin; e < it.entry_end; ++e) {
+        const flex::BwdEntry& en = wl.bwd_entries[static_cast<size_t>(e)];
+        const flex::DevSlice& d = wl.slices[static_cast<size_t>(en.slice)];
+        tiles += en.ntiles;
+        for (int j = 0; j < en.ntiles; ++j) {
+          const int q0 = en.q_lo + j * t.bwd_bm, q1 = q0 + t.bwd_bm;
+          // As the kernel asks: the item's first key and a full key tile.
+          const bool inside = flex::tile_inside(d, q0, q1, it.k0, it.k0 + t.bwd_bn);
+          for (int q = std::max(q0, 0); q < std::min(q1, sq); ++q)
+            for (int k = it.k0; k < it.k_end; ++k) {
+              const bool vis = covers(kept[static_cast<size_t>(en.slice)], q, k);
+              if (inside) {
+                ASSERT_TRUE(vis) << "unmasked tile holds (" << q << ", " << k << ")";
+              }
+              if (vis) ++seen[static_cast<size_t>(q) * sk + k];
+            }
+        }
+      }
+      EXPECT_EQ(it.ntiles, tiles);
+    }
+    for (int k = 0; k < sk; ++k) ASSERT_EQ(owner[static_cast<size_t>(k)], 1) << "backward key " << k << " head " << h;
+    for (size_t i = 0; i < seen.size(); ++i)
+      ASSERT_EQ(seen[i], expected[i]) << "backward pair (" << i / sk << ", " << i % sk << ") kv head " << h;
+  }
+  expect_grouped_heaviest_first(
+      wl.bwd_items,
+      [&](const flex::BwdItem& it) {
+        return std::make_pair(it.kvhead, it.entry_end > it.entry_begin ? wl.bwd_entries[it.entry_begin].slice : -1);
+      },
+      "backward order");
+}
+
+const flex::TileShape kKernelTiles{128, 128, 64, 128};
+const flex::TileShape kSmallTiles{32, 16, 16, 32};  // many tiles per slice at test sizes
+
+TEST(FlexWorkList, RandomSliceLists) {
+  const uint64_t seed = magi::testing::fresh_test_seed("FlexWorkList.RandomSliceLists");
+  std::mt19937_64 rng(seed);
+  auto pick = [&](int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng); };
+  const std::vector<std::pair<int32_t, int32_t>> heads{{1, 1}, {2, 1}, {4, 2}};
+  for (int i = 0; i < 150; ++i) {
+    const auto [hq, hkv] = heads[static_cast<size_t>(i) % heads.size()];
+    const AttnShape sh{pick(1, 300), pick(1, 300), hq, hkv, 128};
+    const auto slices = random_slices(rng, sh.sq, sh.sk, pick(0, 20));
+    const std::string what = "case " + std::to_string(i) + " sq " + std::to_string(sh.sq) + " sk " + std::to_string(sh.sk);
+    check_lists(sh, slices, kKernelTiles, true, what + " kernel tiles");
+    check_lists(sh, slices, kSmallTiles, i % 2 == 0, what + " small tiles");
+    if (HasFatalFailure()) return;
+  }
+}
+
+// Document-like lists (disjoint query and key ranges): the aligned items.
+TEST(FlexWorkList, CatalogueMasks) {
+  const int64_t S = 700;
+  const std::vector<int64_t> docs{130, 7, 300, 1, 262};  // sums to S
+  for (const std::string& type : magi::mask_types()) {
+    if (type == "slices") continue;
+    magi::MaskSpec spec;
+    spec.type = type;
+    if (type.find("sliding_window") != std::string::npos) spec.window = 150;
+    if (type.find("block_causal") != std::string::npos) spec.block_tokens = 96;
+    if (type == "shared_question") spec.question_tokens = 130;
+    if (type == "prefix_lm") spec.prefix_tokens = 333;
+    if (type == "sink_sliding_window") spec.sink_tokens = 4;
+    const auto slices = magi::build_mask(spec, S, magi::mask_uses_documents(type) ? docs : std::vector<int64_t>{S});
+    std::vector<KernelSlice> ks;
+    for (const auto& s : slices) ks.push_back(sl(s.q.start, s.q.end, s.k.start, s.k.end, static_cast<KernelSliceType>(s.type)));
+    check_lists(AttnShape{S, S, 4, 2, 128}, ks, kKernelTiles, true, type + " kernel tiles");
+    check_lists(AttnShape{S, S, 2, 2, 128}, ks, kSmallTiles, true, type + " small tiles");
+    check_lists(AttnShape{S, S, 2, 1, 128}, ks, kSmallTiles, false, type + " grid tiles");
+  }
+}
+
+TEST(FlexWorkList, EdgeCases) {
+  using T = KernelSliceType;
+  const AttnShape sh{300, 200, 2, 1, 128};
+  check_lists(sh, {}, kKernelTiles, true, "no slices");
+  check_lists(sh, {sl(5, 5, 0, 100, T::full), sl(0, 300, 50, 50, T::causal)}, kKernelTiles, true, "empty slices");
+  check_lists(sh, {sl(0, 64, 0, 200, T::full), sl(64, 64, 100, 180, T::full)}, kKernelTiles, true,
+              "empty q over shared keys");
+  check_lists(sh, {sl(0, 300, 0, 90, T::causal), sl(0, 300, 90, 180, T::inv_causal), sl(0, 250, 180, 200, T::bi_causal)},
+              kSmallTiles, true, "lq > lk");
+  check_lists(AttnShape{1, 1, 1, 1, 64}, {sl(0, 1, 0, 1, T::causal)}, kKernelTiles, true, "1x1");
+  const flex::WorkLists none = flex::build_work_lists(sh, nullptr, 0, kKernelTiles);
+  EXPECT_EQ(none.stats.area, 0);
+  EXPECT_EQ(none.stats.forward_tiles + none.stats.backward_tiles, 0);
+  EXPECT_GT(none.stats.forward_items, 0);  // rows that see nothing still get items: outputs are written
+}
+
+TEST(FlexWorkList, RejectsBadSlices) {
+  const AttnShape sh{10, 10, 1, 1, 128};
+  const KernelSlice past_end = sl(0, 11, 0, 10, KernelSliceType::full);
+  EXPECT_THROW(flex::build_work_lists(sh, &past_end, 1, kKernelTiles), std::invalid_argument);
+  const KernelSlice reversed = sl(0, 10, 6, 5, KernelSliceType::full);
+  EXPECT_THROW(flex::build_work_lists(sh, &reversed, 1, kKernelTiles), std::invalid_argument);
+  const KernelSlice bad_type = sl(0, 10, 0, 10, static_cast<KernelSliceType>(7));
+  EXPECT_THROW(flex::build_work_lists(sh, &bad_type, 1, kKernelTiles), std::invalid_argument);
+  EXPECT_THROW(flex::build_work_lists(sh, nullptr, 1, kKernelTiles), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace magi::kernels::testing
