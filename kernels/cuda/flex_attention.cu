@@ -1,12 +1,11 @@
 // Host side of the flexible attention kernels: shape checks, kernel variants, device buffers,
-// launches (the work lists: common/flex_work_list.h). See flex_attention.h for the contract and flex_fwd.cuh / flex_bwd.cuh for
-// the kernels.
+// launches. The work lists: common/flex_work_list.h; the contract: flex_attention.h; the kernels:
+// flex_fwd.cuh and flex_bwd.cuh.
 #include "cuda/flex_attention.h"
 
 #include "flex_bwd.cuh"
 #include "flex_fwd.cuh"
 
-#include <algorithm>
 #include <cstdlib>
 #include <cmath>
 #include <limits>
