@@ -9,7 +9,7 @@
 #include "common/test_seed.h"
 #include "dense_attention.h"
 
-#include "core/mask/catalogue.h"
+#include "kernels/catalogue_slices.h"
 
 #include <gtest/gtest.h>
 
@@ -219,22 +219,10 @@ TEST(FlexWorkList, RandomSliceLists) {
 // Document-like lists (disjoint query and key ranges): the aligned items.
 TEST(FlexWorkList, CatalogueMasks) {
   const int64_t S = 700;
-  const std::vector<int64_t> docs{130, 7, 300, 1, 262};  // sums to S
-  for (const std::string& type : magi::mask_types()) {
-    if (type == "slices") continue;
-    magi::MaskSpec spec;
-    spec.type = type;
-    if (type.find("sliding_window") != std::string::npos) spec.window = 150;
-    if (type.find("block_causal") != std::string::npos) spec.block_tokens = 96;
-    if (type == "shared_question") spec.question_tokens = 130;
-    if (type == "prefix_lm") spec.prefix_tokens = 333;
-    if (type == "sink_sliding_window") spec.sink_tokens = 4;
-    const auto slices = magi::build_mask(spec, S, magi::mask_uses_documents(type) ? docs : std::vector<int64_t>{S});
-    std::vector<KernelSlice> ks;
-    for (const auto& s : slices) ks.push_back(sl(s.q.start, s.q.end, s.k.start, s.k.end, static_cast<KernelSliceType>(s.type)));
-    check_lists(AttnShape{S, S, 4, 2, 128}, ks, kKernelTiles, true, type + " kernel tiles");
-    check_lists(AttnShape{S, S, 2, 2, 128}, ks, kSmallTiles, true, type + " small tiles");
-    check_lists(AttnShape{S, S, 2, 1, 128}, ks, kSmallTiles, false, type + " grid tiles");
+  for (const CatalogueCase& c : catalogue_cases(S, {130, 7, 300, 1, 262})) {
+    check_lists(AttnShape{S, S, 4, 2, 128}, c.slices, kKernelTiles, true, c.type + " kernel tiles");
+    check_lists(AttnShape{S, S, 2, 2, 128}, c.slices, kSmallTiles, true, c.type + " small tiles");
+    check_lists(AttnShape{S, S, 2, 1, 128}, c.slices, kSmallTiles, false, c.type + " grid tiles");
   }
 }
 

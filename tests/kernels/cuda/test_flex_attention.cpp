@@ -9,7 +9,7 @@
 #include "common/test_seed.h"
 
 #ifdef MAGI_TEST_HAVE_CATALOGUE
-#include "core/mask/catalogue.h"
+#include "kernels/catalogue_slices.h"
 #endif
 
 #include <cuda_runtime.h>
@@ -327,24 +327,9 @@ TEST_F(FlexAttentionGpu, CatalogueMasks) {
   const uint64_t seed = magi::testing::fresh_test_seed("FlexAttentionGpu.CatalogueMasks");
   std::mt19937_64 rng(seed);
   const int64_t S = 1100;
-  const std::vector<int64_t> docs{130, 7, 300, 1, 262, 400};  // sums to S
-  for (const std::string& type : magi::mask_types()) {
-    if (type == "slices") continue;
-    magi::MaskSpec spec;
-    spec.type = type;
-    if (type.find("sliding_window") != std::string::npos) spec.window = 150;
-    if (type.find("block_causal") != std::string::npos) spec.block_tokens = 96;
-    if (type == "shared_question") spec.question_tokens = 130;
-    if (type == "prefix_lm") spec.prefix_tokens = 333;
-    if (type == "sink_sliding_window") spec.sink_tokens = 4;
-    const bool docs_used = magi::mask_uses_documents(type);
-    const auto slices = magi::build_mask(spec, S, docs_used ? docs : std::vector<int64_t>{S});
-    std::vector<KernelSlice> ks;
-    for (const auto& s : slices) {
-      ks.push_back(sl(s.q.start, s.q.end, s.k.start, s.k.end, static_cast<KernelSliceType>(s.type)));
-    }
+  for (const auto& c : magi::kernels::testing::catalogue_cases(S, {130, 7, 300, 1, 262, 400})) {
     for (int d : {64, 128}) {
-      check_case(AttnShape{S, S, 4, 2, d}, ks, rng(), type);
+      check_case(AttnShape{S, S, 4, 2, d}, c.slices, rng(), c.type);
     }
   }
 }
