@@ -27,18 +27,10 @@ struct AgStage {
   std::vector<float> k, v;
 };
 
-class AllgatherRunner final : public StrategyRunner {
+class AllgatherRunner final : public PlanRunner {
  public:
   AllgatherRunner(Communicator& comm, const Plan& plan, int threads)
-      : comm_(comm), threads_(threads) {
-    P_ = plan.cp;
-    r_ = comm.rank();
-    hq_ = plan.model.heads_q;
-    hkv_ = plan.model.heads_kv;
-    d_ = plan.model.head_dim;
-    S_ = plan.total_tokens;
-    kv_row_ = int64_t{hkv_} * d_;
-    tokens_ = plan.ranks[r_].tokens;
+      : PlanRunner(plan, comm.rank()), comm_(comm), threads_(threads) {
     std::vector<Range> gathered_layout;  // rank order, each rank's q_ranges
     for (int p = 0; p < P_; ++p) {
       const RankPlan& rp = plan.ranks[p];
@@ -173,8 +165,7 @@ class AllgatherRunner final : public StrategyRunner {
 
   Communicator& comm_;
   int threads_;
-  int P_ = 1, r_ = 0, hq_ = 0, hkv_ = 0, d_ = 0;
-  int64_t S_ = 0, kv_row_ = 0, tokens_ = 0, gathered_rows_ = 0, max_rows_ = 0;
+  int64_t gathered_rows_ = 0, max_rows_ = 0;
   std::vector<int64_t> bytes_, displs_, rank_rows_;
   std::vector<Seg> to_global_, from_global_;
   std::vector<AgStage> stages_;

@@ -68,6 +68,17 @@ class StrategyRunner {
   virtual void lse_for_check(Local&) {}
 };
 
+// A runner's view of the plan for its rank: degree, rank, heads, head dim, sequence length,
+// elements of one key/value row (hkv x d), and the rank's tokens.
+class PlanRunner : public StrategyRunner {
+ protected:
+  PlanRunner(const Plan& plan, int rank)
+      : P_(plan.cp), r_(rank), hq_(plan.model.heads_q), hkv_(plan.model.heads_kv), d_(plan.model.head_dim),
+        S_(plan.total_tokens), kv_row_(int64_t{hkv_} * d_), tokens_(plan.ranks.at(rank).tokens) {}
+  const int P_, r_, hq_, hkv_, d_;
+  const int64_t S_, kv_row_, tokens_;
+};
+
 std::unique_ptr<StrategyRunner> make_magi_runner(Communicator& comm, const Plan& plan, int threads);
 std::unique_ptr<StrategyRunner> make_ring_runner(Communicator& comm, const Plan& plan, int threads);
 std::unique_ptr<StrategyRunner> make_ulysses_runner(Communicator& comm, const Plan& plan,

@@ -63,18 +63,11 @@ void unpack_kv(const std::vector<Seg>& segs, const float* src, float* k, float* 
   }
 }
 
-class MagiRunner final : public StrategyRunner {
+class MagiRunner final : public PlanRunner {
  public:
   MagiRunner(Communicator& comm, const Plan& plan, int threads)
-      : comm_(comm), threads_(threads) {
-    const int r = comm.rank();
-    const int P = plan.cp;
-    const RankPlan& me = plan.ranks.at(r);
-    hq_ = plan.model.heads_q;
-    hkv_ = plan.model.heads_kv;
-    d_ = plan.model.head_dim;
-    kv_row_ = int64_t{hkv_} * d_;
-    tokens_ = me.tokens;
+      : PlanRunner(plan, comm.rank()), comm_(comm), threads_(threads) {
+    const RankPlan& me = plan.ranks.at(r_);
     int n = 0;
     for (const RankPlan& rp : plan.ranks) n = std::max(n, static_cast<int>(rp.stages.size()));
     for (const Transfer& t : plan.transfers) n = std::max(n, t.stage + 1);
@@ -91,17 +84,17 @@ class MagiRunner final : public StrategyRunner {
         ls.v.assign(ls.rows * kv_row_, 0.f);
       }
       StageComm& c = comms_[s];
-      c.send_bytes.assign(P, 0);
-      c.send_displs.assign(P, 0);
-      c.recv_bytes.assign(P, 0);
-      c.recv_displs.assign(P, 0);
+      c.send_bytes.assign(P_, 0);
+      c.send_displs.assign(P_, 0);
+      c.recv_bytes.assign(P_, 0);
+      c.recv_displs.assign(P_, 0);
       if (s == 0) continue;  // the host stage receives nothing
       // Sends, grouped by destination ascending (the receiver groups by source ascending).
       std::vector<Range> recv_layout;
-      for (int p = 0; p < P; ++p) {
+      for (int p = 0; p < P_; ++p) {
         c.send_displs[p] = c.send_rows;
         for (const Transfer& t : plan.transfers) {
-          if (t.stage != s || t.src != r || t.dst != p) continue;
+          if (t.stage != s || t.src != r_ || t.dst != p) continue;
           auto segs = map_rows(me.q_ranges, t.ranges, c.send_rows);
           c.pack.insert(c.pack.end(), segs.begin(), segs.end());
           c.send_rows += total_size(t.ranges);
@@ -109,10 +102,10 @@ class MagiRunner final : public StrategyRunner {
         c.send_bytes[p] = (c.send_rows - c.send_displs[p]) * 2 * kv_row_ * 4;
         c.send_displs[p] *= 2 * kv_row_ * 4;
       }
-      for (int p = 0; p < P; ++p) {
+      for (int p = 0; p < P_; ++p) {
         c.recv_displs[p] = c.recv_rows;
         for (const Transfer& t : plan.transfers) {
-          if (t.stage != s || t.dst != r || t.src != p) continue;
+          if (t.stage != s || t.dst != r_ || t.src != p) continue;
           recv_layout.insert(recv_layout.end(), t.ranges.begin(), t.ranges.end());
           c.recv_rows += total_size(t.ranges);
         }
@@ -123,7 +116,7 @@ class MagiRunner final : public StrategyRunner {
         c.unpack = map_rows(recv_layout, me.stages[s].kv_ranges);
       }
       MAGI_CHECK(c.recv_rows == ls.rows, "rank {} stage {}: receives {} tokens for a buffer of {}",
-                 r, s, c.recv_rows, ls.rows);
+                 r_, s, c.recv_rows, ls.rows);
       c.send.assign(c.send_rows * 2 * kv_row_, 0.f);
       c.recv.assign(c.recv_rows * 2 * kv_row_, 0.f);
       c.red_send.assign(c.recv_rows * 2 * kv_row_, 0.f);
@@ -243,8 +236,7 @@ class MagiRunner final : public StrategyRunner {
 
   Communicator& comm_;
   int threads_;
-  int hq_ = 0, hkv_ = 0, d_ = 0;
-  int64_t kv_row_ = 0, tokens_ = 0, max_rows_ = 0;
+  int64_t max_rows_ = 0;
   std::vector<LocalStage> stages_;
   std::vector<StageComm> comms_;
   std::vector<float> out_part_, lse_part_, dq_part_, dk_part_, dv_part_;

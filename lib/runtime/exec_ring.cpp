@@ -26,17 +26,11 @@ struct RingStage {
   std::vector<Seg> segs;    // block rows -> stage rows (when not identity)
 };
 
-class RingRunner final : public StrategyRunner {
+class RingRunner final : public PlanRunner {
  public:
-  RingRunner(Communicator& comm, const Plan& plan, int threads) : comm_(comm), threads_(threads) {
-    P_ = plan.cp;
-    r_ = comm.rank();
-    hq_ = plan.model.heads_q;
-    hkv_ = plan.model.heads_kv;
-    d_ = plan.model.head_dim;
-    kv_row_ = int64_t{hkv_} * d_;
+  RingRunner(Communicator& comm, const Plan& plan, int threads)
+      : PlanRunner(plan, comm.rank()), comm_(comm), threads_(threads) {
     const RankPlan& me = plan.ranks.at(r_);
-    tokens_ = me.tokens;
     block_rows_.resize(P_);
     for (int p = 0; p < P_; ++p) {
       block_rows_[p] = plan.ranks[p].tokens;
@@ -201,8 +195,7 @@ class RingRunner final : public StrategyRunner {
 
   Communicator& comm_;
   int threads_;
-  int P_ = 1, r_ = 0, hq_ = 0, hkv_ = 0, d_ = 0;
-  int64_t kv_row_ = 0, tokens_ = 0, max_block_ = 0;
+  int64_t max_block_ = 0;
   std::vector<int64_t> block_rows_;
   std::vector<std::vector<RingStage>> by_owner_;
   std::vector<float> buf_[2], acc_in_[2], acc_out_[2];

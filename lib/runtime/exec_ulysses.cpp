@@ -30,21 +30,14 @@ struct Field {
   bool kv = false;  // K/V head split instead of query head split
 };
 
-class UlyssesRunner final : public StrategyRunner {
+class UlyssesRunner final : public PlanRunner {
  public:
   UlyssesRunner(Communicator& comm, const Plan& plan, int threads)
-      : comm_(comm), threads_(threads), plan_(plan) {
-    P_ = plan.cp;
-    r_ = comm.rank();
-    hq_ = plan.model.heads_q;
-    hkv_ = plan.model.heads_kv;
-    d_ = plan.model.head_dim;
-    S_ = plan.total_tokens;
+      : PlanRunner(plan, comm.rank()), comm_(comm), threads_(threads), plan_(plan) {
     for (int p = 0; p < P_; ++p) split_.push_back(head_split(plan, p));
     my_ = split_[r_];
     nh_ = my_.q_end - my_.q_begin;
     nkv_ = my_.kv_end - my_.kv_begin;
-    tokens_ = plan.ranks[r_].tokens;
     for (const Stage& st : plan.ranks[r_].stages) {
       MAGI_CHECK(st.kv_ranges.empty() ||
                      (merge_ranges(st.kv_ranges) == std::vector<Range>{{0, S_}} &&
@@ -207,8 +200,7 @@ class UlyssesRunner final : public StrategyRunner {
   Communicator& comm_;
   int threads_;
   const Plan& plan_;
-  int P_ = 1, r_ = 0, hq_ = 0, hkv_ = 0, d_ = 0, nh_ = 0, nkv_ = 0;
-  int64_t S_ = 0, tokens_ = 0;
+  int nh_ = 0, nkv_ = 0;
   std::vector<HeadSplit> split_;
   HeadSplit my_;
   std::vector<kernels::KernelSlice> slices_;
