@@ -493,6 +493,15 @@ Plan zigzag_plan(const std::vector<AttnSlice>& mask, const Case& c, Strategy str
   return p;
 }
 
+// Sorts and sizes a baseline plan's transfers, then reports the strategy's closed-form volume
+// (what its collectives move) with the busiest rank's measured send.
+void finish_baseline_transfers(Plan& p, CommVolume volume) {
+  sort_transfers(p);
+  fill_transfer_bytes(p, kv_bytes_per_token(p.model));
+  volume.max_rank_fwd_bytes = p.volume.max_rank_fwd_bytes;
+  p.volume = volume;
+}
+
 }  // namespace
 
 Plan build_ring_plan(const std::vector<AttnSlice>& mask, const Case& c) {
@@ -517,11 +526,7 @@ Plan build_ring_plan(const std::vector<AttnSlice>& mask, const Case& c) {
     }
     fill_stage_slices(rk, pieces[static_cast<size_t>(r)], std::move(segs));
   }
-  sort_transfers(p);
-  fill_transfer_bytes(p, kv_bytes_per_token(p.model));
-  const int64_t max_send = p.volume.max_rank_fwd_bytes;
-  p.volume = ring_volume(c);
-  p.volume.max_rank_fwd_bytes = max_send;
+  finish_baseline_transfers(p, ring_volume(c));
   return p;
 }
 
@@ -551,11 +556,7 @@ Plan build_allgather_plan(const std::vector<AttnSlice>& mask, const Case& c) {
     }
     fill_stage_slices(rk, pieces[static_cast<size_t>(r)], std::move(segs));
   }
-  sort_transfers(p);
-  fill_transfer_bytes(p, kv_bytes_per_token(p.model));
-  const int64_t max_send = p.volume.max_rank_fwd_bytes;
-  p.volume = allgather_volume(c);
-  p.volume.max_rank_fwd_bytes = max_send;
+  finish_baseline_transfers(p, allgather_volume(c));
   return p;
 }
 
