@@ -2,7 +2,6 @@
 #include "common/flex_work_list.h"
 
 #include <algorithm>
-#include <limits>
 #include <map>
 #include <stdexcept>
 #include <string>
