@@ -6,7 +6,9 @@
 #include "flex_bwd.cuh"
 #include "flex_fwd.cuh"
 
+#include <cstdint>
 #include <cstdlib>
+#include <initializer_list>
 #include <cmath>
 #include <limits>
 #include <sstream>
@@ -79,6 +81,14 @@ struct DeviceArray {
 };
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// The kernels move 16 bytes at a time (cp.async, vector loads and stores).
+void check_aligned(std::initializer_list<std::pair<const void*, const char*>> buffers) {
+  for (const auto& [ptr, name] : buffers) {
+    if (reinterpret_cast<uintptr_t>(ptr) % 16 != 0)
+      throw std::invalid_argument(std::string("FlexAttention: ") + name + " is not 16-byte aligned");
+  }
+}
 
 }  // namespace
 
@@ -200,9 +210,8 @@ void launch_backward(FlexAttention::Impl& im, const void* q, const void* k, cons
     FLEX_CUDA_CHECK(cudaMalloc(&im.delta, static_cast<size_t>(qrows) * sizeof(float)));
   }
   if (qelems > 0) {
-    FLEX_CUDA_CHECK(cudaMemsetAsync(im.dq_acc, 0, static_cast<size_t>(qelems) * sizeof(float), stream));
-    detail::flex_bwd_delta_kernel<T, D><<<static_cast<unsigned>(ceil_div(qrows, 8)), 256, 0, stream>>>(
-        static_cast<const T*>(out), static_cast<const T*>(dout), im.delta, qrows);
+    detail::flex_bwd_prepare_kernel<T, D><<<static_cast<unsigned>(ceil_div(qrows, 8)), 256, 0, stream>>>(
+        static_cast<const T*>(out), static_cast<const T*>(dout), im.delta, im.dq_acc, qrows);
     FLEX_CUDA_CHECK(cudaGetLastError());
   }
   constexpr int smem = detail::bwd_wgmma_smem_bytes<D, kBwdBM, kBwdBN>();
@@ -277,6 +286,7 @@ void FlexAttention::forward(const void* q, const void* k, const void* v, void* o
                             float softmax_scale, void* stream) {
   if (!(softmax_scale > 0.f) || !std::isfinite(softmax_scale))
     throw std::invalid_argument("FlexAttention: softmax scale must be positive and finite");
+  check_aligned({{q, "q"}, {k, "k"}, {v, "v"}, {out, "out"}, {lse, "lse"}});
   FLEX_CUDA_CHECK(cudaSetDevice(impl_->device));
   auto st = static_cast<cudaStream_t>(stream);
   const int d = impl_->shape.d;
@@ -294,6 +304,8 @@ void FlexAttention::backward(const void* q, const void* k, const void* v, const 
                              void* dk, void* dv, void* stream) {
   if (!(softmax_scale > 0.f) || !std::isfinite(softmax_scale))
     throw std::invalid_argument("FlexAttention: softmax scale must be positive and finite");
+  check_aligned({{q, "q"}, {k, "k"}, {v, "v"}, {out, "out"}, {dout, "dout"}, {lse, "lse"}, {dq, "dq"},
+                 {dk, "dk"}, {dv, "dv"}});
   FLEX_CUDA_CHECK(cudaSetDevice(impl_->device));
   auto st = static_cast<cudaStream_t>(stream);
   const int d = impl_->shape.d;

@@ -251,27 +251,40 @@ __global__ void __launch_bounds__(256, 1) flex_bwd_wgmma_kernel(const BwdParams<
   }
 }
 
-// Delta[q, h] = sum_d dout * out (fp32), one warp per (row, head).
+// Before the backward kernel, one warp per (row, head): Delta = sum_d dout * out (fp32), and the
+// row's fp32 dQ accumulator zeroed (one pass instead of a memset and a kernel). out, dout and
+// dq_acc rows are 16-byte aligned (FlexAttention checks its pointers).
 template <typename T, int D>
-__global__ void flex_bwd_delta_kernel(const T* out, const T* dout, float* delta, int64_t rows) {
+__global__ void flex_bwd_prepare_kernel(const T* out, const T* dout, float* delta, float* dq_acc, int64_t rows) {
+  static_assert(D == 64 || D == 128, "head dim");
   using E = ElemTraits<T>;
+  constexpr int kPerLane = D / 32;  // 2 or 4 elements
+  using Vec = std::conditional_t<kPerLane == 4, uint2, uint32_t>;
+  using Zero = std::conditional_t<kPerLane == 4, float4, float2>;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
   const int lane = static_cast<int>(threadIdx.x) % 32;
   if (row >= rows) return;
+  const int64_t off = row * D + lane * kPerLane;
+  const Vec ov = *reinterpret_cast<const Vec*>(out + off);
+  const Vec gv = *reinterpret_cast<const Vec*>(dout + off);
+  const T* o = reinterpret_cast<const T*>(&ov);
+  const T* g = reinterpret_cast<const T*>(&gv);
   float acc = 0.f;
-  for (int d = lane; d < D; d += 32) {
-    acc += E::to_float(out[row * D + d]) * E::to_float(dout[row * D + d]);
-  }
-  for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+#pragma unroll
+  for (int i = 0; i < kPerLane; ++i) acc += E::to_float(o[i]) * E::to_float(g[i]);
+  *reinterpret_cast<Zero*>(dq_acc + off) = Zero{};
+  for (int o2 = 16; o2 > 0; o2 >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o2);
   if (lane == 0) delta[row] = acc;
 }
 
+// dQ fp32 -> dtype, four elements per step (n is a multiple of 4; both buffers 16-byte aligned).
 template <typename T>
 __global__ void flex_convert_kernel(const float* src, T* dst, int64_t n) {
   using E = ElemTraits<T>;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    dst[i] = E::from_float(src[i]);
+  for (int64_t i = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * 4; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x * 4) {
+    const float4 v = *reinterpret_cast<const float4*>(src + i);
+    *reinterpret_cast<uint2*>(dst + i) = make_uint2(E::pack(v.x, v.y), E::pack(v.z, v.w));
   }
 }
 

@@ -340,6 +340,15 @@ TEST_F(FlexAttentionGpu, RejectsBadInput) {
   EXPECT_THROW(kc::FlexAttention(AttnShape{10, 10, 2, 2, 96}, nullptr, 0), std::invalid_argument);
   const KernelSlice bad = sl(0, 11, 0, 10, KernelSliceType::full);
   EXPECT_THROW(kc::FlexAttention(AttnShape{10, 10, 2, 2, 128}, &bad, 1), std::invalid_argument);
+  // Misaligned buffers are refused before any launch (the pointers are never dereferenced).
+  const KernelSlice ok = sl(0, 10, 0, 10, KernelSliceType::causal);
+  kc::FlexAttention attn(AttnShape{10, 10, 2, 2, 128}, &ok, 1);
+  auto* good = reinterpret_cast<void*>(uintptr_t{1} << 20);
+  auto* odd = reinterpret_cast<void*>((uintptr_t{1} << 20) + 2);
+  auto* lse = static_cast<float*>(good);
+  EXPECT_THROW(attn.forward(odd, good, good, good, lse, 0.1f), std::invalid_argument);
+  EXPECT_THROW(attn.forward(good, good, good, odd, lse, 0.1f), std::invalid_argument);
+  EXPECT_THROW(attn.backward(good, good, good, good, good, lse, 0.1f, good, good, odd), std::invalid_argument);
 }
 
 }  // namespace
