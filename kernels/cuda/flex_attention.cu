@@ -6,10 +6,10 @@
 #include "flex_bwd.cuh"
 #include "flex_fwd.cuh"
 
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <initializer_list>
-#include <cmath>
 #include <limits>
 #include <sstream>
 #include <stdexcept>
@@ -82,11 +82,18 @@ struct DeviceArray {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// The kernels move 16 bytes at a time (cp.async, vector loads and stores).
-void check_aligned(std::initializer_list<std::pair<const void*, const char*>> buffers) {
-  for (const auto& [ptr, name] : buffers) {
-    if (reinterpret_cast<uintptr_t>(ptr) % 16 != 0)
-      throw std::invalid_argument(std::string("FlexAttention: ") + name + " is not 16-byte aligned");
+// The kernels move the dtype buffers 16 bytes at a time (cp.async, vector loads and stores) and
+// lse one float at a time.
+struct Aligned {
+  const void* ptr;
+  const char* name;
+  uintptr_t bytes;
+};
+void check_aligned(std::initializer_list<Aligned> buffers) {
+  for (const Aligned& b : buffers) {
+    if (reinterpret_cast<uintptr_t>(b.ptr) % b.bytes != 0)
+      throw std::invalid_argument(std::string("FlexAttention: ") + b.name + " is not " + std::to_string(b.bytes) +
+                                  "-byte aligned");
   }
 }
 
@@ -286,7 +293,7 @@ void FlexAttention::forward(const void* q, const void* k, const void* v, void* o
                             float softmax_scale, void* stream) {
   if (!(softmax_scale > 0.f) || !std::isfinite(softmax_scale))
     throw std::invalid_argument("FlexAttention: softmax scale must be positive and finite");
-  check_aligned({{q, "q"}, {k, "k"}, {v, "v"}, {out, "out"}, {lse, "lse"}});
+  check_aligned({{q, "q", 16}, {k, "k", 16}, {v, "v", 16}, {out, "out", 16}, {lse, "lse", 4}});
   FLEX_CUDA_CHECK(cudaSetDevice(impl_->device));
   auto st = static_cast<cudaStream_t>(stream);
   const int d = impl_->shape.d;
@@ -304,8 +311,8 @@ void FlexAttention::backward(const void* q, const void* k, const void* v, const 
                              void* dk, void* dv, void* stream) {
   if (!(softmax_scale > 0.f) || !std::isfinite(softmax_scale))
     throw std::invalid_argument("FlexAttention: softmax scale must be positive and finite");
-  check_aligned({{q, "q"}, {k, "k"}, {v, "v"}, {out, "out"}, {dout, "dout"}, {lse, "lse"}, {dq, "dq"},
-                 {dk, "dk"}, {dv, "dv"}});
+  check_aligned({{q, "q", 16}, {k, "k", 16}, {v, "v", 16}, {out, "out", 16}, {dout, "dout", 16}, {lse, "lse", 4},
+                 {dq, "dq", 16}, {dk, "dk", 16}, {dv, "dv", 16}});
   FLEX_CUDA_CHECK(cudaSetDevice(impl_->device));
   auto st = static_cast<cudaStream_t>(stream);
   const int d = impl_->shape.d;

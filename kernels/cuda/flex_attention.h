@@ -5,8 +5,9 @@
 // void* (elements of `dtype`) or float*; the stream is a cudaStream_t passed as void* (nullptr =
 // the legacy default stream). Layouts are those of kernels/common/kernel_args.h:
 //   q, out, dout, dq : [sq, hq, d]      k, v, dk, dv : [sk, hkv, d]      lse : [sq, hq] fp32
-// Every buffer must start 16-byte aligned (cudaMalloc's are): forward and backward throw
-// std::invalid_argument naming the buffer otherwise.
+// The dtype buffers must start 16-byte aligned and lse 4-byte aligned (cudaMalloc's are; so are
+// row offsets into them): forward and backward throw std::invalid_argument naming the buffer
+// otherwise.
 //
 // How the work is cut (kernels/cuda/README.md has the whole story and the measured figures):
 //  - forward: one work item per (segment of at most 128 query rows, query head). The item walks

@@ -4,7 +4,8 @@
 // that sees its keys. Per query tile of BM rows:
 //   S^T = K Q^T, P^T = exp(S^T * scale - lse), dP^T = V dO^T, dS^T = P^T (dP^T - Delta),
 //   dV += P^T dO, dK += dS^T Q, dQ += dS K (dS through shared memory, fp32 atomics to global).
-// Preprocess: Delta = rowsum(dO * O); postprocess: dQ fp32 -> input dtype.
+// Preprocess: Delta = rowsum(dO * O) and the fp32 dQ workspace zeroed; postprocess: dQ fp32 ->
+// input dtype.
 #pragma once
 
 #include "flex_common.cuh"

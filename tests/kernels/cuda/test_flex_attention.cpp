@@ -349,6 +349,7 @@ TEST_F(FlexAttentionGpu, RejectsBadInput) {
   EXPECT_THROW(attn.forward(odd, good, good, good, lse, 0.1f), std::invalid_argument);
   EXPECT_THROW(attn.forward(good, good, good, odd, lse, 0.1f), std::invalid_argument);
   EXPECT_THROW(attn.backward(good, good, good, good, good, lse, 0.1f, good, good, odd), std::invalid_argument);
+  EXPECT_THROW(attn.forward(good, good, good, good, static_cast<float*>(odd), 0.1f), std::invalid_argument);
 }
 
 }  // namespace
