@@ -67,11 +67,16 @@ template <typename T>
 struct DeviceArray {
   T* ptr = nullptr;
   size_t n = 0;
+  // Leaves the array empty (retry possible) when the allocation fails.
+  void allocate(size_t count) {
+    T* p = nullptr;
+    if (count > 0) FLEX_CUDA_CHECK(cudaMalloc(&p, count * sizeof(T)));
+    ptr = p;
+    n = count;
+  }
   void upload(const std::vector<T>& host) {
-    n = host.size();
-    if (n == 0) return;
-    FLEX_CUDA_CHECK(cudaMalloc(&ptr, n * sizeof(T)));
-    FLEX_CUDA_CHECK(cudaMemcpy(ptr, host.data(), n * sizeof(T), cudaMemcpyHostToDevice));
+    allocate(host.size());
+    if (n > 0) FLEX_CUDA_CHECK(cudaMemcpy(ptr, host.data(), n * sizeof(T), cudaMemcpyHostToDevice));
   }
   void reset() {
     if (ptr) cudaFree(ptr);
@@ -131,8 +136,8 @@ struct FlexAttention::Impl {
   DeviceArray<FwdItem> fwd_items;
   DeviceArray<BwdEntry> bwd_entries;
   DeviceArray<BwdItem> bwd_items;
-  float* dq_acc = nullptr;
-  float* delta = nullptr;
+  DeviceArray<float> dq_acc;  // the backward's workspace, allocated by its first call
+  DeviceArray<float> delta;
   int fwd_variant = 0;
 
   ~Impl() {
@@ -141,8 +146,8 @@ struct FlexAttention::Impl {
     fwd_items.reset();
     bwd_entries.reset();
     bwd_items.reset();
-    if (dq_acc) cudaFree(dq_acc);
-    if (delta) cudaFree(delta);
+    dq_acc.reset();
+    delta.reset();
   }
 };
 
@@ -212,13 +217,11 @@ void launch_backward(FlexAttention::Impl& im, const void* q, const void* k, cons
   const AttnShape& sh = im.shape;
   const int64_t qrows = sh.sq * sh.hq;
   const int64_t qelems = qrows * sh.d;
-  if (!im.dq_acc && qelems > 0) {
-    FLEX_CUDA_CHECK(cudaMalloc(&im.dq_acc, static_cast<size_t>(qelems) * sizeof(float)));
-    FLEX_CUDA_CHECK(cudaMalloc(&im.delta, static_cast<size_t>(qrows) * sizeof(float)));
-  }
   if (qelems > 0) {
+    if (!im.dq_acc.ptr) im.dq_acc.allocate(static_cast<size_t>(qelems));
+    if (!im.delta.ptr) im.delta.allocate(static_cast<size_t>(qrows));
     detail::flex_bwd_prepare_kernel<T, D><<<static_cast<unsigned>(ceil_div(qrows, 8)), 256, 0, stream>>>(
-        static_cast<const T*>(out), static_cast<const T*>(dout), im.delta, im.dq_acc, qrows);
+        static_cast<const T*>(out), static_cast<const T*>(dout), im.delta.ptr, im.dq_acc.ptr, qrows);
     FLEX_CUDA_CHECK(cudaGetLastError());
   }
   constexpr int smem = detail::bwd_wgmma_smem_bytes<D, kBwdBM, kBwdBN>();
@@ -230,8 +233,8 @@ void launch_backward(FlexAttention::Impl& im, const void* q, const void* k, cons
   p.v = static_cast<const T*>(v);
   p.dout = static_cast<const T*>(dout);
   p.lse = lse;
-  p.delta = im.delta;
-  p.dq_acc = im.dq_acc;
+  p.delta = im.delta.ptr;
+  p.dq_acc = im.dq_acc.ptr;
   p.dk = static_cast<T*>(dk);
   p.dv = static_cast<T*>(dv);
   p.slices = im.slices.ptr;
@@ -249,7 +252,7 @@ void launch_backward(FlexAttention::Impl& im, const void* q, const void* k, cons
     FLEX_CUDA_CHECK(cudaGetLastError());
   }
   if (qelems > 0) {
-    detail::flex_convert_kernel<T><<<1024, 256, 0, stream>>>(im.dq_acc, static_cast<T*>(dq), qelems);
+    detail::flex_convert_kernel<T><<<1024, 256, 0, stream>>>(im.dq_acc.ptr, static_cast<T*>(dq), qelems);
     FLEX_CUDA_CHECK(cudaGetLastError());
   }
 }
