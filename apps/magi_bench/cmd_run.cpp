@@ -17,7 +17,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <filesystem>
 #include <thread>
 
 namespace magi::app {
@@ -150,16 +149,6 @@ int ranks_needed(const Workload& w) {
   return n;
 }
 
-// Whether two paths name the same file (existing or not), so --out and --csv cannot clobber
-// each other after the run.
-bool same_file(const std::string& a, const std::string& b) {
-  std::error_code ec_a, ec_b;
-  const auto ca = std::filesystem::weakly_canonical(a, ec_a);
-  const auto cb = std::filesystem::weakly_canonical(b, ec_b);
-  if (ec_a || ec_b) return a == b;
-  return ca == cb;
-}
-
 std::string resolve_backend(const std::string& requested) {
   // The distributed CUDA backend (NCCL + the flexible kernel) is not part of this build yet:
   // `auto` therefore means the CPU backend; `magi-bench kernel` measures the CUDA kernel.
@@ -244,20 +233,15 @@ void run_workload(Context& ctx, const RunOptions& opt) {
   print0(ctx, table_summary(report));
 
   if (ctx.world_rank == 0) {
-    const Overwrite ow = opt.force ? Overwrite::allow : Overwrite::refuse;
+    // Both files or neither. argv, environment and host strings may hold bytes that are not
+    // UTF-8: replace them rather than throw after the whole run.
+    std::vector<FileContent> files;
     if (!opt.out_json.empty()) {
-      // argv, environment and host strings may hold bytes that are not UTF-8: replace them
-      // rather than throw after the whole run.
-      write_file_atomic(opt.out_json,
-                        to_json(report).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) +
-                            "\n",
-                        ow);
-      print0(ctx, fmt::format("# Wrote {}\n", opt.out_json));
+      files.push_back({opt.out_json, to_json(report).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"});
     }
-    if (!opt.out_csv.empty()) {
-      write_file_atomic(opt.out_csv, to_csv(report), ow);
-      print0(ctx, fmt::format("# Wrote {}\n", opt.out_csv));
-    }
+    if (!opt.out_csv.empty()) files.push_back({opt.out_csv, to_csv(report)});
+    write_files_atomic(files, opt.force ? Overwrite::allow : Overwrite::refuse);
+    for (const FileContent& f : files) print0(ctx, fmt::format("# Wrote {}\n", f.path));
   }
   int wrong = ctx.world_rank == 0 ? report.failed_checks() : 0;
   MAGI_MPI_CHECK(MPI_Bcast(&wrong, 1, MPI_INT, 0, MPI_COMM_WORLD));

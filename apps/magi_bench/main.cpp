@@ -76,16 +76,36 @@ void preflight(const Context& ctx, const std::function<void()>& fn) {
 
 namespace {
 
-// `magi-bench --config F` means `magi-bench run --config F`.
+// `magi-bench --config F` means `magi-bench run --config F`; a first word that is not a
+// subcommand is named in the error.
 std::vector<std::string> with_default_command(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty()) return args;
   const std::string& first = args[0];
   const bool is_command = first == "run" || first == "plan" || first == "kernel";
   const bool top_level = first == "--help" || first == "-h" || first == "--version";
-  if (!is_command && !top_level && first.starts_with("-")) args.insert(args.begin(), "run");
+  if (!is_command && !top_level) {
+    if (!first.starts_with("-")) {
+      throw magi::UsageError(fmt::format("{}: not a subcommand; expected run, plan or kernel (magi-bench --help)", first));
+    }
+    args.insert(args.begin(), "run");
+  }
   return args;
 }
+
+#ifndef MAGI_HAVE_CUDA
+// Without CUDA the kernel benchmark is not compiled in; its subcommand still exists to say so.
+void add_kernel_placeholder(CLI::App& app) {
+  CLI::App* cmd = app.add_subcommand(
+      "kernel", "Benchmark the flexible CUDA attention kernel on one GPU (needs a CUDA build; this one has none).");
+  cmd->allow_extras();
+  cmd->callback([] {
+    throw magi::UsageError(
+        "kernel: this magi-bench was built without CUDA (no nvcc at configure time); build it on a "
+        "GPU machine with scripts/setup.sh to benchmark the kernel");
+  });
+}
+#endif
 
 }  // namespace
 
@@ -113,6 +133,8 @@ int main(int argc, char** argv) {
   magi::app::add_plan_command(app, ctx);
 #ifdef MAGI_HAVE_CUDA
   magi::app::add_kernel_command(app, ctx);
+#else
+  add_kernel_placeholder(app);
 #endif
 
   int code = 0;

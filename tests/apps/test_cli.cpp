@@ -21,8 +21,10 @@ struct Outcome {
   std::string output;  // stdout and stderr together
 };
 
-Outcome run(const std::string& args) {
-  const std::string cmd = std::string(MAGI_BENCH_EXE) + " " + args + " 2>&1";
+// Runs magi-bench with `args`, in directory `cwd` when given.
+Outcome run(const std::string& args, const std::string& cwd = "") {
+  const std::string cmd =
+      (cwd.empty() ? "" : "cd '" + cwd + "' && ") + std::string(MAGI_BENCH_EXE) + " " + args + " 2>&1";
   Outcome o;
   FILE* pipe = ::popen(cmd.c_str(), "r");
   if (!pipe) return o;
@@ -64,7 +66,11 @@ const char* kTiny = R"({
 TEST_F(Cli, HelpListsEverySubcommandAndOption) {
   const Outcome top = run("--help");
   EXPECT_EQ(top.exit_code, 0);
-  for (const char* s : {"run", "plan", "Exit codes"}) EXPECT_NE(top.output.find(s), std::string::npos) << s;
+  for (const char* s : {"run", "plan", "kernel", "Exit codes"}) EXPECT_NE(top.output.find(s), std::string::npos) << s;
+  // kernel exists in every build; without CUDA its help says it needs one.
+  const Outcome kernel = run("kernel --help");
+  EXPECT_EQ(kernel.exit_code, 0);
+  EXPECT_NE(kernel.output.find("CUDA"), std::string::npos) << kernel.output;
   const Outcome sub = run("run --help");
   EXPECT_EQ(sub.exit_code, 0);
   for (const char* s : {"--config", "--backend", "--out", "--csv", "--force", "--check", "--warmup",
@@ -78,6 +84,9 @@ TEST_F(Cli, UsageErrorsExitWithCodeTwo) {
   EXPECT_EQ(run("").exit_code, 2);
   EXPECT_EQ(run("run").exit_code, 2);  // --config is required
   EXPECT_EQ(run("--config x.json --bogus").exit_code, 2);
+  const Outcome word = run("bogus --config x.json");
+  EXPECT_EQ(word.exit_code, 2);
+  EXPECT_NE(word.output.find("bogus: not a subcommand"), std::string::npos) << word.output;
   const Outcome b = run("--config " + write("w.json", kTiny) + " --backend tpu");
   EXPECT_EQ(b.exit_code, 2);
   EXPECT_NE(b.output.find("--backend tpu"), std::string::npos) << b.output;
@@ -145,6 +154,8 @@ TEST_F(Cli, RunPrintsATableAndWritesJsonAndCsvWhole) {
 TEST_F(Cli, SameFileForOutAndCsvIsAUsageErrorBeforeAnyWork) {
   const std::string cfg = write("w.json", kTiny);
   const std::string json = (dir_ / "r.json").string();
+  // Also bare names in the working directory ("r.json" and "./r.json"), which a canonical form
+  // of the existing prefix alone told apart.
   for (const std::string& csv : {json, (dir_ / "." / "r.json").string()}) {
     for (const char* force : {"", " --force"}) {
       const Outcome o = run("--config " + cfg + " --out " + json + " --csv " + csv + force);
@@ -154,6 +165,24 @@ TEST_F(Cli, SameFileForOutAndCsvIsAUsageErrorBeforeAnyWork) {
       EXPECT_FALSE(fs::exists(json));
     }
   }
+  const Outcome bare = run("--config " + cfg + " --out r.json --csv ./r.json", dir_.string());
+  EXPECT_EQ(bare.exit_code, 2) << bare.output;
+  EXPECT_NE(bare.output.find("the same file"), std::string::npos) << bare.output;
+  EXPECT_FALSE(fs::exists(json));
+}
+
+// A directory that refuses new files is found before any case runs, and the error names the
+// path given (procfs refuses files even to root).
+TEST_F(Cli, UnwritableOutputIsFoundBeforeAnyWork) {
+  const std::string cfg = write("w.json", kTiny);
+  const std::string json = (dir_ / "r.json").string();
+  const Outcome o = run("--config " + cfg + " --out " + json + " --csv /proc/self/r.csv");
+  EXPECT_EQ(o.exit_code, 4) << o.output;
+  EXPECT_NE(o.output.find("/proc/self/r.csv: cannot create a file in its directory"), std::string::npos) << o.output;
+  EXPECT_EQ(o.output.find("varlen_causal"), std::string::npos) << o.output;  // no case ran
+  EXPECT_FALSE(fs::exists(json));
+  const Outcome plan = run("plan --config " + cfg + " --json /proc/self/p.json");
+  EXPECT_EQ(plan.exit_code, 4) << plan.output;
 }
 
 // Bytes that are not UTF-8 in argv (or the environment) used to make the JSON dump throw after

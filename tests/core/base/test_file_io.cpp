@@ -48,6 +48,59 @@ TEST_F(FileIo, MissingDirectoryAndUnreadableFileAreClearErrors) {
   EXPECT_THROW(read_file(dir_.string()), FileError);
 }
 
+// Several files are written together or not at all: when one cannot be written, none appears
+// and no temporary file stays.
+TEST_F(FileIo, SeveralFilesAllOrNothing) {
+  const std::string a = (dir_ / "a.json").string(), b = (dir_ / "b.csv").string();
+  write_files_atomic({{a, "A"}, {b, "B"}});
+  EXPECT_EQ(read_file(a), "A");
+  EXPECT_EQ(read_file(b), "B");
+  const std::string c = (dir_ / "c.json").string();
+  // b exists: refused before anything is written.
+  EXPECT_THROW(write_files_atomic({{c, "C"}, {b, "B2"}}), FileError);
+  EXPECT_FALSE(fs::exists(c));
+  EXPECT_EQ(read_file(b), "B");
+  // The second target's directory refuses files (procfs): the first is not left behind.
+  EXPECT_THROW(write_files_atomic({{c, "C"}, {"/proc/self/magi_test.csv", "D"}}), FileError);
+  EXPECT_FALSE(fs::exists(c));
+  // One path twice, spelt differently (a bare name in the working directory, the case a
+  // canonical form of the existing prefix alone misses).
+  const fs::path cwd = fs::current_path();
+  fs::current_path(dir_);
+  EXPECT_THROW(write_files_atomic({{"d.json", "1"}, {"./d.json", "2"}}), FileError);
+  fs::current_path(cwd);
+  EXPECT_FALSE(fs::exists(dir_ / "d.json"));
+  int files = 0;
+  for (const auto& entry : fs::directory_iterator(dir_)) files += entry.is_regular_file();
+  EXPECT_EQ(files, 2);
+}
+
+// check_writable finds, before any work, a directory that refuses new files and names the
+// user's path (not a temporary one).
+TEST_F(FileIo, CheckWritableTriesTheDirectory) {
+  try {
+    check_writable("/proc/self/magi_test.json");
+    FAIL() << "procfs accepted a new file";
+  } catch (const FileError& e) {
+    EXPECT_NE(std::string(e.what()).find("/proc/self/magi_test.json: cannot create a file in its directory"),
+              std::string::npos)
+        << e.what();
+  }
+  check_writable((dir_ / "ok.json").string());
+  EXPECT_FALSE(fs::exists(dir_ / "ok.json"));
+  EXPECT_TRUE(fs::is_empty(dir_));
+}
+
+TEST_F(FileIo, SameFileComparesSpellings) {
+  const fs::path cwd = fs::current_path();
+  fs::current_path(dir_);
+  EXPECT_TRUE(same_file("x.json", "./x.json"));
+  EXPECT_TRUE(same_file((dir_ / "x.json").string(), "x.json"));
+  EXPECT_TRUE(same_file((dir_ / "sub" / ".." / "x.json").string(), "x.json"));
+  EXPECT_FALSE(same_file("x.json", "y.json"));
+  fs::current_path(cwd);
+}
+
 // read_file is the one file reader (the workload loader uses it too): bounded, so an endless
 // device or a huge file is an error naming the path instead of exhausting memory.
 TEST_F(FileIo, ReadFileIsBoundedAndNamesThePath) {
