@@ -83,7 +83,7 @@ void run_kernel_bench(Context& ctx, const KernelOptions& opt) {
   int failed = 0;
   for (const Case& original : workload.cases) {
     Case c = original;
-    opt.overrides.apply(c.run);
+    opt.overrides.apply(c);
     nlohmann::json row = {{"case", c.name}, {"mask", c.mask.type}, {"total_tokens", c.total_tokens},
                           {"heads_q", c.model.heads_q}, {"heads_kv", c.model.heads_kv},
                           {"head_dim", c.model.head_dim}, {"dtype", std::string(to_string(c.model.dtype))},

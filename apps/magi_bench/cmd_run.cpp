@@ -204,8 +204,9 @@ void run_workload(Context& ctx, const RunOptions& opt) {
   MpiCommunicator world(MPI_COMM_WORLD);
   for (const Case& original : workload.cases) {
     Case c = original;
-    opt.overrides.apply(c.run);
+    opt.overrides.apply(c);
     c.model.dtype = DType::fp32;  // what the CPU backend stores and sends
+    c.resolved["model"]["dtype"] = to_string(c.model.dtype);
 
     const std::vector<int64_t> docs = sample_documents(c.documents, c.total_tokens);
     const std::vector<AttnSlice> mask = build_mask(c.mask, c.total_tokens, docs);

@@ -35,11 +35,13 @@ void RunOverrides::validate() const {
   if (iters && *iters < 1) throw UsageError(fmt::format("--iters {}: expected >= 1", *iters));
 }
 
-void RunOverrides::apply(RunSpec& run) const {
-  if (check_on) run.check = true;
-  if (check_off) run.check = false;
-  if (warmup) run.warmup = *warmup;
-  if (iters) run.iters = *iters;
+void RunOverrides::apply(Case& c) const {
+  if (check_on || check_off) c.run.check = check_on;
+  if (warmup) c.run.warmup = *warmup;
+  if (iters) c.run.iters = *iters;
+  c.resolved["run"]["check"] = c.run.check;
+  c.resolved["run"]["warmup"] = c.run.warmup;
+  c.resolved["run"]["iters"] = c.run.iters;
 }
 
 void preflight(const Context& ctx, const std::function<void()>& fn) {

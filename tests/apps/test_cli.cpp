@@ -185,6 +185,23 @@ TEST_F(Cli, UnwritableOutputIsFoundBeforeAnyWork) {
   EXPECT_EQ(plan.exit_code, 4) << plan.output;
 }
 
+// A case's config in the report is what ran: command-line overrides and the CPU backend's
+// float32 storage included (it used to repeat the file's run section and dtype).
+TEST_F(Cli, ReportConfigRecordsOverrides) {
+  const std::string cfg = write("w.json", kTiny);  // iters 2, check true, warmup 0, bf16
+  const std::string json = (dir_ / "r.json").string();
+  const Outcome o = run("--config " + cfg + " --iters 1 --warmup 1 --no-check --out " + json);
+  ASSERT_EQ(o.exit_code, 0) << o.output;
+  const auto report = nlohmann::json::parse(magi::read_file(json));
+  for (const auto& c : report["cases"]) {
+    const auto& config = c["details"]["config"];
+    EXPECT_EQ(config["run"]["iters"], 1);
+    EXPECT_EQ(config["run"]["warmup"], 1);
+    EXPECT_EQ(config["run"]["check"], false);
+    EXPECT_EQ(config["model"]["dtype"], "fp32");
+  }
+}
+
 // Bytes that are not UTF-8 in argv (or the environment) used to make the JSON dump throw after
 // the whole run: exit 70 and no report.
 TEST_F(Cli, NonUtf8ArgumentStillWritesTheReport) {
