@@ -3,13 +3,20 @@
 #   1. the gpu tests (test_kernels_cuda: kernel vs the float64 CPU reference),
 #   2. `magi-bench kernel` on configs/kernel_h100.json and configs/kernel_h100_gqa.json (with check),
 #   3. the peers (PyTorch SDPA flash / cuDNN, FlexAttention) on the same cases, same card, same run.
-# Binaries are built elsewhere and carried in $BIN (default build-gpu-carry: magi-bench,
-# test_kernels_cuda). Everything lands in $OUT (default ./kernel-out): at most 6 files.
+# Binaries come from $BIN: a folder holding magi-bench and test_kernels_cuda (default
+# build-gpu-carry, what the device tool carries) or a CUDA build tree (BIN=build after
+# scripts/setup.sh). Everything lands in $OUT (default ./kernel-out): at most 6 files.
 # Usage (device tool): [PEER_GQA=1] bash scripts/gpu_kernel.sh [quick]
 #   quick: tests and our benchmark only, no peers; PEER_GQA=1: also the peers on the GQA 32k cases.
 set -uo pipefail
 BIN=${BIN:-build-gpu-carry}
 OUT=${OUT:-kernel-out}
+# magi-bench and test_kernels_cuda side by side (a carried folder), or as a build tree lays them out.
+TESTS_BIN="$BIN/test_kernels_cuda"
+[ -x "$TESTS_BIN" ] || TESTS_BIN="$BIN/tests/kernels/cuda/test_kernels_cuda"
+for f in "$BIN/magi-bench" "$TESTS_BIN"; do
+  [ -x "$f" ] || { echo "gpu_kernel.sh: $f not found (build with CUDA, then BIN=<build dir>)" >&2; exit 2; }
+done
 mkdir -p "$OUT"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 PYTHONUNBUFFERED=1
 LOG="$OUT/run.log"
@@ -20,7 +27,7 @@ LOG="$OUT/run.log"
 } | tee "$LOG"
 
 rc=0
-"$BIN/test_kernels_cuda" --gtest_brief=1 > "$OUT/gpu_tests.log" 2>&1
+"$TESTS_BIN" --gtest_brief=1 > "$OUT/gpu_tests.log" 2>&1
 t=$?
 echo "# gpu tests: rc=$t ($(grep -c 'Failure' "$OUT/gpu_tests.log") failures)" | tee -a "$LOG"
 grep -E '^\[  (PASSED|FAILED)' "$OUT/gpu_tests.log" | tee -a "$LOG"
