@@ -169,8 +169,7 @@ void add_kernel_command(CLI::App& app, Context& ctx) {
       "case of a workload (mask, size, heads, head dim), with an optional check against the "
       "float64 CPU reference on sampled rows.");
   cmd->add_option("-c,--config", opt->config, "Workload JSON file (cp is ignored; cp > 1 cases are skipped)")
-      ->required()
-      ->check(CLI::ExistingFile);
+      ->required();
   cmd->add_option("-o,--out", opt->out_json, "Write the results as JSON to this file");
   cmd->add_flag("-f,--force", opt->force, "Overwrite --out if it exists");
   opt->overrides.add_to(*cmd);

@@ -202,8 +202,13 @@ void plan_workload(const Context& ctx, const PlanOptions& opt) {
   if (ctx.world_rank != 0) return;  // planning needs one process; other ranks have nothing to do
   std::optional<Strategy> strategy;
   if (opt.strategy) strategy = strategy_named(*opt.strategy);
-  if (opt.cp && *opt.cp < 1) throw UsageError(fmt::format("--cp {}: expected >= 1", *opt.cp));
+  if (opt.cp && (*opt.cp < 1 || *opt.cp > kMaxCp))
+    throw UsageError(fmt::format("--cp {}: expected 1 to {}", *opt.cp, kMaxCp));
   if (opt.bench < 0) throw UsageError(fmt::format("--bench {}: expected >= 0", opt.bench));
+  if (opt.show_rank && *opt.show_rank < 0)
+    throw UsageError(fmt::format("--show-rank {}: expected a rank >= 0", *opt.show_rank));
+  if (opt.max_rank_rows < 0)
+    throw UsageError(fmt::format("--max-rank-rows {}: expected >= 0 (0 shows all)", opt.max_rank_rows));
   const Overwrite overwrite = opt.force ? Overwrite::allow : Overwrite::refuse;
   if (!opt.json_out.empty()) check_writable(opt.json_out, overwrite);  // before the work
   const Workload workload = load_workload(opt.config);

@@ -84,6 +84,12 @@ TEST_F(Cli, UsageErrorsExitWithCodeTwo) {
   EXPECT_EQ(run("").exit_code, 2);
   EXPECT_EQ(run("run").exit_code, 2);  // --config is required
   EXPECT_EQ(run("--config x.json --bogus").exit_code, 2);
+  const std::string cfg = write("p.json", kTiny);
+  for (const char* flag : {"--cp 0", "--cp 2000000", "--show-rank -1", "--max-rank-rows -3"}) {
+    const Outcome p = run("plan --config " + cfg + " " + flag);
+    EXPECT_EQ(p.exit_code, 2) << flag << ": " << p.output;
+    EXPECT_NE(p.output.find(std::string(flag).substr(0, std::string(flag).find(' '))), std::string::npos) << p.output;
+  }
   const Outcome word = run("bogus --config x.json");
   EXPECT_EQ(word.exit_code, 2);
   EXPECT_NE(word.output.find("bogus: not a subcommand"), std::string::npos) << word.output;

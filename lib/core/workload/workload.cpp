@@ -73,7 +73,6 @@ using json = nlohmann::json;
 constexpr int64_t kMaxTokens = int64_t{1} << 31;
 constexpr int64_t kMaxHeads = 1 << 16;
 constexpr int64_t kMaxHeadDim = 256;
-constexpr int64_t kMaxCp = 1 << 20;
 constexpr int64_t kMaxOverlap = 1024;
 constexpr int64_t kMaxInt = std::numeric_limits<int>::max();
 constexpr int64_t kMaxCases = 10000;

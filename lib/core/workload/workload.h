@@ -13,6 +13,10 @@
 
 namespace magi {
 
+// The largest parallel.cp a workload may ask for (configs/README.md); command-line overrides
+// keep to it too.
+inline constexpr int kMaxCp = 1 << 20;
+
 enum class DType { bf16, fp16, fp32 };
 std::string_view to_string(DType t);
 int dtype_bytes(DType t);
