@@ -19,6 +19,7 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <set>
 #include <string_view>
 
 namespace magi {
@@ -1116,11 +1117,53 @@ Workload parse_workload(const json& doc, const std::string& origin) {
   return w;
 }
 
+namespace {
+
+// JSON keeps the last of two equal keys in one object: a workload with one is refused instead,
+// naming the key and where it is ("mask[].type": [] for any element of a list).
+json parse_without_duplicate_keys(const std::string& path, const std::string& text) {
+  struct Frame {
+    std::string where;
+    bool is_object;
+    std::set<std::string> keys;
+    std::string last_key;
+  };
+  std::vector<Frame> frames;
+  auto child_where = [&]() -> std::string {
+    if (frames.empty()) return "";
+    const Frame& f = frames.back();
+    if (!f.is_object) return f.where + "[]";
+    return f.where.empty() ? f.last_key : f.where + "." + f.last_key;
+  };
+  using event = json::parse_event_t;
+  return json::parse(text, [&](int, event e, json& parsed) {
+    switch (e) {
+      case event::object_start: frames.push_back({child_where(), true, {}, {}}); break;
+      case event::array_start: frames.push_back({child_where(), false, {}, {}}); break;
+      case event::object_end:
+      case event::array_end: frames.pop_back(); break;
+      case event::key: {
+        Frame& f = frames.back();
+        f.last_key = parsed.get<std::string>();
+        if (!f.keys.insert(f.last_key).second) {
+          throw ConfigError(fmt::format("{}: key \"{}\" appears twice in {} (remove one)", path, f.last_key,
+                                        f.where.empty() ? std::string("the top-level object") : f.where));
+        }
+        break;
+      }
+      default: break;
+    }
+    return true;
+  });
+}
+
+}  // namespace
+
 Workload load_workload(const std::string& path) {
   const std::string text = read_file(path, kMaxFileBytes);
   json doc;
   try {
-    doc = json::parse(text);
+    doc = parse_without_duplicate_keys(path, text);
   } catch (const json::exception&) {
     throw_not_json(path, text);
   }

@@ -392,6 +392,29 @@ TEST(WorkloadErrors, JsonErrorPositionsMatchTheParser) {
   }
 }
 
+// JSON keeps the last of two equal keys; a workload that has them is refused, naming the key and
+// where it is, whatever the depth (exit 3: the file is JSON, the workload is not valid).
+TEST(WorkloadErrors, DuplicateKeysAreRefused) {
+  const std::string base = R"({"name": "d", "model": {"heads_q": 2, "heads_kv": 1, "head_dim": 16},
+    "sequence": {"total_tokens": 128}, "mask": [{"type": "causal"}, {"type": "full"}]})";
+  load_workload(testing::write_scratch("ok.json", base));
+  const std::pair<std::string, std::string> cases[] = {
+      {R"({"name": "x", "name": "y"})", "key \"name\" appears twice in the top-level object"},
+      {R"({"name": "d", "model": {"heads_q": 2, "heads_q": 4}})", "key \"heads_q\" appears twice in model"},
+      {R"({"name": "d", "mask": [{"type": "full"}, {"type": "full", "type": "causal"}]})",
+       "key \"type\" appears twice in mask[]"},
+  };
+  for (const auto& [body, needle] : cases) {
+    SCOPED_TRACE(body);
+    try {
+      load_workload(testing::write_scratch("dup.json", body));
+      ADD_FAILURE() << "accepted";
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(WorkloadErrors, ErrorKindsCarryDistinctExitCodes) {
   EXPECT_EQ(static_cast<int>(ConfigError("x").code()), 3);
   EXPECT_EQ(static_cast<int>(FileError("x").code()), 4);
