@@ -318,6 +318,20 @@ TEST(Catalogue, ParameterErrorsNameTheField) {
                       8, {8}, {"mask.slices[0]", "mask.slices[2]"});
 }
 
+// Parameters larger than the sequence act as the sequence length (configs/README.md): sweeps pair
+// one window or block with several lengths.
+TEST(Catalogue, ParametersBeyondTheSequenceActAsItsLength) {
+  const int64_t S = 100;
+  const std::vector<int64_t> one{S};
+  const int64_t causal = mask_area(build_mask(spec("causal"), S, one));
+  const int64_t full = mask_area(build_mask(spec("full"), S, one));
+  EXPECT_EQ(mask_area(build_mask(spec("sliding_window", {.window = 5 * S}), S, one)), causal);
+  EXPECT_EQ(mask_area(build_mask(spec("sink_sliding_window", {.window = 3, .sink_tokens = 5 * S}), S, one)), causal);
+  EXPECT_EQ(mask_area(build_mask(spec("block_causal", {.block_tokens = 5 * S}), S, one)), full);
+  EXPECT_EQ(mask_area(build_mask(spec("shared_question", {.question_tokens = 5 * S}), S, one)), causal);
+  EXPECT_THROW(build_mask(spec("prefix_lm", {.prefix_tokens = S + 1}), S, one), ConfigError);
+}
+
 TEST(Catalogue, DocumentLengthsAreAnInvariant) {
   EXPECT_THROW(build_mask(spec("varlen_causal"), 8, {3, 4}), InternalError);
   EXPECT_THROW(build_mask(spec("varlen_causal"), 8, {8, 0}), InternalError);
