@@ -124,10 +124,10 @@ std::string table_row(const Report& report, size_t i) {
     return fmt::format(" {:>22} {:>22} {:>9} {:>4} {:>9}   skipped: {}\n", r.case_name, r.mask,
                        r.total_tokens, r.cp, r.strategy, r.skip_reason);
   }
-  const double vs_bound =
-      r.bound_fwd_bytes > 0 ? static_cast<double>(r.planned_fwd_bytes) /
-                                  static_cast<double>(r.bound_fwd_bytes)
-                            : (r.planned_fwd_bytes == 0 ? 1.0 : kNaN);
+  // No remote K/V at all (cp 1, a block-diagonal dispatch): no ratio, "-".
+  const double vs_bound = r.bound_fwd_bytes > 0 ? static_cast<double>(r.planned_fwd_bytes) /
+                                                      static_cast<double>(r.bound_fwd_bytes)
+                                                : kNaN;
   return fmt::format(
       " {:>22} {:>22} {:>9} {:>4} {:>9} {:>10} {:>10} {:>9} {:>9} {:>6} {:>10} {:>6} {:>8} {:>6} "
       "{:>6} {:>7}\n",
