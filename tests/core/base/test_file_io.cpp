@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <unistd.h>
+
 namespace magi {
 namespace {
 
@@ -15,7 +17,9 @@ namespace fs = std::filesystem;
 class FileIo : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / fmt::format("magi_fileio_{}", ::testing::UnitTest::GetInstance()->random_seed());
+    // One folder per test and process: ctest runs the tests of this suite side by side.
+    dir_ = fs::temp_directory_path() / fmt::format("magi_fileio_{}_{}", ::testing::UnitTest::GetInstance()->current_test_info()->name(),
+                                                   static_cast<long>(::getpid()));
     fs::create_directories(dir_);
   }
   void TearDown() override { fs::remove_all(dir_); }
