@@ -130,6 +130,10 @@ int main(int argc, char** argv) {
       "magi-bench"};
   app.set_version_flag("--version", std::string("magi-bench " MAGI_VERSION " (git " MAGI_GIT_SHA ")"));
   app.require_subcommand(1, 1);
+  // Command-line errors read like the tool's own: "magi-bench: error: --cp = abc: ...".
+  app.failure_message([](const CLI::App*, const CLI::Error& e) {
+    return fmt::format("magi-bench: error: {}\nRun with --help for more information.\n", e.what());
+  });
   app.fallthrough(false);
   magi::app::add_run_command(app, ctx);
   magi::app::add_plan_command(app, ctx);

@@ -90,6 +90,9 @@ TEST_F(Cli, UsageErrorsExitWithCodeTwo) {
     EXPECT_EQ(p.exit_code, 2) << flag << ": " << p.output;
     EXPECT_NE(p.output.find(std::string(flag).substr(0, std::string(flag).find(' '))), std::string::npos) << p.output;
   }
+  const Outcome convert = run("plan --config " + cfg + " --cp abc");
+  EXPECT_EQ(convert.exit_code, 2);
+  EXPECT_NE(convert.output.find("magi-bench: error: "), std::string::npos) << convert.output;
   const Outcome word = run("bogus --config x.json");
   EXPECT_EQ(word.exit_code, 2);
   EXPECT_NE(word.output.find("bogus: not a subcommand"), std::string::npos) << word.output;
