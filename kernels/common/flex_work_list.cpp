@@ -117,7 +117,7 @@ void build_forward(const AttnShape& shape, const std::vector<DevSlice>& sl,
     for (int i : g.slices) {
       const DevSlice& s = sl[static_cast<size_t>(i)];
       if (s.ke <= s.ks) continue;
-      if (s.type == 3 && (s.ke - s.ks) < (s.qe - s.qs)) continue;  // bi_causal band empty
+      if (band_empty(s)) continue;
       const int rr0 = std::max(g.r0, s.qs), rr1 = std::min(g.r1, s.qe);
       if (rr1 <= rr0) continue;
       const int k_lo = std::max(band_lo(s, rr0), s.ks);
@@ -161,7 +161,7 @@ void build_backward(const AttnShape& shape, const std::vector<DevSlice>& sl,
     for (int i : g.slices) {
       const DevSlice& s = sl[static_cast<size_t>(i)];
       if (s.qe <= s.qs) continue;
-      if (s.type == 3 && (s.ke - s.ks) < (s.qe - s.qs)) continue;
+      if (band_empty(s)) continue;
       const int kk0 = std::max(g.r0, s.ks), kk1 = std::min(g.r1, s.ke);
       if (kk1 <= kk0) continue;
       const int q_lo = (s.type & 1) ? std::max(s.qs, kk0 + s.qe - s.ke) : s.qs;

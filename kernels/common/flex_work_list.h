@@ -48,6 +48,10 @@ MAGI_HOST_DEVICE inline int band_lo(const DevSlice& s, int q) {
 MAGI_HOST_DEVICE inline int band_hi(const DevSlice& s, int q) {
   return (s.type & 1) ? s.ke - (s.qe - 1 - q) : s.ke;  // causal (1), bi_causal (3)
 }
+// Whether a bi_causal slice's band is empty (fewer keys than queries): it covers nothing.
+MAGI_HOST_DEVICE inline bool band_empty(const DevSlice& s) {
+  return s.type == 3 && (s.ke - s.ks) < (s.qe - s.qs);
+}
 // Whether every (q, k) of [q0, q1) x [k0, k1) is visible in slice s (lo and hi are
 // non-decreasing in q, and lo >= ks, hi <= ke).
 MAGI_HOST_DEVICE inline bool tile_inside(const DevSlice& s, int q0, int q1, int k0, int k1) {

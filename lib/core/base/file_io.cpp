@@ -50,9 +50,8 @@ void place(const std::string& tmp, const std::string& path, Overwrite overwrite)
   }
 }
 
-}  // namespace
-
-void check_writable(const std::string& path, Overwrite overwrite) {
+// The checks that need no file: the target's existence and its directory.
+void check_target(const std::string& path, Overwrite overwrite) {
   std::error_code ec;
   if (overwrite == Overwrite::refuse && fs::exists(path, ec)) {
     throw FileError(fmt::format("{}: refusing to overwrite an existing file (remove it, choose "
@@ -62,6 +61,12 @@ void check_writable(const std::string& path, Overwrite overwrite) {
   if (!parent.empty() && !fs::is_directory(parent, ec)) {
     throw FileError(fmt::format("{}: directory {} does not exist", path, parent.string()));
   }
+}
+
+}  // namespace
+
+void check_writable(const std::string& path, Overwrite overwrite) {
+  check_target(path, overwrite);
   const std::string probe = temp_name(path);
   write_temp(path, probe, "");
   std::remove(probe.c_str());
@@ -77,7 +82,7 @@ bool same_file(const std::string& a, const std::string& b) {
 
 void write_files_atomic(const std::vector<FileContent>& files, Overwrite overwrite) {
   for (size_t i = 0; i < files.size(); ++i) {
-    check_writable(files[i].path, overwrite);
+    check_target(files[i].path, overwrite);  // a directory refusing files fails at its temp file
     for (size_t j = 0; j < i; ++j) {
       if (same_file(files[i].path, files[j].path)) {
         throw FileError(fmt::format("{}: written twice by one command (also as {})", files[i].path, files[j].path));
