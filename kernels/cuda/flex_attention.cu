@@ -6,6 +6,8 @@
 #include "flex_bwd.cuh"
 #include "flex_fwd.cuh"
 
+#include <cudaTypedefs.h>  // PFN_cuTensorMapEncodeTiled
+
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -138,6 +140,8 @@ struct FlexAttention::Impl {
   DeviceArray<BwdItem> bwd_items;
   DeviceArray<float> dq_acc;  // the backward's workspace, allocated by its first call
   DeviceArray<float> delta;
+  CUtensorMap dq_map{};   // over dq_acc, for the backward's TMA reduce-add
+  bool dq_map_built = false;
   int fwd_variant = 0;
 
   ~Impl() {
@@ -210,6 +214,32 @@ void launch_forward(const FlexAttention::Impl& im, const void* q, const void* k,
   }
 }
 
+// The tensor map through which the backward adds dQ tiles into the fp32 workspace [sq][hq][d]:
+// boxes of 32 columns x 1 head x kBwdBM rows, 128-byte swizzle (the kernel's staging layout).
+CUtensorMap make_dq_map(float* dq_acc, const AttnShape& sh) {
+  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    FLEX_CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found));
+    if (found != cudaDriverEntryPointSuccess || fn == nullptr)
+      throw std::runtime_error("FlexAttention: the driver has no cuTensorMapEncodeTiled");
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
+  }();
+  const cuuint64_t dims[3] = {static_cast<cuuint64_t>(sh.d), static_cast<cuuint64_t>(sh.hq),
+                              static_cast<cuuint64_t>(sh.sq)};
+  const cuuint64_t strides[2] = {static_cast<cuuint64_t>(sh.d) * sizeof(float),
+                                 static_cast<cuuint64_t>(sh.hq) * sh.d * sizeof(float)};
+  const cuuint32_t box[3] = {detail::kDqBoxCols, 1, kBwdBM};
+  const cuuint32_t elem_strides[3] = {1, 1, 1};
+  CUtensorMap map{};
+  const CUresult r = encode(&map, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 3, dq_acc, dims, strides, box, elem_strides,
+                            CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                            CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS)
+    throw std::runtime_error("FlexAttention: cuTensorMapEncodeTiled failed (CUresult " + std::to_string(r) + ")");
+  return map;
+}
+
 template <typename T, int D>
 void launch_backward(FlexAttention::Impl& im, const void* q, const void* k, const void* v,
                      const void* out, const void* dout, const float* lse, float scale, void* dq,
@@ -220,6 +250,10 @@ void launch_backward(FlexAttention::Impl& im, const void* q, const void* k, cons
   if (qelems > 0) {
     if (!im.dq_acc.ptr) im.dq_acc.allocate(static_cast<size_t>(qelems));
     if (!im.delta.ptr) im.delta.allocate(static_cast<size_t>(qrows));
+    if (!im.dq_map_built) {
+      im.dq_map = make_dq_map(im.dq_acc.ptr, sh);
+      im.dq_map_built = true;
+    }
     detail::flex_bwd_prepare_kernel<T, D><<<static_cast<unsigned>(ceil_div(qrows, 8)), 256, 0, stream>>>(
         static_cast<const T*>(out), static_cast<const T*>(dout), im.delta.ptr, im.dq_acc.ptr, qrows);
     FLEX_CUDA_CHECK(cudaGetLastError());
@@ -228,13 +262,13 @@ void launch_backward(FlexAttention::Impl& im, const void* q, const void* k, cons
   constexpr auto kernel = detail::flex_bwd_wgmma_kernel<T, D>;
   allow_smem<kernel>(smem);
   detail::BwdParams<T> p{};
+  p.dq_map = im.dq_map;
   p.q = static_cast<const T*>(q);
   p.k = static_cast<const T*>(k);
   p.v = static_cast<const T*>(v);
   p.dout = static_cast<const T*>(dout);
   p.lse = lse;
   p.delta = im.delta.ptr;
-  p.dq_acc = im.dq_acc.ptr;
   p.dk = static_cast<T*>(dk);
   p.dv = static_cast<T*>(dv);
   p.slices = im.slices.ptr;

@@ -3,7 +3,8 @@
 // while the item walks, for every query head of the GQA group, the query tiles of every slice
 // that sees its keys. Per query tile of BM rows:
 //   S^T = K Q^T, P^T = exp(S^T * scale - lse), dP^T = V dO^T, dS^T = P^T (dP^T - Delta),
-//   dV += P^T dO, dK += dS^T Q, dQ += dS K (dS through shared memory, fp32 atomics to global).
+//   dV += P^T dO, dK += dS^T Q, dQ += dS K (dS through shared memory; the dQ tile staged in
+//   shared memory and added into the fp32 workspace by TMA reduce-adds).
 // Preprocess: Delta = rowsum(dO * O) and the fp32 dQ workspace zeroed; postprocess: dQ fp32 ->
 // input dtype.
 #pragma once
@@ -12,19 +13,21 @@
 #include "flex_fwd.cuh"  // load_tile_sw128
 #include "flex_wgmma.cuh"
 
+#include <cuda.h>  // CUtensorMap (a plain struct; no driver call here)
+
 #include <type_traits>
 
 namespace magi::kernels::cuda::detail {
 
 template <typename T>
 struct BwdParams {
+  CUtensorMap dq_map;  // the fp32 dQ workspace as [sq][hq][d], boxes of 32 columns x 1 head x 64 rows
   const T* q;
   const T* k;
   const T* v;
   const T* dout;
   const float* lse;
   const float* delta;
-  float* dq_acc;  // [sq, hq, d] fp32, zeroed before
   T* dk;
   T* dv;
   const DevSlice* slices;
@@ -35,9 +38,21 @@ struct BwdParams {
   float scale_log2;  // softmax scale * log2(e)
 };
 
+// dQ staging boxes for the TMA: 32 fp32 columns x 64 rows each (8 KB, 128-byte swizzle).
+constexpr int kDqBoxCols = 32;
+
 template <int D, int BM, int BN>
 constexpr int bwd_wgmma_smem_bytes() {
-  return (2 * BN * D + 4 * BM * D + BN * BM) * 2 + 4 * BM * 4 + 1024;
+  return (2 * BN * D + 4 * BM * D + BN * BM) * 2 + BM * D * 4 + 4 * BM * 4 + 1024;
+}
+
+// One thread sends a staged dQ tile (query rows [q0, q0 + BM) of head h) to the workspace: one
+// TMA reduce-add per 32-column box.
+template <int D, int BM, typename P>
+__device__ __forceinline__ void send_dq_tile(const P& p, const float* sdQ, int q0, int h) {
+#pragma unroll
+  for (int b = 0; b < D / kDqBoxCols; ++b) tma_reduce_add_3d(&p.dq_map, sdQ + b * BM * kDqBoxCols, b * kDqBoxCols, h, q0);
+  bulk_commit();
 }
 
 // Every matrix product on Hopper's wgmma. Two warpgroups, each owning 64 of the block's BN = 128 keys:
@@ -48,7 +63,7 @@ constexpr int bwd_wgmma_smem_bytes() {
 //                                          D = 128, warpgroup 0 all of them for D = 64)
 // Query tiles of BM = 64 rows; Q, dO, lse and Delta double-buffered through cp.async.
 template <typename T, int D>
-__global__ void __launch_bounds__(256, 1) flex_bwd_wgmma_kernel(const BwdParams<T> p) {
+__global__ void __launch_bounds__(256, 1) flex_bwd_wgmma_kernel(const __grid_constant__ BwdParams<T> p) {
   constexpr int BM = 64, BN = 128, NT = 256;
   constexpr bool kBF16 = std::is_same_v<T, __nv_bfloat16>;
   constexpr int DQN = 64;                        // dQ columns per participating warpgroup
@@ -64,8 +79,10 @@ __global__ void __launch_bounds__(256, 1) flex_bwd_wgmma_kernel(const BwdParams<
   T* sQ = sV + BN * D;        // 2 stages
   T* sdO = sQ + 2 * BM * D;   // 2 stages
   T* sdS = sdO + 2 * BM * D;  // [BN][BM], 128-byte swizzle (BM = 64)
-  float* sLse = reinterpret_cast<float*>(sdS + BN * BM);
+  float* sdQ = reinterpret_cast<float*>(sdS + BN * BM);  // D / 32 TMA boxes [BM][32], 1024-aligned
+  float* sLse = sdQ + BM * D;
   float* sDelta = sLse + 2 * BM;
+  __shared__ int s_dq_pending[2];  // (q0, head) of the dQ tile staged in sdQ, not yet sent
 
   const BwdItem item = p.items[blockIdx.x];
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
@@ -124,6 +141,8 @@ __global__ void __launch_bounds__(256, 1) flex_bwd_wgmma_kernel(const BwdParams<
     }
     fence_proxy_async();
     __syncthreads();
+    // The previous tile's dQ, staged by every dQ thread before the barrier, goes out now.
+    if (threadIdx.x == 0 && it > 0) send_dq_tile<D, BM>(p, sdQ, s_dq_pending[0], s_dq_pending[1]);
 
     const BwdEntry ent = p.entries[ce];
     const DevSlice sl = p.slices[ent.slice];
@@ -207,6 +226,7 @@ __global__ void __launch_bounds__(256, 1) flex_bwd_wgmma_kernel(const BwdParams<
     wgmma_commit();
     wgmma_wait<0>();
     fence_proxy_async();  // dS^T stores are read by the tensor cores next
+    if (threadIdx.x == 0) bulk_wait_read_all();  // the previous tile's dQ has left sdQ
     __syncthreads();
 
     // dQ = dS K: A = dS (M-major view of dS^T), B = K (N-major).
@@ -220,16 +240,25 @@ __global__ void __launch_bounds__(256, 1) flex_bwd_wgmma_kernel(const BwdParams<
       }
       wgmma_commit();
       wgmma_wait<0>();
+      // Staged in the TMA boxes (box = 32 columns; 16-byte chunk c of row r at chunk c ^ (r % 8),
+      // the TMA's 128-byte swizzle; a half-warp's float2 stores meet 2-way bank conflicts); the
+      // TMA adds the tile into the workspace after the next barrier, rows past sq dropped.
+      float* sdq = sdQ + wg * (DQN / kDqBoxCols) * (BM * kDqBoxCols);
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
-        const int q = q0 + (warp % 4) * 16 + lane / 4 + 8 * r;
-        if (q < 0 || q >= p.sq) continue;
-        float* dst = p.dq_acc + static_cast<int64_t>(q) * q_stride + static_cast<int64_t>(h) * D + wg * DQN + (lane & 3) * 2;
+        const int row = (warp % 4) * 16 + lane / 4 + 8 * r;
 #pragma unroll
         for (int i = 0; i < DQN / 8; ++i) {
-          atomicAdd(reinterpret_cast<float2*>(dst + i * 8), make_float2(dq[4 * i + 2 * r] * p.scale, dq[4 * i + 2 * r + 1] * p.scale));
+          const int box = i / 4, chunk = (i % 4) * 2 + (lane & 3) / 2;
+          float* dst = sdq + box * (BM * kDqBoxCols) + row * kDqBoxCols + ((chunk ^ (row & 7)) * 4) + (lane & 1) * 2;
+          *reinterpret_cast<float2*>(dst) = make_float2(dq[4 * i + 2 * r] * p.scale, dq[4 * i + 2 * r + 1] * p.scale);
         }
       }
+      fence_proxy_async();  // read by the TMA next
+    }
+    if (threadIdx.x == 0) {
+      s_dq_pending[0] = q0;
+      s_dq_pending[1] = h;
     }
 
     if (++ct == ent.ntiles) {
@@ -238,6 +267,11 @@ __global__ void __launch_bounds__(256, 1) flex_bwd_wgmma_kernel(const BwdParams<
     }
   }
   cp_async_wait<0>();
+  __syncthreads();  // the last tile's dQ is staged
+  if (threadIdx.x == 0 && ntot > 0) {
+    send_dq_tile<D, BM>(p, sdQ, s_dq_pending[0], s_dq_pending[1]);
+    bulk_wait_read_all();  // shared memory must outlive the TMA's reads (the sums land by the grid's end)
+  }
 
 #pragma unroll
   for (int r = 0; r < 2; ++r) {

@@ -19,6 +19,20 @@ __device__ inline void fence_proxy_async() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
 
+// TMA reduce-add of a 3D box from shared memory into global memory through a tensor map (the
+// address of a __grid_constant__ kernel parameter): global[box at (c0, c1, c2)] += shared box,
+// in the map's element type; elements outside the tensor are dropped. Asynchronous: the issuing
+// thread waits with bulk_wait_read_all before the source is rewritten or the block exits.
+__device__ inline void tma_reduce_add_3d(const void* tensor_map, const void* src, int c0, int c1, int c2) {
+  asm volatile(
+      "cp.reduce.async.bulk.tensor.3d.global.shared::cta.add.tile.bulk_group [%0, {%2, %3, %4}], [%1];\n" ::"l"(
+          reinterpret_cast<uint64_t>(tensor_map)),
+      "r"(smem_addr(src)), "r"(c0), "r"(c1), "r"(c2)
+      : "memory");
+}
+__device__ inline void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+__device__ inline void bulk_wait_read_all() { asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory"); }
+
 // Shared-memory matrix descriptor, 128-byte swizzle (layout type 1). Addresses and offsets in bytes.
 __device__ inline uint64_t wgmma_desc(uint32_t smem_byte_addr, uint32_t lbo, uint32_t sbo) {
   return static_cast<uint64_t>((smem_byte_addr & 0x3FFFF) >> 4) |
