@@ -135,6 +135,7 @@ void build_forward(const AttnShape& shape, const std::vector<DevSlice>& sl,
       it.entry_end = static_cast<int>(entries.size());
       it.ntiles = tiles;
       it.q_end = g.r1;
+      it.k_first = tiles > 0 ? entries[static_cast<size_t>(begin)].k_lo : 0;
       items.push_back(it);
       stats.forward_tiles += tiles;
     }
@@ -179,6 +180,7 @@ void build_backward(const AttnShape& shape, const std::vector<DevSlice>& sl,
       it.entry_end = static_cast<int>(entries.size());
       it.ntiles = tiles;
       it.k_end = g.r1;
+      it.q_first = tiles > 0 ? entries[static_cast<size_t>(begin)].q_lo : 0;
       items.push_back(it);
       stats.backward_tiles += static_cast<int64_t>(tiles) * group;
     }
@@ -187,6 +189,29 @@ void build_backward(const AttnShape& shape, const std::vector<DevSlice>& sl,
     return std::make_pair(it.kvhead, it.entry_end > it.entry_begin ? entries[it.entry_begin].slice : -1);
   });
   stats.backward_items = static_cast<int64_t>(items.size());
+}
+
+// The tiles covering each unit of bm query rows. Every entry is walked once per query head (by the
+// item of its segment and that head's kv head), so one count serves every head. Tile t of an entry
+// covers units u0 + t and, unless the entry starts on a unit boundary, u0 + t + 1: two runs of
+// +1, added through a difference array.
+std::vector<int> unit_tiles(const AttnShape& shape, const std::vector<BwdEntry>& entries, const int bm) {
+  const int units = static_cast<int>(ceil_div(shape.sq, bm));
+  std::vector<int> diff(static_cast<size_t>(units) + 1, 0);
+  auto add_run = [&](int lo, int hi) {  // units [lo, hi), clipped
+    hi = std::min(hi, units);
+    if (lo >= hi) return;
+    ++diff[static_cast<size_t>(lo)];
+    --diff[static_cast<size_t>(hi)];
+  };
+  for (const BwdEntry& e : entries) {
+    const int u0 = e.q_lo / bm;
+    add_run(u0, u0 + e.ntiles);
+    if (e.q_lo % bm != 0) add_run(u0 + 1, u0 + e.ntiles + 1);
+  }
+  std::vector<int> count(static_cast<size_t>(units), 0);
+  for (int u = 0, run = 0; u < units; ++u) count[static_cast<size_t>(u)] = run += diff[static_cast<size_t>(u)];
+  return count;
 }
 
 int64_t slice_area(const DevSlice& s) {
@@ -229,6 +254,7 @@ WorkLists build_work_lists(const AttnShape& shape, const KernelSlice* slices, si
                 align_to_slices && !wl.stats.q_ranges_overlap);
   build_backward(shape, wl.slices, wl.bwd_entries, wl.bwd_items, wl.stats, tiles.bwd_bm, tiles.bwd_bn,
                  align_to_slices && !ranges_overlap(kranges));
+  wl.bwd_unit_tiles = unit_tiles(shape, wl.bwd_entries, tiles.bwd_bm);
   return wl;
 }
 

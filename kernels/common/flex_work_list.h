@@ -31,7 +31,9 @@ struct FwdEntry {
 };
 // Forward work item: (query block, query head), entries [entry_begin, entry_end).
 struct FwdItem {
-  int q0, head, entry_begin, entry_end, ntiles, q_end, pad1, pad2;  // rows [q0, q_end)
+  int q0, head, entry_begin, entry_end, ntiles, q_end;  // rows [q0, q_end)
+  int k_first;  // the first key tile's start (entry_begin's k_lo), so the kernel's first load waits on no entry
+  int pad;
 };
 // Backward: one record per (key block, slice); query tiles q_lo + t * BM, t in [0, ntiles).
 struct BwdEntry {
@@ -39,7 +41,9 @@ struct BwdEntry {
 };
 // Backward work item: (key block, kv head); walks every query head of the GQA group.
 struct BwdItem {
-  int k0, kvhead, entry_begin, entry_end, ntiles, k_end, pad1, pad2;  // keys [k0, k_end)
+  int k0, kvhead, entry_begin, entry_end, ntiles, k_end;  // keys [k0, k_end)
+  int q_first;  // the first query tile's start (entry_begin's q_lo), so the kernel's first load waits on no entry
+  int pad;
 };
 
 MAGI_HOST_DEVICE inline int band_lo(const DevSlice& s, int q) {
@@ -80,6 +84,10 @@ struct WorkLists {
   std::vector<FwdItem> fwd_items;  // in launch order
   std::vector<BwdEntry> bwd_entries;
   std::vector<BwdItem> bwd_items;  // in launch order
+  // For each unit of bwd_bm query rows [u * bwd_bm, (u + 1) * bwd_bm), the number of backward query
+  // tiles that cover some of its rows, per query head (the same for every head): the backward adds
+  // each tile's dQ into the units it covers and converts a unit once all of them have.
+  std::vector<int> bwd_unit_tiles;
   WorkListStats stats;
 };
 

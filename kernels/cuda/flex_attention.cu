@@ -138,10 +138,14 @@ struct FlexAttention::Impl {
   DeviceArray<FwdItem> fwd_items;
   DeviceArray<BwdEntry> bwd_entries;
   DeviceArray<BwdItem> bwd_items;
-  DeviceArray<float> dq_acc;  // the backward's workspace, allocated by its first call
+  DeviceArray<int> unit_tiles;  // per dQ unit of kBwdBM rows: the backward tiles that cover it
+  // The backward's workspace: fp32 dQ sums and per-unit counts, allocated and zeroed by its first
+  // call; the kernel leaves both at zero (see flex_bwd.cuh).
+  DeviceArray<float> dq_acc;
+  DeviceArray<int> dq_count;
+  bool workspace_zeroed = false;
   DeviceArray<float> delta;
-  CUtensorMap dq_map{};   // over dq_acc, for the backward's TMA reduce-add
-  bool dq_map_built = false;
+  CUtensorMap dq_map{};  // over dq_acc, for the backward's TMA reduce-add
   int fwd_variant = 0;
 
   ~Impl() {
@@ -150,7 +154,9 @@ struct FlexAttention::Impl {
     fwd_items.reset();
     bwd_entries.reset();
     bwd_items.reset();
+    unit_tiles.reset();
     dq_acc.reset();
+    dq_count.reset();
     delta.reset();
   }
 };
@@ -248,14 +254,18 @@ void launch_backward(FlexAttention::Impl& im, const void* q, const void* k, cons
   const int64_t qrows = sh.sq * sh.hq;
   const int64_t qelems = qrows * sh.d;
   if (qelems > 0) {
-    if (!im.dq_acc.ptr) im.dq_acc.allocate(static_cast<size_t>(qelems));
-    if (!im.delta.ptr) im.delta.allocate(static_cast<size_t>(qrows));
-    if (!im.dq_map_built) {
+    if (!im.workspace_zeroed) {
+      if (!im.dq_acc.ptr) im.dq_acc.allocate(static_cast<size_t>(qelems));
+      if (!im.dq_count.ptr) im.dq_count.allocate(im.unit_tiles.n * static_cast<size_t>(sh.hq));
+      FLEX_CUDA_CHECK(cudaMemsetAsync(im.dq_acc.ptr, 0, im.dq_acc.n * sizeof(float), stream));
+      FLEX_CUDA_CHECK(cudaMemsetAsync(im.dq_count.ptr, 0, im.dq_count.n * sizeof(int), stream));
       im.dq_map = make_dq_map(im.dq_acc.ptr, sh);
-      im.dq_map_built = true;
+      im.workspace_zeroed = true;
     }
+    if (!im.delta.ptr) im.delta.allocate(static_cast<size_t>(qrows));
     detail::flex_bwd_prepare_kernel<T, D><<<static_cast<unsigned>(ceil_div(qrows, 8)), 256, 0, stream>>>(
-        static_cast<const T*>(out), static_cast<const T*>(dout), im.delta.ptr, im.dq_acc.ptr, qrows);
+        static_cast<const T*>(out), static_cast<const T*>(dout), im.delta.ptr, im.unit_tiles.ptr,
+        static_cast<T*>(dq), sh.hq, kBwdBM, qrows);
     FLEX_CUDA_CHECK(cudaGetLastError());
   }
   constexpr int smem = detail::bwd_wgmma_smem_bytes<D, kBwdBM, kBwdBN>();
@@ -269,6 +279,10 @@ void launch_backward(FlexAttention::Impl& im, const void* q, const void* k, cons
   p.dout = static_cast<const T*>(dout);
   p.lse = lse;
   p.delta = im.delta.ptr;
+  p.dq_acc = im.dq_acc.ptr;
+  p.dq_count = im.dq_count.ptr;
+  p.unit_tiles = im.unit_tiles.ptr;
+  p.dq = static_cast<T*>(dq);
   p.dk = static_cast<T*>(dk);
   p.dv = static_cast<T*>(dv);
   p.slices = im.slices.ptr;
@@ -283,10 +297,6 @@ void launch_backward(FlexAttention::Impl& im, const void* q, const void* k, cons
   const unsigned grid = static_cast<unsigned>(im.bwd_items.n);
   if (grid > 0) {
     kernel<<<grid, 256, smem, stream>>>(p);
-    FLEX_CUDA_CHECK(cudaGetLastError());
-  }
-  if (qelems > 0) {
-    detail::flex_convert_kernel<T><<<1024, 256, 0, stream>>>(im.dq_acc.ptr, static_cast<T*>(dq), qelems);
     FLEX_CUDA_CHECK(cudaGetLastError());
   }
 }
@@ -319,6 +329,7 @@ FlexAttention::FlexAttention(const AttnShape& shape, const KernelSlice* slices, 
   impl_->fwd_items.upload(wl.fwd_items);
   impl_->bwd_entries.upload(wl.bwd_entries);
   impl_->bwd_items.upload(wl.bwd_items);
+  impl_->unit_tiles.upload(wl.bwd_unit_tiles);
 }
 
 FlexAttention::~FlexAttention() = default;

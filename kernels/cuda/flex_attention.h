@@ -19,8 +19,10 @@
 //    128-row grid.
 //  - backward: one work item per (segment of at most 128 keys, key/value head). It walks the query
 //    heads of its GQA group and, per slice, the 64-row query tiles that see its keys; dK and dV stay
-//    in registers and are written once; dQ is added with fp32 atomics into a workspace and converted
-//    at the end. Key segments follow slices when key ranges are disjoint, else a fixed grid.
+//    in registers and are written once; each tile's dQ is added into an fp32 workspace by TMA
+//    reduce-adds, and the item that completes a 64-row unit of it (counted per unit) converts the
+//    unit to the dtype and zeroes it for the next call. Key segments follow slices when key ranges
+//    are disjoint, else a fixed grid.
 //  - tiles fully inside a slice's band run unmasked; tiles outside it are never visited.
 //  - items are ordered on the host (the hardware hands out blocks in order): grouped by the
 //    operands they stream, (kv head, first slice), so that blocks running together share them in
@@ -28,7 +30,9 @@
 //  - the matrix products run on Hopper's wgmma (sm_90a); MAGI_FLEX_FWD_VARIANT selects other
 //    forward tile shapes for experiments.
 // Memory: the work lists (O(slices + tokens / tile)) and, for backward, an fp32 dQ buffer
-// [sq, hq, d] and D = rowsum(dout * out) [sq, hq]: O(tokens x heads x dim), never O(S^2).
+// [sq, hq, d], its per-unit counts and D = rowsum(dout * out) [sq, hq]: O(tokens x heads x dim),
+// never O(S^2). The backward leaves its workspace zeroed; a call that fails on the device leaves
+// the CUDA context unusable anyway (sticky errors), so no call sees a dirty workspace.
 // dtypes: bf16 and fp16 (fp32 accumulation everywhere); head dims 64 and 128.
 #pragma once
 

@@ -5,8 +5,12 @@
 //   S^T = K Q^T, P^T = exp(S^T * scale - lse), dP^T = V dO^T, dS^T = P^T (dP^T - Delta),
 //   dV += P^T dO, dK += dS^T Q, dQ += dS K (dS through shared memory; the dQ tile staged in
 //   shared memory and added into the fp32 workspace by TMA reduce-adds).
-// Preprocess: Delta = rowsum(dO * O) and the fp32 dQ workspace zeroed; postprocess: dQ fp32 ->
-// input dtype.
+// dQ is converted inside the kernel: the workspace is cut into units of BM rows x one head; each
+// unit knows how many tiles cover it (from the work lists), an item counts its tiles into their
+// units once their sums have landed, and the item that completes a unit converts it to the input
+// dtype and zeroes it and its count again, so the workspace is clean for the next call (it is
+// zeroed once, when allocated). Preprocess: Delta = rowsum(dO * O), and dQ zeroed in the units
+// no tile covers.
 #pragma once
 
 #include "flex_common.cuh"
@@ -28,6 +32,10 @@ struct BwdParams {
   const T* dout;
   const float* lse;
   const float* delta;
+  float* dq_acc;            // [sq, hq, d] fp32, zero between calls
+  int* dq_count;            // [units][hq], tiles landed per unit, zero between calls
+  const int* unit_tiles;    // [units], tiles covering each unit (per head)
+  T* dq;
   T* dk;
   T* dv;
   const DevSlice* slices;
@@ -53,6 +61,75 @@ __device__ __forceinline__ void send_dq_tile(const P& p, const float* sdQ, int q
 #pragma unroll
   for (int b = 0; b < D / kDqBoxCols; ++b) tma_reduce_add_3d(&p.dq_map, sdQ + b * BM * kDqBoxCols, b * kDqBoxCols, h, q0);
   bulk_commit();
+}
+
+// Converts dQ unit `unit` (rows [u BM, (u + 1) BM) of head h, unit = u * hq + h), whose sums have
+// all landed, to the input dtype, and leaves its workspace rows and count at zero.
+template <typename T, int D, int BM, int NT>
+__device__ __forceinline__ void convert_dq_unit(const BwdParams<T>& p, int unit) {
+  using E = ElemTraits<T>;
+  constexpr int kCols4 = D / 4, kPer = BM * kCols4 / NT;  // float4s per thread
+  const int u = unit / p.hq, h = unit % p.hq;
+  float4 v[kPer];
+  int64_t off[kPer];
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    const int i = static_cast<int>(threadIdx.x) + j * NT, q = u * BM + i / kCols4;
+    off[j] = q < p.sq ? (static_cast<int64_t>(q) * p.hq + h) * D + (i % kCols4) * 4 : -1;
+    if (off[j] >= 0) v[j] = __ldcg(reinterpret_cast<const float4*>(p.dq_acc + off[j]));
+  }
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    if (off[j] < 0) continue;
+    *reinterpret_cast<uint2*>(p.dq + off[j]) = make_uint2(E::pack(v[j].x, v[j].y), E::pack(v[j].z, v[j].w));
+    __stcg(reinterpret_cast<float4*>(p.dq_acc + off[j]), make_float4(0.f, 0.f, 0.f, 0.f));
+  }
+  if (threadIdx.x == 0) p.dq_count[unit] = 0;
+}
+
+// An item's end, after its last dQ tile was sent: once every reduce-add it issued has landed, the
+// item counts its tiles into the units they cover, one atomic per (query head, entry, unit) with
+// the number of the entry's tiles that cover the unit (release); the units this completes
+// (acquire) are converted by the whole block. Tile t of an entry starting at q_lo covers units
+// u0 + t and, unless q_lo is a multiple of BM, u0 + t + 1 (u0 = q_lo / BM): so unit u0 + k gets
+// one tile when aligned, else two but at k = 0 and k = ntiles.
+template <typename T, int D, int BM, int NT>
+__device__ __forceinline__ void finish_dq_units(const BwdParams<T>& p, const BwdItem& item, int group) {
+  __shared__ int s_units[NT];
+  __shared__ int s_nunits;
+  const int tid = static_cast<int>(threadIdx.x);
+  if (tid == 0) {
+    bulk_wait_all_writes();
+    fence_acq_rel_gpu();  // the sums, seen by this thread, ordered before the block's counts
+  }
+  const int nunits_all = (p.sq + BM - 1) / BM;
+  auto entry_units = [&](const BwdEntry& en) {
+    const int u0 = en.q_lo / BM;
+    return min(en.ntiles + (en.q_lo % BM != 0 ? 1 : 0), nunits_all - u0);
+  };
+  int per_head = 0;
+  for (int e = item.entry_begin; e < item.entry_end; ++e) per_head += entry_units(p.entries[e]);
+  const int ntot = per_head * group;
+  for (int base = 0; base < ntot; base += NT) {
+    if (tid == 0) s_nunits = 0;
+    __syncthreads();
+    if (base + tid < ntot) {
+      const int h = item.kvhead * group + (base + tid) / per_head;
+      int k = (base + tid) % per_head, e = item.entry_begin;
+      for (int n = entry_units(p.entries[e]); k >= n; n = entry_units(p.entries[e])) {
+        k -= n;
+        ++e;
+      }
+      const BwdEntry en = p.entries[e];
+      const int tiles = en.q_lo % BM == 0 ? 1 : (k == 0 || k == en.ntiles ? 1 : 2);
+      const int u = en.q_lo / BM + k, unit = u * p.hq + h;
+      if (atomic_add_acq_rel_gpu(p.dq_count + unit, tiles) + tiles == p.unit_tiles[u]) s_units[atomicAdd(&s_nunits, 1)] = unit;
+    }
+    __syncthreads();
+    const int n = s_nunits;
+    for (int c = 0; c < n; ++c) convert_dq_unit<T, D, BM, NT>(p, s_units[c]);
+    __syncthreads();
+  }
 }
 
 // Every matrix product on Hopper's wgmma. Two warpgroups, each owning 64 of the block's BN = 128 keys:
@@ -117,7 +194,7 @@ __global__ void __launch_bounds__(256, 1) flex_bwd_wgmma_kernel(const __grid_con
   int le = item.entry_begin, lt = 0, lh = 0;
   int ce = item.entry_begin, ct = 0, ch = 0;
   if (ntot > 0) {
-    load_q_tile(0, p.entries[le].q_lo, kvh * group);
+    load_q_tile(0, item.q_first, kvh * group);
     cp_async_commit();
   }
 
@@ -268,34 +345,41 @@ __global__ void __launch_bounds__(256, 1) flex_bwd_wgmma_kernel(const __grid_con
   }
   cp_async_wait<0>();
   __syncthreads();  // the last tile's dQ is staged
-  if (threadIdx.x == 0 && ntot > 0) {
-    send_dq_tile<D, BM>(p, sdQ, s_dq_pending[0], s_dq_pending[1]);
-    bulk_wait_read_all();  // shared memory must outlive the TMA's reads (the sums land by the grid's end)
-  }
+  if (threadIdx.x == 0 && ntot > 0) send_dq_tile<D, BM>(p, sdQ, s_dq_pending[0], s_dq_pending[1]);
 
+
+  // dK and dV through shared memory (the Q and dO stages are free), then whole rows; meanwhile
+  // the last dQ tile lands.
+  static_assert(4 * BM >= 2 * BN, "dK and dV fit the Q and dO stages");
+  T* sdK = sQ;
+  T* sdV = sQ + BN * D;
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    const int kr = k0 + key_in_blk + 8 * r;
-    if (kr >= k_end) continue;
-    const int64_t off = static_cast<int64_t>(kr) * k_stride + static_cast<int64_t>(kvh) * D + (lane & 3) * 2;
+    const int row = key_in_blk + 8 * r;
 #pragma unroll
     for (int i = 0; i < D / 8; ++i) {
-      *reinterpret_cast<uint32_t*>(p.dk + off + i * 8) = E::pack(dk[4 * i + 2 * r] * p.scale, dk[4 * i + 2 * r + 1] * p.scale);
-      *reinterpret_cast<uint32_t*>(p.dv + off + i * 8) = E::pack(dv[4 * i + 2 * r], dv[4 * i + 2 * r + 1]);
+      const int off = swz<D>(row, i * 8 + (lane & 3) * 2);
+      *reinterpret_cast<uint32_t*>(sdK + off) = E::pack(dk[4 * i + 2 * r] * p.scale, dk[4 * i + 2 * r + 1] * p.scale);
+      *reinterpret_cast<uint32_t*>(sdV + off) = E::pack(dv[4 * i + 2 * r], dv[4 * i + 2 * r + 1]);
     }
   }
+  __syncthreads();
+  const int64_t kv_off = static_cast<int64_t>(k0) * k_stride + static_cast<int64_t>(kvh) * D;
+  store_staged_rows<BN, D, NT>(sdK, p.dk + kv_off, k_stride, k_end - k0);
+  store_staged_rows<BN, D, NT>(sdV, p.dv + kv_off, k_stride, k_end - k0);
+  if (ntot > 0) finish_dq_units<T, D, BM, NT>(p, item, group);
 }
 
-// Before the backward kernel, one warp per (row, head): Delta = sum_d dout * out (fp32), and the
-// row's fp32 dQ accumulator zeroed (one pass instead of a memset and a kernel). out, dout and
-// dq_acc rows are 16-byte aligned (FlexAttention checks its pointers).
+// Before the backward kernel, one warp per (row, head): Delta = sum_d dout * out (fp32), and dQ
+// zeroed where no tile covers the row's unit (the kernel converts only covered units). out, dout
+// and dq rows are 16-byte aligned (FlexAttention checks its pointers).
 template <typename T, int D>
-__global__ void flex_bwd_prepare_kernel(const T* out, const T* dout, float* delta, float* dq_acc, int64_t rows) {
+__global__ void flex_bwd_prepare_kernel(const T* out, const T* dout, float* delta, const int* unit_tiles, T* dq,
+                                        int hq, int bm, int64_t rows) {
   static_assert(D == 64 || D == 128, "head dim");
   using E = ElemTraits<T>;
   constexpr int kPerLane = D / 32;  // 2 or 4 elements
   using Vec = std::conditional_t<kPerLane == 4, uint2, uint32_t>;
-  using Zero = std::conditional_t<kPerLane == 4, float4, float2>;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
   const int lane = static_cast<int>(threadIdx.x) % 32;
   if (row >= rows) return;
@@ -307,20 +391,9 @@ __global__ void flex_bwd_prepare_kernel(const T* out, const T* dout, float* delt
   float acc = 0.f;
 #pragma unroll
   for (int i = 0; i < kPerLane; ++i) acc += E::to_float(o[i]) * E::to_float(g[i]);
-  *reinterpret_cast<Zero*>(dq_acc + off) = Zero{};
+  if (unit_tiles[row / hq / bm] == 0) *reinterpret_cast<Vec*>(dq + off) = Vec{};
   for (int o2 = 16; o2 > 0; o2 >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o2);
   if (lane == 0) delta[row] = acc;
-}
-
-// dQ fp32 -> dtype, four elements per step (n is a multiple of 4; both buffers 16-byte aligned).
-template <typename T>
-__global__ void flex_convert_kernel(const float* src, T* dst, int64_t n) {
-  using E = ElemTraits<T>;
-  for (int64_t i = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * 4; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x * 4) {
-    const float4 v = *reinterpret_cast<const float4*>(src + i);
-    *reinterpret_cast<uint2*>(dst + i) = make_uint2(E::pack(v.x, v.y), E::pack(v.z, v.w));
-  }
 }
 
 }  // namespace magi::kernels::cuda::detail

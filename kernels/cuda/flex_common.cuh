@@ -68,6 +68,19 @@ __device__ inline int swz(int row, int col) {
   return row * W + ((((col >> 3) ^ (row & kMask)) << 3) | (col & 7));
 }
 
+// Rows [0, n) of a [ROWS][D] tile staged in shared memory with swz<D> to global rows
+// dst + r * stride, one 16-byte chunk per thread and step: whole rows per warp, where storing the
+// accumulator fragments directly would cost eight 128-byte lines per 4-byte store instruction.
+template <int ROWS, int D, int NT, typename T>
+__device__ inline void store_staged_rows(const T* tile, T* dst, int64_t stride, int n) {
+  constexpr int kChunks = D / 8;
+#pragma unroll
+  for (int c = static_cast<int>(threadIdx.x); c < ROWS * kChunks; c += NT) {
+    const int r = c / kChunks, ch = c % kChunks;
+    if (r < n) *reinterpret_cast<uint4*>(dst + r * stride + ch * 8) = *reinterpret_cast<const uint4*>(tile + swz<D>(r, ch * 8));
+  }
+}
+
 __device__ inline float quad_max(float x) {
   x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
   return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));

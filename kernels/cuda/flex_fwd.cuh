@@ -90,7 +90,7 @@ __global__ void __launch_bounds__(NWG * 128, MINB) flex_fwd_wgmma_kernel(const F
   auto issue = [&](int tile_index) {
     if (tile_index < ntot) {
       if (tile_index > 0 && ++lt == p.entries[le].ntiles) { ++le; lt = 0; }
-      const int k0n = p.entries[le].k_lo + lt * BN;
+      const int k0n = tile_index == 0 ? item.k_first : p.entries[le].k_lo + lt * BN;
       const int st = tile_index % STAGES;
       load_tile_sw128<BN, D, NT>(sK + st * BN * D, gk, k_stride, k0n, p.sk);
       load_tile_sw128<BN, D, NT>(sV + st * BN * D, gv, k_stride, k0n, p.sk);
@@ -190,24 +190,27 @@ __global__ void __launch_bounds__(NWG * 128, MINB) flex_fwd_wgmma_kernel(const F
     if (++ct == ent.ntiles) { ++ce; ct = 0; }
   }
   cp_async_wait<0>();
+  __syncthreads();  // every warpgroup is done with sQ, which stages the output
 
-  // Epilogue: normalise, write out (input dtype) and lse (natural log, -inf for empty rows).
+  // Epilogue: normalise, out (input dtype) through shared memory to whole rows, lse (natural log,
+  // -inf for empty rows).
+  T* sO = sQ;
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const float l = quad_sum(l_run[r]);
-    const int q = q0 + row_in_blk + 8 * r;
-    if (q >= q_end) continue;
+    const int row = row_in_blk + 8 * r;
     const float inv = l > 0.f ? 1.f / l : 0.f;
-    T* orow = p.out + static_cast<int64_t>(q) * q_stride + static_cast<int64_t>(h) * D;
 #pragma unroll
     for (int i = 0; i < D / 8; ++i) {
-      *reinterpret_cast<uint32_t*>(orow + i * 8 + (lane & 3) * 2) =
+      *reinterpret_cast<uint32_t*>(sO + swz<D>(row, i * 8 + (lane & 3) * 2)) =
           E::pack(o[4 * i + 2 * r] * inv, o[4 * i + 2 * r + 1] * inv);
     }
-    if ((lane & 3) == 0) {
-      p.lse[static_cast<int64_t>(q) * p.hq + h] = l > 0.f ? m_run[r] * kLn2 + logf(l) : -INFINITY;
+    if ((lane & 3) == 0 && q0 + row < q_end) {
+      p.lse[static_cast<int64_t>(q0 + row) * p.hq + h] = l > 0.f ? m_run[r] * kLn2 + logf(l) : -INFINITY;
     }
   }
+  __syncthreads();
+  store_staged_rows<BM, D, NT>(sO, p.out + static_cast<int64_t>(q0) * q_stride + static_cast<int64_t>(h) * D, q_stride, q_end - q0);
 }
 
 

@@ -32,6 +32,19 @@ __device__ inline void tma_reduce_add_3d(const void* tensor_map, const void* src
 }
 __device__ inline void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
 __device__ inline void bulk_wait_read_all() { asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory"); }
+// Waits until the thread's bulk operations have completed (their writes performed), then orders
+// those async-proxy writes before the thread's later generic-proxy accesses.
+__device__ inline void bulk_wait_all_writes() {
+  asm volatile("cp.async.bulk.wait_group 0;\nfence.proxy.async.global;\n" ::: "memory");
+}
+
+__device__ inline void fence_acq_rel_gpu() { asm volatile("fence.acq_rel.gpu;\n" ::: "memory"); }
+// atomicAdd with release and acquire semantics at GPU scope; returns the old value.
+__device__ inline int atomic_add_acq_rel_gpu(int* p, int v) {
+  int old;
+  asm volatile("atom.acq_rel.gpu.global.add.s32 %0, [%1], %2;\n" : "=r"(old) : "l"(p), "r"(v) : "memory");
+  return old;
+}
 
 // Shared-memory matrix descriptor, 128-byte swizzle (layout type 1). Addresses and offsets in bytes.
 __device__ inline uint64_t wgmma_desc(uint32_t smem_byte_addr, uint32_t lbo, uint32_t sbo) {

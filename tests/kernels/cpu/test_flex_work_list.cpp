@@ -135,6 +135,7 @@ void check_lists(const AttnShape& sh, const std::vector<KernelSlice>& in, const 
         }
       }
       EXPECT_EQ(it.ntiles, tiles);
+      if (tiles > 0) EXPECT_EQ(it.k_first, wl.fwd_entries[static_cast<size_t>(it.entry_begin)].k_lo);
     }
     for (int q = 0; q < sq; ++q) ASSERT_EQ(owner[static_cast<size_t>(q)], 1) << "forward row " << q << " head " << h;
     for (size_t i = 0; i < seen.size(); ++i)
@@ -154,6 +155,8 @@ void check_lists(const AttnShape& sh, const std::vector<KernelSlice>& in, const 
   EXPECT_EQ(wl.stats.backward_items, static_cast<int64_t>(wl.bwd_items.size()));
   EXPECT_EQ(wl.stats.backward_tiles, bwd_tiles);
   const bool bwd_aligned = aligned && ranges_disjoint(wl.slices, false);
+  // The dQ units of bwd_bm rows: how many of one query head's tiles cover each.
+  std::vector<int> unit_tiles(static_cast<size_t>((sq + t.bwd_bm - 1) / t.bwd_bm), 0);
   for (int h = 0; h < sh.hkv; ++h) {
     std::vector<int> owner(static_cast<size_t>(sk), 0), seen(expected.size(), 0);
     for (const flex::BwdItem& it : wl.bwd_items) {
@@ -171,6 +174,9 @@ void check_lists(const AttnShape& sh, const std::vector<KernelSlice>& in, const 
         tiles += en.ntiles;
         for (int j = 0; j < en.ntiles; ++j) {
           const int q0 = en.q_lo + j * t.bwd_bm, q1 = q0 + t.bwd_bm;
+          ASSERT_TRUE(q0 >= 0 && q0 < sq) << "query tile at " << q0;  // the dQ units it covers exist
+          if (h == 0)
+            for (int u = q0 / t.bwd_bm; u <= (std::min(q1, sq) - 1) / t.bwd_bm; ++u) ++unit_tiles[static_cast<size_t>(u)];
           // As the kernel asks: the item's first key and a full key tile.
           const bool inside = flex::tile_inside(d, q0, q1, it.k0, it.k0 + t.bwd_bn);
           for (int q = std::max(q0, 0); q < std::min(q1, sq); ++q)
@@ -184,11 +190,13 @@ void check_lists(const AttnShape& sh, const std::vector<KernelSlice>& in, const 
         }
       }
       EXPECT_EQ(it.ntiles, tiles);
+      if (tiles > 0) EXPECT_EQ(it.q_first, wl.bwd_entries[static_cast<size_t>(it.entry_begin)].q_lo);
     }
     for (int k = 0; k < sk; ++k) ASSERT_EQ(owner[static_cast<size_t>(k)], 1) << "backward key " << k << " head " << h;
     for (size_t i = 0; i < seen.size(); ++i)
       ASSERT_EQ(seen[i], expected[i]) << "backward pair (" << i / sk << ", " << i % sk << ") kv head " << h;
   }
+  EXPECT_EQ(wl.bwd_unit_tiles, unit_tiles) << "backward tiles per dQ unit";
   expect_grouped_heaviest_first(
       wl.bwd_items,
       [&](const flex::BwdItem& it) {
