@@ -191,19 +191,8 @@ __global__ void __launch_bounds__(256, 1) flex_bwd_wgmma_kernel(const __grid_con
 
   const int per_head = item.ntiles;
   const int ntot = per_head * group;
-  // Tiles last to first (slice entries, then tiles; the query heads of the GQA group innermost):
-  // the items of one document and kv head then start on the same query tiles and walk them in
-  // step until each reaches its diagonal, sharing Q, dO and the dQ sums in L2, and a tile's rows
-  // serve every head of the group in a row (64:8 varlen causal backward +16% on an H100).
-  int le = item.entry_end - 1, lt = 0, lh = 0;
-  if (ntot > 0) lt = p.entries[le].ntiles - 1;
-  int ce = le, ct = lt, ch = 0;
-  auto step = [&](int& e, int& t, int& hh) {
-    if (++hh == group) {
-      hh = 0;
-      if (--t < 0) { --e; t = p.entries[e].ntiles - 1; }
-    }
-  };
+  int le = item.entry_begin, lt = 0, lh = 0;
+  int ce = item.entry_begin, ct = 0, ch = 0;
   if (ntot > 0) {
     load_q_tile(0, item.q_first, kvh * group);
     cp_async_commit();
@@ -217,7 +206,10 @@ __global__ void __launch_bounds__(256, 1) flex_bwd_wgmma_kernel(const __grid_con
 
   for (int it = 0; it < ntot; ++it) {
     if (it + 1 < ntot) {
-      step(le, lt, lh);
+      if (++lt == p.entries[le].ntiles) {
+        ++le; lt = 0;
+        if (le == item.entry_end) { le = item.entry_begin; ++lh; }
+      }
       load_q_tile((it + 1) & 1, p.entries[le].q_lo + lt * BM, kvh * group + lh);
       cp_async_commit();
       cp_async_wait<1>();
@@ -346,7 +338,10 @@ __global__ void __launch_bounds__(256, 1) flex_bwd_wgmma_kernel(const __grid_con
       s_dq_pending[1] = h;
     }
 
-    if (it + 1 < ntot) step(ce, ct, ch);
+    if (++ct == ent.ntiles) {
+      ++ce; ct = 0;
+      if (ce == item.entry_end) { ce = item.entry_begin; ++ch; }
+    }
   }
   cp_async_wait<0>();
   __syncthreads();  // the last tile's dQ is staged
