@@ -22,7 +22,8 @@ __device__ inline void fence_proxy_async() {
 // TMA reduce-add of a 3D box from shared memory into global memory through a tensor map (the
 // address of a __grid_constant__ kernel parameter): global[box at (c0, c1, c2)] += shared box,
 // in the map's element type; elements outside the tensor are dropped. Asynchronous: the issuing
-// thread waits with bulk_wait_read_all before the source is rewritten or the block exits.
+// thread waits (bulk_wait_read_all, or bulk_wait_all_writes) before the source is rewritten or the
+// block exits.
 __device__ inline void tma_reduce_add_3d(const void* tensor_map, const void* src, int c0, int c1, int c2) {
   asm volatile(
       "cp.reduce.async.bulk.tensor.3d.global.shared::cta.add.tile.bulk_group [%0, {%2, %3, %4}], [%1];\n" ::"l"(
