@@ -109,6 +109,13 @@ void add_kernel_placeholder(CLI::App& app) {
 }
 #endif
 
+// Where an error happened, for its message: nothing in a one-process job (as command-line errors
+// read), " on rank R of N (host)" when several ranks may speak.
+std::string where(const magi::app::Context& ctx) {
+  if (ctx.world_size == 1) return "";
+  return fmt::format(" on rank {} of {} ({})", ctx.world_rank, ctx.world_size, magi::app::hostname());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -158,14 +165,12 @@ int main(int argc, char** argv) {
   } catch (const magi::app::PreflightFailed& e) {
     code = e.exit_code;
   } catch (const magi::Error& e) {
-    std::fprintf(stderr, "magi-bench: error on rank %d (%s): %s\n", ctx.world_rank,
-                 magi::app::hostname().c_str(), e.what());
+    std::fprintf(stderr, "magi-bench: error%s: %s\n", where(ctx).c_str(), e.what());
     std::fflush(stderr);
     if (ctx.world_size > 1) MPI_Abort(MPI_COMM_WORLD, static_cast<int>(e.code()));
     code = static_cast<int>(e.code());
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "magi-bench: internal error on rank %d (%s): %s\n", ctx.world_rank,
-                 magi::app::hostname().c_str(), e.what());
+    std::fprintf(stderr, "magi-bench: internal error%s: %s\n", where(ctx).c_str(), e.what());
     std::fflush(stderr);
     if (ctx.world_size > 1) MPI_Abort(MPI_COMM_WORLD, static_cast<int>(magi::ExitCode::internal));
     code = static_cast<int>(magi::ExitCode::internal);

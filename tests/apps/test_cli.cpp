@@ -89,6 +89,7 @@ TEST_F(Cli, UsageErrorsExitWithCodeTwo) {
     const Outcome p = run("plan --config " + cfg + " " + flag);
     EXPECT_EQ(p.exit_code, 2) << flag << ": " << p.output;
     EXPECT_NE(p.output.find(std::string(flag).substr(0, std::string(flag).find(' '))), std::string::npos) << p.output;
+    EXPECT_NE(p.output.find("magi-bench: error: "), std::string::npos) << p.output;  // one process: no rank
   }
   const Outcome convert = run("plan --config " + cfg + " --cp abc");
   EXPECT_EQ(convert.exit_code, 2);
