@@ -113,7 +113,7 @@ void run_kernel_bench(Context& ctx, const KernelOptions& opt) {
     bo.check = c.run.check;
     bo.check_rows = opt.check_rows;
     bo.seed = c.run.seed;
-    bo.dtype = c.model.dtype == DType::fp16 ? kernels::cuda::DType::fp16 : kernels::cuda::DType::bf16;
+    bo.dtype = c.model.dtype;
     kernels::cuda::FlexBenchResult r;
     try {
       r = kernels::cuda::run_flex_benchmark(shape, slices, bo);

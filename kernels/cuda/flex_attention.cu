@@ -313,6 +313,8 @@ FlexAttention::FlexAttention(const AttnShape& shape, const KernelSlice* slices, 
   const int64_t kMaxTokens = std::numeric_limits<int>::max() / 2;
   if (shape.sq > kMaxTokens || shape.sk > kMaxTokens)
     throw std::invalid_argument("FlexAttention: more than 2^30 tokens");
+  if (dtype == DType::fp32)
+    throw std::invalid_argument("FlexAttention: dtype fp32 not supported (bf16 or fp16)");
   impl_->shape = shape;
   impl_->dtype = dtype;
   if (device >= 0) FLEX_CUDA_CHECK(cudaSetDevice(device));

@@ -37,6 +37,7 @@
 #pragma once
 
 #include "common/flex_work_list.h"
+#include "common/dtype.h"
 #include "common/kernel_args.h"
 
 #include <cstddef>
@@ -46,8 +47,6 @@
 #include <vector>
 
 namespace magi::kernels::cuda {
-
-enum class DType { bf16, fp16 };
 
 // Whether at least one CUDA device is visible (false, never a throw, when no driver is there).
 bool device_available();

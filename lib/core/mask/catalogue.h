@@ -17,7 +17,7 @@
 #pragma once
 
 #include "core/base/slice.h"
-#include "core/workload/workload.h"
+#include "core/model/vocabulary.h"
 
 #include <cstdint>
 #include <string>

@@ -24,17 +24,6 @@
 
 namespace magi {
 
-std::string_view to_string(DType t) {
-  switch (t) {
-    case DType::bf16: return "bf16";
-    case DType::fp16: return "fp16";
-    case DType::fp32: return "fp32";
-  }
-  return "?";
-}
-
-int dtype_bytes(DType t) { return t == DType::fp32 ? 4 : 2; }
-
 std::string_view to_string(DocDistribution d) {
   switch (d) {
     case DocDistribution::single: return "single";
@@ -44,16 +33,6 @@ std::string_view to_string(DocDistribution d) {
     case DocDistribution::zipf: return "zipf";
     case DocDistribution::list: return "list";
     case DocDistribution::histogram: return "histogram";
-  }
-  return "?";
-}
-
-std::string_view to_string(Strategy s) {
-  switch (s) {
-    case Strategy::magi: return "magi";
-    case Strategy::ring: return "ring";
-    case Strategy::ulysses: return "ulysses";
-    case Strategy::allgather: return "allgather";
   }
   return "?";
 }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "core/base/slice.h"
+#include "core/model/vocabulary.h"
 
 #include <nlohmann/json.hpp>
 
@@ -16,17 +17,6 @@ namespace magi {
 // The largest parallel.cp a workload may ask for (configs/README.md); command-line overrides
 // keep to it too.
 inline constexpr int kMaxCp = 1 << 20;
-
-enum class DType { bf16, fp16, fp32 };
-std::string_view to_string(DType t);
-int dtype_bytes(DType t);
-
-struct ModelShape {
-  int heads_q = 16;
-  int heads_kv = 16;
-  int head_dim = 128;
-  DType dtype = DType::bf16;
-};
 
 enum class DocDistribution { single, fixed, uniform, lognormal, zipf, list, histogram };
 std::string_view to_string(DocDistribution d);
@@ -53,19 +43,6 @@ struct DocumentSpec {
   double max_doc_fraction = 0.25;   // documents longer than this fraction of the pack are cut
   uint64_t seed = 0;                // sampling seed (same on every rank)
 };
-
-struct MaskSpec {
-  std::string type = "causal";      // catalogue name (DESIGN.md §1) or "slices"
-  int64_t window = 0;               // sliding_window family: q sees k in [q - window, q]
-  int64_t block_tokens = 0;         // block_causal family: block size
-  int64_t prefix_tokens = 0;        // prefix_lm: length of the bidirectional prefix
-  int64_t sink_tokens = 0;          // sink_sliding_window: global sink tokens at the start
-  int64_t question_tokens = 0;      // shared_question: length of the shared question
-  std::vector<AttnSlice> slices;    // slices: the explicit list, global coordinates
-};
-
-enum class Strategy { magi, ring, ulysses, allgather };
-std::string_view to_string(Strategy s);
 
 enum class DispatchSolver { greedy, refine };
 std::string_view to_string(DispatchSolver s);
