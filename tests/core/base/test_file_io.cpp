@@ -4,9 +4,12 @@
 
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 namespace magi {
@@ -118,7 +121,13 @@ TEST_F(FileIo, ReadFileIsBoundedAndNamesThePath) {
     EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("larger than 99 bytes"), std::string::npos) << e.what();
   }
-  EXPECT_THROW(read_file("/dev/zero", size_t{1} << 20), FileError);
+  try {
+    read_file("/dev/zero", size_t{1} << 20);
+    FAIL() << "read a character device";
+  } catch (const FileError& e) {
+    EXPECT_NE(std::string(e.what()).find("/dev/zero: cannot read: it is a character device"), std::string::npos)
+        << e.what();
+  }
   try {
     read_file((dir_ / "absent.json").string());
     FAIL() << "read a missing file";
@@ -126,6 +135,90 @@ TEST_F(FileIo, ReadFileIsBoundedAndNamesThePath) {
     EXPECT_NE(std::string(e.what()).find("absent.json: cannot read: No such file"), std::string::npos)
         << e.what();
   }
+}
+
+// An existing path that is not a regular file is never replaced, with or without --force: as
+// root, `--out /dev/null --force` used to rename a temporary file over /dev/null, and a symlink
+// (or a FIFO) given as an output was replaced by a regular file.
+TEST_F(FileIo, NonRegularTargetsAreNeverReplaced) {
+  const fs::path target = dir_ / "target.json";
+  write_file_atomic(target.string(), "kept");
+  const fs::path link = dir_ / "link.json", fifo = dir_ / "fifo.csv", sub = dir_ / "sub";
+  fs::create_symlink(target, link);
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  fs::create_directory(sub);
+  const std::vector<std::pair<fs::path, std::string>> cases{
+      {link, "a symbolic link to " + target.string()}, {fifo, "a FIFO"}, {sub, "a directory"}};
+  for (const auto& [path, kind] : cases) {
+    for (Overwrite ow : {Overwrite::refuse, Overwrite::allow}) {
+      for (bool check_first : {true, false}) {
+        try {
+          if (check_first) {
+            check_writable(path.string(), ow);
+          } else {
+            write_files_atomic({{(dir_ / "other.json").string(), "x"}, {path.string(), "y"}}, ow);
+          }
+          FAIL() << path << " was accepted as an output";
+        } catch (const FileError& e) {
+          EXPECT_NE(std::string(e.what()).find(path.string() + ": exists and is " + kind + ", not a regular file"),
+                    std::string::npos)
+              << e.what();
+        }
+      }
+    }
+  }
+  EXPECT_TRUE(fs::is_symlink(link));
+  EXPECT_EQ(read_file(target.string()), "kept");
+  EXPECT_TRUE(fs::is_fifo(fifo));
+  EXPECT_TRUE(fs::is_directory(sub));
+  EXPECT_FALSE(fs::exists(dir_ / "other.json"));
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir_), fs::directory_iterator()), 4);  // target, link, fifo, sub: no temporary file
+}
+
+// A FIFO given as an input used to block forever in fopen (no writer ever comes).
+TEST_F(FileIo, ReadFileRefusesAFifoWithoutBlocking) {
+  const fs::path fifo = dir_ / "w.json";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  ::alarm(20);  // a blocking open ends the test (SIGALRM) instead of hanging the suite
+  try {
+    read_file(fifo.string());
+    FAIL() << "read a FIFO";
+  } catch (const FileError& e) {
+    EXPECT_NE(std::string(e.what()).find(fifo.string() + ": cannot read: it is a FIFO; expected a regular file"),
+              std::string::npos)
+        << e.what();
+  }
+  ::alarm(0);
+}
+
+// A temporary file registered with ScopedTempFile is removed when the process is ended by
+// SIGINT, SIGTERM or SIGHUP while it exists (Ctrl-C to mpirun used to leave r.json.tmp.<pid>),
+// and the signal still ends the process; once none is registered, the handlers are gone.
+TEST_F(FileIo, TempFilesAreRemovedWhenTheProcessIsInterrupted) {
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+    const std::string path = (dir_ / fmt::format("r.json.tmp.{}", sig)).string();
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      ScopedTempFile tmp(path);
+      std::ofstream(path) << "half of a report";
+      ::raise(sig);
+      ::_exit(0);  // not reached: the signal ends the process
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == sig) << "signal " << sig << ", status " << status;
+    EXPECT_FALSE(fs::exists(path)) << path << " left behind by signal " << sig;
+  }
+  {
+    const std::string path = (dir_ / "t.tmp").string();
+    ScopedTempFile tmp(path);
+    std::ofstream(path) << "x";
+  }
+  EXPECT_TRUE(fs::is_empty(dir_));
+  struct sigaction now {};
+  ::sigaction(SIGTERM, nullptr, &now);
+  EXPECT_EQ(now.sa_handler, SIG_DFL);  // restored once no temporary file is registered
 }
 
 }  // namespace
