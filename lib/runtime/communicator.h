@@ -4,7 +4,13 @@
 // Buffers are raw bytes; counts and displacements are in bytes. Every call that moves data
 // between ranks adds the bytes this rank sends to OTHER ranks (never to itself) to sent_bytes(),
 // so executors measure communication volume from the real messages.
+//
+// Every call that waits on other ranks (blocking collectives, Request::wait and a pending
+// request's destructor) does so inside a Watchdog::Wait scope of the communicator's watchdog,
+// when it has one, so that a stopped peer ends the job instead of hanging it (watchdog.h).
 #pragma once
+
+#include "runtime/watchdog.h"
 
 #include <cstdint>
 #include <memory>
@@ -81,8 +87,14 @@ class Communicator {
   // Bytes this rank has sent to other ranks through this communicator so far.
   int64_t sent_bytes() const { return sent_bytes_; }
 
+  // The watchdog bounding this communicator's waits (not owned; null: unbounded). Communicators
+  // split from this one share it.
+  void set_watchdog(Watchdog* watchdog) { watchdog_ = watchdog; }
+  Watchdog* watchdog() const { return watchdog_; }
+
  protected:
   int64_t sent_bytes_ = 0;
+  Watchdog* watchdog_ = nullptr;
 };
 
 inline void Communicator::all_gather(const void* send, int64_t bytes, void* recv) {

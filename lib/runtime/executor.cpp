@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <string_view>
 #include <thread>
 
 namespace magi {
@@ -31,9 +32,26 @@ double median(std::vector<double> v) {
 }
 
 // Waits without spinning a core (other ranks may be computing on the same cores).
-void wait_sleepy(Request* req) {
+void wait_sleepy(Communicator& comm, Request* req, const char* what) {
+  Watchdog::Wait wait(comm.watchdog(), what);
   while (!req->test()) std::this_thread::sleep_for(std::chrono::microseconds(200));
 }
+
+// A watchdog step for the length of a scope.
+class Step {
+ public:
+  Step(Communicator& comm, std::string what) : watchdog_(comm.watchdog()) {
+    if (watchdog_) watchdog_->arm(std::move(what));
+  }
+  ~Step() {
+    if (watchdog_) watchdog_->disarm();
+  }
+  Step(const Step&) = delete;
+  Step& operator=(const Step&) = delete;
+
+ private:
+  Watchdog* watchdog_;
+};
 
 std::unique_ptr<detail::StrategyRunner> make_runner(Communicator& comm, const Plan& plan,
                                                     int threads) {
@@ -46,28 +64,6 @@ std::unique_ptr<detail::StrategyRunner> make_runner(Communicator& comm, const Pl
   throw InternalError("unknown strategy");
 }
 
-TensorCheck compare(const std::string& name, const std::vector<float>& got,
-                    const std::vector<float>& ref, double tolerance) {
-  TensorCheck c;
-  c.name = name;
-  c.tolerance = tolerance;
-  double num = 0, den = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    const double a = got[i], b = ref[i];
-    if (!std::isfinite(b) || !std::isfinite(a)) {
-      // Rows that see no key: lse = -inf on both sides is a match.
-      if (!(std::isinf(a) && std::isinf(b) && (a < 0) == (b < 0))) ++c.inf_mismatches;
-      continue;
-    }
-    num += (a - b) * (a - b);
-    den += b * b;
-    c.max_abs = std::max(c.max_abs, std::abs(a - b));
-  }
-  c.rel_l2 = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
-  c.ok = c.rel_l2 <= tolerance && c.inf_mismatches == 0;
-  return c;
-}
-
 // Rank 0 gathers every rank's host-layout tensor into global token order.
 std::vector<float> gather_global(Communicator& comm, const Plan& plan, const std::vector<float>& local,
                                  int64_t row_elems) {
@@ -78,7 +74,7 @@ std::vector<float> gather_global(Communicator& comm, const Plan& plan, const std
     auto req = comm.group_start({{0, const_cast<float*>(local.data()),
                                   static_cast<int64_t>(local.size()) * 4}},
                                 {});
-    wait_sleepy(req.get());
+    wait_sleepy(comm, req.get(), "the check's gather to rank 0");
     return global;
   }
   global.assign(plan.total_tokens * row_elems, 0.f);
@@ -156,14 +152,37 @@ PlannedBytes planned_sent_bytes(const Plan& plan) {
   return b;
 }
 
+FaultInjection fault_injection_from_env() {
+  FaultInjection f;
+  const char* env = std::getenv("MAGI_FAIL_RANK");
+  if (!env || !*env) return f;
+  f.setting = env;
+  const std::string_view value(env);
+  const size_t colon = value.find(':');
+  const std::string_view rank = value.substr(0, colon);
+  const std::string_view mode = colon == std::string_view::npos ? "throw" : value.substr(colon + 1);
+  const bool digits = !rank.empty() && rank.size() < 9 &&
+                      std::all_of(rank.begin(), rank.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+  if (mode == "throw") f.mode = FaultInjection::Mode::fail;
+  if (mode == "stall") f.mode = FaultInjection::Mode::stall;
+  if (mode == "nan") f.mode = FaultInjection::Mode::nan;
+  if (!digits || f.mode == FaultInjection::Mode::none) {
+    throw UsageError(fmt::format("MAGI_FAIL_RANK={}: expected RANK or RANK:MODE with MODE throw, "
+                                 "stall or nan (a test hook; unset it)", f.setting));
+  }
+  f.rank = std::stoi(std::string(rank));
+  return f;
+}
+
 ExecResult execute_plan(Communicator& comm, const Plan& plan, const std::vector<AttnSlice>& mask,
                         const ExecOptions& opt) {
-  if (const char* env = std::getenv("MAGI_FAIL_RANK"); env && *env) {
-    if (std::atoi(env) == comm.rank()) {
-      throw RuntimeError(fmt::format("injected failure on rank {} ({}) by MAGI_FAIL_RANK={} (test hook)",
-                                     comm.rank(), comm.host(), env));
-    }
+  const FaultInjection fault = fault_injection_from_env();
+  const bool faulty = fault.rank == comm.rank();
+  if (faulty && fault.mode == FaultInjection::Mode::fail) {
+    throw RuntimeError(fmt::format("injected failure on rank {} ({}) by MAGI_FAIL_RANK={} (test hook)",
+                                   comm.rank(), comm.host(), fault.setting));
   }
+  while (faulty && fault.mode == FaultInjection::Mode::stall) std::this_thread::sleep_for(std::chrono::hours(1));
   if (plan.skipped) {
     throw ConfigError(fmt::format("cannot execute a skipped {} plan: {}", to_string(plan.strategy),
                                   plan.skip_reason));
@@ -211,9 +230,12 @@ ExecResult execute_plan(Communicator& comm, const Plan& plan, const std::vector<
   mine.rank = r;
   mine.host = comm.host();
 
-  auto timed = [&](auto&& pass, std::vector<double>& ms, int64_t& bytes, double& wait_ms) {
+  auto timed = [&](const char* pass_name, auto&& pass, std::vector<double>& ms, int64_t& bytes,
+                   double& wait_ms) {
     std::vector<double> waits;
     for (int i = 0; i < opt.warmup + opt.iters; ++i) {
+      const Step step(comm, fmt::format("case {}: {} iteration {} of {}", opt.case_name, pass_name,
+                                        i + 1, opt.warmup + opt.iters));
       comm.barrier();
       const int64_t b0 = comm.sent_bytes();
       PassStats st;
@@ -230,7 +252,7 @@ ExecResult execute_plan(Communicator& comm, const Plan& plan, const std::vector<
   };
   bool have_fwd = false;
   if (opt.fwd && opt.warmup + opt.iters > 0) {
-    timed([&](PassStats& st) { runner->forward(L, st); }, mine.fwd_ms, mine.fwd_sent_bytes,
+    timed("forward", [&](PassStats& st) { runner->forward(L, st); }, mine.fwd_ms, mine.fwd_sent_bytes,
           mine.fwd_comm_wait_ms);
     have_fwd = true;
   }
@@ -243,7 +265,7 @@ ExecResult execute_plan(Communicator& comm, const Plan& plan, const std::vector<
   bool have_bwd = false;
   if (opt.bwd) {
     if (opt.warmup + opt.iters > 0) {
-      timed([&](PassStats& st) { runner->backward(L, st); }, mine.bwd_ms, mine.bwd_sent_bytes,
+      timed("backward", [&](PassStats& st) { runner->backward(L, st); }, mine.bwd_ms, mine.bwd_sent_bytes,
             mine.bwd_comm_wait_ms);
     } else if (opt.check) {
       PassStats st;
@@ -294,6 +316,9 @@ ExecResult execute_plan(Communicator& comm, const Plan& plan, const std::vector<
   res.check_ran = true;
   const int64_t q_row = int64_t{L.hq} * L.d, kv_row = int64_t{L.hkv} * L.d;
   runner->lse_for_check(L);
+  if (faulty && fault.mode == FaultInjection::Mode::nan && !L.out.empty()) {
+    L.out[0] = std::numeric_limits<float>::quiet_NaN();
+  }
   std::vector<float> out = gather_global(comm, plan, L.out, q_row);
   std::vector<float> lse = gather_global(comm, plan, L.lse, L.hq);
   std::vector<float> dq, dk, dv;
@@ -304,6 +329,7 @@ ExecResult execute_plan(Communicator& comm, const Plan& plan, const std::vector<
   }
   int32_t passed = 1;
   if (r == 0) {
+    const Step step(comm, fmt::format("case {}: the check's reference on rank 0", opt.case_name));
     const int64_t S = plan.total_tokens;
     const std::vector<Range> all{{0, S}};
     std::vector<float> q(S * q_row), k(S * kv_row), v(S * kv_row), dout(S * q_row);
@@ -321,16 +347,16 @@ ExecResult execute_plan(Communicator& comm, const Plan& plan, const std::vector<
     // fp32 storage, float64 accumulation in every kernel: differences come from the fp32
     // rounding of partial results (LSE merge, dK/dV sums), far below this.
     constexpr double kTolFp32 = 1e-5;
-    res.checks.push_back(compare("out", out, ref_out, kTolFp32));
-    res.checks.push_back(compare("lse", lse, ref_lse, kTolFp32));
+    res.checks.push_back(compare_with_reference("out", out, ref_out, kTolFp32));
+    res.checks.push_back(compare_with_reference("lse", lse, ref_lse, kTolFp32));
     if (have_bwd) {
       std::vector<float> rdq(S * q_row), rdk(S * kv_row), rdv(S * kv_row);
       kernels::cpu::attention_backward(shape, slices.data(), slices.size(), q.data(), k.data(),
                                        v.data(), ref_out.data(), dout.data(), ref_lse.data(), scale,
                                        rdq.data(), rdk.data(), rdv.data(), ref_threads);
-      res.checks.push_back(compare("dq", dq, rdq, kTolFp32));
-      res.checks.push_back(compare("dk", dk, rdk, kTolFp32));
-      res.checks.push_back(compare("dv", dv, rdv, kTolFp32));
+      res.checks.push_back(compare_with_reference("dq", dq, rdq, kTolFp32));
+      res.checks.push_back(compare_with_reference("dk", dk, rdk, kTolFp32));
+      res.checks.push_back(compare_with_reference("dv", dv, rdv, kTolFp32));
     }
     for (const TensorCheck& c : res.checks) passed &= c.ok ? 1 : 0;
   }
@@ -341,7 +367,7 @@ ExecResult execute_plan(Communicator& comm, const Plan& plan, const std::vector<
     comm.group(sends, {});
   } else {
     auto req = comm.group_start({}, {{0, &passed, sizeof passed}});
-    wait_sleepy(req.get());
+    wait_sleepy(comm, req.get(), "the check's verdict from rank 0");
   }
   res.check_passed = passed != 0;
   return res;

@@ -6,6 +6,7 @@
 
 #include "core/base/slice.h"
 #include "core/plan/plan.h"
+#include "runtime/check.h"
 #include "runtime/communicator.h"
 
 #include <cstdint>
@@ -22,15 +23,7 @@ struct ExecOptions {
   int iters = 3;
   uint64_t seed = 1234;
   int threads = 0;          // kernel threads per rank; 0 = hardware threads / ranks (at least 1)
-};
-
-struct TensorCheck {
-  std::string name;         // out, lse, dq, dk, dv
-  double rel_l2 = 0;        // ||dist - ref||_2 / ||ref||_2 over finite reference entries
-  double max_abs = 0;       // max |dist - ref| over finite reference entries
-  double tolerance = 0;     // rel_l2 must be <= this
-  int64_t inf_mismatches = 0;  // entries where exactly one side is -inf (lse) or non-finite
-  bool ok = true;
+  std::string case_name;    // names the case in the watchdog's messages
 };
 
 struct RankTimes {
@@ -54,8 +47,8 @@ struct ExecResult {
 // plan was built from (used only by the check). The plan must be built for float32
 // (model.dtype == fp32): the CPU backend stores float32, so bytes are real bytes.
 // Throws ConfigError for a skipped plan or a wrong dtype, RuntimeError on communication failure.
-// Test hook: when the environment has MAGI_FAIL_RANK=<r>, rank r of comm throws a RuntimeError
-// at the start (used by the failure tests; never set it otherwise).
+// When comm has a watchdog, each timed iteration and the check's reference are steps of it.
+// Test hook: FaultInjection below.
 ExecResult execute_plan(Communicator& comm, const Plan& plan, const std::vector<AttnSlice>& mask,
                         const ExecOptions& opt);
 
@@ -65,5 +58,19 @@ struct PlannedBytes {
   std::vector<int64_t> fwd, bwd;
 };
 PlannedBytes planned_sent_bytes(const Plan& plan);
+
+// Test hook for the failure tests (never set it otherwise): MAGI_FAIL_RANK=<r>[:<mode>] in the
+// environment makes rank r of the communicator misbehave in execute_plan. Modes: `throw` (the
+// default) throws a RuntimeError at the start; `stall` stops there for good, as a stopped
+// process or a stuck device would (the watchdog's test); `nan` puts one NaN into its forward
+// output before the check (the check must fail).
+struct FaultInjection {
+  enum class Mode { none, fail, stall, nan };
+  Mode mode = Mode::none;
+  int rank = -1;
+  std::string setting;  // the variable's value, for messages
+};
+// Reads MAGI_FAIL_RANK; throws UsageError naming the variable and its value when malformed.
+FaultInjection fault_injection_from_env();
 
 }  // namespace magi

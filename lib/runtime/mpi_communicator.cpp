@@ -48,10 +48,13 @@ std::vector<int> to_counts(const std::vector<int64_t>& v, int n, const char* wha
 
 class MpiRequest final : public Request {
  public:
-  explicit MpiRequest(std::vector<MPI_Request> reqs) : reqs_(std::move(reqs)) {}
+  // `what` names the operation for the watchdog ("all_to_all_v", "group send/recv").
+  MpiRequest(std::vector<MPI_Request> reqs, Watchdog* watchdog, const char* what)
+      : reqs_(std::move(reqs)), watchdog_(watchdog), what_(what) {}
   ~MpiRequest() override {
     // A pending request must not outlive its buffers: complete it (errors are lost here).
     if (!done_ && !reqs_.empty()) {
+      Watchdog::Wait wait(watchdog_, what_);
       MPI_Waitall(static_cast<int>(reqs_.size()), reqs_.data(), MPI_STATUSES_IGNORE);
     }
   }
@@ -65,12 +68,15 @@ class MpiRequest final : public Request {
   }
   void wait() override {
     if (done_) return;
+    Watchdog::Wait wait(watchdog_, what_);
     MAGI_MPI_CHECK(MPI_Waitall(static_cast<int>(reqs_.size()), reqs_.data(), MPI_STATUSES_IGNORE));
     done_ = true;
   }
 
  private:
   std::vector<MPI_Request> reqs_;
+  Watchdog* watchdog_;
+  const char* what_;
   bool done_ = false;
 };
 
@@ -113,7 +119,18 @@ std::unique_ptr<MpiCommunicator> MpiCommunicator::split_first(MPI_Comm parent, i
   return std::unique_ptr<MpiCommunicator>(new MpiCommunicator(sub, true));
 }
 
-void MpiCommunicator::barrier() { MAGI_MPI_CHECK(MPI_Barrier(comm_)); }
+std::unique_ptr<MpiCommunicator> MpiCommunicator::split_first(int n) {
+  // MPI_Comm_split has no non-blocking form; a bounded barrier first means every rank is there.
+  barrier();
+  std::unique_ptr<MpiCommunicator> sub = split_first(comm_, n);
+  if (sub) sub->set_watchdog(watchdog_);
+  return sub;
+}
+
+void MpiCommunicator::barrier() {
+  Watchdog::Wait wait(watchdog_, "barrier");
+  MAGI_MPI_CHECK(MPI_Barrier(comm_));
+}
 
 void MpiCommunicator::all_to_all_v(const void* send, const std::vector<int64_t>& send_bytes,
                                    const std::vector<int64_t>& send_displs, void* recv,
@@ -123,6 +140,7 @@ void MpiCommunicator::all_to_all_v(const void* send, const std::vector<int64_t>&
   auto sd = to_counts(send_displs, size_, "all_to_all_v send displacement");
   auto rc = to_counts(recv_bytes, size_, "all_to_all_v recv");
   auto rd = to_counts(recv_displs, size_, "all_to_all_v recv displacement");
+  Watchdog::Wait wait(watchdog_, "all_to_all_v");
   MAGI_MPI_CHECK(MPI_Alltoallv(send, sc.data(), sd.data(), MPI_BYTE, recv, rc.data(), rd.data(),
                                MPI_BYTE, comm_));
   for (int p = 0; p < size_; ++p) {
@@ -166,7 +184,7 @@ std::unique_ptr<Request> MpiCommunicator::all_to_all_v_start(
     std::memmove(rbase + recv_displs[rank_], sbase + send_displs[rank_],
                  static_cast<size_t>(send_bytes[rank_]));
   }
-  return std::make_unique<MpiRequest>(std::move(reqs));
+  return std::make_unique<MpiRequest>(std::move(reqs), watchdog_, "all_to_all_v");
 }
 
 std::unique_ptr<Request> MpiCommunicator::group_start(const std::vector<P2POp>& sends,
@@ -190,7 +208,7 @@ std::unique_ptr<Request> MpiCommunicator::group_start(const std::vector<P2POp>& 
     reqs.push_back(r);
     if (op.peer != rank_) sent_bytes_ += op.bytes;
   }
-  return std::make_unique<MpiRequest>(std::move(reqs));
+  return std::make_unique<MpiRequest>(std::move(reqs), watchdog_, "point-to-point send/recv");
 }
 
 void MpiCommunicator::all_gather_v(const void* send, int64_t send_bytes, void* recv,
@@ -200,26 +218,32 @@ void MpiCommunicator::all_gather_v(const void* send, int64_t send_bytes, void* r
   auto rd = to_counts(recv_displs, size_, "all_gather_v displacement");
   MAGI_CHECK(recv_bytes[rank_] == send_bytes, "all_gather_v: own part {} vs {} bytes",
              recv_bytes[rank_], send_bytes);
+  Watchdog::Wait wait(watchdog_, "all_gather_v");
   MAGI_MPI_CHECK(MPI_Allgatherv(send, to_count(send_bytes, "all_gather_v send"), MPI_BYTE, recv,
                                 rc.data(), rd.data(), MPI_BYTE, comm_));
   sent_bytes_ += send_bytes * (size_ - 1);
 }
 
 void MpiCommunicator::all_reduce_sum(double* values, int n) {
+  Watchdog::Wait wait(watchdog_, "all_reduce_sum");
   MAGI_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, values, n, MPI_DOUBLE, MPI_SUM, comm_));
 }
 void MpiCommunicator::all_reduce_max(double* values, int n) {
+  Watchdog::Wait wait(watchdog_, "all_reduce_max");
   MAGI_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, values, n, MPI_DOUBLE, MPI_MAX, comm_));
 }
 void MpiCommunicator::all_reduce_sum(int64_t* values, int n) {
+  Watchdog::Wait wait(watchdog_, "all_reduce_sum");
   MAGI_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, values, n, MPI_INT64_T, MPI_SUM, comm_));
 }
 void MpiCommunicator::all_reduce_max(int64_t* values, int n) {
+  Watchdog::Wait wait(watchdog_, "all_reduce_max");
   MAGI_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, values, n, MPI_INT64_T, MPI_MAX, comm_));
 }
 
 void MpiCommunicator::broadcast(void* data, int64_t bytes, int root) {
   auto* p = static_cast<char*>(data);
+  Watchdog::Wait wait(watchdog_, "broadcast");
   for (int64_t off = 0; off < bytes; off += INT_MAX) {
     int64_t n = bytes - off < INT_MAX ? bytes - off : INT_MAX;
     MAGI_MPI_CHECK(MPI_Bcast(p + off, static_cast<int>(n), MPI_BYTE, root, comm_));

@@ -36,7 +36,8 @@ class MpiCommunicator final : public Communicator {
   // Collective over `parent`: the first n ranks of it get a communicator of size n (same
   // order), the others get nullptr. Throws RuntimeError when parent has fewer than n ranks.
   static std::unique_ptr<MpiCommunicator> split_first(MPI_Comm parent, int n);
-  std::unique_ptr<MpiCommunicator> split_first(int n) { return split_first(comm_, n); }
+  // The same, sharing this communicator's watchdog.
+  std::unique_ptr<MpiCommunicator> split_first(int n);
 
   ~MpiCommunicator() override;
   MpiCommunicator(const MpiCommunicator&) = delete;

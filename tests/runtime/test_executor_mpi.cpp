@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include <cstdlib>
 #include <cstdio>
 #include <exception>
 
@@ -221,6 +222,36 @@ TEST(ExecutorMpiCheck, DetectsWrongResults) {
     bool any_failed = false;
     for (const TensorCheck& t : bad.checks) any_failed |= !t.ok;
     EXPECT_TRUE(any_failed);
+  }
+}
+
+// One NaN in one rank's forward output (MAGI_FAIL_RANK=<r>:nan) fails the check: the L2 error
+// skips it, so only the count of non-finite mismatches can catch it.
+TEST(ExecutorMpiCheck, DetectsANanInOneRanksOutput) {
+  const int cp = world_size();
+  MaskSpec spec;
+  spec.type = "causal";
+  const Case c = testing::make_exec_case(spec, 256, cp, Strategy::magi, ModelShape{2, 2, 16, DType::fp32}, 1);
+  const auto mask = testing::make_mask(c);
+  const Plan plan = build_plan(mask, c);
+  auto world = MpiCommunicator::world();
+  ExecOptions opt;
+  opt.check = true;
+  opt.warmup = 0;
+  opt.iters = 1;
+  opt.threads = 1;
+  ::setenv("MAGI_FAIL_RANK", fmt::format("{}:nan", cp - 1).c_str(), 1);
+  const ExecResult bad = execute_plan(*world, plan, mask, opt);
+  ::unsetenv("MAGI_FAIL_RANK");
+  EXPECT_TRUE(bad.check_ran);
+  EXPECT_FALSE(bad.check_passed);
+  if (world->rank() == 0) {
+    ASSERT_FALSE(bad.checks.empty());
+    const TensorCheck& out = bad.checks[0];
+    EXPECT_EQ(out.name, "out");
+    EXPECT_FALSE(out.ok);
+    EXPECT_EQ(out.inf_mismatches, 1);
+    EXPECT_LE(out.rel_l2, out.tolerance);  // the NaN is invisible to the L2 error
   }
 }
 

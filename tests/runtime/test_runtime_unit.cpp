@@ -1,17 +1,23 @@
 // Single-process tests of the runtime's pure parts: the counter-based inputs, the row maps the
-// executors copy with, and the per-rank byte figures against the plan's CommVolume for many
-// cases and cp (no MPI calls).
+// executors copy with, the per-rank byte figures against the plan's CommVolume for many cases
+// and cp, the check's comparison, the watchdog and the fault-injection hook (no MPI calls).
 #include "executor_test_util.h"
 
 #include "core/base/error.h"
+#include "runtime/check.h"
 #include "runtime/exec_detail.h"
 #include "runtime/executor.h"
 #include "runtime/inputs.h"
+#include "runtime/watchdog.h"
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
+#include <limits>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -115,6 +121,130 @@ TEST(PlannedBytes, SumToThePlansVolume) {
       }
     }
   }
+}
+
+// The L2 and max errors skip non-finite entries, so the count of non-finite mismatches is the
+// check's only guard against NaN and infinities: each of these must fail the tensor on its own,
+// however small the error of the other entries.
+TEST(Check, NonFiniteMismatchesFailTheTensor) {
+  constexpr float inf = std::numeric_limits<float>::infinity();
+  constexpr float nan = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<float> ref{0.5f, -1.f, 2.f, 0.25f};
+  struct Bad {
+    const char* what;
+    float got, ref;
+  };
+  for (const Bad& b : {Bad{"NaN vs finite", nan, 1.f}, Bad{"finite vs NaN", 1.f, nan}, Bad{"NaN vs NaN", nan, nan},
+                       Bad{"+inf vs -inf", inf, -inf}, Bad{"-inf vs finite", -inf, 1.f},
+                       Bad{"finite vs -inf", 1.f, -inf}, Bad{"+inf vs finite", inf, 1.f}}) {
+    std::vector<float> got = ref, want = ref;
+    got.push_back(b.got);
+    want.push_back(b.ref);
+    const TensorCheck c = compare_with_reference("out", got, want, 1e-5);
+    EXPECT_FALSE(c.ok) << b.what;
+    EXPECT_EQ(c.inf_mismatches, 1) << b.what;
+    EXPECT_EQ(c.rel_l2, 0.0) << b.what;  // the finite entries agree: only the guard fails it
+  }
+  // Rows that see no key: -inf on both sides (and equal +inf) match.
+  for (float x : {-inf, inf}) {
+    std::vector<float> got = ref;
+    got.push_back(x);
+    const TensorCheck c = compare_with_reference("lse", got, got, 1e-5);
+    EXPECT_TRUE(c.ok);
+    EXPECT_EQ(c.inf_mismatches, 0);
+  }
+  // And the L2 error still decides for finite values.
+  std::vector<float> off = ref;
+  off[0] += 0.1f;
+  EXPECT_FALSE(compare_with_reference("dq", off, ref, 1e-5).ok);
+}
+
+// The watchdog fires once a step or a wait outlives the timeout, naming the step and what the
+// rank was waiting for; a disarmed step, an ended wait and a zero timeout bound nothing.
+TEST(Watchdog, FiresOnceNamingTheStepAndTheWait) {
+  std::mutex m;
+  std::vector<std::string> fired;
+  auto record = [&](const std::string& message) {
+    std::lock_guard<std::mutex> lock(m);
+    fired.push_back(message);
+  };
+  auto fired_messages = [&] {
+    std::lock_guard<std::mutex> lock(m);
+    return fired;
+  };
+  {
+    Watchdog w(0.2, record);
+    w.arm("case a/0: forward iteration 1 of 2");
+    const Watchdog::Wait wait(&w, "barrier");
+    std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  }
+  ASSERT_EQ(fired_messages().size(), 1u);
+  for (const char* part : {"case a/0: forward iteration 1 of 2: not done after ", "s, waiting for barrier",
+                           "a peer rank may be stopped"}) {
+    EXPECT_NE(fired_messages()[0].find(part), std::string::npos) << fired_messages()[0];
+  }
+  fired.clear();
+  {
+    Watchdog w(0.2, record);
+    w.arm("case a/1: backward iteration 2 of 2");  // computing, not waiting
+    std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  }
+  ASSERT_EQ(fired_messages().size(), 1u);
+  EXPECT_NE(fired_messages()[0].find("in this rank's own compute"), std::string::npos) << fired_messages()[0];
+  fired.clear();
+  {
+    Watchdog w(0.2, record);
+    { const Watchdog::Wait wait(&w, "the check's verdict from rank 0");  // outside any step
+      std::this_thread::sleep_for(std::chrono::milliseconds(600)); }
+  }
+  ASSERT_EQ(fired_messages().size(), 1u);
+  EXPECT_NE(fired_messages()[0].find("still waiting for the check's verdict from rank 0"), std::string::npos)
+      << fired_messages()[0];
+  fired.clear();
+  {
+    Watchdog w(0.3, record);
+    for (int i = 0; i < 6; ++i) {  // many short steps and waits, each well inside the timeout
+      w.arm("step");
+      { const Watchdog::Wait wait(&w, "barrier");
+        std::this_thread::sleep_for(std::chrono::milliseconds(100)); }
+      w.disarm();
+    }
+    Watchdog off(0, record);
+    off.arm("never bounded");
+    const Watchdog::Wait wait(&off, "barrier");
+    const Watchdog::Wait none(nullptr, "barrier");
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
+  EXPECT_TRUE(fired_messages().empty()) << fired_messages()[0];
+}
+
+// MAGI_FAIL_RANK=<r>[:throw|stall|nan]; anything else is a usage error naming the value (it
+// used to be read with atoi: "abc" made rank 0 fail).
+TEST(FaultInjection, ParsesRankAndMode) {
+  struct Case {
+    const char* value;
+    FaultInjection::Mode mode;
+    int rank;
+  };
+  for (const Case& c : {Case{"2", FaultInjection::Mode::fail, 2}, Case{"0:throw", FaultInjection::Mode::fail, 0},
+                        Case{"1:stall", FaultInjection::Mode::stall, 1}, Case{"3:nan", FaultInjection::Mode::nan, 3}}) {
+    ::setenv("MAGI_FAIL_RANK", c.value, 1);
+    const FaultInjection f = fault_injection_from_env();
+    EXPECT_EQ(f.mode, c.mode) << c.value;
+    EXPECT_EQ(f.rank, c.rank) << c.value;
+  }
+  for (const char* bad : {"abc", "-1", "1:sleep", ":nan", "1:"}) {
+    ::setenv("MAGI_FAIL_RANK", bad, 1);
+    try {
+      fault_injection_from_env();
+      FAIL() << bad << " accepted";
+    } catch (const UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find(std::string("MAGI_FAIL_RANK=") + bad + ": expected"), std::string::npos)
+          << e.what();
+    }
+  }
+  ::unsetenv("MAGI_FAIL_RANK");
+  EXPECT_EQ(fault_injection_from_env().mode, FaultInjection::Mode::none);
 }
 
 }  // namespace
