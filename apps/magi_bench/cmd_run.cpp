@@ -12,11 +12,14 @@
 #include "core/workload/workload.h"
 #include "runtime/executor.h"
 #include "runtime/mpi_communicator.h"
+#include "runtime/watchdog.h"
 
 #include <mpi.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <cstdio>
 #include <thread>
 
 namespace magi::app {
@@ -29,6 +32,7 @@ struct RunOptions {
   std::string out_json;
   std::string out_csv;
   bool force = false;
+  double timeout_s = 600;
   RunOverrides overrides;
   int threads = 0;
   bool ranks_needed = false;
@@ -131,7 +135,9 @@ CaseRow measured_row(const Case& c, const Plan& plan, const ExecResult& result,
 }
 
 // A world barrier that sleeps instead of spinning: ranks that sit out a case (world rank >= cp)
-// wait here, and must not steal the cores of the ranks computing on the same node.
+// wait here, and must not steal the cores of the ranks computing on the same node. Not bounded
+// by the watchdog: a whole case may rightly take longer than --timeout, and the ranks running it
+// bound their own waits.
 void idle_barrier() {
   MPI_Request request;
   MAGI_MPI_CHECK(MPI_Ibarrier(MPI_COMM_WORLD, &request));
@@ -156,9 +162,22 @@ std::string resolve_backend(const std::string& requested) {
   throw UsageError(fmt::format("--backend {}: expected auto or cpu", requested));
 }
 
+// Ends the job from the watchdog's thread when a step or a wait outlives --timeout. The main
+// thread is blocked (possibly inside MPI), so this thread calls MPI_Abort, although the process
+// asked for MPI_THREAD_FUNNELED: the job is being torn down, and Open MPI does so (e2e_timeout).
+Watchdog::OnExpiry abort_job(const Context& ctx, double timeout_s) {
+  return [&ctx, timeout_s](const std::string& message) {
+    std::fprintf(stderr, "magi-bench: error%s: %s (--timeout %g)\n", error_location(ctx).c_str(),
+                 message.c_str(), timeout_s);
+    std::fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, static_cast<int>(ExitCode::runtime));
+  };
+}
+
 void run_workload(Context& ctx, const RunOptions& opt) {
   Workload workload;
   std::string backend;
+  FaultInjection fault;
   preflight(ctx, [&] {
     backend = resolve_backend(opt.backend);
     workload = load_workload(opt.config);
@@ -172,6 +191,10 @@ void run_workload(Context& ctx, const RunOptions& opt) {
     }
     opt.overrides.validate();
     if (opt.threads < 0) throw UsageError(fmt::format("--threads {}: expected >= 0", opt.threads));
+    if (!(opt.timeout_s >= 0) || std::isinf(opt.timeout_s)) {
+      throw UsageError(fmt::format("--timeout {}: expected seconds >= 0 (0: no timeout)", opt.timeout_s));
+    }
+    fault = fault_injection_from_env();
     if (!opt.out_json.empty() && !opt.out_csv.empty() && same_file(opt.out_json, opt.out_csv)) {
       throw UsageError(fmt::format("--out {} and --csv {}: the same file; expected two different "
                                    "files", opt.out_json, opt.out_csv));
@@ -187,6 +210,10 @@ void run_workload(Context& ctx, const RunOptions& opt) {
     print0(ctx, fmt::format("{}\n", ranks_needed(workload)));
     return;
   }
+  if (fault.mode != FaultInjection::Mode::none && fault.rank >= ctx.world_size && ctx.world_rank == 0) {
+    std::fprintf(stderr, "magi-bench: warning: MAGI_FAIL_RANK=%s: the job has no rank %d (%d ranks); "
+                 "nothing is injected\n", fault.setting.c_str(), fault.rank, ctx.world_size);
+  }
   const int threads = opt.threads > 0 ? opt.threads : default_threads();
   Report report;
   report.metadata = collect_metadata(ctx);
@@ -201,7 +228,9 @@ void run_workload(Context& ctx, const RunOptions& opt) {
                           workload.cases.size(), workload.cases.size() == 1 ? "" : "s"));
   print0(ctx, table_header());
 
+  Watchdog watchdog(opt.timeout_s, abort_job(ctx, opt.timeout_s));
   MpiCommunicator world(MPI_COMM_WORLD);
+  world.set_watchdog(&watchdog);
   for (const Case& original : workload.cases) {
     Case c = original;
     opt.overrides.apply(c);
@@ -222,6 +251,7 @@ void run_workload(Context& ctx, const RunOptions& opt) {
       eo.iters = c.run.iters;
       eo.seed = c.run.seed;
       eo.threads = threads;
+      eo.case_name = c.name;
       ExecResult result;
       if (auto sub = world.split_first(c.parallel.cp)) {
         result = execute_plan(*sub, plan, mask, eo);
@@ -264,9 +294,17 @@ void add_run_command(CLI::App& app, Context& ctx) {
                   "Execution backend: auto or cpu (MPI ranks, float32 storage, float64 "
                   "accumulation; auto picks cpu in this version)")
       ->capture_default_str();
-  run->add_option("-o,--out", opt->out_json, "Write the full report as JSON to this file");
-  run->add_option("--csv", opt->out_csv, "Write one CSV line per case to this file");
-  run->add_flag("-f,--force", opt->force, "Overwrite --out / --csv files that already exist");
+  run->add_option("-o,--out", opt->out_json, "Write the full report as JSON to this file")
+      ->check(output_file_name());
+  run->add_option("--csv", opt->out_csv, "Write one CSV line per case to this file")
+      ->check(output_file_name());
+  run->add_flag("-f,--force", opt->force,
+                "Replace --out / --csv files that already exist (regular files only)");
+  run->add_option("--timeout", opt->timeout_s,
+                  "Seconds a timed iteration, the check's reference or a wait on other ranks may "
+                  "take before the job is aborted naming the rank, the case and what it waited for "
+                  "(0: no limit)")
+      ->capture_default_str();
   opt->overrides.add_to(*run);
   run->add_option("-t,--threads", opt->threads,
                   "Compute threads per rank (0: the node's hardware threads / ranks on the node)")

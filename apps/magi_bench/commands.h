@@ -46,6 +46,14 @@ struct RunOverrides {
 // Prints on world rank 0 only.
 void print0(const Context& ctx, const std::string& text);
 
+// Where an error happened, for its message: nothing in a one-process job (as command-line errors
+// read), " on rank R of N (host)" when several ranks may speak.
+std::string error_location(const Context& ctx);
+
+// For options naming an output file: an empty name is an error (an unset shell variable, say),
+// not "no file".
+const CLI::Validator& output_file_name();
+
 void add_run_command(CLI::App& app, Context& ctx);     // default: `magi-bench --config F`
 void add_plan_command(CLI::App& app, Context& ctx);    // plan a workload, no MPI ranks needed
 void add_kernel_command(CLI::App& app, Context& ctx);  // one-GPU kernel benchmark (CUDA builds)

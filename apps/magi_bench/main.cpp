@@ -22,6 +22,20 @@ void print0(const Context& ctx, const std::string& text) {
   }
 }
 
+std::string error_location(const Context& ctx) {
+  if (ctx.world_size == 1) return "";
+  return fmt::format(" on rank {} of {} ({})", ctx.world_rank, ctx.world_size, hostname());
+}
+
+const CLI::Validator& output_file_name() {
+  static const CLI::Validator validator(
+      [](const std::string& name) {
+        return name.empty() ? std::string("expected a file name, got an empty string") : std::string();
+      },
+      "FILE");
+  return validator;
+}
+
 void RunOverrides::add_to(CLI::App& cmd) {
   CLI::Option* check = cmd.add_flag("--check", check_on,
                                     "Check against the reference (overrides run.check)");
@@ -109,13 +123,6 @@ void add_kernel_placeholder(CLI::App& app) {
 }
 #endif
 
-// Where an error happened, for its message: nothing in a one-process job (as command-line errors
-// read), " on rank R of N (host)" when several ranks may speak.
-std::string where(const magi::app::Context& ctx) {
-  if (ctx.world_size == 1) return "";
-  return fmt::format(" on rank {} of {} ({})", ctx.world_rank, ctx.world_size, magi::app::hostname());
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -155,8 +162,14 @@ int main(int argc, char** argv) {
     std::vector<std::string> args = with_default_command(argc, argv);
     std::reverse(args.begin(), args.end());  // CLI11 takes a reversed vector
     try {
-      app.parse(args);
-      code = ctx.exit_code;
+      if (args.empty()) {
+        // Nothing asked (not even run's required --config): the usage, as a usage error.
+        if (ctx.world_rank == 0) std::fputs(app.help().c_str(), stderr);
+        code = static_cast<int>(magi::ExitCode::usage);
+      } else {
+        app.parse(args);
+        code = ctx.exit_code;
+      }
     } catch (const CLI::ParseError& e) {
       // Every rank parsed the same command line: rank 0 speaks for all.
       if (ctx.world_rank == 0) app.exit(e);
@@ -165,12 +178,12 @@ int main(int argc, char** argv) {
   } catch (const magi::app::PreflightFailed& e) {
     code = e.exit_code;
   } catch (const magi::Error& e) {
-    std::fprintf(stderr, "magi-bench: error%s: %s\n", where(ctx).c_str(), e.what());
+    std::fprintf(stderr, "magi-bench: error%s: %s\n", magi::app::error_location(ctx).c_str(), e.what());
     std::fflush(stderr);
     if (ctx.world_size > 1) MPI_Abort(MPI_COMM_WORLD, static_cast<int>(e.code()));
     code = static_cast<int>(e.code());
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "magi-bench: internal error%s: %s\n", where(ctx).c_str(), e.what());
+    std::fprintf(stderr, "magi-bench: internal error%s: %s\n", magi::app::error_location(ctx).c_str(), e.what());
     std::fflush(stderr);
     if (ctx.world_size > 1) MPI_Abort(MPI_COMM_WORLD, static_cast<int>(magi::ExitCode::internal));
     code = static_cast<int>(magi::ExitCode::internal);

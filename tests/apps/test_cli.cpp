@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <array>
@@ -21,10 +22,11 @@ struct Outcome {
   std::string output;  // stdout and stderr together
 };
 
-// Runs magi-bench with `args`, in directory `cwd` when given.
-Outcome run(const std::string& args, const std::string& cwd = "") {
-  const std::string cmd =
-      (cwd.empty() ? "" : "cd '" + cwd + "' && ") + std::string(MAGI_BENCH_EXE) + " " + args + " 2>&1";
+// Runs magi-bench with `args`, in directory `cwd` when given, with `env` ("NAME=value ...")
+// added to its environment; a command that blocks is ended after two minutes (exit 124).
+Outcome run(const std::string& args, const std::string& cwd = "", const std::string& env = "") {
+  const std::string cmd = (cwd.empty() ? "" : "cd '" + cwd + "' && ") + env + " timeout 120 " +
+                          std::string(MAGI_BENCH_EXE) + " " + args + " 2>&1";
   Outcome o;
   FILE* pipe = ::popen(cmd.c_str(), "r");
   if (!pipe) return o;
@@ -74,14 +76,21 @@ TEST_F(Cli, HelpListsEverySubcommandAndOption) {
   const Outcome sub = run("run --help");
   EXPECT_EQ(sub.exit_code, 0);
   for (const char* s : {"--config", "--backend", "--out", "--csv", "--force", "--check", "--warmup",
-                        "--iters", "--threads", "--ranks-needed"}) {
+                        "--iters", "--threads", "--timeout", "--ranks-needed"}) {
     EXPECT_NE(sub.output.find(s), std::string::npos) << s;
   }
   EXPECT_EQ(run("--version").exit_code, 0);
 }
 
 TEST_F(Cli, UsageErrorsExitWithCodeTwo) {
-  EXPECT_EQ(run("").exit_code, 2);
+  // Bare magi-bench prints the usage (it used to say "A subcommand is required", although run
+  // is the default).
+  const Outcome bare = run("");
+  EXPECT_EQ(bare.exit_code, 2);
+  for (const char* s : {"Usage:", "mpirun -np N magi-bench --config", "run", "plan", "Exit codes"}) {
+    EXPECT_NE(bare.output.find(s), std::string::npos) << s << " in: " << bare.output;
+  }
+  EXPECT_EQ(bare.output.find("subcommand is required"), std::string::npos) << bare.output;
   EXPECT_EQ(run("run").exit_code, 2);  // --config is required
   EXPECT_EQ(run("--config x.json --bogus").exit_code, 2);
   const std::string cfg = write("p.json", kTiny);
@@ -100,6 +109,37 @@ TEST_F(Cli, UsageErrorsExitWithCodeTwo) {
   const Outcome b = run("--config " + write("w.json", kTiny) + " --backend tpu");
   EXPECT_EQ(b.exit_code, 2);
   EXPECT_NE(b.output.find("--backend tpu"), std::string::npos) << b.output;
+  for (const char* t : {"-1", "nan"}) {
+    const Outcome o = run("--config " + write("w.json", kTiny) + " --timeout " + t);
+    EXPECT_EQ(o.exit_code, 2) << o.output;
+    EXPECT_NE(o.output.find(std::string("--timeout ") + t + ": expected seconds >= 0"), std::string::npos) << o.output;
+  }
+}
+
+// An empty output name used to be taken as "no file": the run went ahead and wrote nothing.
+TEST_F(Cli, EmptyOutputNameIsAUsageError) {
+  const std::string cfg = write("w.json", kTiny);
+  for (const char* opt : {"--out", "--csv"}) {
+    const Outcome o = run("--config " + cfg + " " + opt + " ''");
+    EXPECT_EQ(o.exit_code, 2) << o.output;
+    EXPECT_NE(o.output.find(std::string(opt) + ": expected a file name, got an empty string"), std::string::npos)
+        << o.output;
+    EXPECT_EQ(o.output.find("varlen_causal"), std::string::npos) << o.output;  // no case ran
+  }
+}
+
+// The test hook MAGI_FAIL_RANK: a rank the job does not have is a warning (it used to be
+// ignored silently), a malformed value a usage error (atoi made "abc" rank 0).
+TEST_F(Cli, FaultInjectionOutsideTheJobIsAWarning) {
+  const std::string cfg = write("w.json", kTiny);
+  const Outcome o = run("--config " + cfg + " --iters 1 --no-check", "", "MAGI_FAIL_RANK=5");
+  EXPECT_EQ(o.exit_code, 0) << o.output;
+  EXPECT_NE(o.output.find("magi-bench: warning: MAGI_FAIL_RANK=5: the job has no rank 5 (1 ranks)"),
+            std::string::npos)
+      << o.output;
+  const Outcome bad = run("--config " + cfg, "", "MAGI_FAIL_RANK=abc");
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  EXPECT_NE(bad.output.find("MAGI_FAIL_RANK=abc: expected"), std::string::npos) << bad.output;
 }
 
 TEST_F(Cli, BadWorkloadsNameFileFieldAndValue) {
@@ -109,6 +149,13 @@ TEST_F(Cli, BadWorkloadsNameFileFieldAndValue) {
 
   const Outcome not_json = run("--config " + write("bad.json", "{ \"name\": "));
   EXPECT_EQ(not_json.exit_code, 4) << not_json.output;
+
+  // A FIFO used to block forever in fopen, waiting for a writer.
+  const std::string fifo = (dir_ / "fifo.json").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const Outcome f = run("--config " + fifo);
+  EXPECT_EQ(f.exit_code, 4) << f.output;
+  EXPECT_NE(f.output.find(fifo + ": cannot read: it is a FIFO"), std::string::npos) << f.output;
 
   std::string heads = kTiny;
   heads.replace(heads.find("\"heads_kv\": 2"), 13, "\"heads_kv\": 3");
@@ -193,6 +240,32 @@ TEST_F(Cli, UnwritableOutputIsFoundBeforeAnyWork) {
   EXPECT_FALSE(fs::exists(json));
   const Outcome plan = run("plan --config " + cfg + " --json /proc/self/p.json");
   EXPECT_EQ(plan.exit_code, 4) << plan.output;
+}
+
+// An existing output that is not a regular file is refused before any work, with or without
+// --force: a symlink was replaced by a regular file (its target untouched), a FIFO likewise, and
+// a directory as --csv under --force failed only after the whole run, with the JSON written.
+TEST_F(Cli, NonRegularOutputsAreRefusedBeforeAnyWork) {
+  const std::string cfg = write("w.json", kTiny);
+  const std::string json = (dir_ / "r.json").string(), target = write("target.json", "kept");
+  const fs::path link = dir_ / "link.json", fifo = dir_ / "fifo.csv", sub = dir_ / "sub";
+  fs::create_symlink(target, link);
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  fs::create_directory(sub);
+  for (const std::string& args : {"--out " + link.string(), "--out " + json + " --csv " + fifo.string(),
+                                  "--out " + json + " --csv " + sub.string(), "--out " + sub.string()}) {
+    for (const char* force : {"", " --force"}) {
+      const Outcome o = run("--config " + cfg + " " + args + force);
+      EXPECT_EQ(o.exit_code, 4) << args << force << ": " << o.output;
+      EXPECT_NE(o.output.find("not a regular file; refusing to replace it"), std::string::npos) << o.output;
+      EXPECT_EQ(o.output.find("varlen_causal"), std::string::npos) << o.output;  // no case ran
+      EXPECT_FALSE(fs::exists(json)) << args << force;
+    }
+  }
+  EXPECT_TRUE(fs::is_symlink(link));
+  EXPECT_EQ(magi::read_file(target), "kept");
+  EXPECT_TRUE(fs::is_fifo(fifo));
+  EXPECT_TRUE(fs::is_empty(sub));
 }
 
 // A case's config in the report is what ran: command-line overrides and the CPU backend's
