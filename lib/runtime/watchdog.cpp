@@ -63,7 +63,7 @@ std::string Watchdog::expiry_message(Clock::time_point now) const {
 }
 
 void Watchdog::watch() {
-  // Polling a tenth of the timeout (at most every 100 ms) fires within 10% of it.
+  // Every 100 ms, or every tenth of a timeout under a second: late by at most that.
   const auto poll = std::chrono::duration<double>(std::min(0.1, timeout_s_ / 10));
   const auto timeout = std::chrono::duration<double>(timeout_s_);
   std::unique_lock<std::mutex> lock(mutex_);
