@@ -18,7 +18,7 @@ namespace magi {
 inline constexpr int64_t kPlanBytesPerUnit = 200;
 inline constexpr int64_t kPlanBytesPerRankPair = 200;
 // The largest estimated plan built without --allow-large.
-inline constexpr int64_t kMaxPlanBytes = int64_t{4} << 30;
+inline constexpr int64_t kMaxPlanBytes = 4'000'000'000;
 
 struct PlanSizeEstimate {
   int64_t units = 0;       // chunks (magi: ceil(S / chunk_tokens)), 2 cp zigzag blocks, cp shards
