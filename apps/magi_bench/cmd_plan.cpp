@@ -1,12 +1,15 @@
 // `magi-bench plan`: build and explain the plan of every case of a workload without running it
 // (no GPU; no MPI ranks beyond the one process). Per rank: tokens, area, remote KV, bytes sent and
-// received, stages; per strategy: bytes against the zero-redundancy bound, imbalance. --json
-// writes the plans (schema: docs/plan_schema.md); --bench N times build_plan.
+// received, stages; per strategy: bytes against the zero-redundancy bound, imbalance. Bytes are in
+// the workload's dtype, or --dtype's (the CPU run's are fp32). --json writes the plans (schema:
+// docs/plan_schema.md); --bench N times build_plan. A case whose plan is estimated beyond the
+// memory bound (core/plan/plan_size.h) is refused before any work unless --allow-large.
 #include "commands.h"
 
 #include "core/base/error.h"
 #include "core/mask/catalogue.h"
 #include "core/plan/plan_json.h"
+#include "core/plan/plan_size.h"
 #include "core/plan/planner.h"
 #include "core/base/file_io.h"
 #include "core/workload/documents.h"
@@ -27,11 +30,13 @@ struct PlanOptions {
   std::string config;
   std::optional<int> cp;
   std::optional<std::string> strategy;
+  std::optional<std::string> dtype;
   std::string json_out;
   int bench = 0;
   bool no_compare = false;
   bool no_slices = false;
   bool force = false;
+  bool allow_large = false;
   int max_rank_rows = 64;
   std::optional<int> show_rank;
 };
@@ -42,6 +47,16 @@ Strategy strategy_named(const std::string& s) {
   }
   throw UsageError(fmt::format("--strategy {}: expected magi, ring, ulysses or allgather", s));
 }
+
+DType dtype_named(const std::string& s) {
+  for (DType x : {DType::bf16, DType::fp16, DType::fp32}) {
+    if (to_string(x) == s) return x;
+  }
+  throw UsageError(fmt::format("--dtype {}: expected bf16, fp16 or fp32", s));
+}
+
+// What a plan's byte figures assume, e.g. "bf16, 2 B per element".
+std::string bytes_dtype(DType t) { return fmt::format("{}, {} B per element", to_string(t), dtype_bytes(t)); }
 
 double mb(int64_t bytes) { return static_cast<double>(bytes) / 1e6; }
 
@@ -99,8 +114,8 @@ std::string explain_plan(const Plan& p, int overlap_requested, int max_rows) {
                        static_cast<double>(p.max_unit_area) / p.mean_rank_area,
                        p.strategy == Strategy::magi ? " (a smaller chunk_tokens balances better)" : "");
   }
-  out += fmt::format("#   comm fwd {} (bwd {}), zero-redundancy bound of this dispatch {}, busiest sender {}\n",
-                     human_bytes(p.volume.fwd_bytes), human_bytes(p.volume.bwd_bytes),
+  out += fmt::format("#   comm ({}) fwd {} (bwd {}), zero-redundancy bound of this dispatch {}, busiest sender {}\n",
+                     bytes_dtype(p.model.dtype), human_bytes(p.volume.fwd_bytes), human_bytes(p.volume.bwd_bytes),
                      human_bytes(p.zero_redundancy_bound.fwd_bytes), human_bytes(p.volume.max_rank_fwd_bytes));
   out += fmt::format("# {:>5} {:>9} {:>14} {:>10} {:>10} {:>10} {:>6} {:>8}  {}\n", "rank", "tokens", "area",
                      "remote_kv", "sent_MB", "recv_MB", "stages", "slices", "q_ranges");
@@ -152,10 +167,10 @@ std::string explain_rank(const Plan& p, int rank) {
   return out;
 }
 
-std::string explain_strategies(const std::vector<StrategySummary>& all, const CommVolume& bound) {
+std::string explain_strategies(const std::vector<StrategySummary>& all, const CommVolume& bound, DType dtype) {
   std::string out = fmt::format(
-      "# Strategies (forward bytes against the zero-redundancy bound of the magi dispatch, {}):\n",
-      human_bytes(bound.fwd_bytes));
+      "# Strategies ({}; forward bytes against the zero-redundancy bound of the magi dispatch, {}):\n",
+      bytes_dtype(dtype), human_bytes(bound.fwd_bytes));
   out += fmt::format("# {:>10} {:>12} {:>12} {:>9} {:>14} {:>10} {:>7}  {}\n", "strategy", "fwd_GB", "bwd_GB",
                      "x_bound", "max_rank_GB", "imbalance", "stages", "note");
   for (const StrategySummary& s : all) {
@@ -198,10 +213,19 @@ BenchResult bench_plan(const std::vector<AttnSlice>& mask, const Case& c, int ru
   return {wall.front(), wall[wall.size() / 2], cpu.front(), cpu[cpu.size() / 2]};
 }
 
+// ConfigError when the plan of `c` is estimated beyond the memory bound (core/plan/plan_size.h).
+void refuse_large_plan(const std::string& config, const Case& c, const std::string& which) {
+  if (std::string why = plan_size_excess(c); !why.empty()) {
+    throw ConfigError(fmt::format("{}: case {}: {}{}", config, c.name, why, which));
+  }
+}
+
 void plan_workload(const Context& ctx, const PlanOptions& opt) {
   if (ctx.world_rank != 0) return;  // planning needs one process; other ranks have nothing to do
   std::optional<Strategy> strategy;
   if (opt.strategy) strategy = strategy_named(*opt.strategy);
+  std::optional<DType> dtype;
+  if (opt.dtype) dtype = dtype_named(*opt.dtype);
   if (opt.cp && (*opt.cp < 1 || *opt.cp > kMaxCp))
     throw UsageError(fmt::format("--cp {}: expected 1 to {}", *opt.cp, kMaxCp));
   if (opt.bench < 0) throw UsageError(fmt::format("--bench {}: expected >= 0", opt.bench));
@@ -212,6 +236,24 @@ void plan_workload(const Context& ctx, const PlanOptions& opt) {
   const Overwrite overwrite = opt.force ? Overwrite::allow : Overwrite::refuse;
   if (!opt.json_out.empty()) check_writable(opt.json_out, overwrite);  // before the work
   const Workload workload = load_workload(opt.config);
+  // The workload's cases with the command line's overrides applied.
+  std::vector<Case> cases;
+  for (const Case& original : workload.cases) {
+    Case c = original;
+    if (opt.cp) c.parallel.cp = *opt.cp;
+    if (strategy) c.parallel.strategy = *strategy;
+    if (dtype) c.model.dtype = *dtype;
+    if (!opt.allow_large) {
+      refuse_large_plan(opt.config, c, "");
+      // The comparison builds the magi plan too (the others as outlines, linear in cp).
+      if (!opt.no_compare && c.parallel.strategy != Strategy::magi) {
+        Case magi_case = c;
+        magi_case.parallel.strategy = Strategy::magi;
+        refuse_large_plan(opt.config, magi_case, " (the comparison's magi plan; --no-compare skips it)");
+      }
+    }
+    cases.push_back(std::move(c));
+  }
 
   nlohmann::json doc;
   doc["schema"] = "magi-bench/plan-report/1";
@@ -228,14 +270,12 @@ void plan_workload(const Context& ctx, const PlanOptions& opt) {
   print0(ctx, fmt::format("# magi-bench plan {} (git {}): workload \"{}\" from {}, {} case{}\n", MAGI_VERSION,
                           MAGI_GIT_SHA, workload.name, opt.config, workload.cases.size(),
                           workload.cases.size() == 1 ? "" : "s"));
-  for (const Case& original : workload.cases) {
-    Case c = original;
-    if (opt.cp) c.parallel.cp = *opt.cp;
-    if (strategy) c.parallel.strategy = *strategy;
+  for (const Case& c : cases) {
     nlohmann::json key = c.resolved;
     key.erase("name");
     key["parallel"]["cp"] = c.parallel.cp;
     key["parallel"]["strategy"] = std::string(to_string(c.parallel.strategy));
+    key["model"]["dtype"] = std::string(to_string(c.model.dtype));
     if (!seen.insert(key.dump()).second) continue;  // the overrides made it a duplicate
 
     const auto t0 = std::chrono::steady_clock::now();
@@ -258,10 +298,12 @@ void plan_workload(const Context& ctx, const PlanOptions& opt) {
     nlohmann::json cj;
     cj["case"] = c.name;
     cj["resolved"] = c.resolved;
-    if (cj["resolved"].contains("parallel")) {  // with --cp / --strategy applied
+    if (cj["resolved"].contains("parallel")) {  // with --cp / --strategy / --dtype applied
       cj["resolved"]["parallel"]["cp"] = c.parallel.cp;
       cj["resolved"]["parallel"]["strategy"] = std::string(to_string(c.parallel.strategy));
+      cj["resolved"]["model"]["dtype"] = std::string(to_string(c.model.dtype));
     }
+    cj["bytes_dtype"] = std::string(to_string(c.model.dtype));
     cj["documents"] = {{"count", ds.count}, {"min", ds.min}, {"p50", ds.p50}, {"p90", ds.p90},
                        {"p99", ds.p99}, {"max", ds.max}, {"mean", ds.mean}};
     cj["timing_ms"] = {{"mask", mask_ms}, {"build_plan", plan_ms}};
@@ -272,7 +314,7 @@ void plan_workload(const Context& ctx, const PlanOptions& opt) {
       magi_case.parallel.strategy = Strategy::magi;
       std::vector<StrategySummary> all = compare_strategies(mask, magi_case);
       const CommVolume bound = all[0].skipped ? CommVolume{} : all[0].own_bound;
-      print0(ctx, explain_strategies(all, bound));
+      print0(ctx, explain_strategies(all, bound, c.model.dtype));
       cj["strategies"] = strategies_to_json(all, bound);
     }
     if (opt.bench > 0) {
@@ -315,6 +357,10 @@ void add_plan_command(CLI::App& app, Context& ctx) {
   cmd->add_option("-c,--config", opt->config, "Workload JSON file")->required();
   cmd->add_option("--cp", opt->cp, "Override parallel.cp of every case");
   cmd->add_option("-s,--strategy", opt->strategy, "Override parallel.strategy: magi, ring, ulysses or allgather");
+  cmd->add_option("--dtype", opt->dtype,
+                  "Override model.dtype, the element type the bytes assume: bf16, fp16 or fp32 (the CPU run's)");
+  cmd->add_flag("--allow-large", opt->allow_large,
+                "Plan cases whose plan is estimated beyond 4 GB (refused by default, naming the field)");
   cmd->add_option("--json", opt->json_out, "Write the plans as JSON (refuses to overwrite an existing file)");
   cmd->add_flag("-f,--force", opt->force, "Overwrite a --json file that already exists");
   cmd->add_option("--bench", opt->bench, "Time build_plan N times per case and print min / median ms");

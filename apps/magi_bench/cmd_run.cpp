@@ -5,6 +5,7 @@
 
 #include "core/base/error.h"
 #include "core/mask/catalogue.h"
+#include "core/plan/plan_size.h"
 #include "core/plan/planner.h"
 #include "core/base/file_io.h"
 #include "core/report/report.h"
@@ -33,6 +34,7 @@ struct RunOptions {
   std::string out_csv;
   bool force = false;
   double timeout_s = 600;
+  bool allow_large = false;
   RunOverrides overrides;
   int threads = 0;
   bool ranks_needed = false;
@@ -190,6 +192,13 @@ void run_workload(Context& ctx, const RunOptions& opt) {
           opt.config, max_cp, max_cp, ctx.world_size, max_cp));
     }
     opt.overrides.validate();
+    if (!opt.allow_large) {  // every rank plans every case: refuse before any of them runs
+      for (const Case& c : workload.cases) {
+        if (std::string why = plan_size_excess(c); !why.empty()) {
+          throw ConfigError(fmt::format("{}: case {}: {}", opt.config, c.name, why));
+        }
+      }
+    }
     if (opt.threads < 0) throw UsageError(fmt::format("--threads {}: expected >= 0", opt.threads));
     if (!(opt.timeout_s >= 0) || std::isinf(opt.timeout_s)) {
       throw UsageError(fmt::format("--timeout {}: expected seconds >= 0 (0: no timeout)", opt.timeout_s));
@@ -222,7 +231,7 @@ void run_workload(Context& ctx, const RunOptions& opt) {
   report.metadata["workload"] = {{"path", opt.config}, {"name", workload.name},
                                  {"resolved", workload.resolved}};
   print0(ctx, metadata_header(report.metadata));
-  print0(ctx, fmt::format("# Backend: {} (float32 storage, float64 accumulation), {} thread{} per rank\n"
+  print0(ctx, fmt::format("# Backend: {} (float32 storage, float64 accumulation; planned and measured bytes in fp32), {} thread{} per rank\n"
                           "# Workload: {} \"{}\", {} case{}\n#\n",
                           backend, threads, threads == 1 ? "" : "s", opt.config, workload.name,
                           workload.cases.size(), workload.cases.size() == 1 ? "" : "s"));
@@ -309,6 +318,8 @@ void add_run_command(CLI::App& app, Context& ctx) {
   run->add_option("-t,--threads", opt->threads,
                   "Compute threads per rank (0: the node's hardware threads / ranks on the node)")
       ->capture_default_str();
+  run->add_flag("--allow-large", opt->allow_large,
+                "Run cases whose plan is estimated beyond 4 GB (refused by default, naming the field)");
   run->add_flag("--ranks-needed", opt->ranks_needed,
                "Print the number of MPI ranks the workload needs (its largest parallel.cp) and exit");
   run->callback([&ctx, opt] { run_workload(ctx, *opt); });

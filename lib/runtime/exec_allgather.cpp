@@ -23,7 +23,7 @@ struct AgStage {
   std::vector<kernels::KernelSlice> slices;
   int64_t rows = 0;
   bool whole = false;     // stage buffer == the whole sequence in order
-  std::vector<Seg> segs;  // global rows -> stage rows
+  std::vector<RowCopy> segs;  // global rows -> stage rows
   std::vector<float> k, v;
 };
 
@@ -32,7 +32,7 @@ class AllgatherRunner final : public PlanRunner {
   AllgatherRunner(Communicator& comm, const Plan& plan, int threads)
       : PlanRunner(plan, comm.rank()), comm_(comm), threads_(threads) {
     std::vector<Range> gathered_layout;  // rank order, each rank's q_ranges
-    for (int p = 0; p < P_; ++p) {
+    for (int p = 0; p < cp_; ++p) {
       const RankPlan& rp = plan.ranks[p];
       bytes_.push_back(rp.tokens * 2 * kv_row_ * 4);
       displs_.push_back(gathered_rows_ * 2 * kv_row_ * 4);
@@ -40,16 +40,16 @@ class AllgatherRunner final : public PlanRunner {
       gathered_layout.insert(gathered_layout.end(), rp.q_ranges.begin(), rp.q_ranges.end());
       rank_rows_.push_back(rp.tokens);
     }
-    MAGI_CHECK(gathered_rows_ == S_, "allgather plan: ranks host {} tokens of {}", gathered_rows_, S_);
-    to_global_ = map_rows(gathered_layout, {{0, S_}});
+    MAGI_CHECK(gathered_rows_ == total_tokens_, "allgather plan: ranks host {} tokens of {}", gathered_rows_, total_tokens_);
+    to_global_ = map_rows(gathered_layout, {{0, total_tokens_}});
     from_global_ = inverse(to_global_);
-    for (const Stage& st : plan.ranks[r_].stages) {
+    for (const Stage& st : plan.ranks[rank_].stages) {
       if (st.slices.empty()) continue;
       AgStage a;
       a.slices = to_kernel_slices(st.slices);
       a.rows = total_size(st.kv_ranges);
-      a.segs = map_rows({{0, S_}}, st.kv_ranges);
-      a.whole = a.rows == S_ && is_identity(a.segs);
+      a.segs = map_rows({{0, total_tokens_}}, st.kv_ranges);
+      a.whole = a.rows == total_tokens_ && is_identity(a.segs);
       if (!a.whole) {
         a.k.assign(a.rows * kv_row_, 0.f);
         a.v.assign(a.rows * kv_row_, 0.f);
@@ -58,42 +58,42 @@ class AllgatherRunner final : public PlanRunner {
       stages_.push_back(std::move(a));
     }
     send_.assign(tokens_ * 2 * kv_row_, 0.f);
-    gathered_.assign(S_ * 2 * kv_row_, 0.f);
-    kg_.assign(S_ * kv_row_, 0.f);
-    vg_.assign(S_ * kv_row_, 0.f);
-    dkg_.assign(S_ * kv_row_, 0.f);
-    dvg_.assign(S_ * kv_row_, 0.f);
-    out_part_.assign(tokens_ * hq_ * d_, 0.f);
+    gathered_.assign(total_tokens_ * 2 * kv_row_, 0.f);
+    kg_.assign(total_tokens_ * kv_row_, 0.f);
+    vg_.assign(total_tokens_ * kv_row_, 0.f);
+    dkg_.assign(total_tokens_ * kv_row_, 0.f);
+    dvg_.assign(total_tokens_ * kv_row_, 0.f);
+    out_part_.assign(tokens_ * hq_ * head_dim_, 0.f);
     lse_part_.assign(tokens_ * hq_, 0.f);
-    dq_part_.assign(tokens_ * hq_ * d_, 0.f);
+    dq_part_.assign(tokens_ * hq_ * head_dim_, 0.f);
     dk_part_.assign(max_rows_ * kv_row_, 0.f);
     dv_part_.assign(max_rows_ * kv_row_, 0.f);
   }
 
-  void forward(Local& L, PassStats& st) override {
-    gather(L, st);
+  void forward(Local& local, PassStats& st) override {
+    gather(local, st);
     bool have_acc = false;
     for (AgStage& a : stages_) {
-      const kernels::AttnShape shape{tokens_, a.rows, hq_, hkv_, d_};
-      float* out = have_acc ? out_part_.data() : L.out.data();
-      float* lse = have_acc ? lse_part_.data() : L.lse.data();
-      kcpu::attention_forward(shape, a.slices.data(), a.slices.size(), L.q.data(), kbuf(a), vbuf(a),
+      const kernels::AttnShape shape{tokens_, a.rows, hq_, hkv_, head_dim_};
+      float* out = have_acc ? out_part_.data() : local.out.data();
+      float* lse = have_acc ? lse_part_.data() : local.lse.data();
+      kcpu::attention_forward(shape, a.slices.data(), a.slices.size(), local.q.data(), kbuf(a), vbuf(a),
                               scale(), out, lse, threads_);
       if (have_acc) {
-        kcpu::merge_partial(tokens_, hq_, d_, L.out.data(), L.lse.data(), out_part_.data(),
+        kcpu::merge_partial(tokens_, hq_, head_dim_, local.out.data(), local.lse.data(), out_part_.data(),
                             lse_part_.data());
       }
       have_acc = true;
     }
     if (!have_acc) {
-      std::fill(L.out.begin(), L.out.end(), 0.f);
-      std::fill(L.lse.begin(), L.lse.end(), -std::numeric_limits<float>::infinity());
+      std::fill(local.out.begin(), local.out.end(), 0.f);
+      std::fill(local.lse.begin(), local.lse.end(), -std::numeric_limits<float>::infinity());
     }
   }
 
-  void backward(Local& L, PassStats& st) override {
-    gather(L, st);
-    std::fill(L.dq.begin(), L.dq.end(), 0.f);
+  void backward(Local& local, PassStats& st) override {
+    gather(local, st);
+    std::fill(local.dq.begin(), local.dq.end(), 0.f);
     // Whole-sequence dK|dV partials in the gathered (rank order) layout, token rows K then V.
     std::fill(gathered_.begin(), gathered_.end(), 0.f);
     std::vector<float>& dkg = dkg_;
@@ -101,55 +101,55 @@ class AllgatherRunner final : public PlanRunner {
     std::fill(dkg.begin(), dkg.end(), 0.f);
     std::fill(dvg.begin(), dvg.end(), 0.f);
     for (AgStage& a : stages_) {
-      const kernels::AttnShape shape{tokens_, a.rows, hq_, hkv_, d_};
-      kcpu::attention_backward(shape, a.slices.data(), a.slices.size(), L.q.data(), kbuf(a),
-                               vbuf(a), L.out.data(), L.dout.data(), L.lse.data(), scale(),
+      const kernels::AttnShape shape{tokens_, a.rows, hq_, hkv_, head_dim_};
+      kcpu::attention_backward(shape, a.slices.data(), a.slices.size(), local.q.data(), kbuf(a),
+                               vbuf(a), local.out.data(), local.dout.data(), local.lse.data(), scale(),
                                dq_part_.data(), dk_part_.data(), dv_part_.data(), threads_);
-      for (size_t i = 0; i < L.dq.size(); ++i) L.dq[i] += dq_part_[i];
+      for (size_t i = 0; i < local.dq.size(); ++i) local.dq[i] += dq_part_[i];
       add_rows(inverse(a.segs), dk_part_.data(), dkg.data(), kv_row_);
       add_rows(inverse(a.segs), dv_part_.data(), dvg.data(), kv_row_);
     }
     // Reduce-scatter: rank p gets every rank's partial for its own rows.
     float* o = gathered_.data();
-    for (const Seg& s : from_global_) {
+    for (const RowCopy& s : from_global_) {
       for (int64_t i = 0; i < s.rows; ++i) {
         std::copy_n(dkg.data() + (s.src_row + i) * kv_row_, kv_row_, o + (s.dst_row + i) * 2 * kv_row_);
         std::copy_n(dvg.data() + (s.src_row + i) * kv_row_, kv_row_,
                     o + (s.dst_row + i) * 2 * kv_row_ + kv_row_);
       }
     }
-    std::vector<int64_t> rb(P_, tokens_ * 2 * kv_row_ * 4), rd(P_);
-    for (int p = 0; p < P_; ++p) rd[p] = p * tokens_ * 2 * kv_row_ * 4;
-    reduce_recv_.assign(P_ * tokens_ * 2 * kv_row_, 0.f);
+    std::vector<int64_t> rb(cp_, tokens_ * 2 * kv_row_ * 4), rd(cp_);
+    for (int p = 0; p < cp_; ++p) rd[p] = p * tokens_ * 2 * kv_row_ * 4;
+    reduce_recv_.assign(cp_ * tokens_ * 2 * kv_row_, 0.f);
     const auto t0 = std::chrono::steady_clock::now();
     comm_.all_to_all_v(gathered_.data(), bytes_, displs_, reduce_recv_.data(), rb, rd);
     st.comm_wait_ms += ms_since(t0);
-    std::fill(L.dk.begin(), L.dk.end(), 0.f);
-    std::fill(L.dv.begin(), L.dv.end(), 0.f);
-    for (int p = 0; p < P_; ++p) {
+    std::fill(local.dk.begin(), local.dk.end(), 0.f);
+    std::fill(local.dv.begin(), local.dv.end(), 0.f);
+    for (int p = 0; p < cp_; ++p) {
       const float* in = reduce_recv_.data() + p * tokens_ * 2 * kv_row_;
       for (int64_t i = 0; i < tokens_; ++i) {
-        for (int64_t j = 0; j < kv_row_; ++j) L.dk[i * kv_row_ + j] += in[i * 2 * kv_row_ + j];
-        for (int64_t j = 0; j < kv_row_; ++j) L.dv[i * kv_row_ + j] += in[i * 2 * kv_row_ + kv_row_ + j];
+        for (int64_t j = 0; j < kv_row_; ++j) local.dk[i * kv_row_ + j] += in[i * 2 * kv_row_ + j];
+        for (int64_t j = 0; j < kv_row_; ++j) local.dv[i * kv_row_ + j] += in[i * 2 * kv_row_ + kv_row_ + j];
       }
     }
   }
 
  private:
-  float scale() const { return static_cast<float>(1.0 / std::sqrt(static_cast<double>(d_))); }
+  float scale() const { return static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim_))); }
   const float* kbuf(const AgStage& a) const { return a.whole ? kg_.data() : a.k.data(); }
   const float* vbuf(const AgStage& a) const { return a.whole ? vg_.data() : a.v.data(); }
 
   // All-gather K|V rows of every rank, then lay them out in global order and cut the stages.
-  void gather(const Local& L, PassStats& st) {
+  void gather(const Local& local, PassStats& st) {
     for (int64_t i = 0; i < tokens_; ++i) {
-      std::copy_n(L.k.data() + i * kv_row_, kv_row_, send_.data() + i * 2 * kv_row_);
-      std::copy_n(L.v.data() + i * kv_row_, kv_row_, send_.data() + i * 2 * kv_row_ + kv_row_);
+      std::copy_n(local.k.data() + i * kv_row_, kv_row_, send_.data() + i * 2 * kv_row_);
+      std::copy_n(local.v.data() + i * kv_row_, kv_row_, send_.data() + i * 2 * kv_row_ + kv_row_);
     }
     const auto t0 = std::chrono::steady_clock::now();
     comm_.all_gather_v(send_.data(), tokens_ * 2 * kv_row_ * 4, gathered_.data(), bytes_, displs_);
     st.comm_wait_ms += ms_since(t0);
-    for (const Seg& s : to_global_) {
+    for (const RowCopy& s : to_global_) {
       for (int64_t i = 0; i < s.rows; ++i) {
         const float* g = gathered_.data() + (s.src_row + i) * 2 * kv_row_;
         std::copy_n(g, kv_row_, kg_.data() + (s.dst_row + i) * kv_row_);
@@ -167,7 +167,7 @@ class AllgatherRunner final : public PlanRunner {
   int threads_;
   int64_t gathered_rows_ = 0, max_rows_ = 0;
   std::vector<int64_t> bytes_, displs_, rank_rows_;
-  std::vector<Seg> to_global_, from_global_;
+  std::vector<RowCopy> to_global_, from_global_;
   std::vector<AgStage> stages_;
   std::vector<float> send_, gathered_, kg_, vg_, dkg_, dvg_, reduce_recv_;
   std::vector<float> out_part_, lse_part_, dq_part_, dk_part_, dv_part_;

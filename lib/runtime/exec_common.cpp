@@ -10,7 +10,7 @@
 
 namespace magi::detail {
 
-std::vector<Seg> map_rows(const std::vector<Range>& src_layout,
+std::vector<RowCopy> map_rows(const std::vector<Range>& src_layout,
                           const std::vector<Range>& dst_layout, int64_t dst_offset) {
   struct Piece {
     Range r;
@@ -24,7 +24,7 @@ std::vector<Seg> map_rows(const std::vector<Range>& src_layout,
     off += r.size();
   }
   std::sort(src.begin(), src.end(), [](const Piece& a, const Piece& b) { return a.r.start < b.r.start; });
-  std::vector<Seg> segs;
+  std::vector<RowCopy> segs;
   int64_t dst_row = dst_offset;
   for (const Range& r : dst_layout) {
     int64_t t = r.start;
@@ -50,28 +50,28 @@ std::vector<Seg> map_rows(const std::vector<Range>& src_layout,
   return segs;
 }
 
-std::vector<Seg> inverse(const std::vector<Seg>& segs) {
-  std::vector<Seg> out(segs.size());
+std::vector<RowCopy> inverse(const std::vector<RowCopy>& segs) {
+  std::vector<RowCopy> out(segs.size());
   for (size_t i = 0; i < segs.size(); ++i) out[i] = {segs[i].dst_row, segs[i].src_row, segs[i].rows};
   return out;
 }
 
-bool is_identity(const std::vector<Seg>& segs) {
-  for (const Seg& s : segs) {
+bool is_identity(const std::vector<RowCopy>& segs) {
+  for (const RowCopy& s : segs) {
     if (s.src_row != s.dst_row) return false;
   }
   return true;
 }
 
-void copy_rows(const std::vector<Seg>& segs, const float* src, float* dst, int64_t row_elems) {
-  for (const Seg& s : segs) {
+void copy_rows(const std::vector<RowCopy>& segs, const float* src, float* dst, int64_t row_elems) {
+  for (const RowCopy& s : segs) {
     std::memcpy(dst + s.dst_row * row_elems, src + s.src_row * row_elems,
                 static_cast<size_t>(s.rows * row_elems) * sizeof(float));
   }
 }
 
-void add_rows(const std::vector<Seg>& segs, const float* src, float* dst, int64_t row_elems) {
-  for (const Seg& s : segs) {
+void add_rows(const std::vector<RowCopy>& segs, const float* src, float* dst, int64_t row_elems) {
+  for (const RowCopy& s : segs) {
     const float* a = src + s.src_row * row_elems;
     float* b = dst + s.dst_row * row_elems;
     const int64_t n = s.rows * row_elems;
@@ -141,24 +141,6 @@ void overlap(const std::function<void()>& compute, const std::vector<Request*>& 
   worker.join();
   if (error) std::rethrow_exception(error);
   wait_timed(need, stats);
-}
-
-HeadSplit head_split(const Plan& plan, int rank) {
-  const RankPlan& rp = plan.ranks.at(rank);
-  HeadSplit h;
-  h.q_begin = rp.head_begin;
-  h.q_end = rp.head_end;
-  if (h.q_end <= h.q_begin) {
-    h.q_begin = 0;
-    h.q_end = plan.model.heads_q;
-  }
-  const int group = plan.model.heads_q / plan.model.heads_kv;
-  MAGI_CHECK(h.q_begin % group == 0 && h.q_end % group == 0,
-             "rank {} heads [{}, {}) do not align with GQA groups of {}", rank, h.q_begin, h.q_end,
-             group);
-  h.kv_begin = h.q_begin / group;
-  h.kv_end = h.q_end / group;
-  return h;
 }
 
 }  // namespace magi::detail

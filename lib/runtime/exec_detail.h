@@ -3,6 +3,7 @@
 
 #include "core/base/range.h"
 #include "core/base/slice.h"
+#include "core/plan/comm_volume.h"
 #include "core/plan/plan.h"
 #include "runtime/communicator.h"
 
@@ -17,21 +18,21 @@
 namespace magi::detail {
 
 // A run of rows copied from one buffer to another.
-struct Seg {
+struct RowCopy {
   int64_t src_row = 0, dst_row = 0, rows = 0;
 };
 
 // Where each token of `dst_layout` (a buffer laid out as the concatenation of its ranges) sits
 // in a buffer laid out as `src_layout`: copy segments in dst order. Throws InternalError when a
 // token of dst_layout is missing from src_layout. dst_offset is added to every dst_row.
-std::vector<Seg> map_rows(const std::vector<Range>& src_layout,
+std::vector<RowCopy> map_rows(const std::vector<Range>& src_layout,
                           const std::vector<Range>& dst_layout, int64_t dst_offset = 0);
-std::vector<Seg> inverse(const std::vector<Seg>& segs);
-bool is_identity(const std::vector<Seg>& segs);
+std::vector<RowCopy> inverse(const std::vector<RowCopy>& segs);
+bool is_identity(const std::vector<RowCopy>& segs);
 
 // dst rows = src rows (row = row_elems floats), or dst rows += src rows.
-void copy_rows(const std::vector<Seg>& segs, const float* src, float* dst, int64_t row_elems);
-void add_rows(const std::vector<Seg>& segs, const float* src, float* dst, int64_t row_elems);
+void copy_rows(const std::vector<RowCopy>& segs, const float* src, float* dst, int64_t row_elems);
+void add_rows(const std::vector<RowCopy>& segs, const float* src, float* dst, int64_t row_elems);
 
 std::vector<kernels::KernelSlice> to_kernel_slices(const std::vector<AttnSlice>& slices);
 
@@ -68,15 +69,15 @@ class StrategyRunner {
   virtual void lse_for_check(Local&) {}
 };
 
-// A runner's view of the plan for its rank: degree, rank, heads, head dim, sequence length,
-// elements of one key/value row (hkv x d), and the rank's tokens.
+// A runner's view of the plan for its rank: cp, rank, heads, head dim, sequence length,
+// elements of one key/value row (hkv x head_dim), and the rank's tokens.
 class PlanRunner : public StrategyRunner {
  protected:
   PlanRunner(const Plan& plan, int rank)
-      : P_(plan.cp), r_(rank), hq_(plan.model.heads_q), hkv_(plan.model.heads_kv), d_(plan.model.head_dim),
-        S_(plan.total_tokens), kv_row_(int64_t{hkv_} * d_), tokens_(plan.ranks.at(rank).tokens) {}
-  const int P_, r_, hq_, hkv_, d_;
-  const int64_t S_, kv_row_, tokens_;
+      : cp_(plan.cp), rank_(rank), hq_(plan.model.heads_q), hkv_(plan.model.heads_kv), head_dim_(plan.model.head_dim),
+        total_tokens_(plan.total_tokens), kv_row_(int64_t{hkv_} * head_dim_), tokens_(plan.ranks.at(rank).tokens) {}
+  const int cp_, rank_, hq_, hkv_, head_dim_;
+  const int64_t total_tokens_, kv_row_, tokens_;
 };
 
 std::unique_ptr<StrategyRunner> make_magi_runner(Communicator& comm, const Plan& plan, int threads);
@@ -85,12 +86,5 @@ std::unique_ptr<StrategyRunner> make_ulysses_runner(Communicator& comm, const Pl
                                                     int threads);
 std::unique_ptr<StrategyRunner> make_allgather_runner(Communicator& comm, const Plan& plan,
                                                       int threads);
-
-// Query / key-value heads rank p works on under ulysses ([head_begin, head_end) of its RankPlan;
-// the whole range when the plan leaves it empty).
-struct HeadSplit {
-  int q_begin = 0, q_end = 0, kv_begin = 0, kv_end = 0;
-};
-HeadSplit head_split(const Plan& plan, int rank);
 
 }  // namespace magi::detail

@@ -21,8 +21,8 @@ namespace kcpu = magi::kernels::cpu;
 // One stage's GroupCast as seen by this rank. Packed rows hold a token's K row then its V row.
 struct StageComm {
   std::vector<int64_t> send_bytes, send_displs, recv_bytes, recv_displs;
-  std::vector<Seg> pack;    // host rows -> send buffer rows
-  std::vector<Seg> unpack;  // recv buffer rows -> stage buffer rows
+  std::vector<RowCopy> pack;    // host rows -> send buffer rows
+  std::vector<RowCopy> unpack;  // recv buffer rows -> stage buffer rows
   int64_t send_rows = 0, recv_rows = 0;
   std::vector<float> send, recv;          // forward K|V rows
   std::vector<float> red_send, red_recv;  // backward dK|dV rows (reverse direction)
@@ -34,8 +34,8 @@ struct LocalStage {
   std::vector<float> k, v;
 };
 
-void pack_kv(const std::vector<Seg>& segs, const float* k, const float* v, float* dst, int64_t row) {
-  for (const Seg& s : segs) {
+void pack_kv(const std::vector<RowCopy>& segs, const float* k, const float* v, float* dst, int64_t row) {
+  for (const RowCopy& s : segs) {
     for (int64_t i = 0; i < s.rows; ++i) {
       float* d = dst + (s.dst_row + i) * 2 * row;
       std::copy_n(k + (s.src_row + i) * row, row, d);
@@ -45,9 +45,9 @@ void pack_kv(const std::vector<Seg>& segs, const float* k, const float* v, float
 }
 
 // add = false: copy; add = true: accumulate.
-void unpack_kv(const std::vector<Seg>& segs, const float* src, float* k, float* v, int64_t row,
+void unpack_kv(const std::vector<RowCopy>& segs, const float* src, float* k, float* v, int64_t row,
                bool add) {
-  for (const Seg& s : segs) {
+  for (const RowCopy& s : segs) {
     for (int64_t i = 0; i < s.rows; ++i) {
       const float* a = src + (s.src_row + i) * 2 * row;
       float* dk = k + (s.dst_row + i) * row;
@@ -67,7 +67,7 @@ class MagiRunner final : public PlanRunner {
  public:
   MagiRunner(Communicator& comm, const Plan& plan, int threads)
       : PlanRunner(plan, comm.rank()), comm_(comm), threads_(threads) {
-    const RankPlan& me = plan.ranks.at(r_);
+    const RankPlan& me = plan.ranks.at(rank_);
     int n = 0;
     for (const RankPlan& rp : plan.ranks) n = std::max(n, static_cast<int>(rp.stages.size()));
     for (const Transfer& t : plan.transfers) n = std::max(n, t.stage + 1);
@@ -84,17 +84,17 @@ class MagiRunner final : public PlanRunner {
         ls.v.assign(ls.rows * kv_row_, 0.f);
       }
       StageComm& c = comms_[s];
-      c.send_bytes.assign(P_, 0);
-      c.send_displs.assign(P_, 0);
-      c.recv_bytes.assign(P_, 0);
-      c.recv_displs.assign(P_, 0);
+      c.send_bytes.assign(cp_, 0);
+      c.send_displs.assign(cp_, 0);
+      c.recv_bytes.assign(cp_, 0);
+      c.recv_displs.assign(cp_, 0);
       if (s == 0) continue;  // the host stage receives nothing
       // Sends, grouped by destination ascending (the receiver groups by source ascending).
       std::vector<Range> recv_layout;
-      for (int p = 0; p < P_; ++p) {
+      for (int p = 0; p < cp_; ++p) {
         c.send_displs[p] = c.send_rows;
         for (const Transfer& t : plan.transfers) {
-          if (t.stage != s || t.src != r_ || t.dst != p) continue;
+          if (t.stage != s || t.src != rank_ || t.dst != p) continue;
           auto segs = map_rows(me.q_ranges, t.ranges, c.send_rows);
           c.pack.insert(c.pack.end(), segs.begin(), segs.end());
           c.send_rows += total_size(t.ranges);
@@ -102,10 +102,10 @@ class MagiRunner final : public PlanRunner {
         c.send_bytes[p] = (c.send_rows - c.send_displs[p]) * 2 * kv_row_ * 4;
         c.send_displs[p] *= 2 * kv_row_ * 4;
       }
-      for (int p = 0; p < P_; ++p) {
+      for (int p = 0; p < cp_; ++p) {
         c.recv_displs[p] = c.recv_rows;
         for (const Transfer& t : plan.transfers) {
-          if (t.stage != s || t.dst != r_ || t.src != p) continue;
+          if (t.stage != s || t.dst != rank_ || t.src != p) continue;
           recv_layout.insert(recv_layout.end(), t.ranges.begin(), t.ranges.end());
           c.recv_rows += total_size(t.ranges);
         }
@@ -116,36 +116,36 @@ class MagiRunner final : public PlanRunner {
         c.unpack = map_rows(recv_layout, me.stages[s].kv_ranges);
       }
       MAGI_CHECK(c.recv_rows == ls.rows, "rank {} stage {}: receives {} tokens for a buffer of {}",
-                 r_, s, c.recv_rows, ls.rows);
+                 rank_, s, c.recv_rows, ls.rows);
       c.send.assign(c.send_rows * 2 * kv_row_, 0.f);
       c.recv.assign(c.recv_rows * 2 * kv_row_, 0.f);
       c.red_send.assign(c.recv_rows * 2 * kv_row_, 0.f);
       c.red_recv.assign(c.send_rows * 2 * kv_row_, 0.f);
       max_rows_ = std::max(max_rows_, ls.rows);
     }
-    out_part_.assign(tokens_ * hq_ * d_, 0.f);
+    out_part_.assign(tokens_ * hq_ * head_dim_, 0.f);
     lse_part_.assign(tokens_ * hq_, 0.f);
-    dq_part_.assign(tokens_ * hq_ * d_, 0.f);
+    dq_part_.assign(tokens_ * hq_ * head_dim_, 0.f);
     dk_part_.assign(std::max(max_rows_, tokens_) * kv_row_, 0.f);
     dv_part_.assign(std::max(max_rows_, tokens_) * kv_row_, 0.f);
   }
 
-  void forward(Local& L, PassStats& st) override {
+  void forward(Local& local, PassStats& st) override {
     const int n = static_cast<int>(stages_.size());
-    std::unique_ptr<Request> req = post_kv(1, L);
+    std::unique_ptr<Request> req = post_kv(1, local);
     bool have_acc = false;
     auto compute = [&](int s) {
       const LocalStage& ls = stages_[s];
       if (ls.slices.empty()) return;
-      const float* k = s == 0 ? L.k.data() : ls.k.data();
-      const float* v = s == 0 ? L.v.data() : ls.v.data();
-      const kernels::AttnShape shape{tokens_, s == 0 ? tokens_ : ls.rows, hq_, hkv_, d_};
-      float* out = have_acc ? out_part_.data() : L.out.data();
-      float* lse = have_acc ? lse_part_.data() : L.lse.data();
-      kcpu::attention_forward(shape, ls.slices.data(), ls.slices.size(), L.q.data(), k, v, scale(),
+      const float* k = s == 0 ? local.k.data() : ls.k.data();
+      const float* v = s == 0 ? local.v.data() : ls.v.data();
+      const kernels::AttnShape shape{tokens_, s == 0 ? tokens_ : ls.rows, hq_, hkv_, head_dim_};
+      float* out = have_acc ? out_part_.data() : local.out.data();
+      float* lse = have_acc ? lse_part_.data() : local.lse.data();
+      kcpu::attention_forward(shape, ls.slices.data(), ls.slices.size(), local.q.data(), k, v, scale(),
                               out, lse, threads_);
       if (have_acc) {
-        kcpu::merge_partial(tokens_, hq_, d_, L.out.data(), L.lse.data(), out_part_.data(),
+        kcpu::merge_partial(tokens_, hq_, head_dim_, local.out.data(), local.lse.data(), out_part_.data(),
                             lse_part_.data());
       }
       have_acc = true;
@@ -154,19 +154,19 @@ class MagiRunner final : public PlanRunner {
     for (int s = 1; s < n; ++s) {
       unpack_kv(comms_[s].unpack, comms_[s].recv.data(), stages_[s].k.data(), stages_[s].v.data(),
                 kv_row_, false);
-      std::unique_ptr<Request> next = post_kv(s + 1, L);
+      std::unique_ptr<Request> next = post_kv(s + 1, local);
       overlap([&] { compute(s); }, {}, next.get(), st);
       req = std::move(next);
     }
     if (!have_acc) {
-      std::fill(L.out.begin(), L.out.end(), 0.f);
-      std::fill(L.lse.begin(), L.lse.end(), -std::numeric_limits<float>::infinity());
+      std::fill(local.out.begin(), local.out.end(), 0.f);
+      std::fill(local.lse.begin(), local.lse.end(), -std::numeric_limits<float>::infinity());
     }
   }
 
-  void backward(Local& L, PassStats& st) override {
+  void backward(Local& local, PassStats& st) override {
     const int n = static_cast<int>(stages_.size());
-    std::unique_ptr<Request> req = post_kv(1, L);
+    std::unique_ptr<Request> req = post_kv(1, local);
     std::vector<std::unique_ptr<Request>> reduces;
     auto pending_reduces = [&] {
       std::vector<Request*> v;
@@ -178,15 +178,15 @@ class MagiRunner final : public PlanRunner {
         [&] {
           const LocalStage& ls = stages_[0];
           if (ls.slices.empty()) {
-            std::fill(L.dq.begin(), L.dq.end(), 0.f);
-            std::fill(L.dk.begin(), L.dk.end(), 0.f);
-            std::fill(L.dv.begin(), L.dv.end(), 0.f);
+            std::fill(local.dq.begin(), local.dq.end(), 0.f);
+            std::fill(local.dk.begin(), local.dk.end(), 0.f);
+            std::fill(local.dv.begin(), local.dv.end(), 0.f);
             return;
           }
-          const kernels::AttnShape shape{tokens_, tokens_, hq_, hkv_, d_};
-          kcpu::attention_backward(shape, ls.slices.data(), ls.slices.size(), L.q.data(),
-                                   L.k.data(), L.v.data(), L.out.data(), L.dout.data(),
-                                   L.lse.data(), scale(), L.dq.data(), L.dk.data(), L.dv.data(),
+          const kernels::AttnShape shape{tokens_, tokens_, hq_, hkv_, head_dim_};
+          kcpu::attention_backward(shape, ls.slices.data(), ls.slices.size(), local.q.data(),
+                                   local.k.data(), local.v.data(), local.out.data(), local.dout.data(),
+                                   local.lse.data(), scale(), local.dq.data(), local.dk.data(), local.dv.data(),
                                    threads_);
         },
         {}, req.get(), st);
@@ -194,16 +194,16 @@ class MagiRunner final : public PlanRunner {
       StageComm& c = comms_[s];
       LocalStage& ls = stages_[s];
       unpack_kv(c.unpack, c.recv.data(), ls.k.data(), ls.v.data(), kv_row_, false);
-      std::unique_ptr<Request> next = post_kv(s + 1, L);
+      std::unique_ptr<Request> next = post_kv(s + 1, local);
       overlap(
           [&] {
             if (!ls.slices.empty()) {
-              const kernels::AttnShape shape{tokens_, ls.rows, hq_, hkv_, d_};
-              kcpu::attention_backward(shape, ls.slices.data(), ls.slices.size(), L.q.data(),
-                                       ls.k.data(), ls.v.data(), L.out.data(), L.dout.data(),
-                                       L.lse.data(), scale(), dq_part_.data(), dk_part_.data(),
+              const kernels::AttnShape shape{tokens_, ls.rows, hq_, hkv_, head_dim_};
+              kcpu::attention_backward(shape, ls.slices.data(), ls.slices.size(), local.q.data(),
+                                       ls.k.data(), ls.v.data(), local.out.data(), local.dout.data(),
+                                       local.lse.data(), scale(), dq_part_.data(), dk_part_.data(),
                                        dv_part_.data(), threads_);
-              for (size_t i = 0; i < L.dq.size(); ++i) L.dq[i] += dq_part_[i];
+              for (size_t i = 0; i < local.dq.size(); ++i) local.dq[i] += dq_part_[i];
             } else {
               std::fill_n(dk_part_.begin(), ls.rows * kv_row_, 0.f);
               std::fill_n(dv_part_.begin(), ls.rows * kv_row_, 0.f);
@@ -219,17 +219,17 @@ class MagiRunner final : public PlanRunner {
     for (int s = 1; s < n; ++s) {
       wait_timed(reduces[s - 1].get(), st);
       const StageComm& c = comms_[s];
-      unpack_kv(inverse(c.pack), c.red_recv.data(), L.dk.data(), L.dv.data(), kv_row_, true);
+      unpack_kv(inverse(c.pack), c.red_recv.data(), local.dk.data(), local.dv.data(), kv_row_, true);
     }
   }
 
  private:
-  float scale() const { return static_cast<float>(1.0 / std::sqrt(static_cast<double>(d_))); }
+  float scale() const { return static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim_))); }
 
-  std::unique_ptr<Request> post_kv(int s, const Local& L) {
+  std::unique_ptr<Request> post_kv(int s, const Local& local) {
     if (s >= static_cast<int>(comms_.size())) return nullptr;
     StageComm& c = comms_[s];
-    pack_kv(c.pack, L.k.data(), L.v.data(), c.send.data(), kv_row_);
+    pack_kv(c.pack, local.k.data(), local.v.data(), c.send.data(), kv_row_);
     return comm_.all_to_all_v_start(c.send.data(), c.send_bytes, c.send_displs, c.recv.data(),
                                     c.recv_bytes, c.recv_displs);
   }

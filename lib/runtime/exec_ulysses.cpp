@@ -34,19 +34,19 @@ class UlyssesRunner final : public PlanRunner {
  public:
   UlyssesRunner(Communicator& comm, const Plan& plan, int threads)
       : PlanRunner(plan, comm.rank()), comm_(comm), threads_(threads), plan_(plan) {
-    for (int p = 0; p < P_; ++p) split_.push_back(head_split(plan, p));
-    my_ = split_[r_];
+    for (int p = 0; p < cp_; ++p) split_.push_back(head_split(plan, p));
+    my_ = split_[rank_];
     nh_ = my_.q_end - my_.q_begin;
     nkv_ = my_.kv_end - my_.kv_begin;
-    for (const Stage& st : plan.ranks[r_].stages) {
+    for (const Stage& st : plan.ranks[rank_].stages) {
       MAGI_CHECK(st.kv_ranges.empty() ||
-                     (merge_ranges(st.kv_ranges) == std::vector<Range>{{0, S_}} &&
+                     (merge_ranges(st.kv_ranges) == std::vector<Range>{{0, total_tokens_}} &&
                       st.kv_ranges.front().start == 0 && st.kv_ranges.size() == 1),
-                 "ulysses plan: rank {} stage keys must be the whole sequence in order", r_);
+                 "ulysses plan: rank {} stage keys must be the whole sequence in order", rank_);
       auto ks = to_kernel_slices(st.slices);
       slices_.insert(slices_.end(), ks.begin(), ks.end());
     }
-    for (int p = 0; p < P_; ++p) {
+    for (int p = 0; p < cp_; ++p) {
       std::vector<int64_t> rows;
       rows.reserve(plan.ranks[p].tokens);
       for (const Range& rg : plan.ranks[p].q_ranges) {
@@ -54,47 +54,47 @@ class UlyssesRunner final : public PlanRunner {
       }
       token_of_row_.push_back(std::move(rows));
     }
-    qh_.assign(S_ * nh_ * d_, 0.f);
-    kh_.assign(S_ * nkv_ * d_, 0.f);
-    vh_.assign(S_ * nkv_ * d_, 0.f);
-    oh_.assign(S_ * nh_ * d_, 0.f);
-    lseh_.assign(S_ * nh_, 0.f);
-    doh_.assign(S_ * nh_ * d_, 0.f);
-    dqh_.assign(S_ * nh_ * d_, 0.f);
-    dkh_.assign(S_ * nkv_ * d_, 0.f);
-    dvh_.assign(S_ * nkv_ * d_, 0.f);
+    qh_.assign(total_tokens_ * nh_ * head_dim_, 0.f);
+    kh_.assign(total_tokens_ * nkv_ * head_dim_, 0.f);
+    vh_.assign(total_tokens_ * nkv_ * head_dim_, 0.f);
+    oh_.assign(total_tokens_ * nh_ * head_dim_, 0.f);
+    lseh_.assign(total_tokens_ * nh_, 0.f);
+    doh_.assign(total_tokens_ * nh_ * head_dim_, 0.f);
+    dqh_.assign(total_tokens_ * nh_ * head_dim_, 0.f);
+    dkh_.assign(total_tokens_ * nkv_ * head_dim_, 0.f);
+    dvh_.assign(total_tokens_ * nkv_ * head_dim_, 0.f);
   }
 
-  void forward(Local& L, PassStats& st) override {
-    to_heads({{L.q.data(), qh_.data(), hq_, d_, false},
-              {L.k.data(), kh_.data(), hkv_, d_, true},
-              {L.v.data(), vh_.data(), hkv_, d_, true}},
+  void forward(Local& local, PassStats& st) override {
+    to_heads({{local.q.data(), qh_.data(), hq_, head_dim_, false},
+              {local.k.data(), kh_.data(), hkv_, head_dim_, true},
+              {local.v.data(), vh_.data(), hkv_, head_dim_, true}},
              st);
-    const kernels::AttnShape shape{S_, S_, nh_, nkv_, d_};
+    const kernels::AttnShape shape{total_tokens_, total_tokens_, nh_, nkv_, head_dim_};
     kcpu::attention_forward(shape, slices_.data(), slices_.size(), qh_.data(), kh_.data(),
                             vh_.data(), scale(), oh_.data(), lseh_.data(), threads_);
-    to_seq({{L.out.data(), oh_.data(), hq_, d_, false}}, st);
+    to_seq({{local.out.data(), oh_.data(), hq_, head_dim_, false}}, st);
   }
 
-  void lse_for_check(Local& L) override {
+  void lse_for_check(Local& local) override {
     PassStats st;
-    to_seq({{L.lse.data(), lseh_.data(), hq_, 1, false}}, st);
+    to_seq({{local.lse.data(), lseh_.data(), hq_, 1, false}}, st);
   }
 
-  void backward(Local& L, PassStats& st) override {
-    to_heads({{L.dout.data(), doh_.data(), hq_, d_, false}}, st);
-    const kernels::AttnShape shape{S_, S_, nh_, nkv_, d_};
+  void backward(Local& local, PassStats& st) override {
+    to_heads({{local.dout.data(), doh_.data(), hq_, head_dim_, false}}, st);
+    const kernels::AttnShape shape{total_tokens_, total_tokens_, nh_, nkv_, head_dim_};
     kcpu::attention_backward(shape, slices_.data(), slices_.size(), qh_.data(), kh_.data(),
                              vh_.data(), oh_.data(), doh_.data(), lseh_.data(), scale(),
                              dqh_.data(), dkh_.data(), dvh_.data(), threads_);
-    to_seq({{L.dq.data(), dqh_.data(), hq_, d_, false},
-            {L.dk.data(), dkh_.data(), hkv_, d_, true},
-            {L.dv.data(), dvh_.data(), hkv_, d_, true}},
+    to_seq({{local.dq.data(), dqh_.data(), hq_, head_dim_, false},
+            {local.dk.data(), dkh_.data(), hkv_, head_dim_, true},
+            {local.dv.data(), dvh_.data(), hkv_, head_dim_, true}},
            st);
   }
 
  private:
-  float scale() const { return static_cast<float>(1.0 / std::sqrt(static_cast<double>(d_))); }
+  float scale() const { return static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim_))); }
   std::pair<int, int> heads_of(const Field& f, int p) const {
     return f.kv ? std::pair{split_[p].kv_begin, split_[p].kv_end}
                 : std::pair{split_[p].q_begin, split_[p].q_end};
@@ -110,9 +110,9 @@ class UlyssesRunner final : public PlanRunner {
 
   void exchange(const std::vector<float>& send, const std::vector<int64_t>& send_floats,
                 std::vector<float>& recv, const std::vector<int64_t>& recv_floats, PassStats& st) {
-    std::vector<int64_t> sb(P_), sd(P_), rb(P_), rd(P_);
+    std::vector<int64_t> sb(cp_), sd(cp_), rb(cp_), rd(cp_);
     int64_t so = 0, ro = 0;
-    for (int p = 0; p < P_; ++p) {
+    for (int p = 0; p < cp_; ++p) {
       sd[p] = so * 4;
       sb[p] = send_floats[p] * 4;
       so += send_floats[p];
@@ -127,15 +127,15 @@ class UlyssesRunner final : public PlanRunner {
 
   // Sequence-sharded host tensors -> head-sharded whole-sequence tensors.
   void to_heads(const std::vector<Field>& fs, PassStats& st) {
-    std::vector<int64_t> sf(P_), rf(P_);
-    for (int p = 0; p < P_; ++p) {
+    std::vector<int64_t> sf(cp_), rf(cp_);
+    for (int p = 0; p < cp_; ++p) {
       sf[p] = tokens_ * row_floats(fs, p);
-      rf[p] = plan_.ranks[p].tokens * row_floats(fs, r_);
+      rf[p] = plan_.ranks[p].tokens * row_floats(fs, rank_);
     }
     send_.resize(sum(sf));
     recv_.resize(sum(rf));
     float* o = send_.data();
-    for (int p = 0; p < P_; ++p) {
+    for (int p = 0; p < cp_; ++p) {
       for (int64_t i = 0; i < tokens_; ++i) {
         for (const Field& f : fs) {
           auto [b, e] = heads_of(f, p);
@@ -146,10 +146,10 @@ class UlyssesRunner final : public PlanRunner {
     }
     exchange(send_, sf, recv_, rf, st);
     const float* in = recv_.data();
-    for (int p = 0; p < P_; ++p) {
+    for (int p = 0; p < cp_; ++p) {
       for (int64_t t : token_of_row_[p]) {
         for (const Field& f : fs) {
-          auto [b, e] = heads_of(f, r_);
+          auto [b, e] = heads_of(f, rank_);
           const int64_t n = int64_t{e - b} * f.width;
           std::copy_n(in, n, f.whole + t * n);
           in += n;
@@ -160,18 +160,18 @@ class UlyssesRunner final : public PlanRunner {
 
   // Head-sharded whole-sequence tensors -> sequence-sharded host tensors.
   void to_seq(const std::vector<Field>& fs, PassStats& st) {
-    std::vector<int64_t> sf(P_), rf(P_);
-    for (int p = 0; p < P_; ++p) {
-      sf[p] = plan_.ranks[p].tokens * row_floats(fs, r_);
+    std::vector<int64_t> sf(cp_), rf(cp_);
+    for (int p = 0; p < cp_; ++p) {
+      sf[p] = plan_.ranks[p].tokens * row_floats(fs, rank_);
       rf[p] = tokens_ * row_floats(fs, p);
     }
     send_.resize(sum(sf));
     recv_.resize(sum(rf));
     float* o = send_.data();
-    for (int p = 0; p < P_; ++p) {
+    for (int p = 0; p < cp_; ++p) {
       for (int64_t t : token_of_row_[p]) {
         for (const Field& f : fs) {
-          auto [b, e] = heads_of(f, r_);
+          auto [b, e] = heads_of(f, rank_);
           const int64_t n = int64_t{e - b} * f.width;
           o = std::copy_n(f.whole + t * n, n, o);
         }
@@ -179,7 +179,7 @@ class UlyssesRunner final : public PlanRunner {
     }
     exchange(send_, sf, recv_, rf, st);
     const float* in = recv_.data();
-    for (int p = 0; p < P_; ++p) {
+    for (int p = 0; p < cp_; ++p) {
       for (int64_t i = 0; i < tokens_; ++i) {
         for (const Field& f : fs) {
           auto [b, e] = heads_of(f, p);

@@ -95,63 +95,6 @@ std::vector<float> gather_global(Communicator& comm, const Plan& plan, const std
 
 }  // namespace
 
-PlannedBytes planned_sent_bytes(const Plan& plan) {
-  const int P = plan.cp;
-  PlannedBytes b;
-  b.fwd.assign(P, 0);
-  b.bwd.assign(P, 0);
-  const int64_t D = plan.model.head_dim, hkv = plan.model.heads_kv;
-  const int64_t kv_token = 2 * hkv * D * 4;  // K and V rows of one token, fp32
-  std::vector<int64_t> tokens(P);
-  int64_t S = 0;
-  for (int p = 0; p < P; ++p) S += tokens[p] = plan.ranks[p].tokens;
-  switch (plan.strategy) {
-    case Strategy::magi:
-      for (const Transfer& t : plan.transfers) {
-        if (t.src == t.dst) continue;
-        b.fwd[t.src] += total_size(t.ranges) * kv_token;
-        b.bwd[t.src] += total_size(t.ranges) * kv_token;  // K/V again
-        b.bwd[t.dst] += total_size(t.ranges) * kv_token;  // dK/dV back to the owner
-      }
-      break;
-    case Strategy::ring:
-      for (int r = 0; r < P; ++r) {
-        // Sends the K/V blocks of owners r, r-1, ..., r-P+2 (all but r+1's), forward and again in
-        // backward.
-        for (int p = 0; p < P && P > 1; ++p) {
-          if (p != (r + 1) % P) b.fwd[r] += tokens[p] * kv_token;
-        }
-        // ... and in backward the dK/dV accumulators: P hops each, so every block, own included.
-        if (P > 1) b.bwd[r] += S * kv_token;
-        b.bwd[r] += b.fwd[r];
-      }
-      break;
-    case Strategy::ulysses: {
-      std::vector<detail::HeadSplit> h(P);
-      for (int p = 0; p < P; ++p) h[p] = detail::head_split(plan, p);
-      for (int r = 0; r < P; ++r) {
-        for (int p = 0; p < P; ++p) {
-          if (p == r) continue;
-          const int64_t nh_p = h[p].q_end - h[p].q_begin, nkv_p = h[p].kv_end - h[p].kv_begin;
-          const int64_t nh_r = h[r].q_end - h[r].q_begin, nkv_r = h[r].kv_end - h[r].kv_begin;
-          // forward: Q, K, V to p; out of p's tokens back.
-          b.fwd[r] += tokens[r] * (nh_p + 2 * nkv_p) * D * 4 + tokens[p] * nh_r * D * 4;
-          // backward: dO to p; dQ, dK, dV of p's tokens back.
-          b.bwd[r] += tokens[r] * nh_p * D * 4 + tokens[p] * (nh_r + 2 * nkv_r) * D * 4;
-        }
-      }
-      break;
-    }
-    case Strategy::allgather:
-      for (int r = 0; r < P; ++r) {
-        b.fwd[r] = tokens[r] * kv_token * (P - 1);
-        b.bwd[r] = b.fwd[r] + (S - tokens[r]) * kv_token;
-      }
-      break;
-  }
-  return b;
-}
-
 FaultInjection fault_injection_from_env() {
   FaultInjection f;
   const char* env = std::getenv("MAGI_FAIL_RANK");

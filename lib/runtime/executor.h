@@ -45,19 +45,13 @@ struct ExecResult {
 
 // Collective over comm (comm.size() must equal plan.cp). `mask` is the global slice list the
 // plan was built from (used only by the check). The plan must be built for float32
-// (model.dtype == fp32): the CPU backend stores float32, so bytes are real bytes.
+// (model.dtype == fp32): the CPU backend stores float32, so the bytes counted from its real
+// messages equal planned_bytes(plan, 4) (core/plan/comm_volume.h) rank by rank.
 // Throws ConfigError for a skipped plan or a wrong dtype, RuntimeError on communication failure.
 // When comm has a watchdog, each timed iteration and the check's reference are steps of it.
 // Test hook: FaultInjection below.
 ExecResult execute_plan(Communicator& comm, const Plan& plan, const std::vector<AttnSlice>& mask,
                         const ExecOptions& opt);
-
-// Bytes each rank sends in one forward / backward pass of `plan` as the executors run it,
-// derived from the plan's layout alone (per rank; the sum is the pass's total).
-struct PlannedBytes {
-  std::vector<int64_t> fwd, bwd;
-};
-PlannedBytes planned_sent_bytes(const Plan& plan);
 
 // Test hook for the failure tests (never set it otherwise): MAGI_FAIL_RANK=<r>[:<mode>] in the
 // environment makes rank r of the communicator misbehave in execute_plan. Modes: `throw` (the

@@ -320,4 +320,57 @@ TEST_F(Cli, PlanMaxRankRowsShowsExactlyThatManyRanks) {
   EXPECT_EQ(rank_rows(all.output), 8) << all.output;
 }
 
+// `plan` states the dtype its bytes assume, in the text and the JSON, and `--dtype` asks for
+// another: the CPU run's fp32 doubles kTiny's bf16 figures.
+TEST_F(Cli, PlanBytesStateTheirDtypeAndDtypeOverridesIt) {
+  const std::string cfg = write("w.json", kTiny);
+  const std::string bf16_json = (dir_ / "bf16.json").string(), fp32_json = (dir_ / "fp32.json").string();
+  const Outcome bf16 = run("plan --config " + cfg + " --cp 2 --json " + bf16_json);
+  ASSERT_EQ(bf16.exit_code, 0) << bf16.output;
+  EXPECT_NE(bf16.output.find("comm (bf16, 2 B per element)"), std::string::npos) << bf16.output;
+  EXPECT_NE(bf16.output.find("# Strategies (bf16, 2 B per element;"), std::string::npos) << bf16.output;
+  const Outcome fp32 = run("plan --config " + cfg + " --cp 2 --dtype fp32 --json " + fp32_json);
+  ASSERT_EQ(fp32.exit_code, 0) << fp32.output;
+  EXPECT_NE(fp32.output.find("comm (fp32, 4 B per element)"), std::string::npos) << fp32.output;
+  const auto a = nlohmann::json::parse(magi::read_file(bf16_json));
+  const auto b = nlohmann::json::parse(magi::read_file(fp32_json));
+  ASSERT_EQ(a["cases"].size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(a["cases"][i]["bytes_dtype"], "bf16");
+    EXPECT_EQ(b["cases"][i]["bytes_dtype"], "fp32");
+    EXPECT_EQ(b["cases"][i]["resolved"]["model"]["dtype"], "fp32");
+    const int64_t fwd = a["cases"][i]["plan"]["volume"]["fwd_bytes"].get<int64_t>();
+    EXPECT_GT(fwd, 0);
+    EXPECT_EQ(b["cases"][i]["plan"]["volume"]["fwd_bytes"].get<int64_t>(), 2 * fwd);
+  }
+  EXPECT_EQ(run("plan --config " + cfg + " --dtype fp64").exit_code, 2);
+}
+
+// A valid workload whose plan would not fit is refused before any work, naming the field and the
+// estimate; --allow-large lets it through.
+TEST_F(Cli, LargePlansAreRefusedUnlessAllowed) {
+  const std::string huge = write("huge.json", R"({
+  "name": "huge",
+  "model": {"heads_q": 4, "heads_kv": 2, "head_dim": 16},
+  "sequence": {"total_tokens": 2147483648},
+  "mask": {"type": "causal"},
+  "parallel": {"cp": 1, "chunk_tokens": 1}
+})");
+  for (const char* cmd : {"plan", "run"}) {
+    const Outcome o = run(std::string(cmd) + " --config " + huge);
+    EXPECT_EQ(o.exit_code, 3) << cmd << ": " << o.output;
+    EXPECT_NE(o.output.find("parallel.chunk_tokens = 1: 2147483648 chunks"), std::string::npos) << o.output;
+    EXPECT_NE(o.output.find("--allow-large"), std::string::npos) << o.output;
+  }
+  const std::string cfg = write("w.json", kTiny);
+  const Outcome pairs = run("plan --config " + cfg + " --cp 16384 --strategy ulysses --no-compare");
+  EXPECT_EQ(pairs.exit_code, 3) << pairs.output;
+  EXPECT_NE(pairs.output.find("parallel.cp = 16384: the ulysses plan holds cp x cp = 268435456 rank pairs"),
+            std::string::npos) << pairs.output;
+  // Allowed, the case goes on to the planner (which skips it: cp > heads_kv).
+  const Outcome allowed = run("plan --config " + cfg + " --cp 16384 --strategy ulysses --no-compare --allow-large");
+  EXPECT_EQ(allowed.exit_code, 0) << allowed.output;
+  EXPECT_NE(allowed.output.find("SKIPPED: cp = 16384 > heads_kv = 2"), std::string::npos) << allowed.output;
+}
+
 }  // namespace

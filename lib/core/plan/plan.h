@@ -13,7 +13,7 @@
 // layout (adjacent full pieces are merged in local coordinates); a causal, inv_causal or
 // bi_causal slice always lies inside one range of each layout.
 //
-// Per strategy (builders in core/plan/planner.h; JSON schema in docs/plan_schema.md):
+// Per strategy (builders in core/plan/planner.h, one file each; JSON schema in docs/plan_schema.md):
 //   magi     : chunks of chunk_tokens dispatched by the solver; stage 0 = host; stages
 //              1..overlap_degree hold remote KV: the rank's remote tokens in ascending global
 //              order are cut into overlap_degree runs of equal token count, and each run's buffer
@@ -79,8 +79,8 @@ struct RankPlan {
   // Added (additive): summaries of the above.
   std::vector<int64_t> units;           // dispatch units (chunks / zigzag blocks) it hosts, ascending
   int64_t remote_kv_tokens = 0;         // total_size(remote_kv_ranges)
-  int64_t send_bytes_fwd = 0;           // forward bytes this rank sends (sum of its Transfers)
-  int64_t recv_bytes_fwd = 0;           // forward bytes this rank receives
+  int64_t send_bytes_fwd = 0;           // forward bytes this rank sends, model dtype
+  int64_t recv_bytes_fwd = 0;           // forward bytes this rank receives (core/plan/comm_volume.h)
 };
 
 // Bytes a strategy moves for one forward pass, summed over ranks (K and V for magi, ring and
@@ -94,6 +94,7 @@ struct RankPlan {
 //                                                     head-sharded from the forward)
 //   allgather fwd = (P-1) S kv                  bwd = 2 fwd (all-gather again + reduce-scatter)
 // zero_redundancy_bound is the magi formula over the plan's own dispatch: sum_r R_r kv.
+// core/plan/comm_volume.h computes these and every rank's share, for any element size.
 struct CommVolume {
   int64_t fwd_bytes = 0;
   int64_t bwd_bytes = 0;

@@ -107,6 +107,79 @@ TEST(Dispatch, WithinStatedRatioOfExhaustiveOptimum) {
   EXPECT_LE(worst_greedy, 1.25);
 }
 
+// Refine's move choice on a hand-worked instance: areas {8, 8, 4, 5, 9, 4, 10}, cp 2 (3 or 4
+// units per rank, one rank gets 4). Greedy, largest first onto the least-loaded rank (ties: lower
+// rank): u6 10 -> r0, u4 9 -> r1, u0 8 -> r1, u1 8 -> r0, u3 5 -> r1, u2 4 -> r0, u5 4 -> r0 (tie at
+// 22): loads 26 | 22. Refine, r0 against r1, gap 4: a move (delta 4) is not below the gap; the swaps
+// u6-u0 (delta 2), u6-u4 (1) and u1-u3 (3) lower the pair's larger load to 24, 25 and 25. The best
+// is u6-u0: 24 | 24, the optimum (48 / 2), and no move improves on it. Taking any other improving
+// move ends at 25.
+TEST(Dispatch, RefineTakesTheBestMoveHandWorked) {
+  const std::vector<int64_t> areas{8, 8, 4, 5, 9, 4, 10};
+  EXPECT_EQ(assign_greedy(areas, 2), (std::vector<int>{1, 0, 0, 1, 1, 0, 0}));
+  const std::vector<int> refined = assign_refine(areas, 2);
+  EXPECT_EQ(refined, (std::vector<int>{0, 0, 0, 1, 1, 0, 1}));
+  EXPECT_EQ(max_rank_load(areas, refined, 2), 24);
+}
+
+// Greedy against a reference written independently of its heap: a linear scan for the
+// least-loaded rank with room (ties: lower rank), units by area descending (ties: lower index).
+std::vector<int> greedy_by_scan(const std::vector<int64_t>& areas, int cp) {
+  const size_t n = areas.size(), ucp = static_cast<size_t>(cp), base = n / ucp, extra = n % ucp;
+  std::vector<size_t> order(n);
+  for (size_t u = 0; u < n; ++u) order[u] = u;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return areas[a] > areas[b]; });
+  std::vector<int64_t> load(ucp, 0);
+  std::vector<size_t> count(ucp, 0);
+  size_t ceil_ranks = 0;
+  std::vector<int> owner(n, -1);
+  for (size_t u : order) {
+    size_t best = ucp;
+    for (size_t r = 0; r < ucp; ++r) {
+      const bool room = count[r] < base || (count[r] == base && ceil_ranks < extra);
+      if (room && (best == ucp || load[r] < load[best])) best = r;
+    }
+    owner[u] = static_cast<int>(best);
+    load[best] += areas[u];
+    if (++count[best] == base + 1) ++ceil_ranks;
+  }
+  return owner;
+}
+
+TEST(Dispatch, GreedyMatchesALinearScan) {
+  std::mt19937_64 rng(testing::test_seed("Dispatch.GreedyMatchesALinearScan", 8));
+  for (int i = 0; i < 500; ++i) {
+    const int cp = static_cast<int>(uniform(rng, 1, 12));
+    const size_t n = static_cast<size_t>(uniform(rng, cp, 120));
+    std::vector<int64_t> areas(n);
+    for (auto& a : areas) a = uniform(rng, 0, 50);  // many ties, in loads and in areas
+    ASSERT_EQ(assign_greedy(areas, cp), greedy_by_scan(areas, cp)) << "cp " << cp << " n " << n;
+  }
+}
+
+// Every unit on exactly one rank, in each solver's assignment and in the plan built from it:
+// the ranks' units are disjoint and cover 0..n-1, and so do their token ranges [0, S).
+TEST(Dispatch, EachUnitOnExactlyOneRank) {
+  std::mt19937_64 rng(testing::test_seed("Dispatch.EachUnitOnExactlyOneRank", 9));
+  for (int i = 0; i < 100; ++i) {
+    const int cp = static_cast<int>(uniform(rng, 1, 8));
+    const int64_t chunk = uniform(rng, 1, 8);
+    const int64_t S = uniform(rng, cp * chunk, 200);
+    const auto solver = uniform(rng, 0, 1) ? DispatchSolver::refine : DispatchSolver::greedy;
+    const Plan p = build_plan(testing::random_mask(rng, S), testing::make_case(S, cp, chunk, Strategy::magi, 1, solver));
+    ASSERT_FALSE(p.skipped) << p.skip_reason;
+    std::vector<int> hosts(static_cast<size_t>(p.num_units), 0);
+    std::vector<Range> all;
+    for (const RankPlan& rk : p.ranks) {
+      for (int64_t u : rk.units) ++hosts.at(static_cast<size_t>(u));
+      all.insert(all.end(), rk.q_ranges.begin(), rk.q_ranges.end());
+    }
+    for (size_t u = 0; u < hosts.size(); ++u) EXPECT_EQ(hosts[u], 1) << "unit " << u;
+    EXPECT_EQ(total_size(all), S);                                  // no token twice ...
+    EXPECT_EQ(merge_ranges(all), (std::vector<Range>{Range{0, S}}));  // ... and none missing
+  }
+}
+
 // Varlen causal from the real-corpus histogram, 16 chunks per rank: max/mean <= 1.05 for the
 // default solver on every one of 50 seeds; the distribution is printed.
 TEST(Dispatch, BalanceVarlenCausalFiftySeeds) {

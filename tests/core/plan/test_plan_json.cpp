@@ -1,4 +1,5 @@
 // plan_to_json: the documented keys (docs/plan_schema.md) and values that round-trip.
+#include "core/plan/comm_volume.h"
 #include "core/plan/plan_json.h"
 
 #include "common/test_seed.h"
@@ -91,7 +92,7 @@ TEST(PlanJson, JsonAloneCoversTheMaskAndMovesTheBound) {
         int64_t remote = 0;
         for (const RankPlan& rk : back.ranks) remote += total_size(rk.remote_kv_ranges);
         EXPECT_EQ(moved, remote);
-        EXPECT_EQ(j["volume"]["fwd_bytes"].get<int64_t>(), remote * kv_bytes_per_token(p.model));
+        EXPECT_EQ(j["volume"]["fwd_bytes"].get<int64_t>(), remote * kv_bytes_per_token(p.model, dtype_bytes(p.model.dtype)));
       }
     }
   }

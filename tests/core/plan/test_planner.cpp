@@ -1,5 +1,7 @@
 // Plans: coverage (each pair once), minimality of the comm plan, stage layouts, baselines' closed
-// forms, skip reasons, the overlap-degree estimate.
+// forms, skip reasons, the overlap degree a plan resolves.
+#include "core/cost/cost_model.h"
+#include "core/plan/comm_volume.h"
 #include "core/plan/dispatch.h"
 #include "core/plan/planner.h"
 
@@ -87,7 +89,7 @@ void expect_minimal_magi(const Plan& p, const std::vector<AttnSlice>& mask) {
     }
     EXPECT_EQ(area, rk.area);
   }
-  const int64_t kv = kv_bytes_per_token(p.model);
+  const int64_t kv = kv_bytes_per_token(p.model, dtype_bytes(p.model.dtype));
   EXPECT_EQ(p.volume.fwd_bytes, remote_sum * kv);
   EXPECT_EQ(p.zero_redundancy_bound.fwd_bytes, remote_sum * kv);
   EXPECT_EQ(p.volume.bwd_bytes, 2 * remote_sum * kv);
@@ -158,7 +160,7 @@ TEST(Plan, RingClosedFormAndSkippedSteps) {
     const Plan p = build_plan(mask, c);
     ASSERT_FALSE(p.skipped);
     expect_covers_exactly(p, mask);
-    const int64_t kv = kv_bytes_per_token(c.model);
+    const int64_t kv = kv_bytes_per_token(c.model, dtype_bytes(c.model.dtype));
     EXPECT_EQ(p.volume.fwd_bytes, (cp - 1) * 512 * kv);
     EXPECT_EQ(p.volume.bwd_bytes, cp > 1 ? (2 * cp - 1) * 512 * kv : 0);  // nothing moves on one rank
     int64_t moved = 0;
@@ -221,7 +223,7 @@ TEST(Plan, AllgatherClosedForm) {
   for (int cp : {1, 2, 5}) {
     const Case c = make_case(200, cp, 8, Strategy::allgather);
     const Plan p = build_plan(mask, c);
-    const int64_t kv = kv_bytes_per_token(c.model);
+    const int64_t kv = kv_bytes_per_token(c.model, dtype_bytes(c.model.dtype));
     EXPECT_EQ(p.volume.fwd_bytes, (cp - 1) * 200 * kv);
     int64_t moved = 0;
     for (const Transfer& t : p.transfers) moved += t.tokens;
@@ -277,28 +279,6 @@ TEST(Plan, SkipsWhenFewerChunksThanRanks) {
   const Plan p = build_plan(mask, make_case(64, 16, 8));
   EXPECT_TRUE(p.skipped);
   EXPECT_NE(p.skip_reason.find("fewer chunks than ranks"), std::string::npos);
-}
-
-// The worked example of planner.cpp's overlap comment.
-TEST(Overlap, WorkedExample) {
-  const ModelShape m{64, 8, 128, DType::bf16};
-  ParallelSpec ps;
-  ps.compute_tflops = 400;
-  ps.comm_gbps = 100;
-  const RankStageCost r{int64_t{1} << 23, int64_t{1} << 25, 65536};
-  const double t1 = estimate_rank_time_s(r, 1, m, ps) * 1e3, t2 = estimate_rank_time_s(r, 2, m, ps) * 1e3;
-  const double t4 = estimate_rank_time_s(r, 4, m, ps) * 1e3, t8 = estimate_rank_time_s(r, 8, m, ps) * 1e3;
-  std::printf("[overlap example] d=1 %.3f ms, d=2 %.3f ms, d=4 %.3f ms, d=8 %.3f ms; all:", t1, t2, t4, t8);
-  for (int d = 1; d <= kMaxOverlapDegree; ++d) std::printf(" %.3f", estimate_rank_time_s(r, d, m, ps) * 1e3);
-  std::printf("\n");
-  EXPECT_NEAR(t1, 5.46, 0.01);
-  EXPECT_NEAR(t2, 4.12, 0.01);
-  EXPECT_NEAR(t4, 3.46, 0.01);
-  EXPECT_NEAR(t8, 3.48, 0.01);
-  EXPECT_EQ(choose_overlap_degree({r}, m, ps), 4);
-  // Compute-bound: every degree hides the comm; the smallest wins the tie.
-  ps.comm_gbps = 1e6;
-  EXPECT_EQ(choose_overlap_degree({RankStageCost{int64_t{1} << 30, int64_t{1} << 30, 1024}}, m, ps), 1);
 }
 
 TEST(Overlap, AutoPlanResolvesDegree) {
