@@ -228,7 +228,7 @@ int64_t slice_area(const DevSlice& s) {
 }  // namespace
 
 WorkLists build_work_lists(const AttnShape& shape, const KernelSlice* slices, size_t num_slices,
-                           const TileShape& tiles, bool align_to_slices) {
+                           const TileShape& tiles) {
   if (num_slices > 0 && slices == nullptr) throw std::invalid_argument("FlexAttention: null slices");
   WorkLists wl;
   std::vector<std::pair<int, int>> qranges, kranges;
@@ -251,9 +251,9 @@ WorkLists build_work_lists(const AttnShape& shape, const KernelSlice* slices, si
   }
   wl.stats.q_ranges_overlap = ranges_overlap(qranges);
   build_forward(shape, wl.slices, wl.fwd_entries, wl.fwd_items, wl.stats, tiles.fwd_bm, tiles.fwd_bn,
-                align_to_slices && !wl.stats.q_ranges_overlap);
+                !wl.stats.q_ranges_overlap);
   build_backward(shape, wl.slices, wl.bwd_entries, wl.bwd_items, wl.stats, tiles.bwd_bm, tiles.bwd_bn,
-                 align_to_slices && !ranges_overlap(kranges));
+                 !ranges_overlap(kranges));
   wl.bwd_unit_tiles = unit_tiles(shape, wl.bwd_entries, tiles.bwd_bm);
   return wl;
 }

@@ -74,8 +74,9 @@ struct WorkListStats {
 
 // Tile sizes of the kernels: forward items of fwd_bm query rows walking fwd_bn-key tiles,
 // backward items of bwd_bn keys walking bwd_bm-row query tiles.
+// (The kernels' own choice: cuda/flex_tiles.h.)
 struct TileShape {
-  int fwd_bm = 128, fwd_bn = 128, bwd_bm = 64, bwd_bn = 128;
+  int fwd_bm, fwd_bn, bwd_bm, bwd_bn;
 };
 
 struct WorkLists {
@@ -92,10 +93,9 @@ struct WorkLists {
 };
 
 // Validates the slices against the shape (std::invalid_argument naming the slice) and builds the
-// lists. With align_to_slices, items of an axis start at each slice's first row when no two slices
-// share a row on that axis (documents), so no tile straddles two; otherwise, and always when
-// align_to_slices is false, they follow a fixed grid of tiles.
+// lists. Items of an axis start at each slice's first row when no two slices share a row on that
+// axis (documents), so no tile straddles two; otherwise they follow a fixed grid of tiles.
 WorkLists build_work_lists(const AttnShape& shape, const KernelSlice* slices, size_t num_slices,
-                           const TileShape& tiles, bool align_to_slices = true);
+                           const TileShape& tiles);
 
 }  // namespace magi::kernels::flex
