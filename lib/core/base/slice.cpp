@@ -25,6 +25,12 @@ std::optional<SliceType> parse_slice_type(std::string_view s) {
 
 namespace {
 
+static_assert(static_cast<int>(SliceType::full) == static_cast<int>(kernels::KernelSliceType::full) &&
+              static_cast<int>(SliceType::causal) == static_cast<int>(kernels::KernelSliceType::causal) &&
+              static_cast<int>(SliceType::inv_causal) == static_cast<int>(kernels::KernelSliceType::inv_causal) &&
+              static_cast<int>(SliceType::bi_causal) == static_cast<int>(kernels::KernelSliceType::bi_causal));
+kernels::KernelSliceType kernel_type(SliceType t) { return static_cast<kernels::KernelSliceType>(t); }
+
 bool has_lower_edge(SliceType t) { return t == SliceType::inv_causal || t == SliceType::bi_causal; }
 bool has_upper_edge(SliceType t) { return t == SliceType::causal || t == SliceType::bi_causal; }
 
@@ -38,6 +44,17 @@ int64_t band_hi(const AttnSlice& s, int64_t q) {
 }
 
 }  // namespace
+
+kernels::KernelSlice to_kernel_slice(const AttnSlice& s) {
+  return {s.q.start, s.q.end, s.k.start, s.k.end, kernel_type(s.type)};
+}
+
+std::vector<kernels::KernelSlice> to_kernel_slices(const std::vector<AttnSlice>& slices) {
+  std::vector<kernels::KernelSlice> out;
+  out.reserve(slices.size());
+  for (const AttnSlice& s : slices) out.push_back(to_kernel_slice(s));
+  return out;
+}
 
 Range visible_keys(const AttnSlice& s, int64_t q) {
   const int64_t lo = band_lo(s, q);

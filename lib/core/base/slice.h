@@ -7,6 +7,7 @@
 // clipped to [ks, ke); an empty interval means the row sees nothing in that slice.
 #pragma once
 
+#include "common/kernel_args.h"
 #include "core/base/range.h"
 
 #include <cstdint>
@@ -32,6 +33,10 @@ struct AttnSlice {
 
 // The visible keys [lo, hi) of query q (q inside s.q), clipped to s.k; lo >= hi means none.
 Range visible_keys(const AttnSlice& s, int64_t q);
+
+// The slice in the kernels' argument type (kernels never see core types).
+kernels::KernelSlice to_kernel_slice(const AttnSlice& s);
+std::vector<kernels::KernelSlice> to_kernel_slices(const std::vector<AttnSlice>& slices);
 
 // Number of (q, k) pairs the slice covers, in closed form (no loop over tokens).
 int64_t slice_area(const AttnSlice& s);
