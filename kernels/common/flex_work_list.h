@@ -6,16 +6,11 @@
 #pragma once
 
 #include "common/kernel_args.h"
+#include "common/slice_band.h"
 
 #include <cstddef>
 #include <cstdint>
 #include <vector>
-
-#if defined(__CUDACC__)
-#define MAGI_HOST_DEVICE __host__ __device__
-#else
-#define MAGI_HOST_DEVICE
-#endif
 
 namespace magi::kernels::flex {
 
@@ -46,15 +41,12 @@ struct BwdItem {
   int pad;
 };
 
+// The band rule (common/slice_band.h) on a DevSlice.
 MAGI_HOST_DEVICE inline int band_lo(const DevSlice& s, int q) {
-  return (s.type & 2) ? s.ks + (q - s.qs) : s.ks;  // inv_causal (2), bi_causal (3)
+  return kernels::band_lo(static_cast<KernelSliceType>(s.type), s.qs, s.ks, q);
 }
 MAGI_HOST_DEVICE inline int band_hi(const DevSlice& s, int q) {
-  return (s.type & 1) ? s.ke - (s.qe - 1 - q) : s.ke;  // causal (1), bi_causal (3)
-}
-// Whether a bi_causal slice's band is empty (fewer keys than queries): it covers nothing.
-MAGI_HOST_DEVICE inline bool band_empty(const DevSlice& s) {
-  return s.type == 3 && (s.ke - s.ks) < (s.qe - s.qs);
+  return kernels::band_hi(static_cast<KernelSliceType>(s.type), s.qe, s.ke, q);
 }
 // Whether every (q, k) of [q0, q1) x [k0, k1) is visible in slice s (lo and hi are
 // non-decreasing in q, and lo >= ks, hi <= ke).

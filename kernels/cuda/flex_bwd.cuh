@@ -270,6 +270,8 @@ __global__ void __launch_bounds__(256, 1) flex_bwd_wgmma_kernel(const __grid_con
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         const int k = k0 + key_in_blk + 8 * r;
+        // rows_lo / rows_hi of common/slice_band.h, written out: called, they compile to other
+        // instructions (same registers and spills), and this keeps the measured kernel's code.
         int qlo = sl.qs, qhi = k >= sl.ks && k < sl.ke ? sl.qe : sl.qs;
         if (sl.type & 1) qlo = max(qlo, k - sl.ke + sl.qe);      // causal edge: k < band_hi(q)
         if (sl.type & 2) qhi = min(qhi, k - sl.ks + sl.qs + 1);  // inv_causal edge: k >= band_lo(q)

@@ -1,5 +1,7 @@
 #include "core/base/slice.h"
 
+#include "common/slice_band.h"
+
 #include <algorithm>
 #include <array>
 #include <numeric>
@@ -31,16 +33,13 @@ static_assert(static_cast<int>(SliceType::full) == static_cast<int>(kernels::Ker
               static_cast<int>(SliceType::bi_causal) == static_cast<int>(kernels::KernelSliceType::bi_causal));
 kernels::KernelSliceType kernel_type(SliceType t) { return static_cast<kernels::KernelSliceType>(t); }
 
-bool has_lower_edge(SliceType t) { return t == SliceType::inv_causal || t == SliceType::bi_causal; }
-bool has_upper_edge(SliceType t) { return t == SliceType::causal || t == SliceType::bi_causal; }
-
-// The band's edges as exact linear functions of q (no clipping needed: lo >= ks and hi <= ke
-// hold for every q inside the slice's query range).
+// The band's edges (kernels/common/slice_band.h) as exact linear functions of q, defined for
+// every q, inside the slice's query range or not.
 int64_t band_lo(const AttnSlice& s, int64_t q) {
-  return has_lower_edge(s.type) ? s.k.start + (q - s.q.start) : s.k.start;
+  return kernels::band_lo(kernel_type(s.type), s.q.start, s.k.start, q);
 }
 int64_t band_hi(const AttnSlice& s, int64_t q) {
-  return has_upper_edge(s.type) ? s.k.end - (s.q.end - 1 - q) : s.k.end;
+  return kernels::band_hi(kernel_type(s.type), s.q.end, s.k.end, q);
 }
 
 }  // namespace
@@ -62,19 +61,7 @@ Range visible_keys(const AttnSlice& s, int64_t q) {
   return Range{lo, std::max(lo, hi)};
 }
 
-int64_t slice_area(const AttnSlice& s) {
-  const int64_t lq = s.q.size();
-  const int64_t lk = s.k.size();
-  if (lq == 0 || lk == 0) return 0;
-  switch (s.type) {
-    case SliceType::full: return lq * lk;
-    case SliceType::causal:
-    case SliceType::inv_causal:
-      return lk >= lq ? (2 * lk - lq + 1) * lq / 2 : lk * (lk + 1) / 2;
-    case SliceType::bi_causal: return lk >= lq ? (lk - lq + 1) * lq : 0;
-  }
-  return 0;
-}
+int64_t slice_area(const AttnSlice& s) { return kernels::band_area(kernel_type(s.type), s.q.size(), s.k.size()); }
 
 int64_t mask_area(const std::vector<AttnSlice>& slices) {
   int64_t a = 0;

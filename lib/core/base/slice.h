@@ -1,10 +1,6 @@
 // AttnSlice: the unit of a mask (DESIGN.md §1). A mask is a list of slices over one packed
-// sequence; no (q, k) pair may be covered by two slices.
-//
-// For a query q of slice [qs, qe) x [ks, ke) the visible keys are [lo, hi) with
-//   lo = ks + (q - qs) for inv_causal and bi_causal, else ks;
-//   hi = ke - (qe - 1 - q) for causal and bi_causal, else ke;
-// clipped to [ks, ke); an empty interval means the row sees nothing in that slice.
+// sequence; no (q, k) pair may be covered by two slices. The band rule (which keys a query of a
+// slice sees) is kernels/common/slice_band.h, shared with the kernels.
 #pragma once
 
 #include "common/kernel_args.h"
