@@ -38,8 +38,8 @@ std::vector<kernels::KernelSlice> to_kernel_slices(const std::vector<AttnSlice>&
 int64_t slice_area(const AttnSlice& s);
 int64_t mask_area(const std::vector<AttnSlice>& slices);
 
-// The first pair of slices (indices into `slices`) that cover a common (q, k) pair, if any.
-// Runs in O(n log n + overlapping candidates) using the closed form of the visible band.
+// A pair of slices (indices into `slices`, the smaller first) that cover a common (q, k) pair, if
+// any; nullopt exactly when no pair is covered twice. O(n log n): a sweep over query rows.
 std::optional<std::pair<size_t, size_t>> find_double_cover(const std::vector<AttnSlice>& slices);
 
 // Whether slices a and b cover at least one common (q, k) pair.
