@@ -116,8 +116,8 @@ void build_forward(const AttnShape& shape, const std::vector<DevSlice>& sl,
     int tiles = 0;
     for (int i : g.slices) {
       const DevSlice& s = sl[static_cast<size_t>(i)];
-      if (s.ke <= s.ks) continue;
-      if (band_empty(s)) continue;
+      const RowRun<int> rows = nonempty_rows(static_cast<KernelSliceType>(s.type), s.qs, s.qe, s.ks, s.ke);
+      if (rows.first >= rows.end) continue;
       const int rr0 = std::max(g.r0, s.qs), rr1 = std::min(g.r1, s.qe);
       if (rr1 <= rr0) continue;
       const int k_lo = std::max(band_lo(s, rr0), s.ks);
@@ -148,9 +148,8 @@ void build_forward(const AttnShape& shape, const std::vector<DevSlice>& sl,
 }
 
 // Backward entries and items: one item per (segment of key rows, kv head). For segment keys
-// [k0, k1) and slice s the keys are kk0 = max(k0, ks) .. kk1 = min(k1, ke); key k is seen by
-// queries [max(qs, k + qe - ke) (causal, bi_causal) or qs, min(qe, k - ks + qs + 1) (inv_causal,
-// bi_causal) or qe), non-decreasing in k.
+// [k0, k1) and slice s the keys are kk0 = max(k0, ks) .. kk1 = min(k1, ke); their queries lie in
+// [rows_lo(kk0), rows_hi(kk1 - 1)) since both are non-decreasing in k.
 void build_backward(const AttnShape& shape, const std::vector<DevSlice>& sl,
                     std::vector<BwdEntry>& entries, std::vector<BwdItem>& items,
                     WorkListStats& stats, const int bm, const int bn, bool disjoint) {
@@ -161,12 +160,13 @@ void build_backward(const AttnShape& shape, const std::vector<DevSlice>& sl,
     int tiles = 0;
     for (int i : g.slices) {
       const DevSlice& s = sl[static_cast<size_t>(i)];
-      if (s.qe <= s.qs) continue;
-      if (band_empty(s)) continue;
+      const KernelSliceType t = static_cast<KernelSliceType>(s.type);
+      const RowRun<int> rows = nonempty_rows(t, s.qs, s.qe, s.ks, s.ke);
+      if (rows.first >= rows.end) continue;
       const int kk0 = std::max(g.r0, s.ks), kk1 = std::min(g.r1, s.ke);
       if (kk1 <= kk0) continue;
-      const int q_lo = (s.type & 1) ? std::max(s.qs, kk0 + s.qe - s.ke) : s.qs;
-      const int q_hi = (s.type & 2) ? std::min(s.qe, (kk1 - 1) - s.ks + s.qs + 1) : s.qe;
+      const int q_lo = rows_lo(t, s.qs, s.qe, s.ke, kk0);
+      const int q_hi = rows_hi(t, s.qs, s.qe, s.ks, kk1 - 1);
       if (q_hi <= q_lo) continue;
       const int n = static_cast<int>(ceil_div(q_hi - q_lo, bm));
       entries.push_back(BwdEntry{i, q_lo, n, 0});
@@ -214,21 +214,10 @@ std::vector<int> unit_tiles(const AttnShape& shape, const std::vector<BwdEntry>&
   return count;
 }
 
-int64_t slice_area(const DevSlice& s) {
-  const int64_t lq = s.qe - s.qs, lk = s.ke - s.ks;
-  if (lq <= 0 || lk <= 0) return 0;
-  switch (s.type) {
-    case 0: return lq * lk;
-    case 1:
-    case 2: return lk >= lq ? (2 * lk - lq + 1) * lq / 2 : lk * (lk + 1) / 2;
-    default: return lk >= lq ? (lk - lq + 1) * lq : 0;
-  }
-}
-
 }  // namespace
 
 WorkLists build_work_lists(const AttnShape& shape, const KernelSlice* slices, size_t num_slices,
-                           const TileShape& tiles, bool align_to_slices) {
+                           const TileShape& tiles) {
   if (num_slices > 0 && slices == nullptr) throw std::invalid_argument("FlexAttention: null slices");
   WorkLists wl;
   std::vector<std::pair<int, int>> qranges, kranges;
@@ -245,15 +234,15 @@ WorkLists build_work_lists(const AttnShape& shape, const KernelSlice* slices, si
     if (s.q_end == s.q_start || s.k_end == s.k_start) continue;
     wl.slices.push_back(DevSlice{static_cast<int>(s.q_start), static_cast<int>(s.q_end),
                                  static_cast<int>(s.k_start), static_cast<int>(s.k_end), t});
-    wl.stats.area += slice_area(wl.slices.back());
+    wl.stats.area += band_area(s.type, s.q_end - s.q_start, s.k_end - s.k_start);
     qranges.emplace_back(wl.slices.back().qs, wl.slices.back().qe);
     kranges.emplace_back(wl.slices.back().ks, wl.slices.back().ke);
   }
   wl.stats.q_ranges_overlap = ranges_overlap(qranges);
   build_forward(shape, wl.slices, wl.fwd_entries, wl.fwd_items, wl.stats, tiles.fwd_bm, tiles.fwd_bn,
-                align_to_slices && !wl.stats.q_ranges_overlap);
+                !wl.stats.q_ranges_overlap);
   build_backward(shape, wl.slices, wl.bwd_entries, wl.bwd_items, wl.stats, tiles.bwd_bm, tiles.bwd_bn,
-                 align_to_slices && !ranges_overlap(kranges));
+                 !ranges_overlap(kranges));
   wl.bwd_unit_tiles = unit_tiles(shape, wl.bwd_entries, tiles.bwd_bm);
   return wl;
 }

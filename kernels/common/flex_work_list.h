@@ -6,16 +6,11 @@
 #pragma once
 
 #include "common/kernel_args.h"
+#include "common/slice_band.h"
 
 #include <cstddef>
 #include <cstdint>
 #include <vector>
-
-#if defined(__CUDACC__)
-#define MAGI_HOST_DEVICE __host__ __device__
-#else
-#define MAGI_HOST_DEVICE
-#endif
 
 namespace magi::kernels::flex {
 
@@ -46,15 +41,12 @@ struct BwdItem {
   int pad;
 };
 
+// The band rule (common/slice_band.h) on a DevSlice.
 MAGI_HOST_DEVICE inline int band_lo(const DevSlice& s, int q) {
-  return (s.type & 2) ? s.ks + (q - s.qs) : s.ks;  // inv_causal (2), bi_causal (3)
+  return kernels::band_lo(static_cast<KernelSliceType>(s.type), s.qs, s.ks, q);
 }
 MAGI_HOST_DEVICE inline int band_hi(const DevSlice& s, int q) {
-  return (s.type & 1) ? s.ke - (s.qe - 1 - q) : s.ke;  // causal (1), bi_causal (3)
-}
-// Whether a bi_causal slice's band is empty (fewer keys than queries): it covers nothing.
-MAGI_HOST_DEVICE inline bool band_empty(const DevSlice& s) {
-  return s.type == 3 && (s.ke - s.ks) < (s.qe - s.qs);
+  return kernels::band_hi(static_cast<KernelSliceType>(s.type), s.qe, s.ke, q);
 }
 // Whether every (q, k) of [q0, q1) x [k0, k1) is visible in slice s (lo and hi are
 // non-decreasing in q, and lo >= ks, hi <= ke).
@@ -74,8 +66,9 @@ struct WorkListStats {
 
 // Tile sizes of the kernels: forward items of fwd_bm query rows walking fwd_bn-key tiles,
 // backward items of bwd_bn keys walking bwd_bm-row query tiles.
+// (The kernels' own choice: cuda/flex_tiles.h.)
 struct TileShape {
-  int fwd_bm = 128, fwd_bn = 128, bwd_bm = 64, bwd_bn = 128;
+  int fwd_bm, fwd_bn, bwd_bm, bwd_bn;
 };
 
 struct WorkLists {
@@ -92,10 +85,9 @@ struct WorkLists {
 };
 
 // Validates the slices against the shape (std::invalid_argument naming the slice) and builds the
-// lists. With align_to_slices, items of an axis start at each slice's first row when no two slices
-// share a row on that axis (documents), so no tile straddles two; otherwise, and always when
-// align_to_slices is false, they follow a fixed grid of tiles.
+// lists. Items of an axis start at each slice's first row when no two slices share a row on that
+// axis (documents), so no tile straddles two; otherwise they follow a fixed grid of tiles.
 WorkLists build_work_lists(const AttnShape& shape, const KernelSlice* slices, size_t num_slices,
-                           const TileShape& tiles, bool align_to_slices = true);
+                           const TileShape& tiles);
 
 }  // namespace magi::kernels::flex

@@ -1,5 +1,7 @@
 #include "cpu/reference_attention.h"
 
+#include "common/slice_band.h"
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -61,29 +63,20 @@ int resolve_threads(int num_threads) {
   return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
 
-bool has_lower_edge(KernelSliceType t) { return t == KernelSliceType::inv_causal || t == KernelSliceType::bi_causal; }
-bool has_upper_edge(KernelSliceType t) { return t == KernelSliceType::causal || t == KernelSliceType::bi_causal; }
-
 // [lo, hi) with the slice it came from; empty when lo >= hi.
 struct Interval {
   int64_t lo = 0, hi = 0;
   size_t slice = 0;
 };
 
-// The keys query row q (q in [q_start, q_end)) sees in slice s, DESIGN.md §1. lo >= k_start and
-// hi <= k_end hold for every such q, so no clipping is needed.
+// The keys query row q (q in [q_start, q_end)) sees in slice s (common/slice_band.h).
 Interval visible_keys(const KernelSlice& s, int64_t q) {
-  const int64_t lo = has_lower_edge(s.type) ? s.k_start + (q - s.q_start) : s.k_start;
-  const int64_t hi = has_upper_edge(s.type) ? s.k_end - (s.q_end - 1 - q) : s.k_end;
-  return {lo, hi, 0};
+  return {band_lo(s.type, s.q_start, s.k_start, q), band_hi(s.type, s.q_end, s.k_end, q), 0};
 }
 
-// The transpose: the rows that see key j (j in [k_start, k_end)) in slice s. From visible_keys,
-// lo(q) <= j  <=>  q <= j - k_start + q_start,  and  j < hi(q)  <=>  q >= j - k_end + q_end.
+// The transpose: the rows that see key j (j in [k_start, k_end)) in slice s.
 Interval visible_rows(const KernelSlice& s, int64_t j) {
-  const int64_t lo = has_upper_edge(s.type) ? std::max(s.q_start, j - s.k_end + s.q_end) : s.q_start;
-  const int64_t hi = has_lower_edge(s.type) ? std::min(s.q_end, j - s.k_start + s.q_start + 1) : s.q_end;
-  return {lo, hi, 0};
+  return {rows_lo(s.type, s.q_start, s.q_end, s.k_end, j), rows_hi(s.type, s.q_start, s.q_end, s.k_start, j), 0};
 }
 
 // For each position p of one axis (query rows, or keys), the non-empty intervals of the other axis

@@ -1,8 +1,10 @@
-// Host side of the flexible attention kernels: shape checks, kernel variants, device buffers,
-// launches. The work lists: common/flex_work_list.h; the contract: flex_attention.h; the kernels:
-// flex_fwd.cuh and flex_bwd.cuh.
+// Host side of the flexible attention kernels: shape checks, device buffers, launches. The work
+// lists: common/flex_work_list.h; the tiles: flex_tiles.h; the contract: flex_attention.h; the
+// kernels: flex_fwd.cuh and flex_bwd.cuh.
 #include "cuda/flex_attention.h"
 
+#include "cuda/cuda_check.h"
+#include "cuda/flex_tiles.h"
 #include "flex_bwd.cuh"
 #include "flex_fwd.cuh"
 
@@ -10,7 +12,6 @@
 
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
 #include <initializer_list>
 #include <limits>
 #include <sstream>
@@ -26,44 +27,9 @@ using detail::DevSlice;
 using detail::FwdEntry;
 using detail::FwdItem;
 
-void cuda_check(cudaError_t e, const char* call, const char* file, int line) {
-  if (e != cudaSuccess) {
-    int dev = -1;
-    cudaGetDevice(&dev);
-    std::ostringstream os;
-    os << "CUDA error '" << cudaGetErrorString(e) << "' in " << call << " at " << file << ":" << line
-       << " (device " << dev << ")";
-    throw std::runtime_error(os.str());
-  }
-}
-#define FLEX_CUDA_CHECK(call) cuda_check((call), #call, __FILE__, __LINE__)
-
-// Forward kernel variants (warpgroups of 64 query rows, key tile, blocks per SM). The default is
-// the fastest measured on an H100 (results/kernel/NOTES.md); MAGI_FLEX_FWD_VARIANT picks another
-// for experiments (the tests run the default only). The backward has one kernel.
-struct FwdVariant {
-  int nwg, bn, minb;
-  int bm() const { return nwg * 64; }
-};
-constexpr FwdVariant kFwdVariants[] = {
-    {2, 128, 1},  // 0: default at head dim 128
-    {2, 64, 1},   // 1
-    {3, 64, 1},   // 2
-    {2, 64, 2},   // 3: two blocks per SM (fit at head dim 64 only); default at head dim 64
-};
-// H100, 32k tokens, 16 heads, forward TFLOP/s of variant 0 / 3: d 128 full 440 / 403;
-// d 64 full 335 / 345, varlen causal 283 / 306.
-int default_fwd_variant(int head_dim) { return head_dim == 64 ? 3 : 0; }
-constexpr int kNumFwdVariants = sizeof(kFwdVariants) / sizeof(kFwdVariants[0]);
-constexpr int kBwdBM = 64, kBwdBN = 128;  // the backward kernel's query and key tiles
-
-int variant_from_env(const char* name, int fallback, int count) {
-  const char* e = std::getenv(name);
-  if (!e || !*e) return fallback;
-  const int v = std::atoi(e);
-  if (v < 0 || v >= count) throw std::invalid_argument(std::string(name) + " out of range");
-  return v;
-}
+// The backward kernel's query tile: the dQ units and the TMA boxes follow it.
+constexpr int kBwdBM = flex_tiles(FlexPass::backward, 64).rows;
+static_assert(kBwdBM == flex_tiles(FlexPass::backward, 128).rows, "one dQ unit height for every head dim");
 
 template <typename T>
 struct DeviceArray {
@@ -72,13 +38,13 @@ struct DeviceArray {
   // Leaves the array empty (retry possible) when the allocation fails.
   void allocate(size_t count) {
     T* p = nullptr;
-    if (count > 0) FLEX_CUDA_CHECK(cudaMalloc(&p, count * sizeof(T)));
+    if (count > 0) MAGI_CUDA_CHECK(cudaMalloc(&p, count * sizeof(T)));
     ptr = p;
     n = count;
   }
   void upload(const std::vector<T>& host) {
     allocate(host.size());
-    if (n > 0) FLEX_CUDA_CHECK(cudaMemcpy(ptr, host.data(), n * sizeof(T), cudaMemcpyHostToDevice));
+    if (n > 0) MAGI_CUDA_CHECK(cudaMemcpy(ptr, host.data(), n * sizeof(T), cudaMemcpyHostToDevice));
   }
   void reset() {
     if (ptr) cudaFree(ptr);
@@ -117,9 +83,9 @@ bool device_available() {
 
 std::string device_description() {
   int dev = 0;
-  FLEX_CUDA_CHECK(cudaGetDevice(&dev));
+  MAGI_CUDA_CHECK(cudaGetDevice(&dev));
   cudaDeviceProp prop{};
-  FLEX_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
+  MAGI_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
   std::ostringstream os;
   os << prop.name << " (sm_" << prop.major << prop.minor << ", " << prop.multiProcessorCount
      << " SMs)";
@@ -146,7 +112,6 @@ struct FlexAttention::Impl {
   bool workspace_zeroed = false;
   DeviceArray<float> delta;
   CUtensorMap dq_map{};  // over dq_acc, for the backward's TMA reduce-add
-  int fwd_variant = 0;
 
   ~Impl() {
     slices.reset();
@@ -168,7 +133,7 @@ template <auto K>
 void allow_smem(int smem) {
   static bool configured = false;
   if (!configured) {
-    FLEX_CUDA_CHECK(cudaFuncSetAttribute(K, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    MAGI_CUDA_CHECK(cudaFuncSetAttribute(K, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     configured = true;
   }
 }
@@ -193,31 +158,18 @@ detail::FwdParams<T> forward_params(const FlexAttention::Impl& im, const void* q
   return p;
 }
 
-template <typename T, int D, int NWG, int BN, int MINB>
-void launch_forward_wg(const FlexAttention::Impl& im, const void* q, const void* k, const void* v,
-                       void* out, float* lse, float scale, cudaStream_t stream) {
-  constexpr int smem = detail::fwd_wgmma_smem_bytes<D, NWG * 64, BN, 2>();
-  constexpr auto kernel = detail::flex_fwd_wgmma_kernel<T, D, NWG, BN, 2, MINB>;
-  allow_smem<kernel>(smem);
-  const unsigned grid = static_cast<unsigned>(im.fwd_items.n);
-  if (grid == 0) return;
-  kernel<<<grid, NWG * 128, smem, stream>>>(forward_params<T>(im, q, k, v, out, lse, scale));
-  FLEX_CUDA_CHECK(cudaGetLastError());
-}
-
 template <typename T, int D>
 void launch_forward(const FlexAttention::Impl& im, const void* q, const void* k, const void* v,
                     void* out, float* lse, float scale, cudaStream_t stream) {
-  switch (im.fwd_variant) {
-#define FWD_CASE(i)                                                                          \
-  case i:                                                                                   \
-    launch_forward_wg<T, D, kFwdVariants[i].nwg, kFwdVariants[i].bn, kFwdVariants[i].minb>( \
-        im, q, k, v, out, lse, scale, stream);                                              \
-    break;
-    FWD_CASE(0) FWD_CASE(1) FWD_CASE(2) FWD_CASE(3)
-#undef FWD_CASE
-    default: throw std::logic_error("forward variant");
-  }
+  constexpr FlexTiles kTiles = flex_tiles(FlexPass::forward, D);
+  constexpr int kWarpgroups = kTiles.rows / 64, kStages = 2;
+  constexpr int smem = detail::fwd_wgmma_smem_bytes<D, kTiles.rows, kTiles.keys, kStages>();
+  constexpr auto kernel = detail::flex_fwd_wgmma_kernel<T, D, kWarpgroups, kTiles.keys, kStages, kTiles.blocks_per_sm>;
+  allow_smem<kernel>(smem);
+  const unsigned grid = static_cast<unsigned>(im.fwd_items.n);
+  if (grid == 0) return;
+  kernel<<<grid, kWarpgroups * 128, smem, stream>>>(forward_params<T>(im, q, k, v, out, lse, scale));
+  MAGI_CUDA_CHECK(cudaGetLastError());
 }
 
 // The tensor map through which the backward adds dQ tiles into the fp32 workspace [sq][hq][d]:
@@ -226,7 +178,7 @@ CUtensorMap make_dq_map(float* dq_acc, const AttnShape& sh) {
   static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
     void* fn = nullptr;
     cudaDriverEntryPointQueryResult found{};
-    FLEX_CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found));
+    MAGI_CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found));
     if (found != cudaDriverEntryPointSuccess || fn == nullptr)
       throw std::runtime_error("FlexAttention: the driver has no cuTensorMapEncodeTiled");
     return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
@@ -257,8 +209,8 @@ void launch_backward(FlexAttention::Impl& im, const void* q, const void* k, cons
     if (!im.workspace_zeroed) {
       if (!im.dq_acc.ptr) im.dq_acc.allocate(static_cast<size_t>(qelems));
       if (!im.dq_count.ptr) im.dq_count.allocate(im.unit_tiles.n * static_cast<size_t>(sh.hq));
-      FLEX_CUDA_CHECK(cudaMemsetAsync(im.dq_acc.ptr, 0, im.dq_acc.n * sizeof(float), stream));
-      FLEX_CUDA_CHECK(cudaMemsetAsync(im.dq_count.ptr, 0, im.dq_count.n * sizeof(int), stream));
+      MAGI_CUDA_CHECK(cudaMemsetAsync(im.dq_acc.ptr, 0, im.dq_acc.n * sizeof(float), stream));
+      MAGI_CUDA_CHECK(cudaMemsetAsync(im.dq_count.ptr, 0, im.dq_count.n * sizeof(int), stream));
       im.dq_map = make_dq_map(im.dq_acc.ptr, sh);
       im.workspace_zeroed = true;
     }
@@ -266,9 +218,10 @@ void launch_backward(FlexAttention::Impl& im, const void* q, const void* k, cons
     detail::flex_bwd_prepare_kernel<T, D><<<static_cast<unsigned>(ceil_div(qrows, 8)), 256, 0, stream>>>(
         static_cast<const T*>(out), static_cast<const T*>(dout), im.delta.ptr, im.unit_tiles.ptr,
         static_cast<T*>(dq), sh.hq, kBwdBM, qrows);
-    FLEX_CUDA_CHECK(cudaGetLastError());
+    MAGI_CUDA_CHECK(cudaGetLastError());
   }
-  constexpr int smem = detail::bwd_wgmma_smem_bytes<D, kBwdBM, kBwdBN>();
+  constexpr FlexTiles kTiles = flex_tiles(FlexPass::backward, D);
+  constexpr int smem = detail::bwd_wgmma_smem_bytes<D, kTiles.rows, kTiles.keys>();
   constexpr auto kernel = detail::flex_bwd_wgmma_kernel<T, D>;
   allow_smem<kernel>(smem);
   detail::BwdParams<T> p{};
@@ -297,7 +250,7 @@ void launch_backward(FlexAttention::Impl& im, const void* q, const void* k, cons
   const unsigned grid = static_cast<unsigned>(im.bwd_items.n);
   if (grid > 0) {
     kernel<<<grid, 256, smem, stream>>>(p);
-    FLEX_CUDA_CHECK(cudaGetLastError());
+    MAGI_CUDA_CHECK(cudaGetLastError());
   }
 }
 
@@ -317,14 +270,11 @@ FlexAttention::FlexAttention(const AttnShape& shape, const KernelSlice* slices, 
     throw std::invalid_argument("FlexAttention: dtype fp32 not supported (bf16 or fp16)");
   impl_->shape = shape;
   impl_->dtype = dtype;
-  if (device >= 0) FLEX_CUDA_CHECK(cudaSetDevice(device));
-  FLEX_CUDA_CHECK(cudaGetDevice(&impl_->device));
+  if (device >= 0) MAGI_CUDA_CHECK(cudaSetDevice(device));
+  MAGI_CUDA_CHECK(cudaGetDevice(&impl_->device));
 
-  impl_->fwd_variant = variant_from_env("MAGI_FLEX_FWD_VARIANT", default_fwd_variant(shape.d), kNumFwdVariants);
-  const FwdVariant& fv = kFwdVariants[impl_->fwd_variant];
-  const bool aligned = std::getenv("MAGI_FLEX_GRID_TILES") == nullptr;  // experiments only
   const flex::WorkLists wl =
-      flex::build_work_lists(shape, slices, num_slices, flex::TileShape{fv.bm(), fv.bn, kBwdBM, kBwdBN}, aligned);
+      flex::build_work_lists(shape, slices, num_slices, flex_work_list_tiles(shape.d));
   impl_->stats = wl.stats;
   impl_->slices.upload(wl.slices);
   impl_->fwd_entries.upload(wl.fwd_entries);
@@ -344,7 +294,7 @@ void FlexAttention::forward(const void* q, const void* k, const void* v, void* o
   if (!(softmax_scale > 0.f) || !std::isfinite(softmax_scale))
     throw std::invalid_argument("FlexAttention: softmax scale must be positive and finite");
   check_aligned({{q, "q", 16}, {k, "k", 16}, {v, "v", 16}, {out, "out", 16}, {lse, "lse", 4}});
-  FLEX_CUDA_CHECK(cudaSetDevice(impl_->device));
+  MAGI_CUDA_CHECK(cudaSetDevice(impl_->device));
   auto st = static_cast<cudaStream_t>(stream);
   const int d = impl_->shape.d;
   if (impl_->dtype == DType::bf16) {
@@ -363,7 +313,7 @@ void FlexAttention::backward(const void* q, const void* k, const void* v, const 
     throw std::invalid_argument("FlexAttention: softmax scale must be positive and finite");
   check_aligned({{q, "q", 16}, {k, "k", 16}, {v, "v", 16}, {out, "out", 16}, {dout, "dout", 16}, {lse, "lse", 4},
                  {dq, "dq", 16}, {dk, "dk", 16}, {dv, "dv", 16}});
-  FLEX_CUDA_CHECK(cudaSetDevice(impl_->device));
+  MAGI_CUDA_CHECK(cudaSetDevice(impl_->device));
   auto st = static_cast<cudaStream_t>(stream);
   const int d = impl_->shape.d;
   if (impl_->dtype == DType::bf16) {

@@ -27,8 +27,8 @@
 //  - items are ordered on the host (the hardware hands out blocks in order): grouped by the
 //    operands they stream, (kv head, first slice), so that blocks running together share them in
 //    L2; groups and items within a group heaviest first.
-//  - the matrix products run on Hopper's wgmma (sm_90a); MAGI_FLEX_FWD_VARIANT selects other
-//    forward tile shapes for experiments.
+//  - the matrix products run on Hopper's wgmma (sm_90a); the tiles per pass and head dim are
+//    flex_tiles.h.
 // Memory: the work lists (O(slices + tokens / tile)) and, for backward, an fp32 dQ buffer
 // [sq, hq, d], its per-unit counts and D = rowsum(dout * out) [sq, hq]: O(tokens x heads x dim),
 // never O(S^2). The backward leaves its workspace zeroed; a call that fails on the device leaves

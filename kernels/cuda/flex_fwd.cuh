@@ -4,7 +4,7 @@
 // over the union of their keys: the merge is exact and needs no second pass.
 #pragma once
 
-#include "flex_common.cuh"
+#include "flex_device_helpers.cuh"
 #include "flex_wgmma.cuh"
 
 #include <type_traits>
@@ -24,26 +24,6 @@ struct FwdParams {
   int sq, sk, hq, hkv;
   float scale_log2;  // softmax scale * log2(e)
 };
-
-// Rows [r0, r0 + ROWS) of a [rows, stride] global matrix (columns [0, D)) into the layout wgmma
-// reads with 128-byte swizzle: D / 64 column blocks, each [ROWS][64] with 128-byte rows whose
-// 16-byte chunks are XOR-ed with row % 8 (blocks must start 1024-byte aligned).
-template <int ROWS, int D, int NT, typename T>
-__device__ inline void load_tile_sw128(T* dst, const T* src, int64_t stride, int r0, int rows_end) {
-  constexpr int kChunksPerRow = D / 8;
-  constexpr int kChunks = ROWS * kChunksPerRow;
-#pragma unroll
-  for (int i = 0; i < (kChunks + NT - 1) / NT; ++i) {
-    const int c = static_cast<int>(threadIdx.x) + i * NT;
-    if (kChunks % NT == 0 || c < kChunks) {
-      const int r = c / kChunksPerRow, ch = c % kChunksPerRow;
-      const int g = r0 + r;
-      const bool ok = g >= 0 && g < rows_end;
-      const T* s = ok ? src + static_cast<int64_t>(g) * stride + ch * 8 : src;
-      cp_async16(dst + (ch >> 3) * (ROWS * 64) + r * 64 + (((ch & 7) ^ (r & 7)) << 3), s, ok);
-    }
-  }
-}
 
 template <int D, int BM, int BN, int STAGES>
 constexpr int fwd_wgmma_smem_bytes() {

@@ -79,16 +79,6 @@ void add_rows(const std::vector<RowCopy>& segs, const float* src, float* dst, in
   }
 }
 
-std::vector<kernels::KernelSlice> to_kernel_slices(const std::vector<AttnSlice>& slices) {
-  std::vector<kernels::KernelSlice> out;
-  out.reserve(slices.size());
-  for (const AttnSlice& s : slices) {
-    out.push_back({s.q.start, s.q.end, s.k.start, s.k.end,
-                   static_cast<kernels::KernelSliceType>(static_cast<int>(s.type))});
-  }
-  return out;
-}
-
 double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }

@@ -34,8 +34,6 @@ bool is_identity(const std::vector<RowCopy>& segs);
 void copy_rows(const std::vector<RowCopy>& segs, const float* src, float* dst, int64_t row_elems);
 void add_rows(const std::vector<RowCopy>& segs, const float* src, float* dst, int64_t row_elems);
 
-std::vector<kernels::KernelSlice> to_kernel_slices(const std::vector<AttnSlice>& slices);
-
 // Milliseconds of steady clock since t0.
 double ms_since(std::chrono::steady_clock::time_point t0);
 

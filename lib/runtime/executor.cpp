@@ -280,7 +280,7 @@ ExecResult execute_plan(Communicator& comm, const Plan& plan, const std::vector<
     fill_input_rows(opt.seed, InputTensor::k, all, L.hkv, L.d, k.data());
     fill_input_rows(opt.seed, InputTensor::v, all, L.hkv, L.d, v.data());
     fill_input_rows(opt.seed, InputTensor::dout, all, L.hq, L.d, dout.data());
-    const auto slices = detail::to_kernel_slices(mask);
+    const auto slices = to_kernel_slices(mask);
     const kernels::AttnShape shape{S, S, L.hq, L.hkv, L.d};
     const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(L.d)));
     const int ref_threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "common/kernel_args.h"
+#include "core/base/slice.h"
 #include "core/mask/catalogue.h"
 
 #include <cstdint>
@@ -29,10 +30,9 @@ inline std::vector<CatalogueCase> catalogue_cases(int64_t total_tokens, const st
     if (type == "prefix_lm") spec.prefix_tokens = 333;
     if (type == "sink_sliding_window") spec.sink_tokens = 4;
     const bool by_docs = magi::mask_uses_documents(type);
-    CatalogueCase c{type, {}};
-    for (const auto& s : magi::build_mask(spec, total_tokens, by_docs ? docs : std::vector<int64_t>{total_tokens}))
-      c.slices.push_back({s.q.start, s.q.end, s.k.start, s.k.end, static_cast<KernelSliceType>(s.type)});
-    cases.push_back(std::move(c));
+    cases.push_back(CatalogueCase{
+        type, magi::to_kernel_slices(
+                  magi::build_mask(spec, total_tokens, by_docs ? docs : std::vector<int64_t>{total_tokens}))});
   }
   return cases;
 }

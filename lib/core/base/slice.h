@@ -1,12 +1,9 @@
 // AttnSlice: the unit of a mask (DESIGN.md §1). A mask is a list of slices over one packed
-// sequence; no (q, k) pair may be covered by two slices.
-//
-// For a query q of slice [qs, qe) x [ks, ke) the visible keys are [lo, hi) with
-//   lo = ks + (q - qs) for inv_causal and bi_causal, else ks;
-//   hi = ke - (qe - 1 - q) for causal and bi_causal, else ke;
-// clipped to [ks, ke); an empty interval means the row sees nothing in that slice.
+// sequence; no (q, k) pair may be covered by two slices. The band rule (which keys a query of a
+// slice sees) is kernels/common/slice_band.h, shared with the kernels.
 #pragma once
 
+#include "common/kernel_args.h"
 #include "core/base/range.h"
 
 #include <cstdint>
@@ -33,12 +30,16 @@ struct AttnSlice {
 // The visible keys [lo, hi) of query q (q inside s.q), clipped to s.k; lo >= hi means none.
 Range visible_keys(const AttnSlice& s, int64_t q);
 
+// The slice in the kernels' argument type (kernels never see core types).
+kernels::KernelSlice to_kernel_slice(const AttnSlice& s);
+std::vector<kernels::KernelSlice> to_kernel_slices(const std::vector<AttnSlice>& slices);
+
 // Number of (q, k) pairs the slice covers, in closed form (no loop over tokens).
 int64_t slice_area(const AttnSlice& s);
 int64_t mask_area(const std::vector<AttnSlice>& slices);
 
-// The first pair of slices (indices into `slices`) that cover a common (q, k) pair, if any.
-// Runs in O(n log n + overlapping candidates) using the closed form of the visible band.
+// A pair of slices (indices into `slices`, the smaller first) that cover a common (q, k) pair, if
+// any; nullopt exactly when no pair is covered twice. O(n log n): a sweep over query rows.
 std::optional<std::pair<size_t, size_t>> find_double_cover(const std::vector<AttnSlice>& slices);
 
 // Whether slices a and b cover at least one common (q, k) pair.

@@ -1,19 +1,16 @@
 #include "core/plan/clip.h"
 
+#include "common/slice_band.h"
+
 #include <algorithm>
 
 namespace magi {
 
-namespace {
-
-bool has_lower_edge(SliceType t) { return t == SliceType::inv_causal || t == SliceType::bi_causal; }
-bool has_upper_edge(SliceType t) { return t == SliceType::causal || t == SliceType::bi_causal; }
-
-}  // namespace
-
-// Row q of s sees [max(lo(q), c), min(hi(q), d)) inside the rectangle, where
-//   lo(q) = q + off_lo (lower diagonal, off_lo = ks - qs) or ks,
-//   hi(q) = q + off_hi (upper diagonal, off_hi = ke - qe + 1) or ke.
+// Row q of s sees [max(lo(q), c), min(hi(q), d)) inside the rectangle, where (the band rule,
+// kernels/common/slice_band.h)
+//   lo(q) = q + off_lo (lower diagonal) or ks,
+//   hi(q) = q + off_hi (upper diagonal) or ke,
+// the offsets being the diagonal edges' values at q = 0.
 // A clipped edge is the diagonal on one side of a row threshold and the constant c (or d) on the
 // other: the lower edge is c for q < c - off_lo, the upper edge is d for q > d - off_hi. Cutting
 // the rows at those two thresholds leaves at most 3 row blocks, each with both edges either
@@ -23,10 +20,12 @@ int clip_slice_into(const AttnSlice& s, Range rows, Range keys, std::vector<Attn
   const int64_t c = std::max(s.k.start, keys.start);
   const int64_t d = std::min(s.k.end, keys.end);
   if (r.empty() || c >= d) return 0;
-  const bool lower = has_lower_edge(s.type);
-  const bool upper = has_upper_edge(s.type);
-  const int64_t off_lo = s.k.start - s.q.start;
-  const int64_t off_hi = s.k.end - s.q.end + 1;
+  using kernels::KernelSliceType;
+  const KernelSliceType type = to_kernel_slice(s).type;
+  const bool lower = kernels::band_has_lower_diagonal(type);
+  const bool upper = kernels::band_has_upper_diagonal(type);
+  const int64_t off_lo = kernels::band_lo(KernelSliceType::bi_causal, s.q.start, s.k.start, int64_t{0});
+  const int64_t off_hi = kernels::band_hi(KernelSliceType::bi_causal, s.q.end, s.k.end, int64_t{0});
   // Rows >= p_lo have the diagonal lower edge; rows < p_hi the diagonal upper edge.
   const int64_t p_lo = lower ? c - off_lo : r.start;
   const int64_t p_hi = upper ? d - off_hi + 1 : r.start;

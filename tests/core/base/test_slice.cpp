@@ -4,7 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <ctime>
 #include <random>
+#include <string>
+#include <vector>
 
 namespace magi {
 namespace {
@@ -99,6 +102,84 @@ TEST(Slice, FindDoubleCoverNamesThePair) {
   ASSERT_TRUE(pair.has_value());
   EXPECT_EQ(pair->first, 1u);
   EXPECT_EQ(pair->second, 3u);
+}
+
+std::string describe(const std::vector<AttnSlice>& slices) {
+  std::string out;
+  for (const AttnSlice& s : slices) out += fmt::format("{}; ", s);
+  return out;
+}
+
+// Whether some (q, k) of [0, n)^2 is covered by two slices of the list, by brute force.
+bool dense_double_cover(const std::vector<AttnSlice>& slices, int64_t n) {
+  std::vector<int> count(static_cast<size_t>(n * n), 0);
+  for (const AttnSlice& s : slices)
+    for (int64_t q = 0; q < n; ++q)
+      for (int64_t k = 0; k < n; ++k)
+        if (visible(s, q, k) && ++count[static_cast<size_t>(q * n + k)] > 1) return true;
+  return false;
+}
+
+// Lists of many slices that share query rows without covering a pair twice (each random slice is
+// kept only if it covers no pair of the kept ones), then one more random slice that may: the sweep
+// must agree with the dense mask, and a pair it names must cover a common pair.
+TEST(Slice, FindDoubleCoverMatchesBruteForce) {
+  std::mt19937_64 rng(testing::test_seed("Slice.FindDoubleCover", 13));
+  const int64_t n = 20;
+  int found = 0, clean = 0;
+  for (int it = 0; it < 3000; ++it) {
+    std::vector<AttnSlice> slices;
+    const int attempts = std::uniform_int_distribution<int>(1, 40)(rng);
+    for (int a = 0; a < attempts; ++a) {
+      slices.push_back(random_slice(rng, n));
+      if (dense_double_cover(slices, n)) slices.pop_back();
+    }
+    std::shuffle(slices.begin(), slices.end(), rng);
+    ASSERT_FALSE(find_double_cover(slices).has_value()) << describe(slices);
+    slices.push_back(random_slice(rng, n));
+    std::shuffle(slices.begin(), slices.end(), rng);
+    const auto pair = find_double_cover(slices);
+    ASSERT_EQ(pair.has_value(), dense_double_cover(slices, n)) << describe(slices);
+    if (pair) {
+      ASSERT_LT(pair->first, pair->second);
+      ASSERT_TRUE(dense_double_cover({slices[pair->first], slices[pair->second]}, n));
+      ++found;
+    } else {
+      ++clean;
+    }
+  }
+  EXPECT_GT(found, 300);  // both answers are exercised
+  EXPECT_GT(clean, 300);
+}
+
+// 300,000 slices over one query range with disjoint key ranges (every slice shares every row with
+// every other): the check is O(n log n), not quadratic (which takes minutes here). Bounded in
+// processor time, so a loaded machine does not fail it; unoptimised (sanitizer) builds get more.
+TEST(Slice, FindDoubleCoverIsFastOnSharedRows) {
+  const int64_t n = 300000, rows = 4096;
+  std::vector<AttnSlice> slices;
+  slices.reserve(n + 1);
+  for (int64_t i = 0; i < n; ++i) {
+    const SliceType type = static_cast<SliceType>(i % 4);
+    // bi_causal needs at least as many keys as rows to cover anything.
+    const int64_t width = type == SliceType::bi_causal ? rows : 8;
+    const int64_t k0 = i * (rows + 8);
+    slices.push_back({{0, rows}, {k0, k0 + width}, type});
+  }
+  std::shuffle(slices.begin(), slices.end(), std::mt19937_64(14));
+  const std::clock_t t0 = std::clock();
+  EXPECT_FALSE(find_double_cover(slices).has_value());
+  // One slice over the keys of the first two: found.
+  slices.push_back({{rows - 1, rows}, {0, 2 * (rows + 8)}, SliceType::full});
+  const auto pair = find_double_cover(slices);
+  const double seconds = static_cast<double>(std::clock() - t0) / CLOCKS_PER_SEC;
+  ASSERT_TRUE(pair.has_value());
+  EXPECT_EQ(pair->second, static_cast<size_t>(n));
+#ifdef NDEBUG
+  EXPECT_LT(seconds, 2.0);
+#else
+  EXPECT_LT(seconds, 30.0);
+#endif
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include "common/flex_work_list.h"
 
 #include "common/test_seed.h"
+#include "cuda/flex_tiles.h"
 #include "dense_attention.h"
 
 #include "kernels/catalogue_slices.h"
@@ -73,9 +74,9 @@ void expect_grouped_heaviest_first(const std::vector<Item>& items, GroupOf group
 }
 
 void check_lists(const AttnShape& sh, const std::vector<KernelSlice>& in, const flex::TileShape& t,
-                 bool aligned, const std::string& what) {
+                 const std::string& what) {
   SCOPED_TRACE(what);
-  const flex::WorkLists wl = flex::build_work_lists(sh, in.data(), in.size(), t, aligned);
+  const flex::WorkLists wl = flex::build_work_lists(sh, in.data(), in.size(), t);
   const int sq = static_cast<int>(sh.sq), sk = static_cast<int>(sh.sk);
   const int group = sh.hq / sh.hkv;
 
@@ -105,7 +106,7 @@ void check_lists(const AttnShape& sh, const std::vector<KernelSlice>& in, const 
   for (const flex::FwdItem& it : wl.fwd_items) fwd_tiles += it.ntiles;
   EXPECT_EQ(wl.stats.forward_items, static_cast<int64_t>(wl.fwd_items.size()));
   EXPECT_EQ(wl.stats.forward_tiles, fwd_tiles);
-  const bool fwd_aligned = aligned && ranges_disjoint(wl.slices, true);
+  const bool fwd_aligned = ranges_disjoint(wl.slices, true);
   for (int h = 0; h < sh.hq; ++h) {
     std::vector<int> owner(static_cast<size_t>(sq), 0), seen(expected.size(), 0);
     for (const flex::FwdItem& it : wl.fwd_items) {
@@ -156,7 +157,7 @@ void check_lists(const AttnShape& sh, const std::vector<KernelSlice>& in, const 
   for (const flex::BwdItem& it : wl.bwd_items) bwd_tiles += static_cast<int64_t>(it.ntiles) * group;
   EXPECT_EQ(wl.stats.backward_items, static_cast<int64_t>(wl.bwd_items.size()));
   EXPECT_EQ(wl.stats.backward_tiles, bwd_tiles);
-  const bool bwd_aligned = aligned && ranges_disjoint(wl.slices, false);
+  const bool bwd_aligned = ranges_disjoint(wl.slices, false);
   // The dQ units of bwd_bm rows: how many of one query head's tiles cover each.
   std::vector<int> unit_tiles(static_cast<size_t>((sq + t.bwd_bm - 1) / t.bwd_bm), 0);
   for (int h = 0; h < sh.hkv; ++h) {
@@ -209,8 +210,10 @@ void check_lists(const AttnShape& sh, const std::vector<KernelSlice>& in, const 
       "backward order");
 }
 
-const flex::TileShape kKernelTiles{128, 128, 64, 128};
-const flex::TileShape kSmallTiles{32, 16, 16, 32};  // many tiles per slice at test sizes
+// The kernels' tiles at both head dims, and small ones (many tiles per slice at test sizes).
+constexpr flex::TileShape kKernelTiles = cuda::flex_work_list_tiles(128);
+constexpr flex::TileShape kKernelTilesD64 = cuda::flex_work_list_tiles(64);
+constexpr flex::TileShape kSmallTiles{32, 16, 16, 32};
 
 TEST(FlexWorkList, RandomSliceLists) {
   const uint64_t seed = magi::testing::fresh_test_seed("FlexWorkList.RandomSliceLists");
@@ -222,8 +225,8 @@ TEST(FlexWorkList, RandomSliceLists) {
     const AttnShape sh{pick(1, 300), pick(1, 300), hq, hkv, 128};
     const auto slices = random_slices(rng, sh.sq, sh.sk, pick(0, 20));
     const std::string what = "case " + std::to_string(i) + " sq " + std::to_string(sh.sq) + " sk " + std::to_string(sh.sk);
-    check_lists(sh, slices, kKernelTiles, true, what + " kernel tiles");
-    check_lists(sh, slices, kSmallTiles, i % 2 == 0, what + " small tiles");
+    check_lists(sh, slices, i % 2 == 0 ? kKernelTiles : kKernelTilesD64, what + " kernel tiles");
+    check_lists(sh, slices, kSmallTiles, what + " small tiles");
     if (HasFatalFailure()) return;
   }
 }
@@ -232,22 +235,22 @@ TEST(FlexWorkList, RandomSliceLists) {
 TEST(FlexWorkList, CatalogueMasks) {
   const int64_t S = 700;
   for (const CatalogueCase& c : catalogue_cases(S, {130, 7, 300, 1, 262})) {
-    check_lists(AttnShape{S, S, 4, 2, 128}, c.slices, kKernelTiles, true, c.type + " kernel tiles");
-    check_lists(AttnShape{S, S, 2, 2, 128}, c.slices, kSmallTiles, true, c.type + " small tiles");
-    check_lists(AttnShape{S, S, 2, 1, 128}, c.slices, kSmallTiles, false, c.type + " grid tiles");
+    check_lists(AttnShape{S, S, 4, 2, 128}, c.slices, kKernelTiles, c.type + " kernel tiles");
+    check_lists(AttnShape{S, S, 2, 1, 64}, c.slices, kKernelTilesD64, c.type + " kernel tiles d 64");
+    check_lists(AttnShape{S, S, 2, 2, 128}, c.slices, kSmallTiles, c.type + " small tiles");
   }
 }
 
 TEST(FlexWorkList, EdgeCases) {
   using T = KernelSliceType;
   const AttnShape sh{300, 200, 2, 1, 128};
-  check_lists(sh, {}, kKernelTiles, true, "no slices");
-  check_lists(sh, {sl(5, 5, 0, 100, T::full), sl(0, 300, 50, 50, T::causal)}, kKernelTiles, true, "empty slices");
-  check_lists(sh, {sl(0, 64, 0, 200, T::full), sl(64, 64, 100, 180, T::full)}, kKernelTiles, true,
+  check_lists(sh, {}, kKernelTiles, "no slices");
+  check_lists(sh, {sl(5, 5, 0, 100, T::full), sl(0, 300, 50, 50, T::causal)}, kKernelTiles, "empty slices");
+  check_lists(sh, {sl(0, 64, 0, 200, T::full), sl(64, 64, 100, 180, T::full)}, kKernelTiles,
               "empty q over shared keys");
   check_lists(sh, {sl(0, 300, 0, 90, T::causal), sl(0, 300, 90, 180, T::inv_causal), sl(0, 250, 180, 200, T::bi_causal)},
-              kSmallTiles, true, "lq > lk");
-  check_lists(AttnShape{1, 1, 1, 1, 64}, {sl(0, 1, 0, 1, T::causal)}, kKernelTiles, true, "1x1");
+              kSmallTiles, "lq > lk");
+  check_lists(AttnShape{1, 1, 1, 1, 64}, {sl(0, 1, 0, 1, T::causal)}, kKernelTiles, "1x1");
   const flex::WorkLists none = flex::build_work_lists(sh, nullptr, 0, kKernelTiles);
   EXPECT_EQ(none.stats.area, 0);
   EXPECT_EQ(none.stats.forward_tiles + none.stats.backward_tiles, 0);

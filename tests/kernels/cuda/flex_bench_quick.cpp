@@ -1,6 +1,7 @@
 // Developer tool: times the flexible CUDA attention on catalogue masks without the app or a
 // workload file. Usage: flex_bench_quick S HQ HKV D mask[,mask...] [iters] [check 0/1]
 // Documents for varlen masks: uniform lengths in [512, 8192], seed 7 (like ANCHORS.md's peers).
+#include "core/base/slice.h"
 #include "core/mask/catalogue.h"
 #include "cuda/flex_benchmark.h"
 
@@ -43,10 +44,7 @@ int main(int argc, char** argv) {
     if (m.find("sliding_window") != std::string::npos) spec.window = 4096;
     if (m.find("block_causal") != std::string::npos) spec.block_tokens = 2048;
     const auto sl = magi::build_mask(spec, S, magi::mask_uses_documents(m) ? docs : std::vector<int64_t>{S});
-    std::vector<magi::kernels::KernelSlice> ks;
-    for (const auto& s : sl)
-      ks.push_back({s.q.start, s.q.end, s.k.start, s.k.end, static_cast<magi::kernels::KernelSliceType>(s.type)});
-    const kc::FlexBenchResult r = kc::run_flex_benchmark(sh, ks, o);
+    const kc::FlexBenchResult r = kc::run_flex_benchmark(sh, magi::to_kernel_slices(sl), o);
     std::printf("%-22s %10.3f %10.3f %9.1f %9.1f %8.1e %8.1e %8.1e %s\n", m.c_str(), r.fwd.median_ms,
                 r.bwd.median_ms, r.fwd_tflops, r.bwd_tflops, r.err_out, r.err_dq, r.err_lse,
                 r.checked ? (r.check_passed ? "ok" : ("FAILED " + r.check_message).c_str()) : "-");

@@ -77,11 +77,11 @@ struct DevBuf {
 };
 
 // Rounds x to the 16-bit type; returns its bits, leaves the rounded floats in x.
-std::vector<uint16_t> round16(std::vector<float>& x, kc::DType dt) {
+std::vector<uint16_t> round16(std::vector<float>& x, magi::DType dt) {
   std::vector<uint16_t> b(x.size());
   for (size_t i = 0; i < x.size(); ++i) {
-    b[i] = dt == kc::DType::bf16 ? to_bf16(x[i]) : to_f16(x[i]);
-    x[i] = dt == kc::DType::bf16 ? from_bf16(b[i]) : from_f16(b[i]);
+    b[i] = dt == magi::DType::bf16 ? to_bf16(x[i]) : to_f16(x[i]);
+    x[i] = dt == magi::DType::bf16 ? from_bf16(b[i]) : from_f16(b[i]);
   }
   return b;
 }
@@ -98,11 +98,11 @@ DevBuf upload(const std::vector<uint16_t>& h) {
   if (!h.empty()) { EXPECT_EQ(cudaMemcpy(d.p, h.data(), h.size() * 2, cudaMemcpyHostToDevice), cudaSuccess); }
   return d;
 }
-std::vector<float> download16(const DevBuf& d, size_t n, kc::DType dt) {
+std::vector<float> download16(const DevBuf& d, size_t n, magi::DType dt) {
   std::vector<uint16_t> h(n);
   if (n) { EXPECT_EQ(cudaMemcpy(h.data(), d.p, n * 2, cudaMemcpyDeviceToHost), cudaSuccess); }
   std::vector<float> f(n);
-  for (size_t i = 0; i < n; ++i) f[i] = dt == kc::DType::bf16 ? from_bf16(h[i]) : from_f16(h[i]);
+  for (size_t i = 0; i < n; ++i) f[i] = dt == magi::DType::bf16 ? from_bf16(h[i]) : from_f16(h[i]);
   return f;
 }
 std::vector<float> download_f32(const DevBuf& d, size_t n) {
@@ -126,13 +126,13 @@ double rel_l2(const std::vector<float>& got, const std::vector<float>& ref) {
 
 // Relative L2 tolerances per input dtype: bf16 (8-bit mantissa) lands near 2e-3, fp16 (11-bit)
 // near 3e-4, both against the float64 reference on the unrounded inputs.
-double tol_out(kc::DType dt) { return dt == kc::DType::bf16 ? 1e-2 : 2.5e-3; }
-double tol_grad(kc::DType dt) { return dt == kc::DType::bf16 ? 1e-2 : 2.5e-3; }
+double tol_out(magi::DType dt) { return dt == magi::DType::bf16 ? 1e-2 : 2.5e-3; }
+double tol_grad(magi::DType dt) { return dt == magi::DType::bf16 ? 1e-2 : 2.5e-3; }
 constexpr double kTolLse = 2e-2;    // absolute, natural log units
 
 // Runs forward and backward on the GPU and the CPU reference; checks every output.
 void check_case(const AttnShape& sh, const std::vector<KernelSlice>& slices, uint64_t seed,
-                const std::string& what, kc::DType dt = kc::DType::bf16) {
+                const std::string& what, magi::DType dt = magi::DType::bf16) {
   SCOPED_TRACE(what + " sq=" + std::to_string(sh.sq) + " sk=" + std::to_string(sh.sk) +
                " hq=" + std::to_string(sh.hq) + " hkv=" + std::to_string(sh.hkv) +
                " d=" + std::to_string(sh.d) + " slices=" + std::to_string(slices.size()) +
@@ -287,8 +287,8 @@ TEST_F(FlexAttentionGpu, Fp16) {
   std::mt19937_64 rng(seed);
   for (int d : {64, 128}) {
     AttnShape sh{std::uniform_int_distribution<int64_t>(100, 700)(rng), std::uniform_int_distribution<int64_t>(100, 700)(rng), 4, 2, d};
-    check_case(sh, random_slices(sh.sq, sh.sk, rng), rng(), "fp16 random", kc::DType::fp16);
-    check_case(AttnShape{900, 900, 2, 1, d}, {sl(0, 900, 0, 900, KernelSliceType::causal)}, rng(), "fp16 causal 900", kc::DType::fp16);
+    check_case(sh, random_slices(sh.sq, sh.sk, rng), rng(), "fp16 random", magi::DType::fp16);
+    check_case(AttnShape{900, 900, 2, 1, d}, {sl(0, 900, 0, 900, KernelSliceType::causal)}, rng(), "fp16 causal 900", magi::DType::fp16);
   }
 }
 
