@@ -9,9 +9,8 @@
 #include "system_info.h"
 
 #include "core/base/error.h"
-#include "core/mask/catalogue.h"
 #include "core/base/file_io.h"
-#include "core/workload/documents.h"
+#include "core/workload/case_inputs.h"
 #include "core/workload/workload.h"
 #include "cuda/flex_benchmark.h"
 
@@ -88,7 +87,7 @@ void run_kernel_bench(Context& ctx, const KernelOptions& opt) {
                           {"heads_q", c.model.heads_q}, {"heads_kv", c.model.heads_kv},
                           {"head_dim", c.model.head_dim}, {"dtype", std::string(to_string(c.model.dtype))},
                           {"window", c.mask.window}, {"block_tokens", c.mask.block_tokens},
-                          {"config", c.resolved}};
+                          {"config", resolved_config(c)}};
     if (c.parallel.cp != 1) {
       row["skipped"] = true;
       row["skip_reason"] = fmt::format("cp = {}: the kernel benchmark runs one GPU", c.parallel.cp);
@@ -97,8 +96,9 @@ void run_kernel_bench(Context& ctx, const KernelOptions& opt) {
       rows.push_back(row);
       continue;
     }
-    const std::vector<int64_t> docs = sample_documents(c.documents, c.total_tokens);
-    const std::vector<AttnSlice> mask = build_mask(c.mask, c.total_tokens, docs);
+    const CaseInputs inputs = build_case_inputs(c.documents, c.mask, c.total_tokens);
+    const std::vector<int64_t>& docs = inputs.documents;
+    const std::vector<AttnSlice>& mask = inputs.mask;
     std::vector<kernels::KernelSlice> slices;
     slices.reserve(mask.size());
     for (const AttnSlice& s : mask) {

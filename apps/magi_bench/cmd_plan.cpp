@@ -7,11 +7,11 @@
 #include "commands.h"
 
 #include "core/base/error.h"
-#include "core/mask/catalogue.h"
 #include "core/plan/plan_json.h"
 #include "core/plan/plan_size.h"
 #include "core/plan/planner.h"
 #include "core/base/file_io.h"
+#include "core/workload/case_inputs.h"
 #include "core/workload/documents.h"
 #include "core/workload/workload.h"
 
@@ -271,23 +271,20 @@ void plan_workload(const Context& ctx, const PlanOptions& opt) {
                           MAGI_GIT_SHA, workload.name, opt.config, workload.cases.size(),
                           workload.cases.size() == 1 ? "" : "s"));
   for (const Case& c : cases) {
-    nlohmann::json key = c.resolved;
-    key.erase("name");
-    key["parallel"]["cp"] = c.parallel.cp;
-    key["parallel"]["strategy"] = std::string(to_string(c.parallel.strategy));
-    key["model"]["dtype"] = std::string(to_string(c.model.dtype));
-    if (!seen.insert(key.dump()).second) continue;  // the overrides made it a duplicate
+    const std::string key =
+        fmt::format("{} cp {} {}", case_key(c), c.parallel.cp, to_string(c.parallel.strategy));
+    if (!seen.insert(key).second) continue;  // the overrides made it a duplicate
 
     const auto t0 = std::chrono::steady_clock::now();
-    const std::vector<int64_t> docs = sample_documents(c.documents, c.total_tokens);
-    const std::vector<AttnSlice> mask = build_mask(c.mask, c.total_tokens, docs);
+    const CaseInputs inputs = build_case_inputs(c.documents, c.mask, c.total_tokens);
+    const std::vector<AttnSlice>& mask = inputs.mask;
     const auto t1 = std::chrono::steady_clock::now();
     const Plan plan = build_plan(mask, c);
     const auto t2 = std::chrono::steady_clock::now();
     const double mask_ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
     const double plan_ms = std::chrono::duration<double, std::milli>(t2 - t1).count();
 
-    const DocumentStats ds = document_stats(docs);
+    const DocumentStats ds = document_stats(inputs.documents);
     print0(ctx, fmt::format("#\n# Case {}: S={} mask={} ({} slices, area {}), {} documents (p50 {}, max {}), "
                             "model Hq={} Hkv={} D={} {}\n",
                             c.name, c.total_tokens, c.mask.type, mask.size(), mask_area(mask), ds.count, ds.p50,
@@ -297,15 +294,9 @@ void plan_workload(const Context& ctx, const PlanOptions& opt) {
 
     nlohmann::json cj;
     cj["case"] = c.name;
-    cj["resolved"] = c.resolved;
-    if (cj["resolved"].contains("parallel")) {  // with --cp / --strategy / --dtype applied
-      cj["resolved"]["parallel"]["cp"] = c.parallel.cp;
-      cj["resolved"]["parallel"]["strategy"] = std::string(to_string(c.parallel.strategy));
-      cj["resolved"]["model"]["dtype"] = std::string(to_string(c.model.dtype));
-    }
+    cj["resolved"] = resolved_config(c);  // with --cp / --strategy / --dtype applied
     cj["bytes_dtype"] = std::string(to_string(c.model.dtype));
-    cj["documents"] = {{"count", ds.count}, {"min", ds.min}, {"p50", ds.p50}, {"p90", ds.p90},
-                       {"p99", ds.p99}, {"max", ds.max}, {"mean", ds.mean}};
+    cj["documents"] = to_json(ds);
     cj["timing_ms"] = {{"mask", mask_ms}, {"build_plan", plan_ms}};
 
     if (!opt.no_compare) {

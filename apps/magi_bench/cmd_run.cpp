@@ -4,11 +4,11 @@
 #include "system_info.h"
 
 #include "core/base/error.h"
-#include "core/mask/catalogue.h"
 #include "core/plan/plan_size.h"
 #include "core/plan/planner.h"
 #include "core/base/file_io.h"
 #include "core/report/report.h"
+#include "core/workload/case_inputs.h"
 #include "core/workload/documents.h"
 #include "core/workload/workload.h"
 #include "runtime/executor.h"
@@ -51,18 +51,6 @@ int default_threads() {
   return std::max(1, hw / local);
 }
 
-// Identifies a case up to its parallel layout, so that rows of one sweep point can be compared
-// across cp (scaling efficiency) and across runs (compare).
-std::string case_key(const Case& c) {
-  nlohmann::json key = c.resolved;
-  if (key.contains("parallel")) {
-    key["parallel"].erase("cp");
-    key["parallel"].erase("strategy");
-  }
-  key.erase("name");
-  return key.dump();
-}
-
 CaseRow skipped_row(const Case& c, const std::string& backend, const std::string& reason) {
   CaseRow row;
   row.case_name = c.name;
@@ -77,14 +65,8 @@ CaseRow skipped_row(const Case& c, const std::string& backend, const std::string
   row.skipped = true;
   row.skip_reason = reason;
   row.case_key = case_key(c);
-  row.details = {{"config", c.resolved}};
+  row.details = {{"config", resolved_config(c)}};
   return row;
-}
-
-nlohmann::json document_json(const std::vector<int64_t>& lengths) {
-  const DocumentStats s = document_stats(lengths);
-  return {{"count", s.count}, {"min", s.min}, {"p50", s.p50}, {"p90", s.p90},
-          {"p99", s.p99}, {"max", s.max}, {"mean", s.mean}};
 }
 
 CaseRow measured_row(const Case& c, const Plan& plan, const ExecResult& result,
@@ -127,7 +109,7 @@ CaseRow measured_row(const Case& c, const Plan& plan, const ExecResult& result,
       row.errors.push_back({t.name, t.rel_l2, t.max_abs, t.tolerance, t.ok});
     }
   }
-  row.details["documents"] = document_json(docs);
+  row.details["documents"] = to_json(document_stats(docs));
   row.details["plan"] = {{"overlap_degree", plan.overlap_degree},
                          {"chunk_tokens", plan.chunk_tokens},
                          {"max_rank_area", plan.max_rank_area},
@@ -244,10 +226,9 @@ void run_workload(Context& ctx, const RunOptions& opt) {
     Case c = original;
     opt.overrides.apply(c);
     c.model.dtype = DType::fp32;  // what the CPU backend stores and sends
-    c.resolved["model"]["dtype"] = to_string(c.model.dtype);
 
-    const std::vector<int64_t> docs = sample_documents(c.documents, c.total_tokens);
-    const std::vector<AttnSlice> mask = build_mask(c.mask, c.total_tokens, docs);
+    const CaseInputs inputs = build_case_inputs(c.documents, c.mask, c.total_tokens);
+    const std::vector<AttnSlice>& mask = inputs.mask;
     const Plan plan = build_plan(mask, c);
     if (plan.skipped) {
       report.rows.push_back(skipped_row(c, backend, plan.skip_reason));
@@ -265,7 +246,7 @@ void run_workload(Context& ctx, const RunOptions& opt) {
       if (auto sub = world.split_first(c.parallel.cp)) {
         result = execute_plan(*sub, plan, mask, eo);
       }
-      report.rows.push_back(measured_row(c, plan, result, backend, docs));
+      report.rows.push_back(measured_row(c, plan, result, backend, inputs.documents));
     }
     print0(ctx, table_row(report, report.rows.size() - 1));
     idle_barrier();

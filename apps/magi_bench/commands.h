@@ -40,7 +40,7 @@ struct RunOverrides {
 
   void add_to(CLI::App& cmd);        // registers the four options
   void validate() const;             // UsageError for a negative warmup or iters < 1
-  void apply(Case& c) const;         // overrides what was given, in c.run and c.resolved (reports)
+  void apply(Case& c) const;         // overrides what was given, in c.run (reports follow c.run)
 };
 
 // Prints on world rank 0 only.

@@ -53,9 +53,6 @@ void RunOverrides::apply(Case& c) const {
   if (check_on || check_off) c.run.check = check_on;
   if (warmup) c.run.warmup = *warmup;
   if (iters) c.run.iters = *iters;
-  c.resolved["run"]["check"] = c.run.check;
-  c.resolved["run"]["warmup"] = c.run.warmup;
-  c.resolved["run"]["iters"] = c.run.iters;
 }
 
 void preflight(const Context& ctx, const std::function<void()>& fn) {

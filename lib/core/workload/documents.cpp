@@ -245,4 +245,9 @@ DocumentStats document_stats(const std::vector<int64_t>& lengths) {
   return s;
 }
 
+nlohmann::json to_json(const DocumentStats& s) {
+  return {{"count", s.count}, {"min", s.min}, {"p50", s.p50}, {"p90", s.p90},
+          {"p99", s.p99},     {"max", s.max}, {"mean", s.mean}};
+}
+
 }  // namespace magi

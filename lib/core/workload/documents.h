@@ -35,6 +35,8 @@ struct DocumentStats {
   double mean = 0;
 };
 DocumentStats document_stats(const std::vector<int64_t>& lengths);
+// The stats as reports write them: {"count", "min", "p50", "p90", "p99", "max", "mean"}.
+nlohmann::json to_json(const DocumentStats& s);
 
 // Named histogram presets ("pretrain_corpus": the real-corpus histogram of DESIGN.md §2, weights
 // in percent of documents).

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,9 @@ namespace magi {
 // The largest parallel.cp a workload may ask for (configs/README.md); command-line overrides
 // keep to it too.
 inline constexpr int kMaxCp = 1 << 20;
+// The longest packed sequence (and any token position) a workload may name: below 2^31, every
+// mask area fits in int64.
+inline constexpr int64_t kMaxTokens = int64_t{1} << 31;
 
 enum class DocDistribution { single, fixed, uniform, lognormal, zipf, list, histogram };
 std::string_view to_string(DocDistribution d);
@@ -74,7 +78,12 @@ struct Case {
   MaskSpec mask;
   ParallelSpec parallel;
   RunSpec run;
-  nlohmann::json resolved;                // this case's fully resolved config (for reports)
+  // The parts of the case's resolved config that do not follow from the values above, each held
+  // once and shared by the cases that have it in common (resolved_config() puts the whole config
+  // together):
+  std::shared_ptr<const nlohmann::json> workload_config;  // {"name", "description" (when given),
+                                                          //  "sequence": {"documents"}}
+  std::shared_ptr<const nlohmann::json> mask_config;      // the mask point, slices included
 };
 
 struct Workload {
@@ -85,6 +94,14 @@ struct Workload {
   std::vector<Case> cases;                // the sweep, cartesian product, in a stable order:
                                           // schema order, last axis fastest (configs/README.md)
 };
+
+// A case's identity in reports. Its fully resolved config: the config that, loaded alone, gives
+// this one case. It follows the case's values, so a command-line override shows in it.
+nlohmann::json resolved_config(const Case& c);
+// The case key: the sweep point up to cp and strategy, which matches the rows of one point across
+// cp and across runs: resolved_config without the workload's name, parallel.cp and
+// parallel.strategy, as compact JSON text.
+std::string case_key(const Case& c);
 
 // Reads and validates a workload file. Throws FileError (unreadable, not JSON) or ConfigError.
 Workload load_workload(const std::string& path);

@@ -273,5 +273,11 @@ TEST(Documents, StatsAreNearestRank) {
   EXPECT_EQ(empty.max, 0);
 }
 
+TEST(Documents, StatsJsonAsReportsWriteIt) {
+  EXPECT_EQ(to_json(document_stats({5, 1, 3, 2, 4})),
+            (nlohmann::json{{"count", 5}, {"min", 1}, {"p50", 3}, {"p90", 5}, {"p99", 5},
+                            {"max", 5}, {"mean", 3.0}}));
+}
+
 }  // namespace
 }  // namespace magi

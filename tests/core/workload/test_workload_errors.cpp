@@ -1,6 +1,7 @@
 // Malformed workloads: each is one ConfigError / FileError line naming the file, the JSON path,
 // the value and what was expected, with the error kind's exit code.
 #include "core/base/error.h"
+#include "core/base/json_reader.h"
 #include "core/workload/workload.h"
 #include "workload_test_util.h"
 
@@ -332,10 +333,32 @@ std::vector<BadCase> bad_cases() {
        }),
        cfg,
        {"sweep: too many cases", "10201", "at most 10000"}},
-      {"deep nesting",
-       text("{\"name\": " + std::string(100000, '[') + std::string(100000, ']') + "}"),
+      {"nesting at the cap",
+       text("{\"name\": " + std::string(kMaxJsonDepth - 1, '[') + std::string(kMaxJsonDepth - 1, ']') + "}"),
        cfg,
        {": name: wrong type", "got [[[...]]]"}},
+      {"nesting past the cap",
+       text("{\"name\": " + std::string(100000, '[') + std::string(100000, ']') + "}"),
+       cfg,
+       {": line 1, column 73: nested too deep", "expected at most 64"}},
+      {"trailing NUL byte",
+       text(std::string(R"({"name": "t", "sequence": {"total_tokens": 1024}})") + '\0'),
+       file,
+       {"not valid JSON at line 1, column 50: a NUL byte"}},
+      {"bytes that are not UTF-8",
+       text("{\"name\": \"t\", \"sequence\": {\"total_tokens\": 1024}, \"k\xff\xfe\": 1}"),
+       file,
+       {"not valid JSON", "\\xFF"}},
+      {"long key",
+       edited([](json& d) { d["model"][std::string(1 << 20, 'k')] = 1; }),
+       cfg,
+       {"model[\"kkkk", "...\"]: unknown key"}},
+      {"zero-area mask",
+       edited([](json& d) {
+         d["mask"] = {{{"type", "causal"}}, {{"type", "slices"}, {"slices", {slice(0, 8, 0, 4, "bi_causal")}}}};
+       }),
+       cfg,
+       {"mask[1].slices: zero area", "got 1 slices over 1024 tokens"}},
       {"long string value",
        edited([](json& d) { d["model"]["dtype"] = std::string(5000, 'x'); }),
        cfg,
@@ -358,6 +381,7 @@ TEST(WorkloadErrors, EachIsOneLineNamingFilePathAndValue) {
       EXPECT_EQ(msg.rfind(path + ": ", 0), 0u) << "does not start with the file: " << msg;
       EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
       EXPECT_LT(msg.size(), 1000u) << msg;
+      EXPECT_NO_THROW(json(msg).dump()) << "not UTF-8: " << msg;
       for (const std::string& needle : c.needles) {
         EXPECT_NE(msg.find(needle), std::string::npos)
             << "missing \"" << needle << "\" in: " << msg;

@@ -268,7 +268,13 @@ TEST(WorkloadFuzz, MutatedWorkloadsLoadOrFailCleanly) {
     } catch (const Error& e) {
       const std::string msg = e.what();
       const bool kind_ok = e.code() == ExitCode::config || e.code() == ExitCode::file;
-      if (!kind_ok || msg.empty() || msg.find('\n') != std::string::npos ||
+      bool utf8 = true;  // bytes of the input that are not UTF-8 are escaped in messages
+      try {
+        (void)json(msg).dump();
+      } catch (const json::exception&) {
+        utf8 = false;
+      }
+      if (!kind_ok || !utf8 || msg.empty() || msg.find('\n') != std::string::npos ||
           msg.rfind(path + ": ", 0) != 0) {
         ADD_FAILURE() << "iteration " << it << " (MAGI_TEST_SEED=" << seed
                       << "): bad error: " << msg << "\ninput:\n"

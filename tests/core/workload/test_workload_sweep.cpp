@@ -39,8 +39,8 @@ TEST(WorkloadSweep, DefaultsAreTheContractsDefaults) {
   EXPECT_EQ(c.run.iters, r.iters);
   EXPECT_EQ(c.run.check, r.check);
   EXPECT_EQ(c.run.seed, r.seed);
-  EXPECT_EQ(c.resolved["parallel"]["overlap_degree"], "auto");
-  EXPECT_EQ(c.resolved["sequence"]["documents"]["distribution"], "single");
+  EXPECT_EQ(resolved_config(c)["parallel"]["overlap_degree"], "auto");
+  EXPECT_EQ(resolved_config(c)["sequence"]["documents"]["distribution"], "single");
   EXPECT_EQ(w.resolved["run"]["passes"], json({"fwd", "bwd"}));
   EXPECT_EQ(w.path, "");
 }
@@ -67,10 +67,10 @@ TEST(WorkloadSweep, CartesianProductInSchemaOrderLastAxisFastest) {
           EXPECT_EQ(c.total_tokens, s);
           EXPECT_EQ(c.parallel.cp, cp);
           EXPECT_EQ(c.parallel.strategy, st);
-          EXPECT_EQ(c.resolved["model"]["heads_q"], hq);
-          EXPECT_EQ(c.resolved["sequence"]["total_tokens"], s);
-          EXPECT_EQ(c.resolved["parallel"]["cp"], cp);
-          EXPECT_EQ(c.resolved["parallel"]["strategy"], to_string(st));
+          EXPECT_EQ(resolved_config(c)["model"]["heads_q"], hq);
+          EXPECT_EQ(resolved_config(c)["sequence"]["total_tokens"], s);
+          EXPECT_EQ(resolved_config(c)["parallel"]["cp"], cp);
+          EXPECT_EQ(resolved_config(c)["parallel"]["strategy"], to_string(st));
           ++i;
         }
       }
@@ -107,8 +107,8 @@ TEST(WorkloadSweep, MaskAlternativesExpandInOrder) {
   const Case& last = w.cases.back();
   ASSERT_EQ(last.mask.slices.size(), 1u);
   EXPECT_EQ(last.mask.slices[0], (AttnSlice{{0, 512}, {0, 512}, SliceType::bi_causal}));
-  EXPECT_EQ(last.resolved["mask"]["slices"][0]["type"], "bi_causal");
-  EXPECT_FALSE(w.cases[0].resolved["mask"].contains("window"));
+  EXPECT_EQ(resolved_config(last)["mask"]["slices"][0]["type"], "bi_causal");
+  EXPECT_FALSE(resolved_config(w.cases[0])["mask"].contains("window"));
   EXPECT_TRUE(w.resolved["mask"].is_array());
 }
 
@@ -219,14 +219,83 @@ TEST(WorkloadSweep, ResolvedConfigsReparseToTheSameCases) {
     ASSERT_EQ(again.cases.size(), w.cases.size());
     EXPECT_EQ(again.resolved, w.resolved);
     for (size_t i = 0; i < w.cases.size(); ++i) {
-      EXPECT_EQ(again.cases[i].resolved, w.cases[i].resolved);
+      EXPECT_EQ(resolved_config(again.cases[i]), resolved_config(w.cases[i]));
       EXPECT_EQ(again.cases[i].name, w.cases[i].name);
-      const Workload one = parse_workload(w.cases[i].resolved, "<case>");
+      const Workload one = parse_workload(resolved_config(w.cases[i]), "<case>");
       ASSERT_EQ(one.cases.size(), 1u);
-      EXPECT_EQ(one.cases[0].resolved, w.cases[i].resolved);
+      EXPECT_EQ(resolved_config(one.cases[0]), resolved_config(w.cases[i]));
       EXPECT_EQ(one.cases[0].mask.slices, w.cases[i].mask.slices);
     }
   }
+}
+
+}  // namespace
+}  // namespace magi
+
+namespace magi {
+namespace {
+
+// What cases have in common is held once: a 1 MB description swept over many cases is one string.
+TEST(WorkloadSweep, CasesShareTheCommonConfig) {
+  json doc = {{"name", "shared"},
+              {"description", std::string(1 << 20, 'd')},
+              {"sequence", {{"total_tokens", {256, 512}}}},
+              {"mask", {{{"type", "causal"}}, {{"type", "full"}}}},
+              {"parallel", {{"cp", {1, 2, 4}}}}};
+  const Workload w = parse_workload(doc, "<memory>");
+  ASSERT_EQ(w.cases.size(), 12u);
+  for (const Case& c : w.cases) {
+    EXPECT_EQ(c.workload_config.get(), w.cases[0].workload_config.get()) << c.name;
+    EXPECT_EQ(resolved_config(c)["description"].get_ref<const std::string&>().size(), 1u << 20);
+  }
+  // One mask point, one resolved mask: cases 0-2 (causal) share it, 3-5 (full) share another.
+  EXPECT_EQ(w.cases[1].mask_config.get(), w.cases[0].mask_config.get());
+  EXPECT_EQ(w.cases[3].mask_config.get(), w.cases[5].mask_config.get());
+  EXPECT_NE(w.cases[0].mask_config.get(), w.cases[3].mask_config.get());
+  EXPECT_EQ(w.cases[6].mask_config.get(), w.cases[0].mask_config.get());
+}
+
+// The key matches the rows of one sweep point across cp and strategy, and nothing else.
+TEST(WorkloadSweep, CaseKeyIsThePointUpToCpAndStrategy) {
+  const json doc = {{"name", "k"},
+                    {"sequence", {{"total_tokens", {256, 512}}}},
+                    {"parallel", {{"cp", {1, 2}}, {"strategy", {"magi", "ring"}}}}};
+  const Workload w = parse_workload(doc, "<memory>");
+  ASSERT_EQ(w.cases.size(), 8u);
+  for (size_t i = 0; i < w.cases.size(); ++i) {
+    for (size_t j = 0; j < w.cases.size(); ++j) {
+      const bool same_point = w.cases[i].total_tokens == w.cases[j].total_tokens;
+      EXPECT_EQ(case_key(w.cases[i]) == case_key(w.cases[j]), same_point) << i << " " << j;
+    }
+  }
+  const json key = json::parse(case_key(w.cases[0]));
+  EXPECT_FALSE(key.contains("name"));
+  EXPECT_FALSE(key["parallel"].contains("cp"));
+  EXPECT_FALSE(key["parallel"].contains("strategy"));
+  EXPECT_EQ(key["parallel"]["chunk_tokens"], 512);
+}
+
+// The resolved config follows the case's values, so an override shows in reports.
+TEST(WorkloadSweep, ResolvedConfigFollowsTheCase) {
+  Case c = parse_workload({{"name", "o"}, {"sequence", {{"total_tokens", 256}}}}, "<memory>").cases[0];
+  c.run.iters = 7;
+  c.parallel.cp = 4;
+  c.parallel.overlap_degree = 3;
+  c.model.dtype = DType::fp32;
+  const json r = resolved_config(c);
+  EXPECT_EQ(r["run"]["iters"], 7);
+  EXPECT_EQ(r["parallel"]["cp"], 4);
+  EXPECT_EQ(r["parallel"]["overlap_degree"], 3);
+  EXPECT_EQ(r["model"]["dtype"], "fp32");
+  EXPECT_EQ(r["name"], "o");
+}
+
+TEST(WorkloadSweep, PassesResolveInTheOrderTheyRun) {
+  const Workload w = parse_workload(
+      {{"name", "p"}, {"sequence", {{"total_tokens", 256}}}, {"run", {{"passes", {"bwd", "fwd"}}}}},
+      "<memory>");
+  EXPECT_EQ(w.resolved["run"]["passes"], json({"fwd", "bwd"}));
+  EXPECT_EQ(resolved_config(w.cases[0])["run"]["passes"], json({"fwd", "bwd"}));
 }
 
 }  // namespace
