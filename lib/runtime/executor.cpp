@@ -3,6 +3,7 @@
 #include "runtime/executor.h"
 
 #include "core/base/error.h"
+#include "core/base/stats.h"
 #include "runtime/exec_detail.h"
 #include "runtime/inputs.h"
 
@@ -22,13 +23,6 @@ namespace {
 
 using detail::Local;
 using detail::PassStats;
-
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 // Waits without spinning a core (other ranks may be computing on the same cores).
 void wait_sleepy(Request* req) {
@@ -51,19 +45,10 @@ TensorCheck compare(const std::string& name, const std::vector<float>& got,
   TensorCheck c;
   c.name = name;
   c.tolerance = tolerance;
-  double num = 0, den = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    const double a = got[i], b = ref[i];
-    if (!std::isfinite(b) || !std::isfinite(a)) {
-      // Rows that see no key: lse = -inf on both sides is a match.
-      if (!(std::isinf(a) && std::isinf(b) && (a < 0) == (b < 0))) ++c.inf_mismatches;
-      continue;
-    }
-    num += (a - b) * (a - b);
-    den += b * b;
-    c.max_abs = std::max(c.max_abs, std::abs(a - b));
-  }
-  c.rel_l2 = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+  const TensorDiff d = tensor_diff(got, ref);
+  c.rel_l2 = d.rel_l2;
+  c.max_abs = d.max_abs;
+  c.inf_mismatches = d.inf_mismatches;
   c.ok = c.rel_l2 <= tolerance && c.inf_mismatches == 0;
   return c;
 }
