@@ -3,6 +3,8 @@
 #include "runtime/mpi_communicator.h"
 #ifdef MAGI_HAVE_CUDA
 #include "cuda/flex_attention.h"
+
+#include <cuda_runtime.h>
 #endif
 
 #include <fmt/format.h>
@@ -84,6 +86,26 @@ nlohmann::json devices() {
   return d;
 }
 
+#ifdef MAGI_HAVE_CUDA
+// "13.0" from the CUDA runtime's 13000.
+std::string cuda_version(int v) { return fmt::format("{}.{}", v / 1000, v % 1000 / 10); }
+#endif
+
+nlohmann::json libraries() {
+  nlohmann::json l = {
+      {"mpi", mpi_library_version()},
+      {"fmt", fmt::format("{}.{}.{}", FMT_VERSION / 10000, FMT_VERSION / 100 % 100, FMT_VERSION % 100)},
+      {"nlohmann_json", fmt::format("{}.{}.{}", NLOHMANN_JSON_VERSION_MAJOR, NLOHMANN_JSON_VERSION_MINOR,
+                                    NLOHMANN_JSON_VERSION_PATCH)}};
+#ifdef MAGI_HAVE_CUDA
+  int runtime = 0, driver = 0;
+  l["cuda_runtime"] = cudaRuntimeGetVersion(&runtime) == cudaSuccess ? cuda_version(runtime) : "unknown";
+  // 0 (and no error) when no driver is installed.
+  l["cuda_driver"] = cudaDriverGetVersion(&driver) == cudaSuccess && driver > 0 ? cuda_version(driver) : "none";
+#endif
+  return l;
+}
+
 }  // namespace
 
 nlohmann::json collect_metadata(const Context& ctx) {
@@ -105,12 +127,7 @@ nlohmann::json collect_metadata(const Context& ctx) {
           {"world_size", ctx.world_size},
           {"hosts", hosts},
           {"devices", devices()},
-          {"libraries", {{"mpi", mpi_library_version()},
-                         {"fmt", fmt::format("{}.{}.{}", FMT_VERSION / 10000, FMT_VERSION / 100 % 100,
-                                             FMT_VERSION % 100)},
-                         {"nlohmann_json", fmt::format("{}.{}.{}", NLOHMANN_JSON_VERSION_MAJOR,
-                                                       NLOHMANN_JSON_VERSION_MINOR,
-                                                       NLOHMANN_JSON_VERSION_PATCH)}}},
+          {"libraries", libraries()},
 #ifdef MAGI_HAVE_CUDA
           {"cuda_build", true},
 #else
