@@ -1,16 +1,16 @@
 #!/usr/bin/env python3
 """Peer baselines for `magi-bench kernel`, measured on the same card in the same run.
 
-Reads the JSON that `magi-bench kernel --out` wrote, rebuilds each case's mask (same documents,
-window and blocks: the JSON records them) and times, with the same FLOP count (DESIGN.md §1, from
-the mask area our JSON records):
+Reads the JSON that `magi-bench kernel --out` wrote (docs/results_schema.md), rebuilds each
+case's mask (same documents, window and blocks: each case's details record them) and times, with
+the same FLOP count (DESIGN.md §1, from the mask area our JSON records):
   - PyTorch SDPA, flash backend (FlashAttention-2) and cuDNN backend: full and causal only (SDPA
     takes no slice list; other masks are reported as n/a);
   - FlexAttention (torch.compile'd flex_attention with a block mask) on every mask.
 Then prints our TFLOP/s, each peer's, and our ratio to each, and writes them as JSON (--out).
 
 Timing: CUDA events around single calls, median of --iters after --warmup (the method of
-kernels/cuda/flex_benchmark.h). Backward = torch.autograd.grad of (q, k, v) from a kept graph.
+lib/runtime/cuda/kernel_benchmark.h). Backward = torch.autograd.grad of (q, k, v) from a kept graph.
 Inputs: random normal bf16, batch 1, layout [1, heads, S, d].
 
 Usage: python3 scripts/bench_kernel_peers.py OURS.json [--out PEERS.json] [--iters 20] [--warmup 5]
@@ -43,7 +43,7 @@ def median_ms(fn, warmup, iters):
 
 def doc_tensors(case, S, device):
     import torch
-    docs = case.get("documents") or [S]
+    docs = case["details"].get("document_lengths") or [S]
     doc_id = torch.empty(S, dtype=torch.int32, device=device)
     doc_start = torch.empty(S, dtype=torch.int32, device=device)
     pos = 0
@@ -59,8 +59,8 @@ def mask_mod_for(case, S, device):
     """FlexAttention mask_mod for the catalogue masks of configs/kernel_h100*.json."""
     m = case["mask"]
     doc_id, doc_start = doc_tensors(case, S, device)
-    w = case.get("window", 0)
-    B = case.get("block_tokens", 0)
+    w = case["details"]["mask"]["window"]
+    B = case["details"]["mask"]["block_tokens"]
     if m == "full":
         return None
     if m == "causal":
@@ -131,6 +131,9 @@ def main():
             print(f"# FlexAttention unavailable: {e}")
 
     ours = json.load(open(args.ours))
+    if ours.get("schema") != "magi-bench/results/1":
+        sys.exit(f"{args.ours}: schema {ours.get('schema')!r}, expected magi-bench/results/1 "
+                 "(docs/results_schema.md)")
     dev = torch.device("cuda")
     card = torch.cuda.get_device_name(0)
     print(f"# peers on {card}, torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}")
@@ -147,6 +150,7 @@ def main():
             continue
         S, hq, hkv, d = case["total_tokens"], case["heads_q"], case["heads_kv"], case["head_dim"]
         fwd_flops, bwd_flops = case["fwd_flops"], case["bwd_flops"]
+        ours_fwd, ours_bwd = case["fwd_tflops_per_gpu"], case["bwd_tflops_per_gpu"]  # cp 1: the GPU's
         torch.manual_seed(1234)
         q = torch.randn(1, hq, S, d, device=dev, dtype=torch.bfloat16, requires_grad=True)
         k = torch.randn(1, hkv, S, d, device=dev, dtype=torch.bfloat16, requires_grad=True)
@@ -154,7 +158,7 @@ def main():
         dout = torch.randn(1, hq, S, d, device=dev, dtype=torch.bfloat16)
         row = {"case": case["case"], "mask": case["mask"], "total_tokens": S, "heads_q": hq,
                "heads_kv": hkv, "head_dim": d,
-               "ours": {"fwd_tflops": case["fwd_tflops"], "bwd_tflops": case["bwd_tflops"]}}
+               "ours": {"fwd_tflops": ours_fwd, "bwd_tflops": ours_bwd}}
 
         def rate(f_ms, b_ms):
             return {"fwd_ms": f_ms, "bwd_ms": b_ms, "fwd_tflops": fwd_flops / (f_ms * 1e-3) / 1e12,
@@ -187,15 +191,15 @@ def main():
         for name in ("sdpa_flash", "sdpa_cudnn", "flex"):
             p = row.get(name, {})
             if "fwd_tflops" in p:
-                p["ratio_fwd"] = case["fwd_tflops"] / p["fwd_tflops"]
-                p["ratio_bwd"] = case["bwd_tflops"] / p["bwd_tflops"]
+                p["ratio_fwd"] = ours_fwd / p["fwd_tflops"]
+                p["ratio_bwd"] = ours_bwd / p["bwd_tflops"]
 
         def cell(p):
             if "fwd_tflops" in p:
                 return f"{p['fwd_tflops']:6.0f}/{p['bwd_tflops']:<6.0f} {p['ratio_fwd']:5.2f}/{p['ratio_bwd']:<5.2f}"
             return f"{'n/a' if 'na' in p else 'error':>13} {'':>11}"
         print(f"{case['case']:<26} {case['mask']:<20} {S:>6} {hq:>3}:{hkv:<2} {d:>4} | "
-              f"{case['fwd_tflops']:6.0f}/{case['bwd_tflops']:<6.0f} | {cell(row['sdpa_flash'])} | "
+              f"{ours_fwd:6.0f}/{ours_bwd:<6.0f} | {cell(row['sdpa_flash'])} | "
               f"{cell(row['sdpa_cudnn'])} | {cell(row.get('flex', {'na': 1}))}", flush=True)
         for name in ("sdpa_flash", "sdpa_cudnn", "flex"):
             if "error" in row.get(name, {}):

@@ -64,7 +64,7 @@ def main():
             })
             print(f"cp {cp:5d}: build_plan median {bench['median_ms']:.2f} ms "
                   f"(cpu {bench['cpu_median_ms']:.2f} ms), imbalance {plan['balance']['imbalance']:.4f}")
-    sha = doc["git_sha"]
+    sha = doc["metadata"]["git_sha"]
     result = {
         "what": "magi-bench planning speed: build_plan for magi (dispatch + comm plan + overlap "
                 "stages for every rank, one process, one thread), varlen causal, S = 1,048,576, "

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one script run on the GPU machine for issue 5 (the flexible CUDA attention kernel):
 #   1. the gpu tests (test_kernels_cuda: kernel vs the float64 CPU reference),
-#   2. `magi-bench kernel` on configs/kernel_h100.json and configs/kernel_h100_gqa.json (with check),
+#   2. `magi-bench kernel` on configs/kernel_h100.json and configs/kernel_h100_gqa.json (with check;
+#      each results file then read by tests/runtime/check_report.py),
 #   3. the peers (PyTorch SDPA flash / cuDNN, FlexAttention) on the same cases, same card, same run.
 # Binaries come from $BIN: a folder holding magi-bench and test_kernels_cuda (default
 # build-gpu-carry, what the device tool carries) or a CUDA build tree (BIN=build after
@@ -35,6 +36,9 @@ grep -E '^\[  (PASSED|FAILED)' "$OUT/gpu_tests.log" | tee -a "$LOG"
 
 for cfg in kernel_h100 kernel_h100_gqa; do
   "$BIN/magi-bench" kernel --config "configs/$cfg.json" --out "$OUT/$cfg.json" 2>&1 | tee -a "$LOG"
+  [ "${PIPESTATUS[0]}" -ne 0 ] && rc=1
+  # The results file as every consumer reads it: schema tag, every case checked and passed.
+  python3 tests/runtime/check_report.py "$OUT/$cfg.json" 2>&1 | tee -a "$LOG"
   [ "${PIPESTATUS[0]}" -ne 0 ] && rc=1
 done
 

@@ -1,23 +1,27 @@
 // `magi-bench kernel --config F`: the flexible CUDA attention kernel alone on one GPU. For each
-// case of the workload (cp ignored; cases with cp > 1 are skipped rows) it builds the mask's
-// slices, times forward and backward (kernels/cuda/flex_benchmark.h: CUDA events, median of
-// `iters` after `warmup`), reports TFLOP/s from the mask area (DESIGN.md §1: forward
-// 4 * area * d * hq, backward 2.5x) and, with --check, compares sampled rows with the float64
-// CPU reference. Table on stdout, --out JSON written atomically (never over an existing file
-// unless --force). Exit code 6 when a check fails.
+// case of the workload (cases with cp > 1 are skipped rows) it builds the mask's slices, times
+// forward and backward and, with --check, compares sampled rows with the float64 CPU reference
+// (lib/runtime/cuda/kernel_benchmark.h: the method). Each case is a results row of cp 1 and
+// backend cuda-kernel, printed like `run`'s (table on stdout, --out JSON, --csv CSV; never over
+// an existing file unless --force). Exit code 6 when a check fails.
+#include "case_row.h"
 #include "commands.h"
 #include "system_info.h"
 
 #include "core/base/error.h"
 #include "core/base/file_io.h"
+#include "core/results/device_peak.h"
+#include "core/results/row.h"
+#include "core/results/writers.h"
 #include "core/workload/case_inputs.h"
+#include "core/workload/documents.h"
 #include "core/workload/workload.h"
-#include "cuda/flex_benchmark.h"
+#include "runtime/cuda/kernel_benchmark.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include <cstdlib>
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -29,15 +33,46 @@ namespace {
 struct KernelOptions {
   std::string config;
   std::string out_json;
+  std::string out_csv;
   bool force = false;
   RunOverrides overrides;
   int64_t check_rows = 128;
 };
 
-// H100 SXM dense bf16 peak by datasheet (DESIGN.md §1), for the MFU column.
-constexpr double kPeakTflops = 989.0;
+constexpr const char* kBackend = "cuda-kernel";
 
-std::string heads_str(const ModelShape& m) { return fmt::format("{}:{}", m.heads_q, m.heads_kv); }
+// The row of one case: its identity, the kernel's per-call timings as the one rank's, the check.
+CaseRow kernel_row(const Case& c, const std::vector<int64_t>& docs, size_t slices,
+                   const KernelBenchResult& r, const std::string& device, int64_t check_rows) {
+  CaseRow row = case_row(c, kBackend);
+  row.strategy = "none";
+  row.dtype = std::string(to_string(c.model.dtype));
+  row.area = r.stats.area;
+  row.fwd_ran = c.run.fwd;
+  row.bwd_ran = c.run.bwd;
+  row.peak_tflops = dense_peak_tflops(device, c.model.dtype);
+  RankRow rank;
+  rank.host = hostname();
+  rank.fwd = summarize(r.fwd_ms);
+  rank.bwd = summarize(r.bwd_ms);
+  rank.tokens = c.total_tokens;
+  rank.area = r.stats.area;
+  row.ranks.push_back(rank);
+  if (r.checked) {
+    row.errors = r.errors;
+    const bool ok = std::all_of(r.errors.begin(), r.errors.end(), [](const TensorError& e) { return e.ok; });
+    row.check = ok ? CheckState::passed : CheckState::failed;
+  }
+  row.details["documents"] = to_json(document_stats(docs));
+  row.details["document_lengths"] = docs;  // the peers rebuild the mask from them
+  row.details["mask"] = {{"window", c.mask.window}, {"block_tokens", c.mask.block_tokens}};
+  row.details["kernel"] = {
+      {"slices", slices},
+      {"forward_items", r.stats.forward_items}, {"forward_tiles", r.stats.forward_tiles},
+      {"backward_items", r.stats.backward_items}, {"backward_tiles", r.stats.backward_tiles},
+      {"q_ranges_overlap", r.stats.q_ranges_overlap}, {"check_rows_per_window", check_rows}};
+  return row;
+}
 
 void run_kernel_bench(Context& ctx, const KernelOptions& opt) {
   Workload workload;
@@ -54,109 +89,77 @@ void run_kernel_bench(Context& ctx, const KernelOptions& opt) {
         throw ConfigError(fmt::format("{}: model.head_dim {} not supported by the CUDA kernel (64 or 128)",
                                       c.name, c.model.head_dim));
     }
-    if (!opt.out_json.empty()) check_writable(opt.out_json, opt.force ? Overwrite::allow : Overwrite::refuse);
+    if (!opt.out_json.empty() && !opt.out_csv.empty() && same_file(opt.out_json, opt.out_csv)) {
+      throw UsageError(fmt::format("--out {} and --csv {}: the same file; expected two different "
+                                   "files", opt.out_json, opt.out_csv));
+    }
+    const Overwrite ow = opt.force ? Overwrite::allow : Overwrite::refuse;
+    if (!opt.out_json.empty()) check_writable(opt.out_json, ow);
+    if (!opt.out_csv.empty()) check_writable(opt.out_csv, ow);
     if (!kernels::cuda::device_available()) throw RuntimeError("kernel: no CUDA device visible");
   });
 
-  nlohmann::json meta = collect_metadata(ctx);
+  Report report;
+  report.metadata = collect_metadata(ctx);
   const std::string device = kernels::cuda::device_description();
-  meta["device"] = device;
-  meta["kernel"] = {
+  report.metadata["backend"] = kBackend;
+  report.metadata["kernel"] = {
       {"name", "flex_attention (wgmma forward and backward; work items grouped by kv head and first "
-                "slice, heaviest first; MAGI_FLEX_FWD_VARIANT selects other forward tiles)"},
-      {"fwd_variant_env", std::getenv("MAGI_FLEX_FWD_VARIANT") ? std::getenv("MAGI_FLEX_FWD_VARIANT") : ""},
-      {"flops", "forward 4 * area * head_dim * heads_q; backward 2.5 x forward"},
-      {"time", "CUDA events around single calls, median of iters after warmup"},
-      {"peak_tflops", kPeakTflops}};
-  meta["workload"] = {{"path", opt.config}, {"name", workload.name}, {"resolved", workload.resolved}};
-  print0(ctx, metadata_header(meta));
-  print0(ctx, fmt::format("# Device: {}\n# Workload: {} \"{}\", {} case{}\n#\n", device, opt.config,
-                          workload.name, workload.cases.size(), workload.cases.size() == 1 ? "" : "s"));
-  const std::string header = fmt::format(
-      "{:<28} {:<20} {:>7} {:>6} {:>4} {:>5} {:>9} {:>9} {:>8} {:>8} {:>6} {:>6} {:>8} {:>8}  {}\n", "case",
-      "mask", "S", "heads", "d", "docs", "fwd_ms", "bwd_ms", "fwd_TF", "bwd_TF", "fwdMFU", "bwdMFU", "err_out",
-      "err_dq", "check");
-  print0(ctx, header);
+                "slice, heaviest first)"},
+      {"time", "CUDA events around single calls, after warmup; rows report the median"}};
+  report.metadata["workload"] = {{"path", opt.config}, {"name", workload.name}, {"resolved", workload.resolved}};
+  print0(ctx, metadata_header(report.metadata));
+  print0(ctx, fmt::format("# Backend: {}\n# Workload: {} \"{}\", {} case{}\n#\n", kBackend,
+                          opt.config, workload.name, workload.cases.size(),
+                          workload.cases.size() == 1 ? "" : "s"));
+  print0(ctx, table_header());
 
-  nlohmann::json rows = nlohmann::json::array();
-  int failed = 0;
   for (const Case& original : workload.cases) {
     Case c = original;
     opt.overrides.apply(c);
-    nlohmann::json row = {{"case", c.name}, {"mask", c.mask.type}, {"total_tokens", c.total_tokens},
-                          {"heads_q", c.model.heads_q}, {"heads_kv", c.model.heads_kv},
-                          {"head_dim", c.model.head_dim}, {"dtype", std::string(to_string(c.model.dtype))},
-                          {"window", c.mask.window}, {"block_tokens", c.mask.block_tokens},
-                          {"config", resolved_config(c)}};
     if (c.parallel.cp != 1) {
-      row["skipped"] = true;
-      row["skip_reason"] = fmt::format("cp = {}: the kernel benchmark runs one GPU", c.parallel.cp);
-      print0(ctx, fmt::format("{:<28} {:<20} {:>7}  skipped: {}\n", c.name, c.mask.type, c.total_tokens,
-                              row["skip_reason"].get<std::string>()));
-      rows.push_back(row);
-      continue;
+      report.rows.push_back(skipped_row(
+          c, kBackend, fmt::format("cp = {}: the kernel benchmark runs one GPU", c.parallel.cp)));
+    } else {
+      const CaseInputs inputs = build_case_inputs(c.documents, c.mask, c.total_tokens);
+      const std::vector<int64_t>& docs = inputs.documents;
+      const std::vector<AttnSlice>& mask = inputs.mask;
+      const kernels::AttnShape shape{c.total_tokens, c.total_tokens, c.model.heads_q, c.model.heads_kv,
+                                     c.model.head_dim};
+      KernelBenchOptions bo;
+      bo.fwd = c.run.fwd;
+      bo.bwd = c.run.bwd;
+      bo.warmup = c.run.warmup;
+      bo.iters = c.run.iters;
+      bo.check = c.run.check;
+      bo.check_rows = opt.check_rows;
+      bo.seed = c.run.seed;
+      bo.dtype = c.model.dtype;
+      KernelBenchResult r;
+      try {
+        r = run_kernel_benchmark(shape, mask, bo);
+      } catch (const std::invalid_argument& e) {
+        throw ConfigError(fmt::format("{}: {}", c.name, e.what()));
+      } catch (const std::runtime_error& e) {
+        throw RuntimeError(fmt::format("{}: {}", c.name, e.what()));
+      }
+      report.rows.push_back(kernel_row(c, docs, mask.size(), r, device, opt.check_rows));
     }
-    const CaseInputs inputs = build_case_inputs(c.documents, c.mask, c.total_tokens);
-    const std::vector<int64_t>& docs = inputs.documents;
-    const std::vector<AttnSlice>& mask = inputs.mask;
-    std::vector<kernels::KernelSlice> slices;
-    slices.reserve(mask.size());
-    for (const AttnSlice& s : mask) {
-      slices.push_back({s.q.start, s.q.end, s.k.start, s.k.end, static_cast<kernels::KernelSliceType>(s.type)});
-    }
-    kernels::AttnShape shape{c.total_tokens, c.total_tokens, c.model.heads_q, c.model.heads_kv, c.model.head_dim};
-    kernels::cuda::FlexBenchOptions bo;
-    bo.fwd = c.run.fwd;
-    bo.bwd = c.run.bwd;
-    bo.warmup = c.run.warmup;
-    bo.iters = c.run.iters;
-    bo.check = c.run.check;
-    bo.check_rows = opt.check_rows;
-    bo.seed = c.run.seed;
-    bo.dtype = c.model.dtype;
-    kernels::cuda::FlexBenchResult r;
-    try {
-      r = kernels::cuda::run_flex_benchmark(shape, slices, bo);
-    } catch (const std::invalid_argument& e) {
-      throw ConfigError(fmt::format("{}: {}", c.name, e.what()));
-    } catch (const std::runtime_error& e) {
-      throw RuntimeError(fmt::format("{}: {}", c.name, e.what()));
-    }
-    const std::string check = !r.checked ? "-" : (r.check_passed ? "ok" : "FAILED");
-    if (r.checked && !r.check_passed) ++failed;
-    print0(ctx, fmt::format(
-        "{:<28} {:<20} {:>7} {:>6} {:>4} {:>5} {:>9.3f} {:>9.3f} {:>8.1f} {:>8.1f} {:>5.1f}% {:>5.1f}% {:>8.1e} {:>8.1e}  {}{}\n",
-        c.name, c.mask.type, c.total_tokens, heads_str(c.model), c.model.head_dim, docs.size(),
-        r.fwd.median_ms, r.bwd.median_ms, r.fwd_tflops, r.bwd_tflops, 100.0 * r.fwd_tflops / kPeakTflops,
-        100.0 * r.bwd_tflops / kPeakTflops, r.err_out, r.err_dq, check,
-        r.check_message.empty() ? "" : " (" + r.check_message + ")"));
-    row["documents"] = docs;
-    row["slices"] = slices.size();
-    row["area"] = r.stats.area;
-    row["fwd_flops"] = r.fwd_flops;
-    row["bwd_flops"] = r.bwd_flops;
-    row["fwd_ms"] = {{"median", r.fwd.median_ms}, {"min", r.fwd.min_ms}, {"max", r.fwd.max_ms}};
-    row["bwd_ms"] = {{"median", r.bwd.median_ms}, {"min", r.bwd.min_ms}, {"max", r.bwd.max_ms}};
-    row["fwd_tflops"] = r.fwd_tflops;
-    row["bwd_tflops"] = r.bwd_tflops;
-    row["work"] = {{"forward_items", r.stats.forward_items}, {"forward_tiles", r.stats.forward_tiles},
-                   {"backward_items", r.stats.backward_items}, {"backward_tiles", r.stats.backward_tiles},
-                   {"q_ranges_overlap", r.stats.q_ranges_overlap}};
-    row["check"] = {{"done", r.checked}, {"passed", r.check_passed}, {"err_out_rel_l2", r.err_out},
-                    {"err_lse_max_abs", r.err_lse}, {"err_dq_rel_l2", r.err_dq}, {"tolerance", r.tol},
-                    {"rows_per_window", opt.check_rows}, {"message", r.check_message}};
-    rows.push_back(row);
+    print0(ctx, table_row(report, report.rows.size() - 1));
   }
-  print0(ctx, fmt::format("# {} case{}, {} failed check{}\n", rows.size(), rows.size() == 1 ? "" : "s", failed,
-                          failed == 1 ? "" : "s"));
+  print0(ctx, table_summary(report));
+
+  stamp_end_time(report.metadata);
+  // Both files or neither. argv, environment and host strings may hold bytes that are not UTF-8:
+  // replace them rather than throw after the whole run.
+  std::vector<FileContent> files;
   if (!opt.out_json.empty()) {
-    nlohmann::json out = {{"metadata", meta}, {"cases", rows}};
-    // argv, environment and host strings may hold bytes that are not UTF-8: replace, never throw.
-    write_file_atomic(opt.out_json, out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n",
-                      opt.force ? Overwrite::allow : Overwrite::refuse);
-    print0(ctx, fmt::format("# Wrote {}\n", opt.out_json));
+    files.push_back({opt.out_json, to_json(report).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"});
   }
-  if (failed) ctx.exit_code = static_cast<int>(ExitCode::wrong_result);
+  if (!opt.out_csv.empty()) files.push_back({opt.out_csv, to_csv(report)});
+  write_files_atomic(files, opt.force ? Overwrite::allow : Overwrite::refuse);
+  for (const FileContent& f : files) print0(ctx, fmt::format("# Wrote {}\n", f.path));
+  if (report.failed_checks()) ctx.exit_code = static_cast<int>(ExitCode::wrong_result);
 }
 
 }  // namespace
@@ -171,7 +174,8 @@ void add_kernel_command(CLI::App& app, Context& ctx) {
   cmd->add_option("-c,--config", opt->config, "Workload JSON file (cp is ignored; cp > 1 cases are skipped)")
       ->required();
   cmd->add_option("-o,--out", opt->out_json, "Write the results as JSON to this file");
-  cmd->add_flag("-f,--force", opt->force, "Overwrite --out if it exists");
+  cmd->add_option("--csv", opt->out_csv, "Write one CSV line per case to this file");
+  cmd->add_flag("-f,--force", opt->force, "Overwrite --out / --csv files that already exist");
   opt->overrides.add_to(*cmd);
   cmd->add_option("--check-rows", opt->check_rows, "Rows per checked window (three windows: first, middle, last)");
   cmd->callback([&ctx, opt] { run_kernel_bench(ctx, *opt); });

@@ -5,8 +5,11 @@
 // docs/plan_schema.md); --bench N times build_plan. A case whose plan is estimated beyond the
 // memory bound (core/plan/plan_size.h) is refused before any work unless --allow-large.
 #include "commands.h"
+#include "system_info.h"
 
 #include "core/base/error.h"
+#include "core/base/schema.h"
+#include "core/base/stats.h"
 #include "core/plan/plan_json.h"
 #include "core/plan/plan_size.h"
 #include "core/plan/planner.h"
@@ -208,9 +211,8 @@ BenchResult bench_plan(const std::vector<AttnSlice>& mask, const Case& c, int ru
     wall.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
     cpu.push_back(1e3 * static_cast<double>(c1 - c0) / CLOCKS_PER_SEC);
   }
-  std::sort(wall.begin(), wall.end());
-  std::sort(cpu.begin(), cpu.end());
-  return {wall.front(), wall[wall.size() / 2], cpu.front(), cpu[cpu.size() / 2]};
+  return {*std::min_element(wall.begin(), wall.end()), median(wall),
+          *std::min_element(cpu.begin(), cpu.end()), median(cpu)};
 }
 
 // ConfigError when the plan of `c` is estimated beyond the memory bound (core/plan/plan_size.h).
@@ -221,6 +223,7 @@ void refuse_large_plan(const std::string& config, const Case& c, const std::stri
 }
 
 void plan_workload(const Context& ctx, const PlanOptions& opt) {
+  nlohmann::json metadata = collect_metadata(ctx);  // collective: before the other ranks leave
   if (ctx.world_rank != 0) return;  // planning needs one process; other ranks have nothing to do
   std::optional<Strategy> strategy;
   if (opt.strategy) strategy = strategy_named(*opt.strategy);
@@ -255,13 +258,7 @@ void plan_workload(const Context& ctx, const PlanOptions& opt) {
     cases.push_back(std::move(c));
   }
 
-  nlohmann::json doc;
-  doc["schema"] = "magi-bench/plan-report/1";
-  doc["argv"] = ctx.argv;
-  doc["git_sha"] = MAGI_GIT_SHA;
-  doc["version"] = MAGI_VERSION;
-  doc["config"] = opt.config;
-  doc["workload"] = workload.name;
+  metadata["workload"] = {{"path", opt.config}, {"name", workload.name}, {"resolved", workload.resolved}};
   // Each case is serialised as soon as it is planned (a large plan's JSON tree is many times its
   // text), then spliced into the document.
   std::vector<std::string> case_texts;
@@ -324,6 +321,8 @@ void plan_workload(const Context& ctx, const PlanOptions& opt) {
     }
   }
   if (!opt.json_out.empty()) {
+    stamp_end_time(metadata);
+    nlohmann::json doc = {{"schema", kPlanReportSchema}, {"metadata", metadata}};
     const std::string placeholder = "\"@cases@\"";
     doc["cases"] = "@cases@";
     std::string text = doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);  // argv may not be UTF-8

@@ -1,5 +1,6 @@
 // `magi-bench run` (the default subcommand): every case of a workload's sweep, planned, executed
 // on MPI ranks, checked and reported (table on stdout, --out JSON, --csv CSV).
+#include "case_row.h"
 #include "commands.h"
 #include "system_info.h"
 
@@ -7,7 +8,9 @@
 #include "core/plan/plan_size.h"
 #include "core/plan/planner.h"
 #include "core/base/file_io.h"
-#include "core/report/report.h"
+#include "core/results/device_peak.h"
+#include "core/results/row.h"
+#include "core/results/writers.h"
 #include "core/workload/case_inputs.h"
 #include "core/workload/documents.h"
 #include "core/workload/workload.h"
@@ -51,28 +54,9 @@ int default_threads() {
   return std::max(1, hw / local);
 }
 
-CaseRow skipped_row(const Case& c, const std::string& backend, const std::string& reason) {
-  CaseRow row;
-  row.case_name = c.name;
-  row.mask = c.mask.type;
-  row.total_tokens = c.total_tokens;
-  row.cp = c.parallel.cp;
-  row.strategy = std::string(to_string(c.parallel.strategy));
-  row.backend = backend;
-  row.heads_q = c.model.heads_q;
-  row.heads_kv = c.model.heads_kv;
-  row.head_dim = c.model.head_dim;
-  row.skipped = true;
-  row.skip_reason = reason;
-  row.case_key = case_key(c);
-  row.details = {{"config", resolved_config(c)}};
-  return row;
-}
-
 CaseRow measured_row(const Case& c, const Plan& plan, const ExecResult& result,
                      const std::string& backend, const std::vector<int64_t>& docs) {
-  CaseRow row = skipped_row(c, backend, "");
-  row.skipped = false;
+  CaseRow row = case_row(c, backend);
   row.dtype = std::string(to_string(plan.model.dtype));
   row.area = plan.total_area;
   row.fwd_ran = c.run.fwd;
@@ -81,7 +65,7 @@ CaseRow measured_row(const Case& c, const Plan& plan, const ExecResult& result,
   row.planned_bwd_bytes = plan.volume.bwd_bytes;
   row.bound_fwd_bytes = plan.zero_redundancy_bound.fwd_bytes;
   row.imbalance = plan.imbalance;
-  double fwd_sum = 0, bwd_sum = 0;
+  row.peak_tflops = dense_peak_tflops(cpu_model(), plan.model.dtype);
   for (const RankTimes& t : result.ranks) {
     RankRow r;
     r.rank = t.rank;
@@ -94,19 +78,12 @@ CaseRow measured_row(const Case& c, const Plan& plan, const ExecResult& result,
     r.bwd_comm_wait_ms = t.bwd_comm_wait_ms;
     r.tokens = plan.ranks.at(t.rank).tokens;
     r.area = plan.ranks.at(t.rank).area;
-    row.fwd_ms = std::max(row.fwd_ms, r.fwd.median_ms);
-    row.bwd_ms = std::max(row.bwd_ms, r.bwd.median_ms);
-    fwd_sum += r.fwd.median_ms;
-    bwd_sum += r.bwd.median_ms;
     row.ranks.push_back(r);
   }
-  const double n = static_cast<double>(std::max<size_t>(1, result.ranks.size()));
-  row.fwd_ms_mean_rank = fwd_sum / n;
-  row.bwd_ms_mean_rank = bwd_sum / n;
   if (result.check_ran) {
     row.check = result.check_passed ? CheckState::passed : CheckState::failed;
     for (const TensorCheck& t : result.checks) {
-      row.errors.push_back({t.name, t.rel_l2, t.max_abs, t.tolerance, t.ok});
+      row.errors.push_back({t.name, t.rel_l2, t.max_abs, ErrorBound::rel_l2, t.tolerance, t.ok});
     }
   }
   row.details["documents"] = to_json(document_stats(docs));
@@ -254,6 +231,7 @@ void run_workload(Context& ctx, const RunOptions& opt) {
   print0(ctx, table_summary(report));
 
   if (ctx.world_rank == 0) {
+    stamp_end_time(report.metadata);
     // Both files or neither. argv, environment and host strings may hold bytes that are not
     // UTF-8: replace them rather than throw after the whole run.
     std::vector<FileContent> files;

@@ -1,6 +1,11 @@
 #include "system_info.h"
 
 #include "runtime/mpi_communicator.h"
+#ifdef MAGI_HAVE_CUDA
+#include "cuda/flex_attention.h"
+
+#include <cuda_runtime.h>
+#endif
 
 #include <fmt/format.h>
 #include <mpi.h>
@@ -69,6 +74,38 @@ nlohmann::json relevant_environment() {
   return env;
 }
 
+// The CPU, and in CUDA builds the visible GPU, of this process.
+nlohmann::json devices() {
+  nlohmann::json d = nlohmann::json::array();
+  d.push_back({{"kind", "cpu"}, {"name", cpu_model()}, {"threads", std::thread::hardware_concurrency()}});
+#ifdef MAGI_HAVE_CUDA
+  if (kernels::cuda::device_available()) {
+    d.push_back({{"kind", "cuda"}, {"name", kernels::cuda::device_description()}});
+  }
+#endif
+  return d;
+}
+
+#ifdef MAGI_HAVE_CUDA
+// "13.0" from the CUDA runtime's 13000.
+std::string cuda_version(int v) { return fmt::format("{}.{}", v / 1000, v % 1000 / 10); }
+#endif
+
+nlohmann::json libraries() {
+  nlohmann::json l = {
+      {"mpi", mpi_library_version()},
+      {"fmt", fmt::format("{}.{}.{}", FMT_VERSION / 10000, FMT_VERSION / 100 % 100, FMT_VERSION % 100)},
+      {"nlohmann_json", fmt::format("{}.{}.{}", NLOHMANN_JSON_VERSION_MAJOR, NLOHMANN_JSON_VERSION_MINOR,
+                                    NLOHMANN_JSON_VERSION_PATCH)}};
+#ifdef MAGI_HAVE_CUDA
+  int runtime = 0, driver = 0;
+  l["cuda_runtime"] = cudaRuntimeGetVersion(&runtime) == cudaSuccess ? cuda_version(runtime) : "unknown";
+  // 0 (and no error) when no driver is installed.
+  l["cuda_driver"] = cudaDriverGetVersion(&driver) == cudaSuccess && driver > 0 ? cuda_version(driver) : "none";
+#endif
+  return l;
+}
+
 }  // namespace
 
 nlohmann::json collect_metadata(const Context& ctx) {
@@ -85,13 +122,12 @@ nlohmann::json collect_metadata(const Context& ctx) {
   return {{"tool", "magi-bench"},
           {"version", MAGI_VERSION},
           {"git_sha", MAGI_GIT_SHA},
-          {"time_utc", utc_now()},
+          {"start_time_utc", utc_now()},
           {"argv", ctx.argv},
           {"world_size", ctx.world_size},
           {"hosts", hosts},
-          {"cpu", cpu_model()},
-          {"cpu_threads", std::thread::hardware_concurrency()},
-          {"mpi", mpi_library_version()},
+          {"devices", devices()},
+          {"libraries", libraries()},
 #ifdef MAGI_HAVE_CUDA
           {"cuda_build", true},
 #else
@@ -100,18 +136,27 @@ nlohmann::json collect_metadata(const Context& ctx) {
           {"environment", relevant_environment()}};
 }
 
+void stamp_end_time(nlohmann::json& metadata) { metadata["end_time_utc"] = utc_now(); }
+
 std::string metadata_header(const nlohmann::json& m) {
   std::map<std::string, int> per_host;
   for (const auto& h : m["hosts"]) per_host[h.get<std::string>()]++;
   std::string hosts;
   for (const auto& [h, n] : per_host) hosts += fmt::format(" {} ({} rank{})", h, n, n == 1 ? "" : "s");
   std::string out = fmt::format("# magi-bench {} (git {}), {}\n", m["version"].get<std::string>(),
-                                m["git_sha"].get<std::string>(), m["time_utc"].get<std::string>());
+                                m["git_sha"].get<std::string>(), m["start_time_utc"].get<std::string>());
   out += fmt::format("# World: {} rank{} on{}\n", m["world_size"].get<int>(),
                      m["world_size"].get<int>() == 1 ? "" : "s", hosts);
-  out += fmt::format("# CPU: {}, {} hardware threads; MPI: {}; CUDA build: {}\n",
-                     m["cpu"].get<std::string>(), m["cpu_threads"].get<unsigned>(),
-                     m["mpi"].get<std::string>(), m["cuda_build"].get<bool>() ? "yes" : "no");
+  for (const auto& d : m["devices"]) {
+    if (d["kind"] == "cpu") {
+      out += fmt::format("# CPU: {}, {} hardware threads\n", d["name"].get<std::string>(),
+                         d["threads"].get<unsigned>());
+    } else {
+      out += fmt::format("# Device: {}\n", d["name"].get<std::string>());
+    }
+  }
+  out += fmt::format("# MPI: {}; CUDA build: {}\n", m["libraries"]["mpi"].get<std::string>(),
+                     m["cuda_build"].get<bool>() ? "yes" : "no");
   return out;
 }
 

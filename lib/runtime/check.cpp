@@ -1,9 +1,7 @@
 #include "runtime/check.h"
 
 #include "core/base/error.h"
-
-#include <algorithm>
-#include <cmath>
+#include "core/base/stats.h"
 
 namespace magi {
 
@@ -14,18 +12,10 @@ TensorCheck compare_with_reference(const std::string& name, const std::vector<fl
   TensorCheck c;
   c.name = name;
   c.tolerance = tolerance;
-  double num = 0, den = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    const double a = got[i], b = ref[i];
-    if (!std::isfinite(b) || !std::isfinite(a)) {
-      if (!(std::isinf(a) && std::isinf(b) && (a < 0) == (b < 0))) ++c.inf_mismatches;
-      continue;
-    }
-    num += (a - b) * (a - b);
-    den += b * b;
-    c.max_abs = std::max(c.max_abs, std::abs(a - b));
-  }
-  c.rel_l2 = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+  const TensorDiff d = tensor_diff(got, ref);
+  c.rel_l2 = d.rel_l2;
+  c.max_abs = d.max_abs;
+  c.inf_mismatches = d.inf_mismatches;
   c.ok = c.rel_l2 <= tolerance && c.inf_mismatches == 0;
   return c;
 }

@@ -3,6 +3,7 @@
 #include "runtime/executor.h"
 
 #include "core/base/error.h"
+#include "core/base/stats.h"
 #include "runtime/exec_detail.h"
 #include "runtime/inputs.h"
 
@@ -23,13 +24,6 @@ namespace {
 
 using detail::Local;
 using detail::PassStats;
-
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 // Waits without spinning a core (other ranks may be computing on the same cores).
 void wait_sleepy(Communicator& comm, Request* req, const char* what) {

@@ -1,24 +1,26 @@
 #!/usr/bin/env python3
-"""Checks a magi-bench JSON report of an MPI end-to-end run: every case that ran was checked and
-passed, and the bytes counted from the real messages equal the plan's figures (forward and
-backward, summed over ranks). Usage: check_report.py REPORT.json [MIN_CASES]"""
+"""Checks a magi-bench results file (docs/results_schema.md; `run` or `kernel`): the schema tag,
+every case that ran was checked and passed, and the bytes counted from the real messages equal
+the plan's figures (forward and backward, summed over ranks; both 0 for the kernel alone).
+Usage: check_report.py RESULTS.json [MIN_CASES]"""
 import json
 import sys
+
+SCHEMA = "magi-bench/results/1"
 
 report = json.load(open(sys.argv[1]))
 min_cases = int(sys.argv[2]) if len(sys.argv) > 2 else 1
 bad = []
+if report.get("schema") != SCHEMA:
+    bad.append(f"schema {report.get('schema')!r}, expected {SCHEMA!r}")
 ran = 0
 for c in report["cases"]:
     if c.get("skipped"):
         continue
     ran += 1
     name = f'{c["case"]} {c["strategy"]}'
-    check = c.get("check")
-    ok = check is True or (isinstance(check, str) and check.lower() in ("ok", "passed")) or \
-        (isinstance(check, dict) and check.get("passed", check.get("ok")) is True)
-    if not ok:
-        bad.append(f"{name}: check {check!r}")
+    if c["check"] != "passed":
+        bad.append(f"{name}: check {c['check']!r}")
     fwd = sum(r["fwd_sent_bytes"] for r in c["ranks"])
     bwd = sum(r["bwd_sent_bytes"] for r in c["ranks"])
     if fwd != c["planned_fwd_bytes"]:

@@ -1,6 +1,7 @@
 // A Plan as JSON (schema: docs/plan_schema.md, "magi-bench/plan/1").
 #pragma once
 
+#include "core/base/schema.h"
 #include "core/plan/plan.h"
 #include "core/plan/planner.h"
 
@@ -9,8 +10,6 @@
 #include <vector>
 
 namespace magi {
-
-inline constexpr const char* kPlanSchema = "magi-bench/plan/1";
 
 struct PlanJsonOptions {
   bool slices = true;  // ranks[].stages[].slices (the bulk of a large plan)

@@ -1,8 +1,9 @@
-#include "core/report/report.h"
+#include "core/results/writers.h"
+
+#include "core/base/schema.h"
 
 #include <fmt/format.h>
 
-#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -11,10 +12,6 @@ namespace magi {
 namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-
-double tflops(double flops, double ms, int gpus) {
-  return ms > 0 ? flops / (ms * 1e-3 * gpus) / 1e12 : kNaN;
-}
 
 std::string fixed_or_dash(double v, int digits) {
   return std::isfinite(v) ? fmt::format("{:.{}f}", v, digits) : "-";
@@ -29,83 +26,6 @@ std::string rate_or_dash(double v) {
 }
 
 }  // namespace
-
-std::string_view to_string(CheckState s) {
-  switch (s) {
-    case CheckState::not_run: return "-";
-    case CheckState::passed: return "OK";
-    case CheckState::failed: return "FAILED";
-  }
-  return "?";
-}
-
-double CaseRow::fwd_flops() const {
-  return 4.0 * static_cast<double>(area) * head_dim * heads_q;  // exact below 2^53 pairs
-}
-double CaseRow::bwd_flops() const { return 2.5 * fwd_flops(); }
-double CaseRow::fwd_tflops_per_gpu() const { return fwd_ran ? tflops(fwd_flops(), fwd_ms, cp) : kNaN; }
-double CaseRow::bwd_tflops_per_gpu() const { return bwd_ran ? tflops(bwd_flops(), bwd_ms, cp) : kNaN; }
-double CaseRow::fwd_tflops_mean_rank() const {
-  return fwd_ran ? tflops(fwd_flops(), fwd_ms_mean_rank, cp) : kNaN;
-}
-double CaseRow::bwd_tflops_mean_rank() const {
-  return bwd_ran ? tflops(bwd_flops(), bwd_ms_mean_rank, cp) : kNaN;
-}
-double CaseRow::fwd_mfu_pct() const {
-  return peak_tflops > 0 ? 100.0 * fwd_tflops_per_gpu() / peak_tflops : kNaN;
-}
-int64_t CaseRow::max_rank_fwd_sent_bytes() const {
-  int64_t m = 0;
-  for (const RankRow& r : ranks) m = std::max(m, r.fwd_sent_bytes);
-  return m;
-}
-int64_t CaseRow::measured_fwd_bytes() const {
-  int64_t s = 0;
-  for (const RankRow& r : ranks) s += r.fwd_sent_bytes;
-  return s;
-}
-int64_t CaseRow::measured_bwd_bytes() const {
-  int64_t s = 0;
-  for (const RankRow& r : ranks) s += r.bwd_sent_bytes;
-  return s;
-}
-double CaseRow::exposed_comm_pct() const {
-  if (!fwd_ran || fwd_ms <= 0) return kNaN;
-  double wait = 0;
-  for (const RankRow& r : ranks) wait = std::max(wait, r.fwd_comm_wait_ms);
-  return 100.0 * wait / fwd_ms;
-}
-
-bool CaseRow::bytes_match_plan() const {
-  return (!fwd_ran || measured_fwd_bytes() == planned_fwd_bytes) &&
-         (!bwd_ran || measured_bwd_bytes() == planned_bwd_bytes);
-}
-
-double Report::scaling_efficiency(size_t i) const {
-  const CaseRow& row = rows.at(i);
-  if (row.skipped || !row.fwd_ran) return kNaN;
-  const CaseRow* base = nullptr;
-  for (const CaseRow& r : rows) {
-    const bool same = r.cp == 1 && !r.skipped && r.fwd_ran && r.mask == row.mask &&
-                      r.total_tokens == row.total_tokens && r.heads_q == row.heads_q &&
-                      r.heads_kv == row.heads_kv && r.head_dim == row.head_dim &&
-                      r.backend == row.backend && r.case_key == row.case_key;
-    if (!same) continue;
-    if (r.strategy == row.strategy) {
-      base = &r;
-      break;
-    }
-    if (!base) base = &r;
-  }
-  if (!base) return kNaN;
-  return row.fwd_tflops_per_gpu() / base->fwd_tflops_per_gpu();
-}
-
-int Report::failed_checks() const {
-  return static_cast<int>(std::count_if(rows.begin(), rows.end(), [](const CaseRow& r) {
-    return r.check == CheckState::failed;
-  }));
-}
 
 std::string table_header() {
   return fmt::format(
@@ -132,7 +52,7 @@ std::string table_row(const Report& report, size_t i) {
       " {:>22} {:>22} {:>9} {:>4} {:>9} {:>10} {:>10} {:>9} {:>9} {:>6} {:>10} {:>6} {:>8} {:>6} "
       "{:>6} {:>7}\n",
       r.case_name, r.mask, r.total_tokens, r.cp, r.strategy,
-      r.fwd_ran ? fixed_or_dash(r.fwd_ms, 3) : "-", r.bwd_ran ? fixed_or_dash(r.bwd_ms, 3) : "-",
+      r.fwd_ran ? fixed_or_dash(r.fwd_ms(), 3) : "-", r.bwd_ran ? fixed_or_dash(r.bwd_ms(), 3) : "-",
       rate_or_dash(r.fwd_tflops_per_gpu()), rate_or_dash(r.bwd_tflops_per_gpu()),
       fixed_or_dash(r.fwd_mfu_pct(), 1),
       fixed_or_dash(static_cast<double>(r.max_rank_fwd_sent_bytes()) / 1e6, 3),
@@ -142,7 +62,7 @@ std::string table_row(const Report& report, size_t i) {
 }
 
 std::string table_summary(const Report& report) {
-  int ran = 0, skipped = 0, checked = 0;
+  int ran = 0, skipped = 0;
   std::string bytes_off;  // cases whose measured bytes differ from the plan's
   double fwd_sum = 0, bwd_sum = 0;
   int fwd_n = 0, bwd_n = 0;
@@ -152,18 +72,21 @@ std::string table_summary(const Report& report) {
       continue;
     }
     ++ran;
-    checked += r.check != CheckState::not_run;
     if (!r.bytes_match_plan()) bytes_off += " " + r.case_name;
     if (std::isfinite(r.fwd_tflops_per_gpu())) fwd_sum += r.fwd_tflops_per_gpu(), ++fwd_n;
     if (std::isfinite(r.bwd_tflops_per_gpu())) bwd_sum += r.bwd_tflops_per_gpu(), ++bwd_n;
   }
   const int wrong = report.failed_checks();
+  const int checked = report.checked_cases();
+  // nccl-tests' verdict line; with nothing checked there is no verdict to give.
+  const std::string verdict =
+      checked == 0 ? std::string("not checked") : fmt::format("{} {}", wrong, wrong ? "FAILED" : "OK");
   return fmt::format(
-      "# Out of bounds values : {} {}\n"
+      "# Out of bounds values : {}\n"
       "# Cases: {} run, {} skipped; checked {}, #wrong {}\n"
       "# Bytes sent (counted from the messages) == planned : {}\n"
       "# Avg TFLOP/s per GPU : fwd {} bwd {}\n",
-      wrong, wrong ? "FAILED" : "OK", ran, skipped, checked, wrong,
+      verdict, ran, skipped, checked, wrong,
       bytes_off.empty() ? std::string("every case") : "NOT in" + bytes_off,
       fwd_n ? rate_or_dash(fwd_sum / fwd_n) : "-", bwd_n ? rate_or_dash(bwd_sum / bwd_n) : "-");
 }
@@ -196,10 +119,10 @@ nlohmann::json row_json(const Report& report, size_t i) {
   j["area"] = r.area;
   j["fwd_flops"] = r.fwd_flops();
   j["bwd_flops"] = r.bwd_flops();
-  j["fwd_ms"] = r.fwd_ran ? nlohmann::json(r.fwd_ms) : nullptr;
-  j["bwd_ms"] = r.bwd_ran ? nlohmann::json(r.bwd_ms) : nullptr;
-  j["fwd_ms_mean_rank"] = r.fwd_ran ? nlohmann::json(r.fwd_ms_mean_rank) : nullptr;
-  j["bwd_ms_mean_rank"] = r.bwd_ran ? nlohmann::json(r.bwd_ms_mean_rank) : nullptr;
+  j["fwd_ms"] = r.fwd_ran ? nlohmann::json(r.fwd_ms()) : nullptr;
+  j["bwd_ms"] = r.bwd_ran ? nlohmann::json(r.bwd_ms()) : nullptr;
+  j["fwd_ms_mean_rank"] = r.fwd_ran ? nlohmann::json(r.fwd_ms_mean_rank()) : nullptr;
+  j["bwd_ms_mean_rank"] = r.bwd_ran ? nlohmann::json(r.bwd_ms_mean_rank()) : nullptr;
   j["fwd_tflops_per_gpu"] = finite_or_null(r.fwd_tflops_per_gpu());
   j["bwd_tflops_per_gpu"] = finite_or_null(r.bwd_tflops_per_gpu());
   j["fwd_tflops_per_gpu_mean_rank"] = finite_or_null(r.fwd_tflops_mean_rank());
@@ -220,7 +143,7 @@ nlohmann::json row_json(const Report& report, size_t i) {
   j["errors"] = nlohmann::json::array();
   for (const TensorError& e : r.errors) {
     j["errors"].push_back({{"tensor", e.name}, {"rel_l2", e.rel_l2}, {"max_abs", e.max_abs},
-                           {"tolerance", e.tolerance}, {"ok", e.ok}});
+                           {"bound", to_string(e.bound)}, {"tolerance", e.tolerance}, {"ok", e.ok}});
   }
   j["ranks"] = nlohmann::json::array();
   for (const RankRow& k : r.ranks) {
@@ -246,7 +169,7 @@ std::string csv_number(double v) { return std::isfinite(v) ? fmt::format("{}", v
 }  // namespace
 
 nlohmann::json to_json(const Report& report) {
-  nlohmann::json j = {{"schema", "magi-bench.report/1"}, {"metadata", report.metadata}};
+  nlohmann::json j = {{"schema", kResultsSchema}, {"metadata", report.metadata}};
   j["cases"] = nlohmann::json::array();
   for (size_t i = 0; i < report.rows.size(); ++i) j["cases"].push_back(row_json(report, i));
   j["summary"] = {{"cases", report.rows.size()}, {"failed_checks", report.failed_checks()}};
@@ -267,7 +190,7 @@ std::string to_csv(const Report& report) {
         "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
         csv_field(r.case_name), csv_field(r.mask), r.total_tokens, r.cp, r.strategy, r.backend,
         r.dtype, r.heads_q, r.heads_kv, r.head_dim, r.area,
-        run && r.fwd_ran ? csv_number(r.fwd_ms) : "", run && r.bwd_ran ? csv_number(r.bwd_ms) : "",
+        run && r.fwd_ran ? csv_number(r.fwd_ms()) : "", run && r.bwd_ran ? csv_number(r.bwd_ms()) : "",
         run ? csv_number(r.fwd_tflops_per_gpu()) : "", run ? csv_number(r.bwd_tflops_per_gpu()) : "",
         run ? csv_number(r.fwd_tflops_mean_rank()) : "",
         run ? csv_number(r.bwd_tflops_mean_rank()) : "", run ? csv_number(r.fwd_mfu_pct()) : "",

@@ -1,13 +1,17 @@
-// The report model (DESIGN.md §5): one row per (case, strategy), read by every printer
-// (table on stdout, JSON, CSV). Every number's formula is in README.md, "Reported numbers".
+// The results model (DESIGN.md §5): one case row per (case, strategy) that every command
+// measuring attention produces (`run`, `kernel`, later `simulate`), read by the one set of
+// printers (results/writers.h). Every number's formula is in README.md, "Reported numbers";
+// every field of the files in docs/results_schema.md.
 #pragma once
 
-#include "core/report/stats.h"
+#include "core/base/stats.h"
+#include "core/results/tensor_error.h"
 
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace magi {
@@ -15,18 +19,10 @@ namespace magi {
 enum class CheckState { not_run, passed, failed };
 std::string_view to_string(CheckState s);
 
-struct TensorError {
-  std::string name;       // out, lse, dq, dk, dv
-  double rel_l2 = 0;      // ||x - ref|| / ||ref||
-  double max_abs = 0;     // max |x - ref|
-  double tolerance = 0;   // rel_l2 must be <= this
-  bool ok = true;
-};
-
 struct RankRow {
   int rank = 0;
   std::string host;
-  TimingSummary fwd, bwd;
+  TimingSummary fwd, bwd;          // over the timed iterations of one pass
   int64_t fwd_sent_bytes = 0;      // counted from the messages the rank sent, one forward
   int64_t bwd_sent_bytes = 0;      // one backward
   double fwd_comm_wait_ms = 0;     // median time waiting on communication compute did not hide
@@ -41,14 +37,12 @@ struct CaseRow {
   std::string mask;
   int64_t total_tokens = 0;
   int cp = 1;
-  std::string strategy;
-  std::string backend;
+  std::string strategy;            // "-" for the kernel alone
+  std::string backend;             // cpu, cuda-kernel
   std::string dtype;               // dtype the backend computed in
   int heads_q = 0, heads_kv = 0, head_dim = 0;
   int64_t area = 0;                // mask area (pairs)
   bool fwd_ran = false, bwd_ran = false;
-  double fwd_ms = 0, bwd_ms = 0;   // slowest rank's median
-  double fwd_ms_mean_rank = 0, bwd_ms_mean_rank = 0;  // mean over ranks of their medians
   double peak_tflops = 0;          // the device's dense peak (0 = unknown: no MFU)
   int64_t planned_fwd_bytes = 0;   // plan's bytes, all ranks, one forward
   int64_t planned_bwd_bytes = 0;
@@ -58,12 +52,16 @@ struct CaseRow {
   std::vector<TensorError> errors;
   bool skipped = false;
   std::string skip_reason;
-  std::vector<RankRow> ranks;
-  nlohmann::json details;          // resolved case config, document stats, plan summary
+  std::vector<RankRow> ranks;      // every rank's timings: the row's times derive from them
+  nlohmann::json details;          // resolved case config, document stats, plan or kernel summary
 
   // Derived numbers (formulas in README.md).
-  double fwd_flops() const;                  // 4 * area * head_dim * heads_q
-  double bwd_flops() const;                  // 2.5 * fwd_flops
+  double fwd_ms() const;                     // slowest rank's median
+  double bwd_ms() const;
+  double fwd_ms_mean_rank() const;           // mean over ranks of their medians
+  double bwd_ms_mean_rank() const;
+  double fwd_flops() const;                  // attention_fwd_flops (core/model/vocabulary.h)
+  double bwd_flops() const;                  // attention_bwd_flops
   double fwd_tflops_per_gpu() const;         // fwd_flops / (fwd_ms * cp)
   double bwd_tflops_per_gpu() const;
   double fwd_tflops_mean_rank() const;       // fwd_flops / (fwd_ms_mean_rank * cp): MagiAttention's
@@ -72,12 +70,13 @@ struct CaseRow {
   int64_t max_rank_fwd_sent_bytes() const;
   int64_t measured_fwd_bytes() const;        // sum over ranks
   int64_t measured_bwd_bytes() const;
-  double exposed_comm_pct() const;           // 100 * max rank fwd_comm_wait_ms / fwd_ms
+  double exposed_comm_pct() const;           // 100 * max rank fwd_comm_wait_ms / fwd_ms; 0 when
+                                             // no rank sent (hence received) a byte
   bool bytes_match_plan() const;             // measured == planned for every pass that ran
 };
 
 struct Report {
-  nlohmann::json metadata;   // argv, git sha, version, hosts, devices, library versions, config
+  nlohmann::json metadata;   // docs/results_schema.md, "metadata"
   std::vector<CaseRow> rows;
 
   // Scaling efficiency of row i: its fwd TFLOP/s per GPU over that of the cp = 1 row with the
@@ -85,14 +84,7 @@ struct Report {
   // when there is none.
   double scaling_efficiency(size_t i) const;
   int failed_checks() const;
+  int checked_cases() const;
 };
-
-// nccl-tests-style table: header of column names, one line per row, and a summary.
-std::string table_header();
-std::string table_row(const Report& report, size_t i);
-std::string table_summary(const Report& report);
-
-nlohmann::json to_json(const Report& report);
-std::string to_csv(const Report& report);
 
 }  // namespace magi

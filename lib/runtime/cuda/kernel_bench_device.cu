@@ -1,0 +1,178 @@
+// See kernel_bench_device.h.
+#include "runtime/cuda/kernel_bench_device.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <sstream>
+#include <stdexcept>
+#include <type_traits>
+
+namespace magi {
+
+namespace {
+
+void check(cudaError_t e, const char* call, int line) {
+  if (e != cudaSuccess) {
+    std::ostringstream os;
+    os << "CUDA error '" << cudaGetErrorString(e) << "' in " << call << " at kernel_bench_device.cu:" << line;
+    throw std::runtime_error(os.str());
+  }
+}
+#define BENCH_CHECK(call) check((call), #call, __LINE__)
+
+struct Buf {
+  void* p = nullptr;
+  explicit Buf(size_t bytes) {
+    if (bytes) BENCH_CHECK(cudaMalloc(&p, bytes));
+  }
+  ~Buf() {
+    if (p) cudaFree(p);
+  }
+  Buf(const Buf&) = delete;
+  Buf& operator=(const Buf&) = delete;
+};
+
+__device__ inline uint64_t mix(uint64_t x) {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdULL;
+  x ^= x >> 33;
+  x *= 0xc4ceb9fe1a85ec53ULL;
+  return x ^ (x >> 33);
+}
+
+// Roughly normal values (sum of four uniforms, variance 1), never all zeros.
+template <typename T>
+__global__ void fill_random(T* x, int64_t n, uint64_t seed) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const uint64_t h = mix(seed * 0x9e3779b97f4a7c15ULL + static_cast<uint64_t>(i));
+    float s = 0.f;
+    for (int j = 0; j < 4; ++j) s += static_cast<float>((h >> (16 * j)) & 0xffff) * (1.f / 65536.f);
+    const float v = (s - 2.f) * 1.7320508f;
+    if constexpr (sizeof(T) == 2 && std::is_same_v<T, __nv_bfloat16>) x[i] = __float2bfloat16_rn(v);
+    else x[i] = __float2half_rn(v);
+  }
+}
+
+template <typename T>
+__global__ void to_float_kernel(const T* x, float* y, int64_t n) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    if constexpr (std::is_same_v<T, __nv_bfloat16>) y[i] = __bfloat162float(x[i]);
+    else y[i] = __half2float(x[i]);
+  }
+}
+
+void fill(void* p, int64_t n, uint64_t seed, DType dt) {
+  if (n == 0) return;
+  if (dt == DType::bf16) fill_random<<<1024, 256>>>(static_cast<__nv_bfloat16*>(p), n, seed);
+  else fill_random<<<1024, 256>>>(static_cast<__half*>(p), n, seed);
+  BENCH_CHECK(cudaGetLastError());
+}
+
+std::vector<float> download(const void* p, int64_t n, DType dt) {
+  std::vector<float> h(static_cast<size_t>(n));
+  if (n == 0) return h;
+  Buf tmp(static_cast<size_t>(n) * 4);
+  if (dt == DType::bf16) to_float_kernel<<<1024, 256>>>(static_cast<const __nv_bfloat16*>(p), static_cast<float*>(tmp.p), n);
+  else to_float_kernel<<<1024, 256>>>(static_cast<const __half*>(p), static_cast<float*>(tmp.p), n);
+  BENCH_CHECK(cudaGetLastError());
+  BENCH_CHECK(cudaMemcpy(h.data(), tmp.p, static_cast<size_t>(n) * 4, cudaMemcpyDeviceToHost));
+  return h;
+}
+
+template <class F>
+std::vector<double> time_calls(F&& f, int warmup, int iters) {
+  for (int i = 0; i < warmup; ++i) f();
+  BENCH_CHECK(cudaDeviceSynchronize());
+  std::vector<cudaEvent_t> ev(2 * static_cast<size_t>(iters));
+  for (auto& e : ev) BENCH_CHECK(cudaEventCreate(&e));
+  for (int i = 0; i < iters; ++i) {
+    BENCH_CHECK(cudaEventRecord(ev[2 * i]));
+    f();
+    BENCH_CHECK(cudaEventRecord(ev[2 * i + 1]));
+  }
+  BENCH_CHECK(cudaDeviceSynchronize());
+  std::vector<double> ms(static_cast<size_t>(iters));
+  for (int i = 0; i < iters; ++i) {
+    float t = 0;
+    BENCH_CHECK(cudaEventElapsedTime(&t, ev[2 * i], ev[2 * i + 1]));
+    ms[i] = t;
+  }
+  for (auto& e : ev) cudaEventDestroy(e);
+  return ms;
+}
+
+}  // namespace
+
+struct KernelBenchDevice::Impl {
+  kernels::AttnShape sh;
+  DType dtype;
+  kernels::cuda::FlexAttention attn;
+  int64_t nq, nk, nl;  // elements of q (and out, dout, dq), of k (and v, dk, dv), of lse
+  float scale;
+  Buf q, k, v, out, dout, lse, dq, dk, dv;
+
+  Impl(const kernels::AttnShape& shape, const std::vector<kernels::KernelSlice>& slices, DType dt)
+      : sh(shape),
+        dtype(dt),
+        attn(shape, slices.data(), slices.size(), dt),
+        nq(shape.sq * shape.hq * shape.d),
+        nk(shape.sk * shape.hkv * shape.d),
+        nl(shape.sq * shape.hq),
+        scale(1.f / std::sqrt(static_cast<float>(shape.d))),
+        q(nq * 2), k(nk * 2), v(nk * 2), out(nq * 2), dout(nq * 2), lse(nl * 4), dq(nq * 2),
+        dk(nk * 2), dv(nk * 2) {}
+
+  void forward() { attn.forward(q.p, k.p, v.p, out.p, static_cast<float*>(lse.p), scale); }
+  void backward() {
+    attn.backward(q.p, k.p, v.p, out.p, dout.p, static_cast<const float*>(lse.p), scale, dq.p, dk.p, dv.p);
+  }
+};
+
+KernelBenchDevice::KernelBenchDevice(const kernels::AttnShape& shape,
+                                     const std::vector<kernels::KernelSlice>& slices, DType dtype,
+                                     uint64_t seed)
+    : impl_(std::make_unique<Impl>(shape, slices, dtype)) {
+  Impl& m = *impl_;
+  fill(m.q.p, m.nq, seed * 8 + 1, dtype);
+  fill(m.k.p, m.nk, seed * 8 + 2, dtype);
+  fill(m.v.p, m.nk, seed * 8 + 3, dtype);
+  fill(m.dout.p, m.nq, seed * 8 + 4, dtype);
+  m.forward();  // out and lse for the backward, also when the forward is not timed
+  BENCH_CHECK(cudaDeviceSynchronize());
+}
+
+KernelBenchDevice::~KernelBenchDevice() = default;
+
+const kernels::cuda::FlexAttentionStats& KernelBenchDevice::stats() const { return impl_->attn.stats(); }
+
+std::vector<double> KernelBenchDevice::time_forward(int warmup, int iters) {
+  return time_calls([this] { impl_->forward(); }, warmup, iters);
+}
+
+std::vector<double> KernelBenchDevice::time_backward(int warmup, int iters) {
+  return time_calls([this] { impl_->backward(); }, warmup, iters);
+}
+
+HostTensors KernelBenchDevice::outputs(bool backward) {
+  Impl& m = *impl_;
+  m.forward();
+  if (backward) m.backward();
+  BENCH_CHECK(cudaDeviceSynchronize());
+  HostTensors h;
+  h.q = download(m.q.p, m.nq, m.dtype);
+  h.k = download(m.k.p, m.nk, m.dtype);
+  h.v = download(m.v.p, m.nk, m.dtype);
+  h.dout = download(m.dout.p, m.nq, m.dtype);
+  h.out = download(m.out.p, m.nq, m.dtype);
+  h.lse.resize(static_cast<size_t>(m.nl));
+  if (m.nl) BENCH_CHECK(cudaMemcpy(h.lse.data(), m.lse.p, static_cast<size_t>(m.nl) * 4, cudaMemcpyDeviceToHost));
+  if (backward) h.dq = download(m.dq.p, m.nq, m.dtype);
+  return h;
+}
+
+}  // namespace magi

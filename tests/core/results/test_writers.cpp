@@ -1,0 +1,84 @@
+#include "core/base/schema.h"
+#include "core/results/writers.h"
+#include "results_test_util.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+namespace magi {
+namespace {
+
+using test::make_row;
+
+TEST(Writers, PrintersCarryEveryRowAndTheVerdict) {
+  Report rep;
+  rep.metadata = {{"git_sha", "abc"}};
+  rep.rows = {make_row(1, "magi", 8.0), make_row(2, "magi", 5.0)};
+  rep.rows[1].check = CheckState::failed;
+  CaseRow skipped = make_row(4, "ulysses", 1.0);
+  skipped.skipped = true;
+  skipped.skip_reason = "cp 4 > heads_kv 2";
+  rep.rows.push_back(skipped);
+
+  EXPECT_NE(table_header().find("strategy"), std::string::npos);
+  EXPECT_NE(table_row(rep, 1).find("FAILED"), std::string::npos);
+  // Rates keep three significant digits: 4 * 524800 * 32 * 4 flops in 8 ms = 0.0336 TF/s.
+  EXPECT_NE(table_row(rep, 0).find(" 0.0336 "), std::string::npos) << table_row(rep, 0);
+  EXPECT_NE(table_row(rep, 2).find("skipped: cp 4 > heads_kv 2"), std::string::npos);
+  EXPECT_NE(table_summary(rep).find("#wrong 1"), std::string::npos);
+  EXPECT_NE(table_summary(rep).find("values : 1 FAILED"), std::string::npos) << table_summary(rep);
+  EXPECT_NE(table_summary(rep).find("== planned : every case"), std::string::npos);
+  rep.rows[1].ranks[0].fwd_sent_bytes += 1;
+  EXPECT_NE(table_summary(rep).find("NOT in w/2"), std::string::npos) << table_summary(rep);
+  EXPECT_FALSE(rep.rows[1].bytes_match_plan());
+
+  const auto j = to_json(rep);
+  EXPECT_EQ(j["schema"], std::string(kResultsSchema));
+  ASSERT_EQ(j["cases"].size(), 3u);
+  EXPECT_EQ(j["cases"][1]["check"], "failed");
+  EXPECT_EQ(j["cases"][1]["ranks"].size(), 2u);
+  EXPECT_EQ(j["cases"][2]["skip_reason"], "cp 4 > heads_kv 2");
+  EXPECT_EQ(j["summary"]["failed_checks"], 1);
+  EXPECT_TRUE(j["cases"][0]["fwd_mfu_pct"].is_null());
+
+  const std::string csv = to_csv(rep);
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 4);
+  EXPECT_NE(csv.find(",failed,"), std::string::npos);
+}
+
+TEST(Writers, SummaryWithoutChecksGivesNoVerdict) {
+  Report rep;
+  rep.rows = {make_row(1, "magi", 8.0)};
+  EXPECT_NE(table_summary(rep).find("# Out of bounds values : not checked\n"), std::string::npos)
+      << table_summary(rep);
+  rep.rows[0].check = CheckState::passed;
+  EXPECT_NE(table_summary(rep).find("# Out of bounds values : 0 OK\n"), std::string::npos)
+      << table_summary(rep);
+}
+
+// The JSON's numbers for a row worked by hand (test_row.cpp, HandComputedRow): one rank, area
+// 1000, head dim 10, 2 query heads, forward 2 ms, backward 5 ms.
+TEST(Writers, JsonNumbersOfAHandComputedRow) {
+  Report rep;
+  CaseRow r;
+  r.area = 1000;
+  r.head_dim = 10;
+  r.heads_q = 2;
+  r.fwd_ran = r.bwd_ran = true;
+  RankRow k;
+  k.fwd = summarize({2.0});
+  k.bwd = summarize({5.0});
+  r.ranks.push_back(k);
+  r.errors.push_back({"lse", 0.5, 0.01, ErrorBound::max_abs, 0.02, true});
+  rep.rows.push_back(r);
+  const auto c = to_json(rep)["cases"][0];
+  EXPECT_EQ(c["fwd_flops"].get<double>(), 80000.0);
+  EXPECT_EQ(c["bwd_flops"].get<double>(), 200000.0);
+  EXPECT_NEAR(c["fwd_tflops_per_gpu"].get<double>(), 4e-5, 1e-18);  // 80 000 / 2e-3 s
+  EXPECT_NEAR(c["bwd_tflops_per_gpu_mean_rank"].get<double>(), 4e-5, 1e-18);  // 200 000 / 5e-3 s
+  EXPECT_EQ(c["errors"][0]["bound"], "max_abs");
+}
+
+}  // namespace
+}  // namespace magi
