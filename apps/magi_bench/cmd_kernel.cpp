@@ -6,6 +6,7 @@
 // an existing file unless --force). Exit code 6 when a check fails.
 #include "case_row.h"
 #include "commands.h"
+#include "result_files.h"
 #include "system_info.h"
 
 #include "core/base/error.h"
@@ -89,13 +90,7 @@ void run_kernel_bench(Context& ctx, const KernelOptions& opt) {
         throw ConfigError(fmt::format("{}: model.head_dim {} not supported by the CUDA kernel (64 or 128)",
                                       c.name, c.model.head_dim));
     }
-    if (!opt.out_json.empty() && !opt.out_csv.empty() && same_file(opt.out_json, opt.out_csv)) {
-      throw UsageError(fmt::format("--out {} and --csv {}: the same file; expected two different "
-                                   "files", opt.out_json, opt.out_csv));
-    }
-    const Overwrite ow = opt.force ? Overwrite::allow : Overwrite::refuse;
-    if (!opt.out_json.empty()) check_writable(opt.out_json, ow);
-    if (!opt.out_csv.empty()) check_writable(opt.out_csv, ow);
+    ResultFiles{opt.out_json, opt.out_csv, opt.force}.check_before_work();
     if (!kernels::cuda::device_available()) throw RuntimeError("kernel: no CUDA device visible");
   });
 
@@ -149,16 +144,9 @@ void run_kernel_bench(Context& ctx, const KernelOptions& opt) {
   }
   print0(ctx, table_summary(report));
 
-  stamp_end_time(report.metadata);
-  // Both files or neither. argv, environment and host strings may hold bytes that are not UTF-8:
-  // replace them rather than throw after the whole run.
-  std::vector<FileContent> files;
-  if (!opt.out_json.empty()) {
-    files.push_back({opt.out_json, to_json(report).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"});
+  for (const std::string& path : ResultFiles{opt.out_json, opt.out_csv, opt.force}.write(report)) {
+    print0(ctx, fmt::format("# Wrote {}\n", path));
   }
-  if (!opt.out_csv.empty()) files.push_back({opt.out_csv, to_csv(report)});
-  write_files_atomic(files, opt.force ? Overwrite::allow : Overwrite::refuse);
-  for (const FileContent& f : files) print0(ctx, fmt::format("# Wrote {}\n", f.path));
   if (report.failed_checks()) ctx.exit_code = static_cast<int>(ExitCode::wrong_result);
 }
 
@@ -173,8 +161,8 @@ void add_kernel_command(CLI::App& app, Context& ctx) {
       "float64 CPU reference on sampled rows.");
   cmd->add_option("-c,--config", opt->config, "Workload JSON file (cp is ignored; cp > 1 cases are skipped)")
       ->required();
-  cmd->add_option("-o,--out", opt->out_json, "Write the results as JSON to this file");
-  cmd->add_option("--csv", opt->out_csv, "Write one CSV line per case to this file");
+  cmd->add_option("-o,--out", opt->out_json, "Write the results as JSON to this file")->check(output_file_name());
+  cmd->add_option("--csv", opt->out_csv, "Write one CSV line per case to this file")->check(output_file_name());
   cmd->add_flag("-f,--force", opt->force, "Overwrite --out / --csv files that already exist");
   opt->overrides.add_to(*cmd);
   cmd->add_option("--check-rows", opt->check_rows, "Rows per checked window (three windows: first, middle, last)");

@@ -351,7 +351,8 @@ void add_plan_command(CLI::App& app, Context& ctx) {
                   "Override model.dtype, the element type the bytes assume: bf16, fp16 or fp32 (the CPU run's)");
   cmd->add_flag("--allow-large", opt->allow_large,
                 "Plan cases whose plan is estimated beyond 4 GB (refused by default, naming the field)");
-  cmd->add_option("--json", opt->json_out, "Write the plans as JSON (refuses to overwrite an existing file)");
+  cmd->add_option("--json", opt->json_out, "Write the plans as JSON (refuses to overwrite an existing file)")
+      ->check(output_file_name());
   cmd->add_flag("-f,--force", opt->force, "Overwrite a --json file that already exists");
   cmd->add_option("--bench", opt->bench, "Time build_plan N times per case and print min / median ms");
   cmd->add_option("--show-rank", opt->show_rank, "Print one rank's stages in detail (buffers, sources, slices)");

@@ -2,6 +2,7 @@
 // on MPI ranks, checked and reported (table on stdout, --out JSON, --csv CSV).
 #include "case_row.h"
 #include "commands.h"
+#include "result_files.h"
 #include "system_info.h"
 
 #include "core/base/error.h"
@@ -82,9 +83,7 @@ CaseRow measured_row(const Case& c, const Plan& plan, const ExecResult& result,
   }
   if (result.check_ran) {
     row.check = result.check_passed ? CheckState::passed : CheckState::failed;
-    for (const TensorCheck& t : result.checks) {
-      row.errors.push_back({t.name, t.rel_l2, t.max_abs, ErrorBound::rel_l2, t.tolerance, t.ok});
-    }
+    row.errors = result.checks;
   }
   row.details["documents"] = to_json(document_stats(docs));
   row.details["plan"] = {{"overlap_degree", plan.overlap_degree},
@@ -163,15 +162,7 @@ void run_workload(Context& ctx, const RunOptions& opt) {
       throw UsageError(fmt::format("--timeout {}: expected seconds >= 0 (0: no timeout)", opt.timeout_s));
     }
     fault = fault_injection_from_env();
-    if (!opt.out_json.empty() && !opt.out_csv.empty() && same_file(opt.out_json, opt.out_csv)) {
-      throw UsageError(fmt::format("--out {} and --csv {}: the same file; expected two different "
-                                   "files", opt.out_json, opt.out_csv));
-    }
-    const Overwrite ow = opt.force ? Overwrite::allow : Overwrite::refuse;
-    if (ctx.world_rank == 0) {
-      if (!opt.out_json.empty()) check_writable(opt.out_json, ow);
-      if (!opt.out_csv.empty()) check_writable(opt.out_csv, ow);
-    }
+    if (ctx.world_rank == 0) ResultFiles{opt.out_json, opt.out_csv, opt.force}.check_before_work();
   });
 
   if (opt.ranks_needed) {
@@ -231,16 +222,9 @@ void run_workload(Context& ctx, const RunOptions& opt) {
   print0(ctx, table_summary(report));
 
   if (ctx.world_rank == 0) {
-    stamp_end_time(report.metadata);
-    // Both files or neither. argv, environment and host strings may hold bytes that are not
-    // UTF-8: replace them rather than throw after the whole run.
-    std::vector<FileContent> files;
-    if (!opt.out_json.empty()) {
-      files.push_back({opt.out_json, to_json(report).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"});
+    for (const std::string& path : ResultFiles{opt.out_json, opt.out_csv, opt.force}.write(report)) {
+      print0(ctx, fmt::format("# Wrote {}\n", path));
     }
-    if (!opt.out_csv.empty()) files.push_back({opt.out_csv, to_csv(report)});
-    write_files_atomic(files, opt.force ? Overwrite::allow : Overwrite::refuse);
-    for (const FileContent& f : files) print0(ctx, fmt::format("# Wrote {}\n", f.path));
   }
   int wrong = ctx.world_rank == 0 ? report.failed_checks() : 0;
   MAGI_MPI_CHECK(MPI_Bcast(&wrong, 1, MPI_INT, 0, MPI_COMM_WORLD));

@@ -295,7 +295,7 @@ ExecResult execute_plan(Communicator& comm, const Plan& plan, const std::vector<
       res.checks.push_back(compare_with_reference("dk", dk, rdk, kTolFp32));
       res.checks.push_back(compare_with_reference("dv", dv, rdv, kTolFp32));
     }
-    for (const TensorCheck& c : res.checks) passed &= c.ok ? 1 : 0;
+    for (const TensorError& c : res.checks) passed &= c.ok ? 1 : 0;
   }
   // Rank 0's verdict to everyone, without spinning the others while it computes.
   if (r == 0) {

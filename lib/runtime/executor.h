@@ -40,7 +40,7 @@ struct ExecResult {
   std::vector<RankTimes> ranks;  // all ranks on rank 0 (in rank order); others: their own only
   bool check_ran = false;
   bool check_passed = true;      // agreed on every rank
-  std::vector<TensorCheck> checks;  // out, lse (forward), dq, dk, dv (backward); rank 0 only
+  std::vector<TensorError> checks;  // out, lse (forward), dq, dk, dv (backward); rank 0 only
 };
 
 // Collective over comm (comm.size() must equal plan.cp). `mask` is the global slice list the

@@ -126,6 +126,9 @@ TEST_F(Cli, EmptyOutputNameIsAUsageError) {
         << o.output;
     EXPECT_EQ(o.output.find("varlen_causal"), std::string::npos) << o.output;  // no case ran
   }
+  const Outcome plan = run("plan --config " + cfg + " --json ''");
+  EXPECT_EQ(plan.exit_code, 2) << plan.output;
+  EXPECT_NE(plan.output.find("--json: expected a file name, got an empty string"), std::string::npos) << plan.output;
 }
 
 // The test hook MAGI_FAIL_RANK: a rank the job does not have is a warning (it used to be

@@ -66,7 +66,7 @@ void run_case(const MaskCase& mc, Strategy strategy, int cp, ModelShape model, i
     const int r = comm->rank();
     EXPECT_TRUE(res.check_ran);
     EXPECT_TRUE(res.check_passed) << mc.name << " " << to_string(strategy) << " cp " << cp;
-    for (const TensorCheck& t : res.checks) {
+    for (const TensorError& t : res.checks) {
       EXPECT_TRUE(t.ok) << t.name << ": rel_l2 " << t.rel_l2 << " (tolerance " << t.tolerance
                         << "), max_abs " << t.max_abs << ", inf mismatches " << t.inf_mismatches;
     }
@@ -208,7 +208,7 @@ TEST(ExecutorMpiCheck, DetectsWrongResults) {
   const ExecResult good = execute_plan(*world, plan, mask, opt);
   EXPECT_TRUE(good.check_passed);
   if (world->rank() == 0) {
-    for (const TensorCheck& t : good.checks) {
+    for (const TensorError& t : good.checks) {
       std::printf("[check] %s rel_l2 %.3g max_abs %.3g\n", t.name.c_str(), t.rel_l2, t.max_abs);
     }
   }
@@ -219,7 +219,7 @@ TEST(ExecutorMpiCheck, DetectsWrongResults) {
   EXPECT_FALSE(bad.check_passed);
   if (world->rank() == 0) {
     bool any_failed = false;
-    for (const TensorCheck& t : bad.checks) any_failed |= !t.ok;
+    for (const TensorError& t : bad.checks) any_failed |= !t.ok;
     EXPECT_TRUE(any_failed);
   }
 }
@@ -246,7 +246,7 @@ TEST(ExecutorMpiCheck, DetectsANanInOneRanksOutput) {
   EXPECT_FALSE(bad.check_passed);
   if (world->rank() == 0) {
     ASSERT_FALSE(bad.checks.empty());
-    const TensorCheck& out = bad.checks[0];
+    const TensorError& out = bad.checks[0];
     EXPECT_EQ(out.name, "out");
     EXPECT_FALSE(out.ok);
     EXPECT_EQ(out.inf_mismatches, 1);

@@ -111,7 +111,7 @@ TEST(Check, NonFiniteMismatchesFailTheTensor) {
     std::vector<float> got = ref, want = ref;
     got.push_back(b.got);
     want.push_back(b.ref);
-    const TensorCheck c = compare_with_reference("out", got, want, 1e-5);
+    const TensorError c = compare_with_reference("out", got, want, 1e-5);
     EXPECT_FALSE(c.ok) << b.what;
     EXPECT_EQ(c.inf_mismatches, 1) << b.what;
     EXPECT_EQ(c.rel_l2, 0.0) << b.what;  // the finite entries agree: only the guard fails it
@@ -120,7 +120,7 @@ TEST(Check, NonFiniteMismatchesFailTheTensor) {
   for (float x : {-inf, inf}) {
     std::vector<float> got = ref;
     got.push_back(x);
-    const TensorCheck c = compare_with_reference("lse", got, got, 1e-5);
+    const TensorError c = compare_with_reference("lse", got, got, 1e-5);
     EXPECT_TRUE(c.ok);
     EXPECT_EQ(c.inf_mismatches, 0);
   }

@@ -76,7 +76,7 @@ struct RankPlan {
   std::vector<Range> remote_kv_ranges;  // keys its queries need that it does not host (merged)
   std::vector<Stage> stages;            // stage 0 first
   int head_begin = 0, head_end = 0;     // query heads this rank computes ([0, Hq) but ulysses)
-  // Added (additive): summaries of the above.
+  // Summaries of the above.
   std::vector<int64_t> units;           // dispatch units (chunks / zigzag blocks) it hosts, ascending
   int64_t remote_kv_tokens = 0;         // total_size(remote_kv_ranges)
   int64_t send_bytes_fwd = 0;           // forward bytes this rank sends, model dtype
@@ -120,7 +120,7 @@ struct Plan {
   // A strategy that cannot run this case (ulysses with cp > heads_kv, ...).
   bool skipped = false;
   std::string skip_reason;
-  // Added (additive): dispatch report.
+  // The dispatch report.
   DispatchSolver solver = DispatchSolver::refine;  // magi only
   int64_t num_units = 0;                // dispatch units (chunks, or 2cp zigzag blocks)
   int64_t lower_bound_area = 0;         // ceil(total_area / cp)

@@ -26,13 +26,14 @@ struct TensorError {
   ErrorBound bound = ErrorBound::rel_l2;  // the figure `tolerance` bounds
   double tolerance = 0;
   bool ok = true;         // bounded figure <= tolerance and no non-finite mismatch
+  int64_t inf_mismatches = 0;  // entries non-finite on either side and not the same infinity
 };
 
 // The verdict on `diff`: within tolerance on the bounded figure, every non-finite entry matched.
 inline TensorError judge(std::string name, const TensorDiff& diff, ErrorBound bound, double tolerance) {
   const double figure = bound == ErrorBound::rel_l2 ? diff.rel_l2 : diff.max_abs;
   return {std::move(name), diff.rel_l2, diff.max_abs, bound, tolerance,
-          figure <= tolerance && diff.inf_mismatches == 0};
+          figure <= tolerance && diff.inf_mismatches == 0, diff.inf_mismatches};
 }
 
 }  // namespace magi

@@ -143,7 +143,8 @@ nlohmann::json row_json(const Report& report, size_t i) {
   j["errors"] = nlohmann::json::array();
   for (const TensorError& e : r.errors) {
     j["errors"].push_back({{"tensor", e.name}, {"rel_l2", e.rel_l2}, {"max_abs", e.max_abs},
-                           {"bound", to_string(e.bound)}, {"tolerance", e.tolerance}, {"ok", e.ok}});
+                           {"bound", to_string(e.bound)}, {"tolerance", e.tolerance}, {"inf_mismatches", e.inf_mismatches},
+                           {"ok", e.ok}});
   }
   j["ranks"] = nlohmann::json::array();
   for (const RankRow& k : r.ranks) {

@@ -1,32 +1,23 @@
 // See kernel_bench_device.h.
 #include "runtime/cuda/kernel_bench_device.h"
 
+#include "cuda/cuda_check.h"
+
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cmath>
-#include <sstream>
-#include <stdexcept>
 #include <type_traits>
 
 namespace magi {
 
 namespace {
 
-void check(cudaError_t e, const char* call, int line) {
-  if (e != cudaSuccess) {
-    std::ostringstream os;
-    os << "CUDA error '" << cudaGetErrorString(e) << "' in " << call << " at kernel_bench_device.cu:" << line;
-    throw std::runtime_error(os.str());
-  }
-}
-#define BENCH_CHECK(call) check((call), #call, __LINE__)
-
 struct Buf {
   void* p = nullptr;
   explicit Buf(size_t bytes) {
-    if (bytes) BENCH_CHECK(cudaMalloc(&p, bytes));
+    if (bytes) MAGI_CUDA_CHECK(cudaMalloc(&p, bytes));
   }
   ~Buf() {
     if (p) cudaFree(p);
@@ -70,7 +61,7 @@ void fill(void* p, int64_t n, uint64_t seed, DType dt) {
   if (n == 0) return;
   if (dt == DType::bf16) fill_random<<<1024, 256>>>(static_cast<__nv_bfloat16*>(p), n, seed);
   else fill_random<<<1024, 256>>>(static_cast<__half*>(p), n, seed);
-  BENCH_CHECK(cudaGetLastError());
+  MAGI_CUDA_CHECK(cudaGetLastError());
 }
 
 std::vector<float> download(const void* p, int64_t n, DType dt) {
@@ -79,27 +70,27 @@ std::vector<float> download(const void* p, int64_t n, DType dt) {
   Buf tmp(static_cast<size_t>(n) * 4);
   if (dt == DType::bf16) to_float_kernel<<<1024, 256>>>(static_cast<const __nv_bfloat16*>(p), static_cast<float*>(tmp.p), n);
   else to_float_kernel<<<1024, 256>>>(static_cast<const __half*>(p), static_cast<float*>(tmp.p), n);
-  BENCH_CHECK(cudaGetLastError());
-  BENCH_CHECK(cudaMemcpy(h.data(), tmp.p, static_cast<size_t>(n) * 4, cudaMemcpyDeviceToHost));
+  MAGI_CUDA_CHECK(cudaGetLastError());
+  MAGI_CUDA_CHECK(cudaMemcpy(h.data(), tmp.p, static_cast<size_t>(n) * 4, cudaMemcpyDeviceToHost));
   return h;
 }
 
 template <class F>
 std::vector<double> time_calls(F&& f, int warmup, int iters) {
   for (int i = 0; i < warmup; ++i) f();
-  BENCH_CHECK(cudaDeviceSynchronize());
+  MAGI_CUDA_CHECK(cudaDeviceSynchronize());
   std::vector<cudaEvent_t> ev(2 * static_cast<size_t>(iters));
-  for (auto& e : ev) BENCH_CHECK(cudaEventCreate(&e));
+  for (auto& e : ev) MAGI_CUDA_CHECK(cudaEventCreate(&e));
   for (int i = 0; i < iters; ++i) {
-    BENCH_CHECK(cudaEventRecord(ev[2 * i]));
+    MAGI_CUDA_CHECK(cudaEventRecord(ev[2 * i]));
     f();
-    BENCH_CHECK(cudaEventRecord(ev[2 * i + 1]));
+    MAGI_CUDA_CHECK(cudaEventRecord(ev[2 * i + 1]));
   }
-  BENCH_CHECK(cudaDeviceSynchronize());
+  MAGI_CUDA_CHECK(cudaDeviceSynchronize());
   std::vector<double> ms(static_cast<size_t>(iters));
   for (int i = 0; i < iters; ++i) {
     float t = 0;
-    BENCH_CHECK(cudaEventElapsedTime(&t, ev[2 * i], ev[2 * i + 1]));
+    MAGI_CUDA_CHECK(cudaEventElapsedTime(&t, ev[2 * i], ev[2 * i + 1]));
     ms[i] = t;
   }
   for (auto& e : ev) cudaEventDestroy(e);
@@ -143,7 +134,7 @@ KernelBenchDevice::KernelBenchDevice(const kernels::AttnShape& shape,
   fill(m.v.p, m.nk, seed * 8 + 3, dtype);
   fill(m.dout.p, m.nq, seed * 8 + 4, dtype);
   m.forward();  // out and lse for the backward, also when the forward is not timed
-  BENCH_CHECK(cudaDeviceSynchronize());
+  MAGI_CUDA_CHECK(cudaDeviceSynchronize());
 }
 
 KernelBenchDevice::~KernelBenchDevice() = default;
@@ -162,7 +153,7 @@ HostTensors KernelBenchDevice::outputs(bool backward) {
   Impl& m = *impl_;
   m.forward();
   if (backward) m.backward();
-  BENCH_CHECK(cudaDeviceSynchronize());
+  MAGI_CUDA_CHECK(cudaDeviceSynchronize());
   HostTensors h;
   h.q = download(m.q.p, m.nq, m.dtype);
   h.k = download(m.k.p, m.nk, m.dtype);
@@ -170,7 +161,7 @@ HostTensors KernelBenchDevice::outputs(bool backward) {
   h.dout = download(m.dout.p, m.nq, m.dtype);
   h.out = download(m.out.p, m.nq, m.dtype);
   h.lse.resize(static_cast<size_t>(m.nl));
-  if (m.nl) BENCH_CHECK(cudaMemcpy(h.lse.data(), m.lse.p, static_cast<size_t>(m.nl) * 4, cudaMemcpyDeviceToHost));
+  if (m.nl) MAGI_CUDA_CHECK(cudaMemcpy(h.lse.data(), m.lse.p, static_cast<size_t>(m.nl) * 4, cudaMemcpyDeviceToHost));
   if (backward) h.dq = download(m.dq.p, m.nq, m.dtype);
   return h;
 }

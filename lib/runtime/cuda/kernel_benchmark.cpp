@@ -4,7 +4,6 @@
 #include "core/base/stats.h"
 #include "core/plan/clip.h"
 #include "runtime/cuda/kernel_bench_device.h"
-#include "runtime/exec_detail.h"
 
 #include "cpu/reference_attention.h"
 
@@ -31,7 +30,7 @@ void append_rows(std::vector<T>& to, const std::vector<T>& from, int64_t first, 
 KernelBenchResult run_kernel_benchmark(const kernels::AttnShape& sh, const std::vector<AttnSlice>& mask,
                                        const KernelBenchOptions& o) {
   KernelBenchResult r;
-  KernelBenchDevice device(sh, detail::to_kernel_slices(mask), o.dtype, o.seed);
+  KernelBenchDevice device(sh, to_kernel_slices(mask), o.dtype, o.seed);
   r.stats = device.stats();
   if (o.fwd) r.fwd_ms = device.time_forward(o.warmup, o.iters);
   if (o.bwd) r.bwd_ms = device.time_backward(o.warmup, o.iters);
@@ -51,7 +50,7 @@ KernelBenchResult run_kernel_benchmark(const kernels::AttnShape& sh, const std::
     std::vector<AttnSlice> clipped;
     for (const AttnSlice& s : mask) clip_slice_into(s, Range{a, b}, Range{0, sh.sk}, clipped);
     for (AttnSlice& s : clipped) s = shift_slice(s, -a, 0);  // the window's rows start at 0
-    const std::vector<kernels::KernelSlice> cs = detail::to_kernel_slices(clipped);
+    const std::vector<kernels::KernelSlice> cs = to_kernel_slices(clipped);
     kernels::AttnShape window = sh;
     window.sq = w;
     std::vector<float> ro(static_cast<size_t>(w) * row), rl(static_cast<size_t>(w) * sh.hq);
