@@ -41,12 +41,13 @@ struct KernelOptions {
 };
 
 constexpr const char* kBackend = "cuda-kernel";
+constexpr const char* kStrategy = "none";  // one GPU: no context-parallel strategy
 
 // The row of one case: its identity, the kernel's per-call timings as the one rank's, the check.
 CaseRow kernel_row(const Case& c, const std::vector<int64_t>& docs, size_t slices,
                    const KernelBenchResult& r, const std::string& device, int64_t check_rows) {
   CaseRow row = case_row(c, kBackend);
-  row.strategy = "none";
+  row.strategy = kStrategy;
   row.dtype = std::string(to_string(c.model.dtype));
   row.area = r.stats.area;
   row.fwd_ran = c.run.fwd;
@@ -115,6 +116,7 @@ void run_kernel_bench(Context& ctx, const KernelOptions& opt) {
     if (c.parallel.cp != 1) {
       report.rows.push_back(skipped_row(
           c, kBackend, fmt::format("cp = {}: the kernel benchmark runs one GPU", c.parallel.cp)));
+      report.rows.back().strategy = kStrategy;
     } else {
       const CaseInputs inputs = build_case_inputs(c.documents, c.mask, c.total_tokens);
       const std::vector<int64_t>& docs = inputs.documents;
@@ -133,6 +135,8 @@ void run_kernel_bench(Context& ctx, const KernelOptions& opt) {
       KernelBenchResult r;
       try {
         r = run_kernel_benchmark(shape, mask, bo);
+      } catch (const Error&) {
+        throw;  // already typed (the harness runs lib/core code)
       } catch (const std::invalid_argument& e) {
         throw ConfigError(fmt::format("{}: {}", c.name, e.what()));
       } catch (const std::runtime_error& e) {
@@ -159,11 +163,11 @@ void add_kernel_command(CLI::App& app, Context& ctx) {
       "Benchmark the flexible CUDA attention kernel on one GPU: TFLOP/s forward and backward per "
       "case of a workload (mask, size, heads, head dim), with an optional check against the "
       "float64 CPU reference on sampled rows.");
-  cmd->add_option("-c,--config", opt->config, "Workload JSON file (cp is ignored; cp > 1 cases are skipped)")
+  cmd->add_option("-c,--config", opt->config, "Workload JSON file (one GPU: cases with parallel.cp > 1 are skipped rows)")
       ->required();
   cmd->add_option("-o,--out", opt->out_json, "Write the results as JSON to this file")->check(output_file_name());
   cmd->add_option("--csv", opt->out_csv, "Write one CSV line per case to this file")->check(output_file_name());
-  cmd->add_flag("-f,--force", opt->force, "Overwrite --out / --csv files that already exist");
+  cmd->add_flag("-f,--force", opt->force, "Overwrite --out / --csv files that already exist (regular files only)");
   opt->overrides.add_to(*cmd);
   cmd->add_option("--check-rows", opt->check_rows, "Rows per checked window (three windows: first, middle, last)");
   cmd->callback([&ctx, opt] { run_kernel_bench(ctx, *opt); });

@@ -326,10 +326,10 @@ void plan_workload(const Context& ctx, const PlanOptions& opt) {
     const std::string placeholder = "\"@cases@\"";
     doc["cases"] = "@cases@";
     std::string text = doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);  // argv may not be UTF-8
-    std::string cases = "[";
-    for (size_t i = 0; i < case_texts.size(); ++i) cases += (i ? "," : "") + case_texts[i];
-    cases += "]";
-    text.replace(text.find(placeholder), placeholder.size(), cases);
+    std::string case_list = "[";
+    for (size_t i = 0; i < case_texts.size(); ++i) case_list += (i ? "," : "") + case_texts[i];
+    case_list += "]";
+    text.replace(text.find(placeholder), placeholder.size(), case_list);
     write_file_atomic(opt.json_out, text + "\n", overwrite);  // temp file, then rename
     print0(ctx, fmt::format("# Wrote {}\n", opt.json_out));
   }

@@ -124,7 +124,7 @@ std::string resolve_backend(const std::string& requested) {
 
 // Ends the job from the watchdog's thread when a step or a wait outlives --timeout. The main
 // thread is blocked (possibly inside MPI), so this thread calls MPI_Abort, although the process
-// asked for MPI_THREAD_FUNNELED: the job is being torn down, and Open MPI does so (e2e_timeout).
+// asked for MPI_THREAD_FUNNELED: the job is being torn down, and Open MPI does so (e2e_failures).
 Watchdog::OnExpiry abort_job(const Context& ctx, double timeout_s) {
   return [&ctx, timeout_s](const std::string& message) {
     std::fprintf(stderr, "magi-bench: error%s: %s (--timeout %g)\n", error_location(ctx).c_str(),

@@ -11,7 +11,7 @@ set -u
 bench="$1"; configs="$2"
 here="$(cd "$(dirname "$0")" && pwd)"
 run_mpi="$here/run_mpi.sh"
-out="$(mktemp)"; cfg="$(mktemp).json"; trap 'rm -f "$out" "$cfg"' EXIT
+out="$(mktemp)"; cfg="$(mktemp --suffix=.json)"; trap 'rm -f "$out" "$cfg"' EXIT
 fail=0
 
 # Skip like the other mpi tests when there is no launcher.

@@ -1,6 +1,6 @@
 // Integer figures derived from a workload (bytes, element counts) are int64. A product or sum
 // that does not fit is a ConfigError naming what it counts (the workload fields it comes from)
-// and its operands: never a silent wrap, which printed byte counts as negative numbers.
+// and its operands: never a silent wrap (a wrapped byte count prints as a negative number).
 #pragma once
 
 #include "core/base/error.h"

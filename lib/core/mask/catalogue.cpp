@@ -234,7 +234,12 @@ void require_at_least(int64_t value, int64_t min, const char* field, std::string
   }
 }
 
-void validate_params(const MaskKind& kind, const MaskSpec& m, int64_t s) {
+// Block masks make one slice per block, so a small block over a long sequence asks for more
+// memory than a machine has (16-token blocks over 2^31 tokens: 2^27 slices, 5 GB before any plan);
+// explicit slice lists have the same bound (configs/README.md).
+constexpr int64_t kMaxBlockSlices = int64_t{1} << 22;
+
+void validate_params(const MaskKind& kind, const MaskSpec& m, int64_t s, size_t num_docs) {
   auto num = [](int64_t v) { return std::to_string(v); };
   require_unset(kind, kWindow, "window", m.window != 0, num(m.window));
   require_unset(kind, kBlock, "block_tokens", m.block_tokens != 0, num(m.block_tokens));
@@ -245,7 +250,18 @@ void validate_params(const MaskKind& kind, const MaskSpec& m, int64_t s) {
                 fmt::format("a list of {} slice(s)", m.slices.size()));
 
   if (kind.params & kWindow) require_at_least(m.window, 1, "window", kind.name);
-  if (kind.params & kBlock) require_at_least(m.block_tokens, 1, "block_tokens", kind.name);
+  if (kind.params & kBlock) {
+    require_at_least(m.block_tokens, 1, "block_tokens", kind.name);
+    // With documents, at most one partial block per document beyond s / block_tokens.
+    const int64_t partial = kind.uses_documents ? static_cast<int64_t>(num_docs) : (s % m.block_tokens != 0);
+    const int64_t blocks = s / m.block_tokens + partial;
+    if (blocks > kMaxBlockSlices) {
+      throw ConfigError(fmt::format(
+          "mask.block_tokens: got {}, which makes up to {} blocks (one slice each) over total_tokens = "
+          "{}; expected at most {} blocks (a larger block_tokens)",
+          m.block_tokens, blocks, s, kMaxBlockSlices));
+    }
+  }
   if (kind.params & kQuestion) require_at_least(m.question_tokens, 1, "question_tokens", kind.name);
   if (kind.params & kSink) require_at_least(m.sink_tokens, 0, "sink_tokens", kind.name);
   if ((kind.params & kPrefix) && (m.prefix_tokens < 0 || m.prefix_tokens > s)) {
@@ -279,7 +295,7 @@ std::vector<AttnSlice> build_mask(const MaskSpec& spec, int64_t total_tokens,
   MAGI_CHECK(sum == total_tokens, "document lengths sum to {}, not total_tokens = {}", sum,
              total_tokens);
   const MaskKind& kind = find_kind(spec.type);
-  validate_params(kind, spec, total_tokens);
+  validate_params(kind, spec, total_tokens, doc_lengths.size());
   return kind.build(spec, total_tokens, doc_lengths);
 }
 

@@ -37,7 +37,7 @@ struct CaseRow {
   std::string mask;
   int64_t total_tokens = 0;
   int cp = 1;
-  std::string strategy;            // "-" for the kernel alone
+  std::string strategy;            // "none" for the kernel alone
   std::string backend;             // cpu, cuda-kernel
   std::string dtype;               // dtype the backend computed in
   int heads_q = 0, heads_kv = 0, head_dim = 0;

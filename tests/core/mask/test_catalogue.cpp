@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <limits>
 #include <random>
 #include <set>
@@ -316,6 +317,19 @@ TEST(Catalogue, ParameterErrorsNameTheField) {
                       {"mask.slices[0].k"});
   expect_config_error(spec("slices", {}, {ok, {{4, 8}, {4, 8}, SliceType::full}, {{3, 4}, {0, 2}, SliceType::full}}),
                       8, {8}, {"mask.slices[0]", "mask.slices[2]"});
+}
+
+// A block mask makes one slice per block: 16-token blocks over 2^31 tokens would be 2^27 slices
+// (5 GB) before any plan, so the block count is bounded before a slice is made, naming the field.
+TEST(Catalogue, BlockCountIsBoundedBeforeAnySliceIsMade) {
+  const int64_t s = int64_t{1} << 31;
+  const auto start = std::chrono::steady_clock::now();
+  expect_config_error(spec("block_causal", {.block_tokens = 16}), s, {s},
+                      {"mask.block_tokens: got 16", "134217728 blocks", "at most 4194304"});
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
+  // The bound counts a partial block per document.
+  expect_config_error(spec("varlen_block_causal", {.block_tokens = 1}), (int64_t{1} << 22), {(int64_t{1} << 22) - 1, 1},
+                      {"mask.block_tokens: got 1", "4194306 blocks"});
 }
 
 // Parameters larger than the sequence act as the sequence length (configs/README.md): sweeps pair
