@@ -190,21 +190,35 @@ TEST(ExecutorMpiErrors, RejectsPlansItCannotRun) {
 namespace magi {
 namespace {
 
+// A small causal magi case over the whole world, run once with the check on.
+struct CheckedCausalRun {
+  int cp = world_size();
+  Case c = testing::make_exec_case(causal_spec(), 256, cp, Strategy::magi, ModelShape{2, 2, 16, DType::fp32}, 1);
+  std::vector<AttnSlice> mask = testing::make_mask(c);
+  Plan plan = build_plan(mask, c);
+  std::unique_ptr<MpiCommunicator> world = MpiCommunicator::world();
+  ExecOptions opt = checked_once();
+
+  static MaskSpec causal_spec() {
+    MaskSpec spec;
+    spec.type = "causal";
+    return spec;
+  }
+  static ExecOptions checked_once() {
+    ExecOptions o;
+    o.check = true;
+    o.warmup = 0;
+    o.iters = 1;
+    o.threads = 1;
+    return o;
+  }
+};
+
 // The check is not vacuous: a plan run against another mask's reference fails it, with the
 // failing tensors named, on every rank alike.
 TEST(ExecutorMpiCheck, DetectsWrongResults) {
-  const int cp = world_size();
-  MaskSpec spec;
-  spec.type = "causal";
-  const Case c = testing::make_exec_case(spec, 256, cp, Strategy::magi, ModelShape{2, 2, 16, DType::fp32}, 1);
-  const auto mask = testing::make_mask(c);
-  const Plan plan = build_plan(mask, c);
-  auto world = MpiCommunicator::world();
-  ExecOptions opt;
-  opt.check = true;
-  opt.warmup = 0;
-  opt.iters = 1;
-  opt.threads = 1;
+  CheckedCausalRun run;
+  auto& [cp, c, mask, plan, world, opt] = run;
   const ExecResult good = execute_plan(*world, plan, mask, opt);
   EXPECT_TRUE(good.check_passed);
   if (world->rank() == 0) {
@@ -227,18 +241,8 @@ TEST(ExecutorMpiCheck, DetectsWrongResults) {
 // One NaN in one rank's forward output (MAGI_FAIL_RANK=<r>:nan) fails the check: the L2 error
 // skips it, so only the count of non-finite mismatches can catch it.
 TEST(ExecutorMpiCheck, DetectsANanInOneRanksOutput) {
-  const int cp = world_size();
-  MaskSpec spec;
-  spec.type = "causal";
-  const Case c = testing::make_exec_case(spec, 256, cp, Strategy::magi, ModelShape{2, 2, 16, DType::fp32}, 1);
-  const auto mask = testing::make_mask(c);
-  const Plan plan = build_plan(mask, c);
-  auto world = MpiCommunicator::world();
-  ExecOptions opt;
-  opt.check = true;
-  opt.warmup = 0;
-  opt.iters = 1;
-  opt.threads = 1;
+  CheckedCausalRun run;
+  auto& [cp, c, mask, plan, world, opt] = run;
   ::setenv("MAGI_FAIL_RANK", fmt::format("{}:nan", cp - 1).c_str(), 1);
   const ExecResult bad = execute_plan(*world, plan, mask, opt);
   ::unsetenv("MAGI_FAIL_RANK");
