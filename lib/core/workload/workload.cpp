@@ -407,6 +407,7 @@ Workload parse_workload(const json& doc, const std::string& origin) {
 json resolved_config(const Case& c) {
   MAGI_CHECK(c.workload_config && c.mask_config, "case {} was not loaded from a workload", c.name);
   json out = *c.workload_config;
+  out.erase("description");
   out["model"] = model_json(c.model);
   out["sequence"]["total_tokens"] = c.total_tokens;
   out["mask"] = *c.mask_config;

@@ -96,7 +96,9 @@ struct Workload {
 };
 
 // A case's identity in reports. Its fully resolved config: the config that, loaded alone, gives
-// this one case. It follows the case's values, so a command-line override shows in it.
+// this one case. It follows the case's values, so a command-line override shows in it. The
+// workload's free-text `description` is left out: it is the workload's, not the case's, and a
+// report holds it once (metadata.workload.resolved) rather than once per row.
 nlohmann::json resolved_config(const Case& c);
 // The case key: the sweep point up to cp and strategy, which matches the rows of one point across
 // cp and across runs: resolved_config without the workload's name, parallel.cp and

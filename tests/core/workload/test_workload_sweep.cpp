@@ -235,7 +235,8 @@ TEST(WorkloadSweep, ResolvedConfigsReparseToTheSameCases) {
 namespace magi {
 namespace {
 
-// What cases have in common is held once: a 1 MB description swept over many cases is one string.
+// What cases have in common is held once: a 1 MB description swept over many cases is one string,
+// and no case's resolved config (a report row's) repeats it.
 TEST(WorkloadSweep, CasesShareTheCommonConfig) {
   json doc = {{"name", "shared"},
               {"description", std::string(1 << 20, 'd')},
@@ -246,7 +247,7 @@ TEST(WorkloadSweep, CasesShareTheCommonConfig) {
   ASSERT_EQ(w.cases.size(), 12u);
   for (const Case& c : w.cases) {
     EXPECT_EQ(c.workload_config.get(), w.cases[0].workload_config.get()) << c.name;
-    EXPECT_EQ(resolved_config(c)["description"].get_ref<const std::string&>().size(), 1u << 20);
+    EXPECT_FALSE(resolved_config(c).contains("description")) << c.name;
   }
   // One mask point, one resolved mask: cases 0-2 (causal) share it, 3-5 (full) share another.
   EXPECT_EQ(w.cases[1].mask_config.get(), w.cases[0].mask_config.get());
