@@ -5,11 +5,7 @@
 #include "core/results/row.h"
 #include "core/workload/workload.h"
 
-#include <nlohmann/json.hpp>
-
-#include <cstdint>
 #include <string>
-#include <vector>
 
 namespace magi::app {
 

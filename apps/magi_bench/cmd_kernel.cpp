@@ -10,7 +10,6 @@
 #include "system_info.h"
 
 #include "core/base/error.h"
-#include "core/base/file_io.h"
 #include "core/results/device_peak.h"
 #include "core/results/row.h"
 #include "core/results/writers.h"

@@ -8,7 +8,6 @@
 #include "core/base/error.h"
 #include "core/plan/plan_size.h"
 #include "core/plan/planner.h"
-#include "core/base/file_io.h"
 #include "core/results/device_peak.h"
 #include "core/results/row.h"
 #include "core/results/writers.h"
