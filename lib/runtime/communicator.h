@@ -1,5 +1,12 @@
-// The narrow communicator interface every executor talks to (DESIGN.md §4). MPI implements it
-// on CPU ranks (mpi_communicator.h); a NCCL implementation for GPU ranks plugs in later.
+// The narrow communicator interface every executor talks to (DESIGN.md §4). Implementations:
+// MPI over host memory (mpi_communicator.h); for CUDA device memory, NCCL and MPI staged through
+// pinned host memory (cuda/). A communicator moves one kind of memory: the data buffers of the
+// Device it was built for (device.h). Host-only values (timings, verdicts, the check's gathers)
+// go through a host communicator.
+//
+// Device communicators order each send after the work the device's compute stream had enqueued
+// when the call was made, and a request's wait() orders the device's later work after its
+// receives (it need not block the host). For host memory, wait() returns with the data there.
 //
 // Buffers are raw bytes; counts and displacements are in bytes. Every call that moves data
 // between ranks adds the bytes this rank sends to OTHER ranks (never to itself) to sent_bytes(),
@@ -72,6 +79,11 @@ class Communicator {
   virtual void all_gather_v(const void* send, int64_t send_bytes, void* recv,
                             const std::vector<int64_t>& recv_bytes,
                             const std::vector<int64_t>& recv_displs) = 0;
+  // Non-blocking all-gather-v; buffers must stay valid until the request completes.
+  virtual std::unique_ptr<Request> all_gather_v_start(const void* send, int64_t send_bytes,
+                                                      void* recv,
+                                                      const std::vector<int64_t>& recv_bytes,
+                                                      const std::vector<int64_t>& recv_displs) = 0;
   // Equal-size all-gather: rank p's bytes land at recv + p * bytes.
   void all_gather(const void* send, int64_t bytes, void* recv);
 
@@ -83,6 +95,14 @@ class Communicator {
 
   // Broadcast `bytes` bytes at `data` from `root` to every rank.
   virtual void broadcast(void* data, int64_t bytes, int root) = 0;
+
+  // Throws RuntimeError when the transport has failed asynchronously (NCCL's async errors); the
+  // device's synchronize() and long waits call it. Host transports fail synchronously: no-op.
+  virtual void check_async_errors() {}
+  // Called on the watchdog's expiry before the job is taken down: ends in-flight operations
+  // that would otherwise keep the process (NCCL: ncclCommAbort). Must not block; may be called
+  // from another thread.
+  virtual void abort() {}
 
   // Bytes this rank has sent to other ranks through this communicator so far.
   int64_t sent_bytes() const { return sent_bytes_; }

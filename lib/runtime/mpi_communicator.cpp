@@ -224,6 +224,20 @@ void MpiCommunicator::all_gather_v(const void* send, int64_t send_bytes, void* r
   sent_bytes_ += send_bytes * (size_ - 1);
 }
 
+std::unique_ptr<Request> MpiCommunicator::all_gather_v_start(const void* send, int64_t send_bytes,
+                                                             void* recv,
+                                                             const std::vector<int64_t>& recv_bytes,
+                                                             const std::vector<int64_t>& recv_displs) {
+  MAGI_CHECK(static_cast<int>(recv_bytes.size()) == size_ &&
+                 static_cast<int>(recv_displs.size()) == size_,
+             "all_gather_v_start: vectors must have {} entries", size_);
+  MAGI_CHECK(recv_bytes[rank_] == send_bytes, "all_gather_v: own part {} vs {} bytes",
+             recv_bytes[rank_], send_bytes);
+  // Point-to-point underneath, as all_to_all_v_start: MPI_Testall progresses it while compute runs.
+  std::vector<int64_t> send_counts(size_, send_bytes), send_displs(size_, 0);
+  return all_to_all_v_start(send, send_counts, send_displs, recv, recv_bytes, recv_displs);
+}
+
 void MpiCommunicator::all_reduce_sum(double* values, int n) {
   Watchdog::Wait wait(watchdog_, "all_reduce_sum");
   MAGI_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, values, n, MPI_DOUBLE, MPI_SUM, comm_));

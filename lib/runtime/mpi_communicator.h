@@ -63,6 +63,9 @@ class MpiCommunicator final : public Communicator {
   void all_gather_v(const void* send, int64_t send_bytes, void* recv,
                     const std::vector<int64_t>& recv_bytes,
                     const std::vector<int64_t>& recv_displs) override;
+  std::unique_ptr<Request> all_gather_v_start(const void* send, int64_t send_bytes, void* recv,
+                                              const std::vector<int64_t>& recv_bytes,
+                                              const std::vector<int64_t>& recv_displs) override;
   void all_reduce_sum(double* values, int n) override;
   void all_reduce_max(double* values, int n) override;
   void all_reduce_sum(int64_t* values, int n) override;
