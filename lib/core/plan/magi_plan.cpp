@@ -56,13 +56,35 @@ Plan build_magi_plan(const std::vector<AttnSlice>& mask, const Case& c) {
   const std::vector<std::vector<AttnSlice>> pieces = detail::fill_remote(p, rp);
 
   int degree = c.parallel.overlap_degree;
-  if (p.zero_redundancy_bound.fwd_bytes == 0) {  // nothing remote anywhere: the host stage only
+  // At cp 1 nothing is remote and there is nothing to overlap. An explicit overlap_degree d there
+  // cuts the rank's keys into d + 1 contiguous stages of (nearly) equal token counts, computed
+  // one after another and merged, with no transfer: what a rank runs at cp > 1 without the
+  // communication, so that the runtime's per-stage cost is measured alone (docs/execution.md).
+  const bool local_stages = cp == 1 && degree > 0;
+  if (local_stages) {
+    degree = static_cast<int>(std::min<int64_t>(degree, std::max<int64_t>(p.ranks[0].tokens - 1, 0)));
+  } else if (p.zero_redundancy_bound.fwd_bytes == 0) {  // nothing remote anywhere: the host stage only
     degree = 0;
   } else if (degree <= 0) {
     degree = choose_overlap_degree(stage_costs(p, pieces), CostRates{c.parallel.compute_tflops, c.parallel.comm_gbps});
   }
   p.overlap_degree = degree;
 
+  if (local_stages) {
+    RankPlan& rk = p.ranks[0];
+    rk.stages.assign(static_cast<size_t>(degree) + 1, Stage{});
+    std::vector<detail::StageKeyRange> keys;
+    for (int s = 0; s <= degree; ++s) {
+      const int64_t b = rk.tokens * s / (degree + 1), e = rk.tokens * (s + 1) / (degree + 1);
+      rk.stages[static_cast<size_t>(s)].kv_ranges = {Range{b, e}};
+      keys.push_back(detail::StageKeyRange{Range{b, e}, s, 0, s});
+    }
+    detail::fill_stage_slices(rk, pieces[0], std::move(keys));
+    p.volume = p.zero_redundancy_bound;
+    detail::fill_rank_bytes(p);
+    p.zero_redundancy_bound.max_rank_fwd_bytes = p.volume.max_rank_fwd_bytes;
+    return p;
+  }
   for (size_t r = 0; r < p.ranks.size(); ++r) {
     RankPlan& rk = p.ranks[r];
     rk.stages.assign(static_cast<size_t>(degree) + 1, Stage{});

@@ -20,6 +20,9 @@
 //              is grouped by source rank ascending (ascending global within a source). One
 //              Transfer per (stage, src, dst) with tokens > 0. Every rank has 1 + overlap_degree
 //              stages (a stage may be empty for a rank; it still joins that stage's all-to-all-v).
+//              At cp 1 with an explicit overlap_degree d, the rank's keys are instead cut into
+//              d + 1 contiguous stages of nearly equal size, stage s = one range of the host
+//              buffer (stage 0 its first part), no transfers: the staged compute without comm.
 //   ring     : zigzag dispatch: 2cp blocks, rank r hosts blocks r and 2cp-1-r (chunk_tokens =
 //              S / 2cp, the first block's size). cp stages: stage s of rank r holds the host
 //              buffer (same layout) of rank (r - s) mod cp, received from rank (r - 1) mod cp,

@@ -65,10 +65,23 @@ void expect_minimal_magi(const Plan& p, const std::vector<AttnSlice>& mask) {
     }
     EXPECT_EQ(total_size(got), total_size(need)) << "rank " << rk.rank << " receives a token twice";
     EXPECT_EQ(merge_ranges(got), need);
-    // Stage layouts: stage 0 = host; stage s = its transfers' ranges, sources ascending.
+    // Stage layouts: stage 0 = host; stage s = its transfers' ranges, sources ascending. At cp 1
+    // with an explicit degree: one contiguous run of the host buffer per stage, in order.
     ASSERT_EQ(rk.stages.size(), static_cast<size_t>(p.overlap_degree) + 1);
-    EXPECT_EQ(rk.stages[0].kv_ranges, rk.q_ranges);
-    for (size_t s = 1; s < rk.stages.size(); ++s) {
+    if (p.cp == 1 && p.overlap_degree > 0) {
+      int64_t next = 0;
+      for (const Stage& st : rk.stages) {
+        ASSERT_EQ(st.kv_ranges.size(), 1u);
+        EXPECT_EQ(st.kv_ranges[0].start, next);
+        EXPECT_FALSE(st.kv_ranges[0].empty());
+        next = st.kv_ranges[0].end;
+      }
+      EXPECT_EQ(next, rk.tokens);
+      EXPECT_TRUE(p.transfers.empty());
+    } else {
+      EXPECT_EQ(rk.stages[0].kv_ranges, rk.q_ranges);
+    }
+    for (size_t s = 1; s < rk.stages.size() && p.cp > 1; ++s) {
       std::vector<Range> layout;
       int last_src = -1;
       for (const Transfer& t : p.transfers) {
@@ -289,6 +302,27 @@ TEST(Overlap, AutoPlanResolvesDegree) {
   const Plan one = build_plan(mask, make_case(512, 1, 16, Strategy::magi, 0));
   EXPECT_EQ(one.overlap_degree, 0);  // nothing remote
   EXPECT_EQ(one.ranks[0].stages.size(), 1u);
+}
+
+TEST(Overlap, ExplicitDegreeAtCp1CutsTheKeysIntoLocalStages) {
+  const std::vector<AttnSlice> mask{{{0, 512}, {0, 512}, SliceType::causal}};
+  for (int degree : {1, 2, 3}) {
+    const Plan p = build_plan(mask, make_case(512, 1, 16, Strategy::magi, degree));
+    ASSERT_FALSE(p.skipped) << p.skip_reason;
+    EXPECT_EQ(p.overlap_degree, degree);
+    const RankPlan& rk = p.ranks[0];
+    ASSERT_EQ(rk.stages.size(), static_cast<size_t>(degree) + 1);
+    for (int s = 0; s <= degree; ++s) {
+      const Range want{512 * s / (degree + 1), 512 * (s + 1) / (degree + 1)};
+      EXPECT_EQ(rk.stages[static_cast<size_t>(s)].kv_ranges, std::vector<Range>{want}) << "stage " << s;
+    }
+    EXPECT_TRUE(p.transfers.empty());
+    EXPECT_EQ(p.volume.fwd_bytes, 0);
+    testing::expect_covers_exactly(p, mask);
+  }
+  // No more stages than keys.
+  const std::vector<AttnSlice> tiny{{{0, 3}, {0, 3}, SliceType::full}};
+  EXPECT_EQ(build_plan(tiny, make_case(3, 1, 1, Strategy::magi, 4)).ranks[0].stages.size(), 3u);
 }
 
 #ifdef MAGI_TEST_HAVE_CATALOGUE
