@@ -106,9 +106,15 @@ std::string explain_plan(const Plan& p, int overlap_requested, int max_rows) {
                      p.short_last_unit ? fmt::format(" (S is not a multiple of {}: the last chunk is short; "
                                                      "counts differ by at most one chunk)", p.chunk_tokens)
                                        : "");
-  out += fmt::format("#   stages per rank {} (host + {} remote{})\n", p.ranks.empty() ? 0 : p.ranks[0].stages.size(),
-                     p.strategy == Strategy::ulysses ? 0 : p.overlap_degree,
-                     p.strategy == Strategy::magi && overlap_requested == 0 ? ", overlap_degree auto" : "");
+  const size_t stages = p.ranks.empty() ? 0 : p.ranks[0].stages.size();
+  if (p.strategy == Strategy::magi && p.cp == 1 && stages > 1) {
+    out += fmt::format("#   stages per rank {} (the keys cut into local stages by overlap_degree {}: no "
+                       "transfers, the per-stage compute measured alone)\n", stages, p.overlap_degree);
+  } else {
+    out += fmt::format("#   stages per rank {} (host + {} remote{})\n", stages,
+                       p.strategy == Strategy::ulysses ? 0 : p.overlap_degree,
+                       p.strategy == Strategy::magi && overlap_requested == 0 ? ", overlap_degree auto" : "");
+  }
   out += fmt::format("#   area: total {}, max rank {}, mean {:.1f}, lower bound {}: imbalance (max/mean) {:.4f}\n",
                      p.total_area, p.max_rank_area, p.mean_rank_area, p.lower_bound_area, p.imbalance);
   if (p.max_unit_area > p.lower_bound_area) {
