@@ -1,13 +1,22 @@
 #!/bin/sh
-# MPI end-to-end suite (label mpi): `mpirun -np 4 magi-bench --backend cpu --config F --check`
-# must exit 0, and its JSON report must show every case checked and passed with measured bytes
-# equal to the plan's (check_report.py; skipped when python3 is absent).
-# Usage: test_cli_e2e.sh MAGI_BENCH CONFIG.json MIN_CASES
+# MPI end-to-end suite: `mpirun -np 4 magi-bench --config F --check OPTIONS` must exit 0, and its
+# JSON report must show every case checked and passed with measured bytes equal to the plan's
+# (check_report.py; skipped when python3 is absent). OPTIONS default to `--backend cpu` (label
+# mpi); with `--backend gpu` (label gpu) the test skips with a message where no GPU is visible.
+# Usage: test_cli_e2e.sh MAGI_BENCH CONFIG.json MIN_CASES [OPTIONS...]
 set -u
-bench="$1"; config="$2"; min_cases="$3"
+bench="$1"; config="$2"; min_cases="$3"; shift 3
+[ $# -eq 0 ] && set -- --backend cpu
+case " $* " in
+  *" --backend gpu "*)
+    if ! nvidia-smi -L 2>/dev/null | grep -q '^GPU '; then
+      echo "SKIPPED: no GPU visible (nvidia-smi -L lists none); this test runs the gpu backend"
+      exit 77
+    fi ;;
+esac
 here="$(cd "$(dirname "$0")" && pwd)"
 report="$(mktemp -u).json"; trap 'rm -f "$report"' EXIT
-"$here/run_mpi.sh" 4 "$bench" --backend cpu --config "$config" --check --out "$report"
+"$here/run_mpi.sh" 4 "$bench" "$@" --config "$config" --check --out "$report"
 rc=$?
 [ "$rc" = 77 ] && exit 77
 if [ "$rc" != 0 ]; then echo "FAIL: magi-bench exited $rc"; exit 1; fi

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The one script run on a GPU machine for the GPU execution path (issue 12), in one call:
+#   1. the gpu tests: the CUDA device (test_runtime_cuda_device), the device communicators under
+#      mpirun (staged MPI at np 3 on shared GPUs, NCCL at np 1; np 2 where there are 2 GPUs), the
+#      kernel against the float64 CPU reference (test_kernels_cuda);
+#   2. every strategy x every catalogue mask at cp 2 and 4 on the GPU(s), ranks sharing them
+#      through MPI (configs/gpu_masks.json, bf16; configs/gpu_masks_fp16.json), --check, each
+#      results file read by tests/runtime/check_report.py (checked, bytes == plan);
+#   3. NCCL at np 1 on the staged-compute benchmark with --check (configs/gpu_stages_bench.json);
+#   4. the runtime against the bare kernel on the same cases (configs/gpu_runtime_bench.json, `run`
+#      and `kernel` in this call) and the per-stage figures: scripts/runtime_vs_kernel.py.
+# Binaries come from $BIN (a folder with magi-bench and the three test binaries, default
+# build-gpu-carry, or a CUDA build tree). Everything lands in $OUT (default gpu-runtime-out).
+# Usage: OUT=... BIN=... MAGI_COMMIT=... bash scripts/gpu_runtime.sh
+set -uo pipefail
+BIN=${BIN:-build-gpu-carry}
+OUT=${OUT:-gpu-runtime-out}
+find_bin() {  # a carried folder holds them side by side; a build tree under tests/
+  local name=$1 f
+  for f in "$BIN/$name" "$BIN/tests/runtime/cuda/$name" "$BIN/tests/kernels/cuda/$name"; do
+    [ -x "$f" ] && { echo "$f"; return; }
+  done
+  echo "gpu_runtime.sh: $name not found under $BIN (build with CUDA, then BIN=<build dir>)" >&2
+  exit 2
+}
+BENCH=$(find_bin magi-bench) || exit 2
+T_DEVICE=$(find_bin test_runtime_cuda_device) || exit 2
+T_COMM=$(find_bin test_cuda_comm_mpi) || exit 2
+T_KERNEL=$(find_bin test_kernels_cuda) || exit 2
+mkdir -p "$OUT"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0
+MPIRUN="mpirun --oversubscribe --allow-run-as-root --bind-to none"
+GPUS=$(nvidia-smi -L | grep -c '^GPU ')
+LOG="$OUT/run.log"
+{
+  echo "# $(date -u +%FT%TZ) host $(hostname), $GPUS GPU(s)"
+  nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.limit --format=csv
+  echo "# commit (of the tree sent): ${MAGI_COMMIT:-unknown}"
+} | tee "$LOG"
+rc=0
+step() {  # step NAME COMMAND...: runs it, its output in $OUT/NAME.log, a verdict line in run.log
+  local name=$1; shift
+  "$@" > "$OUT/$name.log" 2>&1
+  local t=$?
+  echo "# $name: rc=$t  $(grep -E '^\[  (PASSED|FAILED) |cases checked|FAIL' "$OUT/$name.log" | head -3 | tr '\n' ' ')" | tee -a "$LOG"
+  [ $t -ne 0 ] && rc=1
+  return $t
+}
+step test_cuda_device "$T_DEVICE" --gtest_brief=1
+step test_comm_staged $MPIRUN -np 3 "$T_COMM" --gtest_brief=1 --gtest_filter='StagedMpi.*:NcclBuild.*'
+step test_comm_nccl_np1 $MPIRUN -np 1 "$T_COMM" --gtest_brief=1 --gtest_filter='Nccl.*'
+[ "$GPUS" -ge 2 ] && step test_comm_nccl_np2 $MPIRUN -np 2 "$T_COMM" --gtest_brief=1 --gtest_filter='Nccl.*'
+step test_kernels "$T_KERNEL" --gtest_brief=1
+
+for cfg in gpu_masks gpu_masks_fp16; do
+  step "$cfg" $MPIRUN -np 4 "$BENCH" --config "configs/$cfg.json" --backend gpu --comm mpi --check \
+    --out "$OUT/$cfg.json"
+  step "${cfg}_report" python3 tests/runtime/check_report.py "$OUT/$cfg.json" 20
+done
+step stages_nccl $MPIRUN -np 1 "$BENCH" --config configs/gpu_stages_bench.json --backend gpu \
+  --comm nccl --check --out "$OUT/gpu_stages_bench.json"
+step runtime_bench $MPIRUN -np 1 "$BENCH" --config configs/gpu_runtime_bench.json --backend gpu \
+  --out "$OUT/gpu_runtime_bench.json"
+step kernel_bench "$BENCH" kernel --config configs/gpu_runtime_bench.json --no-check \
+  --out "$OUT/gpu_runtime_bench_kernel.json"
+step compare python3 scripts/runtime_vs_kernel.py --run "$OUT/gpu_runtime_bench.json" \
+  --kernel "$OUT/gpu_runtime_bench_kernel.json" --stages "$OUT/gpu_stages_bench.json" \
+  --out "$OUT/runtime_vs_kernel.json"
+cat "$OUT/compare.log" | tee -a "$LOG"
+exit $rc
