@@ -1,0 +1,198 @@
+// See backend.h.
+#include "backend.h"
+
+#include "core/base/error.h"
+#include "runtime/cpu_device.h"
+
+#ifdef MAGI_HAVE_CUDA
+#include "runtime/cuda/cuda_device.h"
+#include "runtime/cuda/nccl_communicator.h"
+#include "runtime/cuda/staged_mpi_communicator.h"
+#endif
+
+#include <mpi.h>
+
+#include <cstdlib>
+
+namespace magi::app {
+
+namespace {
+
+#ifdef MAGI_HAVE_CUDA
+constexpr bool kCudaBuild = true;
+int visible_devices() { return cuda_device_count(); }
+bool nccl_in_build() { return nccl_built(); }
+#else
+constexpr bool kCudaBuild = false;
+int visible_devices() { return 0; }
+bool nccl_in_build() { return false; }
+#endif
+
+struct NodeShape {
+  int local_rank = 0;
+  int local_size = 1;
+};
+
+NodeShape node_shape() {
+  MPI_Comm node;
+  MAGI_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
+  NodeShape s;
+  MAGI_MPI_CHECK(MPI_Comm_rank(node, &s.local_rank));
+  MAGI_MPI_CHECK(MPI_Comm_size(node, &s.local_size));
+  MAGI_MPI_CHECK(MPI_Comm_free(&node));
+  return s;
+}
+
+std::string host_name() {
+  char name[MPI_MAX_PROCESSOR_NAME] = {};
+  int len = 0;
+  MAGI_MPI_CHECK(MPI_Get_processor_name(name, &len));
+  return std::string(name, static_cast<size_t>(len));
+}
+
+std::string visible_devices_note() {
+  const char* v = std::getenv("CUDA_VISIBLE_DEVICES");
+  return v ? fmt::format(" (CUDA_VISIBLE_DEVICES={})", v) : std::string();
+}
+
+std::string plural(int n, const char* word) {
+  return fmt::format("{} {}{}", n, word, n == 1 ? "" : "s");
+}
+
+}  // namespace
+
+void validate_backend_names(const std::string& backend, const std::string& comm) {
+  if (backend != "auto" && backend != "cpu" && backend != "gpu") {
+    throw UsageError(fmt::format("--backend {}: expected auto, cpu or gpu", backend));
+  }
+  if (comm != "auto" && comm != "mpi" && comm != "nccl") {
+    throw UsageError(fmt::format("--comm {}: expected auto, mpi or nccl", comm));
+  }
+  if (backend == "cpu" && comm == "nccl") {
+    throw UsageError("--comm nccl moves GPU buffers: it needs --backend gpu (or auto on a GPU machine)");
+  }
+}
+
+BackendChoice choose_backend(const std::string& backend, const std::string& comm) {
+  // Every collective first, identically on every rank; then each rank judges what it saw (a
+  // rank that threw before a collective would leave the others waiting in it).
+  const NodeShape node = node_shape();
+  const int devices = visible_devices();
+  // min over ranks of: devices seen, and GPUs left over when each local rank takes its own.
+  int mins[2] = {devices, devices - node.local_size};
+  MAGI_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, mins, 2, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
+  int max_local = node.local_size;
+  MAGI_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &max_local, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
+  const bool every_rank_sees_one = mins[0] > 0;
+  const bool gpu_per_rank = mins[1] >= 0;
+  int rank = 0;
+  MAGI_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
+
+  BackendChoice c;
+  if (backend == "cpu") {
+    c.reason = "--backend cpu";
+  } else if (backend == "gpu") {
+    if (!kCudaBuild) {
+      throw UsageError("--backend gpu: this magi-bench was built without CUDA (nvcc was not found "
+                       "when it was configured; build with `cmake --preset release` where nvcc is)");
+    }
+    if (devices == 0) {
+      throw ConfigError(fmt::format("--backend gpu: rank {} on host {} sees no CUDA device{}", rank,
+                                    host_name(), visible_devices_note()));
+    }
+    c.gpu = true;
+    c.reason = "--backend gpu";
+  } else if (!kCudaBuild) {
+    c.reason = "auto: built without CUDA";
+  } else if (!every_rank_sees_one) {
+    c.reason = "auto: not every rank sees a CUDA device";
+  } else {
+    c.gpu = true;
+    c.reason = "auto: CUDA build, every rank sees a GPU";
+  }
+  if (!c.gpu) return c;
+
+  c.device = node.local_rank % devices;
+  const std::string sharing =
+      fmt::format("up to {} per host, {} on this one", plural(max_local, "rank"), plural(devices, "GPU"));
+  if (comm == "nccl") {
+    if (!nccl_in_build()) {
+      throw ConfigError("--comm nccl: this magi-bench was built without NCCL (nccl.h and libnccl "
+                        "were not found when it was configured); use --comm mpi");
+    }
+    if (node.local_size > devices) {
+      throw ConfigError(fmt::format(
+          "--comm nccl: host {} runs {} but has {}{}; NCCL needs one GPU per rank (use --comm mpi "
+          "to let ranks share a GPU, or launch at most {} rank{} per host)",
+          host_name(), plural(node.local_size, "rank"), plural(devices, "GPU"), visible_devices_note(),
+          devices, devices == 1 ? "" : "s"));
+    }
+    c.nccl = true;
+    c.reason += fmt::format("; --comm nccl ({})", sharing);
+  } else if (comm == "mpi") {
+    c.reason += fmt::format("; --comm mpi, staged through pinned host memory ({})", sharing);
+  } else if (!nccl_in_build()) {
+    c.reason += "; comm auto: mpi, staged through pinned host memory (built without NCCL)";
+  } else if (!gpu_per_rank) {
+    c.reason += fmt::format("; comm auto: mpi, staged through pinned host memory ({}: ranks share "
+                            "GPUs, which NCCL refuses)", sharing);
+  } else {
+    c.nccl = true;
+    c.reason += fmt::format("; comm auto: nccl (one GPU per rank, {})", sharing);
+  }
+  return c;
+}
+
+Backend::Backend(BackendChoice choice, MpiCommunicator& world, int threads)
+    : choice_(std::move(choice)), world_(world), threads_(threads) {}
+
+Backend::~Backend() {
+  in_use_.store(nullptr);
+  comms_.clear();  // before the devices whose streams they order against
+}
+
+Device& Backend::device(DType storage) {
+  auto it = devices_.find(storage);
+  if (it != devices_.end()) return *it->second;
+  std::unique_ptr<Device> d;
+#ifdef MAGI_HAVE_CUDA
+  if (choice_.gpu) d = make_cuda_device(choice_.device, storage);
+#endif
+  if (!d) d = std::make_unique<CpuDevice>(threads_);
+  d->set_watchdog(world_.watchdog());
+  return *devices_.emplace(storage, std::move(d)).first->second;
+}
+
+std::string Backend::device_description(DType case_dtype) {
+  return device(storage_dtype(case_dtype)).description();
+}
+
+Backend::CaseExec Backend::for_case(int cp, DType case_dtype) {
+  auto host_it = hosts_.find(cp);
+  if (host_it == hosts_.end()) host_it = hosts_.emplace(cp, world_.split_first(cp)).first;
+  MpiCommunicator* host = host_it->second.get();
+  if (!host) return {};
+  const DType storage = storage_dtype(case_dtype);
+  Device& dev = device(storage);
+  Communicator* data = host;
+  if (choice_.gpu) {
+    auto& slot = comms_[{cp, storage}];
+#ifdef MAGI_HAVE_CUDA
+    if (!slot) {
+      slot = choice_.nccl ? make_nccl_communicator(*host, dev.stream(), choice_.device)
+                          : make_staged_mpi_communicator(*host, dev.stream());
+      slot->set_watchdog(host->watchdog());
+    }
+#endif
+    MAGI_CHECK(slot != nullptr, "no data communicator for the gpu backend");
+    data = slot.get();
+  }
+  in_use_.store(data);
+  return {host, &dev, data};
+}
+
+void Backend::abort_in_flight() {
+  if (Communicator* c = in_use_.load()) c->abort();
+}
+
+}  // namespace magi::app
