@@ -69,11 +69,14 @@ class NcclCommunicator final : public Communicator {
       if (!boot.ok) id_error = ncclGetErrorString(r);
     }
     host_.broadcast(&boot, static_cast<int64_t>(sizeof boot), 0);
+    if (!boot.ok && rank_ == 0) {
+      throw RuntimeError(fmt::format("NCCL call `ncclGetUniqueId` failed on rank 0 ({}): {}",
+                                     host_name_, id_error));
+    }
     if (!boot.ok) {
-      throw RuntimeError(fmt::format("NCCL call `ncclGetUniqueId` failed on rank 0{}{}",
-                                     rank_ == 0 ? ": " : " (seen from rank " +
-                                                             std::to_string(rank_) + ")",
-                                     id_error));
+      throw RuntimeError(fmt::format("rank {} ({}): no NCCL communicator, as rank 0 could not "
+                                     "make its unique id (ncclGetUniqueId failed there)",
+                                     rank_, host_name_));
     }
     NCCL_COMM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     try {
@@ -316,7 +319,6 @@ class NcclCommunicator final : public Communicator {
   // self copies, then `messages` (ncclSend/ncclRecv/...) as one group, then the done event.
   template <class Local, class Messages>
   std::unique_ptr<Request> run(const char* what, Local local, Messages messages) {
-    check_async_errors();
     NCCL_COMM_CUDA_CHECK(cudaEventRecord(ready_, compute_));
     NCCL_COMM_CUDA_CHECK(cudaStreamWaitEvent(stream_, ready_, 0));
     local();

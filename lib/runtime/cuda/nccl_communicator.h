@@ -18,7 +18,8 @@
 // barrier, all_reduce_* and broadcast take host memory and go to the host communicator.
 // sent_bytes() counts what MpiCommunicator counts for the same call (bytes to other ranks).
 // check_async_errors() throws RuntimeError quoting NCCL's error; abort() calls ncclCommAbort
-// and may be called from the watchdog's thread. Requests must not outlive the communicator.
+// and may be called from the watchdog's thread. Requests must not outlive the communicator. Its
+// watchdog starts as the host communicator's (which bounds the bootstrap's broadcast).
 #pragma once
 
 #include "runtime/mpi_communicator.h"

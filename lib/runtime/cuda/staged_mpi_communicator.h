@@ -18,7 +18,9 @@
 // unchanged. sent_bytes() counts what MpiCommunicator counts for the same call (bytes to other
 // ranks); the wrapped communicator's own counter also moves, as it sends the staged bytes.
 //
-// Uses the CUDA device current when it is made; requests must not outlive the communicator.
+// Uses the CUDA device current when it is made; requests must not outlive the communicator. Its
+// watchdog starts as the host communicator's: it bounds the waits for staging copies, the host
+// communicator's bounds the MPI waits.
 #pragma once
 
 #include "runtime/mpi_communicator.h"
@@ -27,7 +29,7 @@
 
 namespace magi {
 
-// `host` must outlive the returned communicator, which shares its watchdog at each call.
+// `host` must outlive the returned communicator.
 // `compute_stream` is the cudaStream_t (as void*) of the device the buffers belong to.
 std::unique_ptr<Communicator> make_staged_mpi_communicator(MpiCommunicator& host,
                                                            void* compute_stream);
