@@ -46,6 +46,7 @@ struct DeviceArray {
     allocate(host.size());
     if (n > 0) MAGI_CUDA_CHECK(cudaMemcpy(ptr, host.data(), n * sizeof(T), cudaMemcpyHostToDevice));
   }
+  size_t bytes() const { return n * sizeof(T); }
   void reset() {
     if (ptr) cudaFree(ptr);
     ptr = nullptr;
@@ -288,6 +289,13 @@ FlexAttention::~FlexAttention() = default;
 
 const FlexAttentionStats& FlexAttention::stats() const { return impl_->stats; }
 const AttnShape& FlexAttention::shape() const { return impl_->shape; }
+
+int64_t FlexAttention::device_bytes() const {
+  const Impl& im = *impl_;
+  return static_cast<int64_t>(im.slices.bytes() + im.fwd_entries.bytes() + im.fwd_items.bytes() +
+                              im.bwd_entries.bytes() + im.bwd_items.bytes() + im.unit_tiles.bytes() +
+                              im.dq_acc.bytes() + im.dq_count.bytes() + im.delta.bytes());
+}
 
 void FlexAttention::forward(const void* q, const void* k, const void* v, void* out, float* lse,
                             float softmax_scale, void* stream) {

@@ -83,6 +83,9 @@ class FlexAttention {
 
   const FlexAttentionStats& stats() const;
   const AttnShape& shape() const;
+  // Device memory this plan holds now: the work lists, and once backward has run its workspace
+  // (fp32 dQ sums, per-unit counts, D). Grows at the first backward, never after.
+  int64_t device_bytes() const;
 
   struct Impl;  // opaque (device buffers); public only so the .cu's helpers can name it
 

@@ -1,0 +1,24 @@
+// The CUDA implementation of Device (runtime/device.h): bf16 or fp16 buffers on one GPU, the
+// flexible kernel of kernels/cuda for attention, conversion / row-copy / merge kernels, and one
+// non-blocking compute stream timed by CUDA events (docs/execution.md, "CUDA device").
+//
+// Plain C++ (no CUDA types): host code includes this; the implementation is cuda_device.cu.
+#pragma once
+
+#include "runtime/device.h"
+
+#include "common/dtype.h"
+
+#include <memory>
+
+namespace magi {
+
+// CUDA devices visible to this process: 0 when there is no driver or no device (never throws).
+int cuda_device_count();
+
+// A device on GPU `device_index` storing tensors in `dtype` (bf16 or fp16; fp32 throws
+// std::invalid_argument naming it, before any CUDA call). CUDA errors throw std::runtime_error
+// quoting the call, the error and the device.
+std::unique_ptr<Device> make_cuda_device(int device_index, DType dtype);
+
+}  // namespace magi
