@@ -14,6 +14,7 @@
 #include "core/workload/case_inputs.h"
 #include "core/workload/documents.h"
 #include "core/workload/workload.h"
+#include "runtime/cpu_device.h"
 #include "runtime/executor.h"
 #include "runtime/mpi_communicator.h"
 #include "runtime/watchdog.h"
@@ -76,6 +77,9 @@ CaseRow measured_row(const Case& c, const Plan& plan, const ExecResult& result,
     r.bwd_sent_bytes = t.bwd_sent_bytes;
     r.fwd_comm_wait_ms = t.fwd_comm_wait_ms;
     r.bwd_comm_wait_ms = t.bwd_comm_wait_ms;
+    r.fwd_compute_ms = t.fwd_compute_ms;
+    r.bwd_compute_ms = t.bwd_compute_ms;
+    r.peak_memory_bytes = t.peak_memory_bytes;
     r.tokens = plan.ranks.at(t.rank).tokens;
     r.area = plan.ranks.at(t.rank).area;
     row.ranks.push_back(r);
@@ -119,6 +123,13 @@ std::string resolve_backend(const std::string& requested) {
   // `auto` therefore means the CPU backend; `magi-bench kernel` measures the CUDA kernel.
   if (requested == "auto" || requested == "cpu") return "cpu";
   throw UsageError(fmt::format("--backend {}: expected auto or cpu", requested));
+}
+
+// The device a case runs on, fresh per case (its peak memory is the case's). `backend` comes
+// from resolve_backend.
+std::unique_ptr<Device> make_device(const std::string& backend, int threads) {
+  MAGI_CHECK(backend == "cpu", "no device for backend {}", backend);
+  return std::make_unique<CpuDevice>(threads);
 }
 
 // Ends the job from the watchdog's thread when a step or a wait outlives --timeout. The main
@@ -207,11 +218,11 @@ void run_workload(Context& ctx, const RunOptions& opt) {
       eo.warmup = c.run.warmup;
       eo.iters = c.run.iters;
       eo.seed = c.run.seed;
-      eo.threads = threads;
       eo.case_name = c.name;
       ExecResult result;
       if (auto sub = world.split_first(c.parallel.cp)) {
-        result = execute_plan(*sub, plan, mask, eo);
+        const std::unique_ptr<Device> device = make_device(backend, threads);
+        result = execute_plan(*sub, *sub, *device, plan, mask, eo);
       }
       report.rows.push_back(measured_row(c, plan, result, backend, inputs.documents));
     }

@@ -1,183 +1,218 @@
 // allgather: every rank all-gathers the K and V of all ranks (each rank's host block, one
-// all-gather of K|V), then computes its stages on buffers cut from the gathered sequence with
-// the log-sum-exp merge; no overlap. Backward: all-gather again, per-stage backward, dK/dV
-// partials of the whole sequence reduce-scattered to their owners (all-to-all-v of each owner's
-// rows, summed at the owner in fp32).
+// all-gather of K|V rows), then computes its stages on buffers cut from the gathered sequence,
+// merging partial outputs into an fp32 accumulator; no overlap (the gather is waited for before
+// compute). Backward: all-gather again, per-stage backward, dK/dV partials of the whole sequence
+// summed in fp32, sent to their owners in the model dtype (all-to-all-v of each owner's rows, a
+// reduce-scatter) and summed there in fp32. At cp 1 the kernel reads the rank's own K and V.
 #include "core/base/error.h"
 #include "runtime/exec_detail.h"
 
-#include "cpu/reference_attention.h"
-
 #include <algorithm>
-#include <chrono>
-#include <cmath>
 #include <limits>
 
 namespace magi::detail {
 
 namespace {
 
-namespace kcpu = magi::kernels::cpu;
-
 struct AgStage {
-  std::vector<kernels::KernelSlice> slices;
+  std::unique_ptr<AttentionOp> op;
   int64_t rows = 0;
-  bool whole = false;     // stage buffer == the whole sequence in order
-  std::vector<RowCopy> segs;  // global rows -> stage rows
-  std::vector<float> k, v;
+  bool whole = false;  // stage buffer == the whole sequence in order
+  RowMap segs;         // global rows -> stage rows
+  RowMap back;         // stage rows -> global rows
+  Buffer k, v;
 };
 
 class AllgatherRunner final : public PlanRunner {
  public:
-  AllgatherRunner(Communicator& comm, const Plan& plan, int threads)
-      : PlanRunner(plan, comm.rank()), comm_(comm), threads_(threads) {
+  AllgatherRunner(Device& dev, Communicator& comm, const Plan& plan) : PlanRunner(dev, comm, plan) {
     std::vector<Range> gathered_layout;  // rank order, each rank's q_ranges
+    int64_t gathered_rows = 0;
     for (int p = 0; p < cp_; ++p) {
       const RankPlan& rp = plan.ranks[p];
-      bytes_.push_back(rp.tokens * 2 * kv_row_ * 4);
-      displs_.push_back(gathered_rows_ * 2 * kv_row_ * 4);
-      gathered_rows_ += rp.tokens;
+      bytes_.push_back(rp.tokens * 2 * kv_row_ * esz_);
+      displs_.push_back(gathered_rows * 2 * kv_row_ * esz_);
+      gathered_rows += rp.tokens;
       gathered_layout.insert(gathered_layout.end(), rp.q_ranges.begin(), rp.q_ranges.end());
-      rank_rows_.push_back(rp.tokens);
     }
-    MAGI_CHECK(gathered_rows_ == total_tokens_, "allgather plan: ranks host {} tokens of {}", gathered_rows_, total_tokens_);
-    to_global_ = map_rows(gathered_layout, {{0, total_tokens_}});
-    from_global_ = inverse(to_global_);
+    MAGI_CHECK(gathered_rows == total_tokens_, "allgather plan: ranks host {} tokens of {}", gathered_rows,
+               total_tokens_);
+    std::vector<RowCopy> to_global = map_rows(gathered_layout, {{0, total_tokens_}});
+    // At cp 1 with the tokens in order the rank's own K and V are the whole sequence.
+    local_is_global_ = cp_ == 1 && is_identity(to_global);
+    from_global_ = dev_.prepare(inverse(to_global));
+    to_global_ = dev_.prepare(std::move(to_global));
     for (const Stage& st : plan.ranks[rank_].stages) {
       if (st.slices.empty()) continue;
       AgStage a;
-      a.slices = to_kernel_slices(st.slices);
       a.rows = total_size(st.kv_ranges);
-      a.segs = map_rows({{0, total_tokens_}}, st.kv_ranges);
-      a.whole = a.rows == total_tokens_ && is_identity(a.segs);
+      std::vector<RowCopy> segs = map_rows({{0, total_tokens_}}, st.kv_ranges);
+      a.whole = a.rows == total_tokens_ && is_identity(segs);
       if (!a.whole) {
-        a.k.assign(a.rows * kv_row_, 0.f);
-        a.v.assign(a.rows * kv_row_, 0.f);
+        a.k = dev_.alloc(a.rows * kv_row_, dt_);
+        a.v = dev_.alloc(a.rows * kv_row_, dt_);
       }
+      a.back = dev_.prepare(inverse(segs));
+      a.segs = dev_.prepare(std::move(segs));
+      a.op = dev_.attention({tokens_, a.rows, hq_, hkv_, head_dim_}, to_kernel_slices(st.slices));
       max_rows_ = std::max(max_rows_, a.rows);
       stages_.push_back(std::move(a));
     }
-    send_.assign(tokens_ * 2 * kv_row_, 0.f);
-    gathered_.assign(total_tokens_ * 2 * kv_row_, 0.f);
-    kg_.assign(total_tokens_ * kv_row_, 0.f);
-    vg_.assign(total_tokens_ * kv_row_, 0.f);
-    dkg_.assign(total_tokens_ * kv_row_, 0.f);
-    dvg_.assign(total_tokens_ * kv_row_, 0.f);
-    out_part_.assign(tokens_ * hq_ * head_dim_, 0.f);
-    lse_part_.assign(tokens_ * hq_, 0.f);
-    dq_part_.assign(tokens_ * hq_ * head_dim_, 0.f);
-    dk_part_.assign(max_rows_ * kv_row_, 0.f);
-    dv_part_.assign(max_rows_ * kv_row_, 0.f);
-  }
-
-  void forward(Local& local, PassStats& st) override {
-    gather(local, st);
-    bool have_acc = false;
-    for (AgStage& a : stages_) {
-      const kernels::AttnShape shape{tokens_, a.rows, hq_, hkv_, head_dim_};
-      float* out = have_acc ? out_part_.data() : local.out.data();
-      float* lse = have_acc ? lse_part_.data() : local.lse.data();
-      kcpu::attention_forward(shape, a.slices.data(), a.slices.size(), local.q.data(), kbuf(a), vbuf(a),
-                              scale(), out, lse, threads_);
-      if (have_acc) {
-        kcpu::merge_partial(tokens_, hq_, head_dim_, local.out.data(), local.lse.data(), out_part_.data(),
-                            lse_part_.data());
-      }
-      have_acc = true;
+    const int active = static_cast<int>(stages_.size());
+    out_direct_ = active <= 1;
+    dq_direct_ = active <= 1;
+    kv_direct_ = local_is_global_ && active == 1 && stages_.front().whole;
+    if (!local_is_global_) {
+      send_ = dev_.alloc(tokens_ * 2 * kv_row_, dt_);
+      gathered_ = dev_.alloc(total_tokens_ * 2 * kv_row_, dt_);
+      kg_ = dev_.alloc(total_tokens_ * kv_row_, dt_);
+      vg_ = dev_.alloc(total_tokens_ * kv_row_, dt_);
+      reduce_recv_ = dev_.alloc(cp_ * tokens_ * 2 * kv_row_, dt_);
     }
-    if (!have_acc) {
-      std::fill(local.out.begin(), local.out.end(), 0.f);
-      std::fill(local.lse.begin(), local.lse.end(), -std::numeric_limits<float>::infinity());
+    if (!out_direct_) {
+      out_acc_ = dev_.alloc(tokens_ * q_row_, DType::fp32);
+      out_part_ = dev_.alloc(tokens_ * q_row_, dt_);
+      lse_part_ = dev_.alloc(tokens_ * hq_, DType::fp32);
     }
-  }
-
-  void backward(Local& local, PassStats& st) override {
-    gather(local, st);
-    std::fill(local.dq.begin(), local.dq.end(), 0.f);
-    // Whole-sequence dK|dV partials in the gathered (rank order) layout, token rows K then V.
-    std::fill(gathered_.begin(), gathered_.end(), 0.f);
-    std::vector<float>& dkg = dkg_;
-    std::vector<float>& dvg = dvg_;
-    std::fill(dkg.begin(), dkg.end(), 0.f);
-    std::fill(dvg.begin(), dvg.end(), 0.f);
-    for (AgStage& a : stages_) {
-      const kernels::AttnShape shape{tokens_, a.rows, hq_, hkv_, head_dim_};
-      kcpu::attention_backward(shape, a.slices.data(), a.slices.size(), local.q.data(), kbuf(a),
-                               vbuf(a), local.out.data(), local.dout.data(), local.lse.data(), scale(),
-                               dq_part_.data(), dk_part_.data(), dv_part_.data(), threads_);
-      for (size_t i = 0; i < local.dq.size(); ++i) local.dq[i] += dq_part_[i];
-      add_rows(inverse(a.segs), dk_part_.data(), dkg.data(), kv_row_);
-      add_rows(inverse(a.segs), dv_part_.data(), dvg.data(), kv_row_);
+    if (!dq_direct_) {
+      dq_acc_ = dev_.alloc(tokens_ * q_row_, DType::fp32);
+      dq_part_ = dev_.alloc(tokens_ * q_row_, dt_);
     }
-    // Reduce-scatter: rank p gets every rank's partial for its own rows.
-    float* o = gathered_.data();
-    for (const RowCopy& s : from_global_) {
-      for (int64_t i = 0; i < s.rows; ++i) {
-        std::copy_n(dkg.data() + (s.src_row + i) * kv_row_, kv_row_, o + (s.dst_row + i) * 2 * kv_row_);
-        std::copy_n(dvg.data() + (s.src_row + i) * kv_row_, kv_row_,
-                    o + (s.dst_row + i) * 2 * kv_row_ + kv_row_);
+    if (!kv_direct_) {
+      dkg_ = dev_.alloc(total_tokens_ * kv_row_, DType::fp32);
+      dvg_ = dev_.alloc(total_tokens_ * kv_row_, DType::fp32);
+      dk_part_ = dev_.alloc(max_rows_ * kv_row_, dt_);
+      dv_part_ = dev_.alloc(max_rows_ * kv_row_, dt_);
+      if (!local_is_global_) {
+        dk_acc_ = dev_.alloc(tokens_ * kv_row_, DType::fp32);
+        dv_acc_ = dev_.alloc(tokens_ * kv_row_, DType::fp32);
       }
     }
-    std::vector<int64_t> rb(cp_, tokens_ * 2 * kv_row_ * 4), rd(cp_);
-    for (int p = 0; p < cp_; ++p) rd[p] = p * tokens_ * 2 * kv_row_ * 4;
-    reduce_recv_.assign(cp_ * tokens_ * 2 * kv_row_, 0.f);
-    const auto t0 = std::chrono::steady_clock::now();
-    comm_.all_to_all_v(gathered_.data(), bytes_, displs_, reduce_recv_.data(), rb, rd);
-    st.comm_wait_ms += ms_since(t0);
-    std::fill(local.dk.begin(), local.dk.end(), 0.f);
-    std::fill(local.dv.begin(), local.dv.end(), 0.f);
+    mine_ = dev_.prepare({{0, 0, tokens_}});
+  }
+
+  void forward(Local& local) override {
+    gather(local);
+    if (stages_.empty()) {
+      dev_.fill(local.out.data(), dt_, local.out.elems(), 0.f);
+      dev_.fill(local.lse.f32(), DType::fp32, local.lse.elems(), -std::numeric_limits<float>::infinity());
+      return;
+    }
+    if (!out_direct_) {
+      dev_.fill(out_acc_.data(), DType::fp32, out_acc_.elems(), 0.f);
+      dev_.fill(local.lse.f32(), DType::fp32, local.lse.elems(), -std::numeric_limits<float>::infinity());
+    }
+    dev_.compute(
+        [&] {
+          for (AgStage& a : stages_) {
+            if (out_direct_) {
+              a.op->forward(local.q.data(), kbuf(a, local), vbuf(a, local), local.out.data(), local.lse.f32());
+              continue;
+            }
+            a.op->forward(local.q.data(), kbuf(a, local), vbuf(a, local), out_part_.data(), lse_part_.f32());
+            dev_.merge_partial(tokens_, hq_, head_dim_, out_acc_.data(), DType::fp32, local.lse.f32(),
+                               out_part_.data(), dt_, lse_part_.f32());
+          }
+        },
+        {});
+    if (!out_direct_) dev_.copy(out_acc_.data(), DType::fp32, local.out.data(), dt_, local.out.elems());
+  }
+
+  void backward(Local& local) override {
+    gather(local);
+    if (stages_.empty()) dev_.fill(local.dq.data(), dt_, local.dq.elems(), 0.f);
+    if (!dq_direct_) dev_.fill(dq_acc_.data(), DType::fp32, dq_acc_.elems(), 0.f);
+    void* dq = dq_direct_ ? local.dq.data() : dq_part_.data();
+    dev_.compute(
+        [&] {
+          if (kv_direct_) {
+            stages_.front().op->backward(local.q.data(), local.k.data(), local.v.data(), local.out.data(),
+                                         local.dout.data(), local.lse.f32(), dq, local.dk.data(),
+                                         local.dv.data());
+            return;
+          }
+          // Whole-sequence dK/dV partials in global token order, fp32.
+          dev_.fill(dkg_.data(), DType::fp32, dkg_.elems(), 0.f);
+          dev_.fill(dvg_.data(), DType::fp32, dvg_.elems(), 0.f);
+          for (AgStage& a : stages_) {
+            a.op->backward(local.q.data(), kbuf(a, local), vbuf(a, local), local.out.data(), local.dout.data(),
+                           local.lse.f32(), dq, dk_part_.data(), dv_part_.data());
+            if (!dq_direct_) dev_.add(dq_part_.data(), dt_, dq_acc_.data(), DType::fp32, dq_acc_.elems());
+            dev_.add_rows(a.back, rows_of(dk_part_, kv_row_), rows_of(dkg_, kv_row_), kv_row_);
+            dev_.add_rows(a.back, rows_of(dv_part_, kv_row_), rows_of(dvg_, kv_row_), kv_row_);
+          }
+        },
+        {});
+    if (!dq_direct_) dev_.copy(dq_acc_.data(), DType::fp32, local.dq.data(), dt_, local.dq.elems());
+    if (kv_direct_) return;
+    if (local_is_global_) {
+      dev_.copy(dkg_.data(), DType::fp32, local.dk.data(), dt_, local.dk.elems());
+      dev_.copy(dvg_.data(), DType::fp32, local.dv.data(), dt_, local.dv.elems());
+      return;
+    }
+    // Reduce-scatter: rank p gets every rank's partial for its own rows, K|V rows in rank order.
+    dev_.copy_rows(from_global_, rows_of(dkg_, kv_row_), rows_of(gathered_, 2 * kv_row_), kv_row_);
+    dev_.copy_rows(from_global_, rows_of(dvg_, kv_row_), rows_of(gathered_, 2 * kv_row_, kv_row_), kv_row_);
+    std::vector<int64_t> rb(cp_, tokens_ * 2 * kv_row_ * esz_), rd(cp_);
+    for (int p = 0; p < cp_; ++p) rd[p] = p * tokens_ * 2 * kv_row_ * esz_;
+    std::unique_ptr<Request> req =
+        comm_.all_to_all_v_start(gathered_.data(), bytes_, displs_, reduce_recv_.data(), rb, rd);
+    dev_.wait(req.get());
+    dev_.fill(dk_acc_.data(), DType::fp32, dk_acc_.elems(), 0.f);
+    dev_.fill(dv_acc_.data(), DType::fp32, dv_acc_.elems(), 0.f);
     for (int p = 0; p < cp_; ++p) {
-      const float* in = reduce_recv_.data() + p * tokens_ * 2 * kv_row_;
-      for (int64_t i = 0; i < tokens_; ++i) {
-        for (int64_t j = 0; j < kv_row_; ++j) local.dk[i * kv_row_ + j] += in[i * 2 * kv_row_ + j];
-        for (int64_t j = 0; j < kv_row_; ++j) local.dv[i * kv_row_ + j] += in[i * 2 * kv_row_ + kv_row_ + j];
-      }
+      const int64_t at = p * tokens_ * 2 * kv_row_;
+      dev_.add_rows(mine_, rows_of(reduce_recv_, 2 * kv_row_, at), rows_of(dk_acc_, kv_row_), kv_row_);
+      dev_.add_rows(mine_, rows_of(reduce_recv_, 2 * kv_row_, at + kv_row_), rows_of(dv_acc_, kv_row_), kv_row_);
     }
+    dev_.copy(dk_acc_.data(), DType::fp32, local.dk.data(), dt_, local.dk.elems());
+    dev_.copy(dv_acc_.data(), DType::fp32, local.dv.data(), dt_, local.dv.elems());
   }
 
  private:
-  float scale() const { return static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim_))); }
-  const float* kbuf(const AgStage& a) const { return a.whole ? kg_.data() : a.k.data(); }
-  const float* vbuf(const AgStage& a) const { return a.whole ? vg_.data() : a.v.data(); }
+  const void* kbuf(const AgStage& a, const Local& local) const {
+    if (!a.whole) return a.k.data();
+    return local_is_global_ ? local.k.data() : kg_.data();
+  }
+  const void* vbuf(const AgStage& a, const Local& local) const {
+    if (!a.whole) return a.v.data();
+    return local_is_global_ ? local.v.data() : vg_.data();
+  }
 
   // All-gather K|V rows of every rank, then lay them out in global order and cut the stages.
-  void gather(const Local& local, PassStats& st) {
-    for (int64_t i = 0; i < tokens_; ++i) {
-      std::copy_n(local.k.data() + i * kv_row_, kv_row_, send_.data() + i * 2 * kv_row_);
-      std::copy_n(local.v.data() + i * kv_row_, kv_row_, send_.data() + i * 2 * kv_row_ + kv_row_);
-    }
-    const auto t0 = std::chrono::steady_clock::now();
-    comm_.all_gather_v(send_.data(), tokens_ * 2 * kv_row_ * 4, gathered_.data(), bytes_, displs_);
-    st.comm_wait_ms += ms_since(t0);
-    for (const RowCopy& s : to_global_) {
-      for (int64_t i = 0; i < s.rows; ++i) {
-        const float* g = gathered_.data() + (s.src_row + i) * 2 * kv_row_;
-        std::copy_n(g, kv_row_, kg_.data() + (s.dst_row + i) * kv_row_);
-        std::copy_n(g + kv_row_, kv_row_, vg_.data() + (s.dst_row + i) * kv_row_);
-      }
+  void gather(const Local& local) {
+    const Buffer& k = local_is_global_ ? local.k : kg_;
+    const Buffer& v = local_is_global_ ? local.v : vg_;
+    if (!local_is_global_) {
+      dev_.copy_rows(mine_, rows_of(local.k, kv_row_), rows_of(send_, 2 * kv_row_), kv_row_);
+      dev_.copy_rows(mine_, rows_of(local.v, kv_row_), rows_of(send_, 2 * kv_row_, kv_row_), kv_row_);
+      std::unique_ptr<Request> req =
+          comm_.all_gather_v_start(send_.data(), tokens_ * 2 * kv_row_ * esz_, gathered_.data(), bytes_, displs_);
+      dev_.wait(req.get());
+      dev_.copy_rows(to_global_, rows_of(gathered_, 2 * kv_row_), rows_of(kg_, kv_row_), kv_row_);
+      dev_.copy_rows(to_global_, rows_of(gathered_, 2 * kv_row_, kv_row_), rows_of(vg_, kv_row_), kv_row_);
     }
     for (AgStage& a : stages_) {
       if (a.whole) continue;
-      copy_rows(a.segs, kg_.data(), a.k.data(), kv_row_);
-      copy_rows(a.segs, vg_.data(), a.v.data(), kv_row_);
+      dev_.copy_rows(a.segs, rows_of(k, kv_row_), rows_of(a.k, kv_row_), kv_row_);
+      dev_.copy_rows(a.segs, rows_of(v, kv_row_), rows_of(a.v, kv_row_), kv_row_);
     }
   }
 
-  Communicator& comm_;
-  int threads_;
-  int64_t gathered_rows_ = 0, max_rows_ = 0;
-  std::vector<int64_t> bytes_, displs_, rank_rows_;
-  std::vector<RowCopy> to_global_, from_global_;
+  bool local_is_global_ = false;
+  bool out_direct_ = true, dq_direct_ = true, kv_direct_ = true;
+  int64_t max_rows_ = 0;
+  std::vector<int64_t> bytes_, displs_;
+  RowMap to_global_, from_global_, mine_;
   std::vector<AgStage> stages_;
-  std::vector<float> send_, gathered_, kg_, vg_, dkg_, dvg_, reduce_recv_;
-  std::vector<float> out_part_, lse_part_, dq_part_, dk_part_, dv_part_;
+  Buffer send_, gathered_, kg_, vg_, reduce_recv_, dkg_, dvg_, dk_acc_, dv_acc_;
+  Buffer out_acc_, out_part_, lse_part_, dq_acc_, dq_part_, dk_part_, dv_part_;
 };
 
 }  // namespace
 
-std::unique_ptr<StrategyRunner> make_allgather_runner(Communicator& comm, const Plan& plan,
-                                                      int threads) {
-  return std::make_unique<AllgatherRunner>(comm, plan, threads);
+std::unique_ptr<StrategyRunner> make_allgather_runner(Device& dev, Communicator& comm, const Plan& plan) {
+  return std::make_unique<AllgatherRunner>(dev, comm, plan);
 }
 
 }  // namespace magi::detail

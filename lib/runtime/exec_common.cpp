@@ -2,16 +2,12 @@
 #include "runtime/exec_detail.h"
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
-#include <cstring>
-#include <exception>
-#include <thread>
 
 namespace magi::detail {
 
 std::vector<RowCopy> map_rows(const std::vector<Range>& src_layout,
-                          const std::vector<Range>& dst_layout, int64_t dst_offset) {
+                              const std::vector<Range>& dst_layout, int64_t dst_offset) {
   struct Piece {
     Range r;
     int64_t offset;
@@ -63,74 +59,8 @@ bool is_identity(const std::vector<RowCopy>& segs) {
   return true;
 }
 
-void copy_rows(const std::vector<RowCopy>& segs, const float* src, float* dst, int64_t row_elems) {
-  for (const RowCopy& s : segs) {
-    std::memcpy(dst + s.dst_row * row_elems, src + s.src_row * row_elems,
-                static_cast<size_t>(s.rows * row_elems) * sizeof(float));
-  }
-}
-
-void add_rows(const std::vector<RowCopy>& segs, const float* src, float* dst, int64_t row_elems) {
-  for (const RowCopy& s : segs) {
-    const float* a = src + s.src_row * row_elems;
-    float* b = dst + s.dst_row * row_elems;
-    const int64_t n = s.rows * row_elems;
-    for (int64_t i = 0; i < n; ++i) b[i] += a[i];
-  }
-}
-
 double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-}
-
-void wait_timed(Request* req, PassStats& stats) {
-  if (!req) return;
-  const auto t0 = std::chrono::steady_clock::now();
-  req->wait();
-  stats.comm_wait_ms += ms_since(t0);
-}
-
-void overlap(const std::function<void()>& compute, const std::vector<Request*>& progress,
-             Request* need, PassStats& stats) {
-  bool pending = need && !need->test();
-  for (Request* r : progress) {
-    if (r && !r->test()) pending = true;
-  }
-  if (!pending) {
-    compute();
-    wait_timed(need, stats);
-    return;
-  }
-  std::atomic<bool> done{false};
-  std::exception_ptr error;
-  std::thread worker([&] {
-    try {
-      compute();
-    } catch (...) {
-      error = std::current_exception();
-    }
-    done.store(true, std::memory_order_release);
-  });
-  try {
-    while (!done.load(std::memory_order_acquire)) {
-      bool all_done = true;
-      for (Request* r : progress) {
-        if (r && !r->test()) all_done = false;
-      }
-      if (need && !need->test()) all_done = false;
-      // Nothing left to progress: just wait for the worker.
-      if (all_done) break;
-      std::this_thread::sleep_for(std::chrono::microseconds(50));
-    }
-  } catch (...) {
-    // A failing test() (an MPI error) must reach main() with its message: a joinable thread
-    // destroyed during unwinding would std::terminate instead.
-    worker.join();
-    throw;
-  }
-  worker.join();
-  if (error) std::rethrow_exception(error);
-  wait_timed(need, stats);
 }
 
 }  // namespace magi::detail

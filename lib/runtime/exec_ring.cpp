@@ -1,35 +1,31 @@
 // ring: the K/V block of every rank (its host buffer) travels P-1 hops around the ring
 // r -> r+1. At step s rank r holds the block of owner (r - s) mod P and computes the plan's
 // stages whose keys lie in that block (none: the step's compute is skipped, the block still
-// moves on). Double-buffered: the block for step s+1 is received while step s computes.
-// Backward: K/V travel again; the dK/dV of a block travels with it as an accumulator (started
-// by the owner at step 0, summed along the way), P hops, the last one home.
+// moves on). Double-buffered: the block for step s+1 is received while step s computes; step 0
+// reads the rank's own K and V. Partial outputs merge into an fp32 accumulator.
+// Backward: K/V travel again; the dK/dV of a block travels with it as an accumulator in the model
+// dtype (started by the owner at step 0, summed along the way in fp32), P hops, the last one home.
 #include "core/base/error.h"
 #include "runtime/exec_detail.h"
 
-#include "cpu/reference_attention.h"
-
 #include <algorithm>
-#include <cmath>
 #include <limits>
 
 namespace magi::detail {
 
 namespace {
 
-namespace kcpu = magi::kernels::cpu;
-
 struct RingStage {
-  std::vector<kernels::KernelSlice> slices;
+  std::unique_ptr<AttentionOp> op;
   int64_t rows = 0;
-  bool identity = true;     // stage buffer == the owner's block layout
-  std::vector<RowCopy> segs;    // block rows -> stage rows (when not identity)
+  bool identity = true;  // stage buffer == the owner's block layout
+  RowMap segs;           // block rows -> stage rows (when not identity)
+  RowMap back;           // stage rows -> block rows
 };
 
 class RingRunner final : public PlanRunner {
  public:
-  RingRunner(Communicator& comm, const Plan& plan, int threads)
-      : PlanRunner(plan, comm.rank()), comm_(comm), threads_(threads) {
+  RingRunner(Device& dev, Communicator& comm, const Plan& plan) : PlanRunner(dev, comm, plan) {
     const RankPlan& me = plan.ranks.at(rank_);
     block_rows_.resize(cp_);
     for (int p = 0; p < cp_; ++p) {
@@ -41,67 +37,91 @@ class RingRunner final : public PlanRunner {
     MAGI_CHECK(static_cast<int>(me.stages.size()) == cp_, "ring plan: rank {} has {} stages, expected {}",
                rank_, me.stages.size(), cp_);
     by_owner_.resize(cp_);
+    bool copies = false;
     for (int s = 0; s < cp_; ++s) {
       const Stage& st = me.stages[s];
       if (st.kv_ranges.empty() || st.slices.empty()) continue;
       const int owner = (rank_ - s + cp_) % cp_;
       RingStage rs;
-      rs.segs = inverse(map_rows(plan.ranks[owner].q_ranges, st.kv_ranges));
-      rs.identity = is_identity(rs.segs) && total_size(st.kv_ranges) == block_rows_[owner];
+      std::vector<RowCopy> segs = inverse(map_rows(plan.ranks[owner].q_ranges, st.kv_ranges));
       rs.rows = total_size(st.kv_ranges);
-      rs.slices = to_kernel_slices(st.slices);
+      rs.identity = is_identity(segs) && rs.rows == block_rows_[owner];
+      copies = copies || !rs.identity;
+      rs.back = dev_.prepare(rs.identity ? std::vector<RowCopy>{{0, 0, rs.rows}} : inverse(segs));
+      rs.segs = dev_.prepare(std::move(segs));
+      rs.op = dev_.attention({tokens_, rs.rows, hq_, hkv_, head_dim_}, to_kernel_slices(st.slices));
       by_owner_[owner].push_back(std::move(rs));
+      ++active_;
     }
-    for (auto& b : buf_) b.assign(max_block_ * 2 * kv_row_, 0.f);
-    for (auto& b : acc_in_) b.assign(max_block_ * 2 * kv_row_, 0.f);
-    for (auto& b : acc_out_) b.assign(max_block_ * 2 * kv_row_, 0.f);
-    stage_k_.assign(max_block_ * kv_row_, 0.f);
-    stage_v_.assign(max_block_ * kv_row_, 0.f);
-    out_part_.assign(tokens_ * hq_ * head_dim_, 0.f);
-    lse_part_.assign(tokens_ * hq_, 0.f);
-    dq_part_.assign(tokens_ * hq_ * head_dim_, 0.f);
-    dk_part_.assign(max_block_ * kv_row_, 0.f);
-    dv_part_.assign(max_block_ * kv_row_, 0.f);
+    out_direct_ = active_ <= 1;
+    dq_direct_ = active_ <= 1;
+    kv_direct_ = cp_ == 1 && active_ == 1 && by_owner_[rank_].front().identity;
+    if (cp_ > 1) {
+      for (int i = 0; i < 2; ++i) {
+        buf_[i] = dev_.alloc(max_block_ * 2 * kv_row_, dt_);
+        acc_in_[i] = dev_.alloc(max_block_ * 2 * kv_row_, dt_);
+        acc_out_[i] = dev_.alloc(max_block_ * 2 * kv_row_, dt_);
+      }
+    }
+    if (copies) {
+      stage_k_ = dev_.alloc(max_block_ * kv_row_, dt_);
+      stage_v_ = dev_.alloc(max_block_ * kv_row_, dt_);
+    }
+    if (!out_direct_) {
+      out_acc_ = dev_.alloc(tokens_ * q_row_, DType::fp32);
+      out_part_ = dev_.alloc(tokens_ * q_row_, dt_);
+      lse_part_ = dev_.alloc(tokens_ * hq_, DType::fp32);
+    }
+    if (!dq_direct_) {
+      dq_acc_ = dev_.alloc(tokens_ * q_row_, DType::fp32);
+      dq_part_ = dev_.alloc(tokens_ * q_row_, dt_);
+    }
+    if (!kv_direct_) {
+      kv_acc_ = dev_.alloc(max_block_ * 2 * kv_row_, DType::fp32);
+      dk_part_ = dev_.alloc(max_block_ * kv_row_, dt_);
+      dv_part_ = dev_.alloc(max_block_ * kv_row_, dt_);
+    }
   }
 
-  void forward(Local& local, PassStats& st) override {
+  void forward(Local& local) override {
     load_host_block(local);
-    bool have_acc = false;
+    if (active_ == 0) {
+      dev_.fill(local.out.data(), dt_, local.out.elems(), 0.f);
+      dev_.fill(local.lse.f32(), DType::fp32, local.lse.elems(), -std::numeric_limits<float>::infinity());
+    } else if (!out_direct_) {
+      dev_.fill(out_acc_.data(), DType::fp32, out_acc_.elems(), 0.f);
+      dev_.fill(local.lse.f32(), DType::fp32, local.lse.elems(), -std::numeric_limits<float>::infinity());
+    }
     for (int s = 0; s < cp_; ++s) {
       const int owner = owner_at(s);
       std::unique_ptr<Request> req = post_block(s);
-      float* blk = buf_[s % 2].data();
-      overlap(
+      dev_.compute(
           [&] {
             for (RingStage& rs : by_owner_[owner]) {
-              const float *k = nullptr, *v = nullptr;
-              stage_kv(rs, blk, block_rows_[owner], k, v);
-              const kernels::AttnShape shape{tokens_, rs.rows, hq_, hkv_, head_dim_};
-              float* out = have_acc ? out_part_.data() : local.out.data();
-              float* lse = have_acc ? lse_part_.data() : local.lse.data();
-              kcpu::attention_forward(shape, rs.slices.data(), rs.slices.size(), local.q.data(), k, v,
-                                      scale(), out, lse, threads_);
-              if (have_acc) {
-                kcpu::merge_partial(tokens_, hq_, head_dim_, local.out.data(), local.lse.data(), out_part_.data(),
-                                    lse_part_.data());
+              const auto [k, v] = stage_kv(rs, local, s);
+              if (out_direct_) {
+                rs.op->forward(local.q.data(), k, v, local.out.data(), local.lse.f32());
+                continue;
               }
-              have_acc = true;
+              rs.op->forward(local.q.data(), k, v, out_part_.data(), lse_part_.f32());
+              dev_.merge_partial(tokens_, hq_, head_dim_, out_acc_.data(), DType::fp32, local.lse.f32(),
+                                 out_part_.data(), dt_, lse_part_.f32());
             }
           },
-          {}, req.get(), st);
+          {req.get()});
+      dev_.wait(req.get());
     }
-    if (!have_acc) {
-      std::fill(local.out.begin(), local.out.end(), 0.f);
-      std::fill(local.lse.begin(), local.lse.end(), -std::numeric_limits<float>::infinity());
-    }
+    if (!out_direct_) dev_.copy(out_acc_.data(), DType::fp32, local.out.data(), dt_, local.out.elems());
   }
 
-  void backward(Local& local, PassStats& st) override {
+  void backward(Local& local) override {
     load_host_block(local);
-    std::fill(local.dq.begin(), local.dq.end(), 0.f);
+    if (active_ == 0) dev_.fill(local.dq.data(), dt_, local.dq.elems(), 0.f);
+    if (!dq_direct_) dev_.fill(dq_acc_.data(), DType::fp32, dq_acc_.elems(), 0.f);
+    void* dq = dq_direct_ ? local.dq.data() : dq_part_.data();
     // The dK/dV accumulator of a block travels with it: the owner starts it at step 0, every
     // rank holding the block adds its partial, and the P-th hop brings it home complete.
-    std::unique_ptr<Request> acc_recv, acc_send;
+    std::unique_ptr<Request> acc_recv;
     for (int s = 0; s < cp_; ++s) {
       const int owner = owner_at(s);
       const int64_t rows = block_rows_[owner];
@@ -112,101 +132,105 @@ class RingRunner final : public PlanRunner {
       if (cp_ > 1) {
         const int next_owner = owner_at((s + 1) % cp_);
         next_acc = comm_.group_start(
-            {}, {{prev(), acc_in_[(s + 1) % 2].data(), block_rows_[next_owner] * 2 * kv_row_ * 4}});
+            {}, {{prev(), acc_in_[(s + 1) % 2].data(), block_rows_[next_owner] * 2 * kv_row_ * esz_}});
       }
-      float* blk = buf_[s % 2].data();
       // The buffer was last sent two steps ago.
-      wait_timed(s >= 2 ? sent_[s % 2].get() : nullptr, st);
-      float* dk_acc = acc_out_[s % 2].data();
-      float* dv_acc = dk_acc + rows * kv_row_;
-      overlap(
+      dev_.wait(s >= 2 ? sent_[s % 2].get() : nullptr);
+      dev_.compute(
           [&] {
-            std::fill_n(acc_out_[s % 2].begin(), rows * 2 * kv_row_, 0.f);
+            if (kv_direct_) {
+              RingStage& rs = by_owner_[owner].front();
+              rs.op->backward(local.q.data(), local.k.data(), local.v.data(), local.out.data(),
+                              local.dout.data(), local.lse.f32(), dq, local.dk.data(), local.dv.data());
+              return;
+            }
+            dev_.fill(kv_acc_.data(), DType::fp32, rows * 2 * kv_row_, 0.f);
             for (RingStage& rs : by_owner_[owner]) {
-              const float *k = nullptr, *v = nullptr;
-              stage_kv(rs, blk, rows, k, v);
-              const kernels::AttnShape shape{tokens_, rs.rows, hq_, hkv_, head_dim_};
-              kcpu::attention_backward(shape, rs.slices.data(), rs.slices.size(), local.q.data(), k, v,
-                                       local.out.data(), local.dout.data(), local.lse.data(), scale(),
-                                       dq_part_.data(), dk_part_.data(), dv_part_.data(), threads_);
-              for (size_t i = 0; i < local.dq.size(); ++i) local.dq[i] += dq_part_[i];
-              const std::vector<RowCopy> back =
-                  rs.identity ? std::vector<RowCopy>{{0, 0, rows}} : inverse(rs.segs);
-              add_rows(back, dk_part_.data(), dk_acc, kv_row_);
-              add_rows(back, dv_part_.data(), dv_acc, kv_row_);
+              const auto [k, v] = stage_kv(rs, local, s);
+              rs.op->backward(local.q.data(), k, v, local.out.data(), local.dout.data(), local.lse.f32(),
+                              dq, dk_part_.data(), dv_part_.data());
+              if (!dq_direct_) dev_.add(dq_part_.data(), dt_, dq_acc_.data(), DType::fp32, dq_acc_.elems());
+              dev_.add_rows(rs.back, rows_of(dk_part_, kv_row_), rows_of(kv_acc_, kv_row_), kv_row_);
+              dev_.add_rows(rs.back, rows_of(dv_part_, kv_row_), rows_of(kv_acc_, kv_row_, rows * kv_row_),
+                            kv_row_);
             }
           },
-          {acc_recv.get()}, req.get(), st);
+          {acc_recv.get(), req.get()});
+      dev_.wait(req.get());
       if (acc_recv) {  // s >= 1: add what the ranks before accumulated for this block
-        wait_timed(acc_recv.get(), st);
-        const float* in = acc_in_[s % 2].data();
-        float* o = acc_out_[s % 2].data();
-        for (int64_t i = 0; i < rows * 2 * kv_row_; ++i) o[i] += in[i];
+        dev_.wait(acc_recv.get());
+        dev_.add(acc_in_[s % 2].data(), dt_, kv_acc_.data(), DType::fp32, rows * 2 * kv_row_);
       }
       if (cp_ > 1) {
+        dev_.copy(kv_acc_.data(), DType::fp32, acc_out_[s % 2].data(), dt_, rows * 2 * kv_row_);
         sent_[s % 2] =
-            comm_.group_start({{next(), acc_out_[s % 2].data(), rows * 2 * kv_row_ * 4}}, {});
+            comm_.group_start({{next(), acc_out_[s % 2].data(), rows * 2 * kv_row_ * esz_}}, {});
       }
       acc_recv = std::move(next_acc);
     }
-    const float* home = cp_ > 1 ? acc_in_[cp_ % 2].data() : acc_out_[0].data();
-    if (acc_recv) wait_timed(acc_recv.get(), st);
-    std::copy_n(home, tokens_ * kv_row_, local.dk.begin());
-    std::copy_n(home + tokens_ * kv_row_, tokens_ * kv_row_, local.dv.begin());
+    if (cp_ > 1) {
+      dev_.wait(acc_recv.get());
+      const Buffer& home = acc_in_[cp_ % 2];
+      dev_.copy(home.data(), dt_, local.dk.data(), dt_, tokens_ * kv_row_);
+      dev_.copy(home.at(tokens_ * kv_row_), dt_, local.dv.data(), dt_, tokens_ * kv_row_);
+    } else if (!kv_direct_) {
+      dev_.copy(kv_acc_.data(), DType::fp32, local.dk.data(), dt_, tokens_ * kv_row_);
+      dev_.copy(kv_acc_.f32(tokens_ * kv_row_), DType::fp32, local.dv.data(), dt_, tokens_ * kv_row_);
+    }
     for (auto& q : sent_) {
-      wait_timed(q.get(), st);
+      dev_.wait(q.get());
       q.reset();
     }
+    if (!dq_direct_) dev_.copy(dq_acc_.data(), DType::fp32, local.dq.data(), dt_, local.dq.elems());
   }
 
  private:
-  float scale() const { return static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim_))); }
   int owner_at(int s) const { return ((rank_ - s) % cp_ + cp_) % cp_; }
   int next() const { return (rank_ + 1) % cp_; }
   int prev() const { return (rank_ + cp_ - 1) % cp_; }
 
+  // The block sent at step 0: this rank's K rows then V rows, one message.
   void load_host_block(const Local& local) {
-    std::copy(local.k.begin(), local.k.end(), buf_[0].begin());
-    std::copy(local.v.begin(), local.v.end(), buf_[0].begin() + tokens_ * kv_row_);
+    if (cp_ == 1) return;
+    dev_.copy(local.k.data(), dt_, buf_[0].data(), dt_, tokens_ * kv_row_);
+    dev_.copy(local.v.data(), dt_, buf_[0].at(tokens_ * kv_row_), dt_, tokens_ * kv_row_);
   }
 
   // Step s: send the block held now to r+1 and receive the next one from r-1.
   std::unique_ptr<Request> post_block(int s) {
     if (s + 1 >= cp_) return nullptr;
-    const int64_t send_bytes = block_rows_[owner_at(s)] * 2 * kv_row_ * 4;
-    const int64_t recv_bytes = block_rows_[owner_at(s + 1)] * 2 * kv_row_ * 4;
+    const int64_t send_bytes = block_rows_[owner_at(s)] * 2 * kv_row_ * esz_;
+    const int64_t recv_bytes = block_rows_[owner_at(s + 1)] * 2 * kv_row_ * esz_;
     return comm_.group_start({{next(), buf_[s % 2].data(), send_bytes}},
                              {{prev(), buf_[(s + 1) % 2].data(), recv_bytes}});
   }
 
-  // K and V of a stage: the block itself, or its rows copied into the stage layout.
-  void stage_kv(const RingStage& rs, const float* blk, int64_t rows, const float*& k,
-                const float*& v) {
-    if (rs.identity) {
-      k = blk;
-      v = blk + rows * kv_row_;
-      return;
-    }
-    copy_rows(rs.segs, blk, stage_k_.data(), kv_row_);
-    copy_rows(rs.segs, blk + rows * kv_row_, stage_v_.data(), kv_row_);
-    k = stage_k_.data();
-    v = stage_v_.data();
+  // K and V of a stage at step s: the block itself (step 0: the rank's own buffers), or its rows
+  // copied into the stage layout.
+  std::pair<const void*, const void*> stage_kv(const RingStage& rs, const Local& local, int s) {
+    const int64_t rows = block_rows_[owner_at(s)];
+    const void* k = s == 0 ? local.k.data() : buf_[s % 2].data();
+    const void* v = s == 0 ? local.v.data() : buf_[s % 2].at(rows * kv_row_);
+    if (rs.identity) return {k, v};
+    dev_.copy_rows(rs.segs, {const_cast<void*>(k), dt_, kv_row_}, rows_of(stage_k_, kv_row_), kv_row_);
+    dev_.copy_rows(rs.segs, {const_cast<void*>(v), dt_, kv_row_}, rows_of(stage_v_, kv_row_), kv_row_);
+    return {stage_k_.data(), stage_v_.data()};
   }
 
-  Communicator& comm_;
-  int threads_;
+  int active_ = 0;  // stages with slices on this rank
+  bool out_direct_ = true, dq_direct_ = true, kv_direct_ = true;
   int64_t max_block_ = 0;
   std::vector<int64_t> block_rows_;
   std::vector<std::vector<RingStage>> by_owner_;
-  std::vector<float> buf_[2], acc_in_[2], acc_out_[2];
+  Buffer buf_[2], acc_in_[2], acc_out_[2];
   std::unique_ptr<Request> sent_[2];  // accumulator sends in flight
-  std::vector<float> stage_k_, stage_v_, out_part_, lse_part_, dq_part_, dk_part_, dv_part_;
+  Buffer stage_k_, stage_v_, out_acc_, out_part_, lse_part_, dq_acc_, dq_part_, kv_acc_, dk_part_, dv_part_;
 };
 
 }  // namespace
 
-std::unique_ptr<StrategyRunner> make_ring_runner(Communicator& comm, const Plan& plan, int threads) {
-  return std::make_unique<RingRunner>(comm, plan, threads);
+std::unique_ptr<StrategyRunner> make_ring_runner(Device& dev, Communicator& comm, const Plan& plan) {
+  return std::make_unique<RingRunner>(dev, comm, plan);
 }
 
 }  // namespace magi::detail

@@ -3,28 +3,23 @@
 // heads with the plan's slices (whole-sequence coordinates), all-to-all of out back. As in
 // training, the head-sharded Q, K, V, out and lse stay on the rank for the backward: dO goes
 // seq -> head, the whole-sequence backward runs on the rank's heads, dQ, dK, dV go head -> seq
-// (plan.h's CommVolume). No overlap (the collectives are blocking). The lse reaches the
-// sequence-sharded layout only for the check (untimed, uncounted).
+// (plan.h's CommVolume). No overlap: each all-to-all is waited for before its data is used. The
+// lse reaches the sequence-sharded layout only for the check (untimed, uncounted). At cp 1 the
+// kernel runs on the rank's own buffers.
 #include "core/base/error.h"
 #include "runtime/exec_detail.h"
 
-#include "cpu/reference_attention.h"
-
 #include <algorithm>
-#include <chrono>
-#include <cmath>
 
 namespace magi::detail {
 
 namespace {
 
-namespace kcpu = magi::kernels::cpu;
-
 // One tensor taking part in an all-to-all: per token, heads [b, e) of `heads` heads of `width`
-// floats each, for the peer whose split says which heads.
+// elements each, for the peer whose split says which heads.
 struct Field {
-  float* host = nullptr;   // host layout [tokens, heads, width]
-  float* whole = nullptr;  // head-sharded layout [S, my heads, width]
+  const Buffer* host;   // host layout [tokens, heads, width]
+  const Buffer* whole;  // head-sharded layout [S, my heads, width]
   int heads = 0;
   int width = 0;
   bool kv = false;  // K/V head split instead of query head split
@@ -32,74 +27,100 @@ struct Field {
 
 class UlyssesRunner final : public PlanRunner {
  public:
-  UlyssesRunner(Communicator& comm, const Plan& plan, int threads)
-      : PlanRunner(plan, comm.rank()), comm_(comm), threads_(threads), plan_(plan) {
+  UlyssesRunner(Device& dev, Communicator& comm, const Plan& plan) : PlanRunner(dev, comm, plan) {
     for (int p = 0; p < cp_; ++p) split_.push_back(head_split(plan, p));
     my_ = split_[rank_];
     nh_ = my_.q_end - my_.q_begin;
     nkv_ = my_.kv_end - my_.kv_begin;
+    std::vector<kernels::KernelSlice> slices;
     for (const Stage& st : plan.ranks[rank_].stages) {
       MAGI_CHECK(st.kv_ranges.empty() ||
                      (merge_ranges(st.kv_ranges) == std::vector<Range>{{0, total_tokens_}} &&
                       st.kv_ranges.front().start == 0 && st.kv_ranges.size() == 1),
                  "ulysses plan: rank {} stage keys must be the whole sequence in order", rank_);
       auto ks = to_kernel_slices(st.slices);
-      slices_.insert(slices_.end(), ks.begin(), ks.end());
+      slices.insert(slices.end(), ks.begin(), ks.end());
     }
+    op_ = dev_.attention({total_tokens_, total_tokens_, nh_, nkv_, head_dim_}, std::move(slices));
+    alias_ = cp_ == 1 && plan.ranks[0].q_ranges == std::vector<Range>{{0, total_tokens_}};
+    if (alias_) return;
+    tokens_of_.resize(cp_);
     for (int p = 0; p < cp_; ++p) {
-      std::vector<int64_t> rows;
-      rows.reserve(plan.ranks[p].tokens);
+      tokens_of_[p] = plan.ranks[p].tokens;
+      std::vector<RowCopy> segs;  // recv rows of rank p -> whole-sequence rows
+      int64_t row = 0;
       for (const Range& rg : plan.ranks[p].q_ranges) {
-        for (int64_t t = rg.start; t < rg.end; ++t) rows.push_back(t);
+        segs.push_back({row, rg.start, rg.size()});
+        row += rg.size();
       }
-      token_of_row_.push_back(std::move(rows));
+      to_whole_.push_back(dev_.prepare(segs));
+      from_whole_.push_back(dev_.prepare(inverse(segs)));
     }
-    qh_.assign(total_tokens_ * nh_ * head_dim_, 0.f);
-    kh_.assign(total_tokens_ * nkv_ * head_dim_, 0.f);
-    vh_.assign(total_tokens_ * nkv_ * head_dim_, 0.f);
-    oh_.assign(total_tokens_ * nh_ * head_dim_, 0.f);
-    lseh_.assign(total_tokens_ * nh_, 0.f);
-    doh_.assign(total_tokens_ * nh_ * head_dim_, 0.f);
-    dqh_.assign(total_tokens_ * nh_ * head_dim_, 0.f);
-    dkh_.assign(total_tokens_ * nkv_ * head_dim_, 0.f);
-    dvh_.assign(total_tokens_ * nkv_ * head_dim_, 0.f);
+    mine_ = dev_.prepare({{0, 0, tokens_}});
+    const int64_t S = total_tokens_, d = head_dim_;
+    qh_ = dev_.alloc(S * nh_ * d, dt_);
+    kh_ = dev_.alloc(S * nkv_ * d, dt_);
+    vh_ = dev_.alloc(S * nkv_ * d, dt_);
+    oh_ = dev_.alloc(S * nh_ * d, dt_);
+    lseh_ = dev_.alloc(S * nh_, DType::fp32);
+    doh_ = dev_.alloc(S * nh_ * d, dt_);
+    dqh_ = dev_.alloc(S * nh_ * d, dt_);
+    dkh_ = dev_.alloc(S * nkv_ * d, dt_);
+    dvh_ = dev_.alloc(S * nkv_ * d, dt_);
+    // The largest exchange: Q, K and V (or dQ, dK, dV) of every head of this rank's tokens, or of
+    // this rank's heads of every token.
+    const int64_t msg = std::max(tokens_ * (hq_ + 2 * hkv_) * d, S * (nh_ + 2 * nkv_) * d);
+    send_ = dev_.alloc(msg, dt_);
+    recv_ = dev_.alloc(msg, dt_);
+    lse_send_ = dev_.alloc(std::max(tokens_ * hq_, S * nh_), DType::fp32);
+    lse_recv_ = dev_.alloc(std::max(tokens_ * hq_, S * nh_), DType::fp32);
   }
 
-  void forward(Local& local, PassStats& st) override {
-    to_heads({{local.q.data(), qh_.data(), hq_, head_dim_, false},
-              {local.k.data(), kh_.data(), hkv_, head_dim_, true},
-              {local.v.data(), vh_.data(), hkv_, head_dim_, true}},
-             st);
-    const kernels::AttnShape shape{total_tokens_, total_tokens_, nh_, nkv_, head_dim_};
-    kcpu::attention_forward(shape, slices_.data(), slices_.size(), qh_.data(), kh_.data(),
-                            vh_.data(), scale(), oh_.data(), lseh_.data(), threads_);
-    to_seq({{local.out.data(), oh_.data(), hq_, head_dim_, false}}, st);
+  void forward(Local& local) override {
+    if (alias_) {
+      dev_.compute([&] { op_->forward(local.q.data(), local.k.data(), local.v.data(), local.out.data(),
+                                      local.lse.f32()); },
+                   {});
+      return;
+    }
+    exchange({{&local.q, &qh_, hq_, head_dim_, false},
+              {&local.k, &kh_, hkv_, head_dim_, true},
+              {&local.v, &vh_, hkv_, head_dim_, true}},
+             true, send_, recv_);
+    dev_.compute([&] { op_->forward(qh_.data(), kh_.data(), vh_.data(), oh_.data(), lseh_.f32()); }, {});
+    exchange({{&local.out, &oh_, hq_, head_dim_, false}}, false, send_, recv_);
   }
 
   void lse_for_check(Local& local) override {
-    PassStats st;
-    to_seq({{local.lse.data(), lseh_.data(), hq_, 1, false}}, st);
+    if (alias_) return;
+    exchange({{&local.lse, &lseh_, hq_, 1, false}}, false, lse_send_, lse_recv_);
   }
 
-  void backward(Local& local, PassStats& st) override {
-    to_heads({{local.dout.data(), doh_.data(), hq_, head_dim_, false}}, st);
-    const kernels::AttnShape shape{total_tokens_, total_tokens_, nh_, nkv_, head_dim_};
-    kcpu::attention_backward(shape, slices_.data(), slices_.size(), qh_.data(), kh_.data(),
-                             vh_.data(), oh_.data(), doh_.data(), lseh_.data(), scale(),
-                             dqh_.data(), dkh_.data(), dvh_.data(), threads_);
-    to_seq({{local.dq.data(), dqh_.data(), hq_, head_dim_, false},
-            {local.dk.data(), dkh_.data(), hkv_, head_dim_, true},
-            {local.dv.data(), dvh_.data(), hkv_, head_dim_, true}},
-           st);
+  void backward(Local& local) override {
+    if (alias_) {
+      dev_.compute([&] { op_->backward(local.q.data(), local.k.data(), local.v.data(), local.out.data(),
+                                       local.dout.data(), local.lse.f32(), local.dq.data(),
+                                       local.dk.data(), local.dv.data()); },
+                   {});
+      return;
+    }
+    exchange({{&local.dout, &doh_, hq_, head_dim_, false}}, true, send_, recv_);
+    dev_.compute([&] { op_->backward(qh_.data(), kh_.data(), vh_.data(), oh_.data(), doh_.data(),
+                                     lseh_.f32(), dqh_.data(), dkh_.data(), dvh_.data()); },
+                 {});
+    exchange({{&local.dq, &dqh_, hq_, head_dim_, false},
+              {&local.dk, &dkh_, hkv_, head_dim_, true},
+              {&local.dv, &dvh_, hkv_, head_dim_, true}},
+             false, send_, recv_);
   }
 
  private:
-  float scale() const { return static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim_))); }
   std::pair<int, int> heads_of(const Field& f, int p) const {
     return f.kv ? std::pair{split_[p].kv_begin, split_[p].kv_end}
                 : std::pair{split_[p].q_begin, split_[p].q_end};
   }
-  int64_t row_floats(const std::vector<Field>& fs, int p) const {
+  // Elements per token row of the message for rank p's heads.
+  int64_t row_elems(const std::vector<Field>& fs, int p) const {
     int64_t n = 0;
     for (const Field& f : fs) {
       auto [b, e] = heads_of(f, p);
@@ -108,111 +129,83 @@ class UlyssesRunner final : public PlanRunner {
     return n;
   }
 
-  void exchange(const std::vector<float>& send, const std::vector<int64_t>& send_floats,
-                std::vector<float>& recv, const std::vector<int64_t>& recv_floats, PassStats& st) {
+  // to_heads: sequence-sharded host tensors -> head-sharded whole-sequence tensors; otherwise
+  // the reverse. Message p holds, per token row, each field's heads of the head-sharded side.
+  void exchange(const std::vector<Field>& fs, bool to_heads, const Buffer& send, const Buffer& recv) {
+    const DType dt = send.dtype();
+    const int64_t esz = dtype_bytes(dt);
     std::vector<int64_t> sb(cp_), sd(cp_), rb(cp_), rd(cp_);
+    std::vector<int64_t> send_rows(cp_), recv_rows(cp_), send_width(cp_), recv_width(cp_);
     int64_t so = 0, ro = 0;
     for (int p = 0; p < cp_; ++p) {
-      sd[p] = so * 4;
-      sb[p] = send_floats[p] * 4;
-      so += send_floats[p];
-      rd[p] = ro * 4;
-      rb[p] = recv_floats[p] * 4;
-      ro += recv_floats[p];
+      // Sequence-sharded side: this rank's tokens, peer p's heads; head side: p's tokens, mine.
+      const int64_t seq_width = row_elems(fs, p), head_width = row_elems(fs, rank_);
+      send_rows[p] = to_heads ? tokens_ : tokens_of_[p];
+      recv_rows[p] = to_heads ? tokens_of_[p] : tokens_;
+      send_width[p] = to_heads ? seq_width : head_width;
+      recv_width[p] = to_heads ? head_width : seq_width;
+      sd[p] = so;
+      sb[p] = send_rows[p] * send_width[p];
+      so += sb[p];
+      rd[p] = ro;
+      rb[p] = recv_rows[p] * recv_width[p];
+      ro += rb[p];
     }
-    const auto t0 = std::chrono::steady_clock::now();
-    comm_.all_to_all_v(send.data(), sb, sd, recv.data(), rb, rd);
-    st.comm_wait_ms += ms_since(t0);
-  }
-
-  // Sequence-sharded host tensors -> head-sharded whole-sequence tensors.
-  void to_heads(const std::vector<Field>& fs, PassStats& st) {
-    std::vector<int64_t> sf(cp_), rf(cp_);
+    MAGI_CHECK(so <= send.elems() && ro <= recv.elems(), "ulysses: a message of {}/{} elements for buffers of {}/{}",
+               so, ro, send.elems(), recv.elems());
     for (int p = 0; p < cp_; ++p) {
-      sf[p] = tokens_ * row_floats(fs, p);
-      rf[p] = plan_.ranks[p].tokens * row_floats(fs, rank_);
-    }
-    send_.resize(sum(sf));
-    recv_.resize(sum(rf));
-    float* o = send_.data();
-    for (int p = 0; p < cp_; ++p) {
-      for (int64_t i = 0; i < tokens_; ++i) {
-        for (const Field& f : fs) {
-          auto [b, e] = heads_of(f, p);
-          const float* src = f.host + (i * f.heads + b) * f.width;
-          o = std::copy_n(src, int64_t{e - b} * f.width, o);
+      int64_t col = 0;
+      for (const Field& f : fs) {
+        auto [b, e] = heads_of(f, to_heads ? p : rank_);
+        const int64_t n = int64_t{e - b} * f.width;
+        const Rows msg{send.at(sd[p] + col), dt, send_width[p]};
+        if (to_heads) {
+          dev_.copy_rows(mine_, rows_of(*f.host, int64_t{f.heads} * f.width, b * f.width), msg, n);
+        } else {
+          dev_.copy_rows(from_whole_[p], rows_of(*f.whole, n), msg, n);
         }
+        col += n;
       }
     }
-    exchange(send_, sf, recv_, rf, st);
-    const float* in = recv_.data();
     for (int p = 0; p < cp_; ++p) {
-      for (int64_t t : token_of_row_[p]) {
-        for (const Field& f : fs) {
-          auto [b, e] = heads_of(f, rank_);
-          const int64_t n = int64_t{e - b} * f.width;
-          std::copy_n(in, n, f.whole + t * n);
-          in += n;
-        }
-      }
+      sb[p] *= esz;
+      sd[p] *= esz;
+      rb[p] *= esz;
+      rd[p] *= esz;
     }
-  }
-
-  // Head-sharded whole-sequence tensors -> sequence-sharded host tensors.
-  void to_seq(const std::vector<Field>& fs, PassStats& st) {
-    std::vector<int64_t> sf(cp_), rf(cp_);
+    std::unique_ptr<Request> req = comm_.all_to_all_v_start(send.data(), sb, sd, recv.data(), rb, rd);
+    dev_.wait(req.get());
     for (int p = 0; p < cp_; ++p) {
-      sf[p] = plan_.ranks[p].tokens * row_floats(fs, rank_);
-      rf[p] = tokens_ * row_floats(fs, p);
-    }
-    send_.resize(sum(sf));
-    recv_.resize(sum(rf));
-    float* o = send_.data();
-    for (int p = 0; p < cp_; ++p) {
-      for (int64_t t : token_of_row_[p]) {
-        for (const Field& f : fs) {
-          auto [b, e] = heads_of(f, rank_);
-          const int64_t n = int64_t{e - b} * f.width;
-          o = std::copy_n(f.whole + t * n, n, o);
+      int64_t col = 0;
+      for (const Field& f : fs) {
+        auto [b, e] = heads_of(f, to_heads ? rank_ : p);
+        const int64_t n = int64_t{e - b} * f.width;
+        const Rows msg{recv.at(rd[p] / esz + col), dt, recv_width[p]};
+        if (to_heads) {
+          dev_.copy_rows(to_whole_[p], msg, rows_of(*f.whole, n), n);
+        } else {
+          dev_.copy_rows(mine_, msg, rows_of(*f.host, int64_t{f.heads} * f.width, b * f.width), n);
         }
-      }
-    }
-    exchange(send_, sf, recv_, rf, st);
-    const float* in = recv_.data();
-    for (int p = 0; p < cp_; ++p) {
-      for (int64_t i = 0; i < tokens_; ++i) {
-        for (const Field& f : fs) {
-          auto [b, e] = heads_of(f, p);
-          const int64_t n = int64_t{e - b} * f.width;
-          std::copy_n(in, n, f.host + (i * f.heads + b) * f.width);
-          in += n;
-        }
+        col += n;
       }
     }
   }
 
-  static int64_t sum(const std::vector<int64_t>& v) {
-    int64_t s = 0;
-    for (int64_t x : v) s += x;
-    return s;
-  }
-
-  Communicator& comm_;
-  int threads_;
-  const Plan& plan_;
+  bool alias_ = false;  // cp 1 with the tokens in order: the head-sharded tensors are the local ones
   int nh_ = 0, nkv_ = 0;
   std::vector<HeadSplit> split_;
   HeadSplit my_;
-  std::vector<kernels::KernelSlice> slices_;
-  std::vector<std::vector<int64_t>> token_of_row_;
-  std::vector<float> qh_, kh_, vh_, oh_, lseh_, doh_, dqh_, dkh_, dvh_, send_, recv_;
+  std::unique_ptr<AttentionOp> op_;
+  std::vector<int64_t> tokens_of_;
+  std::vector<RowMap> to_whole_, from_whole_;
+  RowMap mine_;
+  Buffer qh_, kh_, vh_, oh_, lseh_, doh_, dqh_, dkh_, dvh_, send_, recv_, lse_send_, lse_recv_;
 };
 
 }  // namespace
 
-std::unique_ptr<StrategyRunner> make_ulysses_runner(Communicator& comm, const Plan& plan,
-                                                    int threads) {
-  return std::make_unique<UlyssesRunner>(comm, plan, threads);
+std::unique_ptr<StrategyRunner> make_ulysses_runner(Device& dev, Communicator& comm, const Plan& plan) {
+  return std::make_unique<UlyssesRunner>(dev, comm, plan);
 }
 
 }  // namespace magi::detail

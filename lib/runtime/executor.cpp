@@ -7,8 +7,6 @@
 #include "runtime/exec_detail.h"
 #include "runtime/inputs.h"
 
-#include "cpu/reference_attention.h"
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -23,7 +21,6 @@ namespace magi {
 namespace {
 
 using detail::Local;
-using detail::PassStats;
 
 // Waits without spinning a core (other ranks may be computing on the same cores).
 void wait_sleepy(Communicator& comm, Request* req, const char* what) {
@@ -47,13 +44,12 @@ class Step {
   Watchdog* watchdog_;
 };
 
-std::unique_ptr<detail::StrategyRunner> make_runner(Communicator& comm, const Plan& plan,
-                                                    int threads) {
+std::unique_ptr<detail::StrategyRunner> make_runner(Device& dev, Communicator& data, const Plan& plan) {
   switch (plan.strategy) {
-    case Strategy::magi: return detail::make_magi_runner(comm, plan, threads);
-    case Strategy::ring: return detail::make_ring_runner(comm, plan, threads);
-    case Strategy::ulysses: return detail::make_ulysses_runner(comm, plan, threads);
-    case Strategy::allgather: return detail::make_allgather_runner(comm, plan, threads);
+    case Strategy::magi: return detail::make_magi_runner(dev, data, plan);
+    case Strategy::ring: return detail::make_ring_runner(dev, data, plan);
+    case Strategy::ulysses: return detail::make_ulysses_runner(dev, data, plan);
+    case Strategy::allgather: return detail::make_allgather_runner(dev, data, plan);
   }
   throw InternalError("unknown strategy");
 }
@@ -81,10 +77,46 @@ std::vector<float> gather_global(Communicator& comm, const Plan& plan, const std
   parts[0] = local;
   comm.group({}, recvs);
   for (int p = 0; p < P; ++p) {
-    auto segs = detail::map_rows({{0, plan.total_tokens}}, plan.ranks[p].q_ranges);
-    detail::copy_rows(detail::inverse(segs), parts[p].data(), global.data(), row_elems);
+    for (const RowCopy& s : detail::map_rows({{0, plan.total_tokens}}, plan.ranks[p].q_ranges)) {
+      std::copy_n(parts[p].data() + s.dst_row * row_elems, s.rows * row_elems,
+                  global.data() + s.src_row * row_elems);
+    }
   }
   return global;
+}
+
+// A device buffer's elements on the host, as float.
+std::vector<float> download(Device& dev, const Buffer& b) {
+  std::vector<float> host(static_cast<size_t>(b.elems()));
+  dev.download(b, 0, b.elems(), host.data());
+  return host;
+}
+
+// Per-step medians over the timed iterations of a pass (each a list of compute steps).
+std::vector<double> step_medians(const std::vector<std::vector<double>>& iterations) {
+  std::vector<double> out;
+  if (iterations.empty()) return out;
+  const size_t steps = iterations.front().size();
+  for (const auto& it : iterations) {
+    MAGI_CHECK(it.size() == steps, "a pass made {} compute steps, an earlier one {}", it.size(), steps);
+  }
+  for (size_t j = 0; j < steps; ++j) {
+    std::vector<double> v;
+    for (const auto& it : iterations) v.push_back(it[j]);
+    out.push_back(median(v));
+  }
+  return out;
+}
+
+// One tensor of the inputs, seeded, uploaded into a new device buffer: rows of `ranges`.
+Buffer upload_input(Device& dev, uint64_t seed, InputTensor t, const std::vector<Range>& ranges,
+                    int heads, int d) {
+  std::vector<float> host(static_cast<size_t>(total_size(ranges) * heads * d));
+  fill_input_rows(seed, t, ranges, heads, d, host.data());
+  Buffer b = dev.alloc(static_cast<int64_t>(host.size()), dev.dtype());
+  dev.upload(host.data(), b, 0, b.elems());
+  dev.synchronize();  // the host array goes now
+  return b;
 }
 
 }  // namespace
@@ -111,125 +143,142 @@ FaultInjection fault_injection_from_env() {
   return f;
 }
 
-ExecResult execute_plan(Communicator& comm, const Plan& plan, const std::vector<AttnSlice>& mask,
-                        const ExecOptions& opt) {
+ExecResult execute_plan(Communicator& host, Communicator& data, Device& dev, const Plan& plan,
+                        const std::vector<AttnSlice>& mask, const ExecOptions& opt) {
   const FaultInjection fault = fault_injection_from_env();
-  const bool faulty = fault.rank == comm.rank();
+  const bool faulty = fault.rank == host.rank();
   if (faulty && fault.mode == FaultInjection::Mode::fail) {
     throw RuntimeError(fmt::format("injected failure on rank {} ({}) by MAGI_FAIL_RANK={} (test hook)",
-                                   comm.rank(), comm.host(), fault.setting));
+                                   host.rank(), host.host(), fault.setting));
   }
   while (faulty && fault.mode == FaultInjection::Mode::stall) std::this_thread::sleep_for(std::chrono::hours(1));
   if (plan.skipped) {
     throw ConfigError(fmt::format("cannot execute a skipped {} plan: {}", to_string(plan.strategy),
                                   plan.skip_reason));
   }
-  if (comm.size() != plan.cp) {
-    throw RuntimeError(fmt::format("the plan is for cp = {} ranks but the communicator has {}",
-                                   plan.cp, comm.size()));
+  if (host.size() != plan.cp || data.size() != plan.cp) {
+    throw RuntimeError(fmt::format("the plan is for cp = {} ranks but the communicators have {} (host) "
+                                   "and {} (data)", plan.cp, host.size(), data.size()));
   }
-  if (plan.model.dtype != DType::fp32) {
-    throw ConfigError(fmt::format("the cpu backend stores fp32; the plan was built for {} "
-                                  "(build it with model.dtype = fp32)",
-                                  to_string(plan.model.dtype)));
+  MAGI_CHECK(host.rank() == data.rank(), "host rank {} is data rank {}", host.rank(), data.rank());
+  if (plan.model.dtype != dev.dtype()) {
+    throw ConfigError(fmt::format("device {} stores {}; the plan was built for {} "
+                                  "(build it with model.dtype = {})",
+                                  dev.description(), to_string(dev.dtype()), to_string(plan.model.dtype),
+                                  to_string(dev.dtype())));
   }
   MAGI_CHECK(static_cast<int>(plan.ranks.size()) == plan.cp, "plan has {} ranks for cp {}",
              plan.ranks.size(), plan.cp);
-  const int r = comm.rank();
-  int threads = opt.threads;
-  if (threads <= 0) {
-    threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / comm.size());
-  }
+  const int r = host.rank();
 
   const RankPlan& me = plan.ranks[r];
   Local L;
   L.tokens = me.tokens;
   L.hq = plan.model.heads_q;
   L.hkv = plan.model.heads_kv;
-  L.d = plan.model.head_dim;
-  const int64_t q_elems = L.tokens * L.hq * L.d, kv_elems = L.tokens * L.hkv * L.d;
-  L.q.resize(q_elems);
-  L.k.resize(kv_elems);
-  L.v.resize(kv_elems);
-  L.dout.resize(q_elems);
-  fill_input_rows(opt.seed, InputTensor::q, me.q_ranges, L.hq, L.d, L.q.data());
-  fill_input_rows(opt.seed, InputTensor::k, me.q_ranges, L.hkv, L.d, L.k.data());
-  fill_input_rows(opt.seed, InputTensor::v, me.q_ranges, L.hkv, L.d, L.v.data());
-  fill_input_rows(opt.seed, InputTensor::dout, me.q_ranges, L.hq, L.d, L.dout.data());
-  L.out.assign(q_elems, 0.f);
-  L.lse.assign(L.tokens * L.hq, 0.f);
-  L.dq.assign(q_elems, 0.f);
-  L.dk.assign(kv_elems, 0.f);
-  L.dv.assign(kv_elems, 0.f);
+  L.head_dim = plan.model.head_dim;
+  const int64_t q_elems = L.tokens * L.hq * L.head_dim, kv_elems = L.tokens * L.hkv * L.head_dim;
+  L.q = upload_input(dev, opt.seed, InputTensor::q, me.q_ranges, L.hq, L.head_dim);
+  L.k = upload_input(dev, opt.seed, InputTensor::k, me.q_ranges, L.hkv, L.head_dim);
+  L.v = upload_input(dev, opt.seed, InputTensor::v, me.q_ranges, L.hkv, L.head_dim);
+  L.dout = upload_input(dev, opt.seed, InputTensor::dout, me.q_ranges, L.hq, L.head_dim);
+  L.out = dev.alloc(q_elems, dev.dtype());
+  L.lse = dev.alloc(L.tokens * L.hq, DType::fp32);
+  L.dq = dev.alloc(q_elems, dev.dtype());
+  L.dk = dev.alloc(kv_elems, dev.dtype());
+  L.dv = dev.alloc(kv_elems, dev.dtype());
 
-  auto runner = make_runner(comm, plan, threads);
+  auto runner = make_runner(dev, data, plan);
   RankTimes mine;
   mine.rank = r;
-  mine.host = comm.host();
+  mine.host = host.host();
 
+  // An untimed pass (backward and the check need out and lse).
+  auto untimed = [&](auto&& pass) {
+    dev.begin_pass();
+    pass();
+    dev.end_pass();
+    data.check_async_errors();
+  };
   auto timed = [&](const char* pass_name, auto&& pass, std::vector<double>& ms, int64_t& bytes,
-                   double& wait_ms) {
+                   double& wait_ms, std::vector<double>& compute_ms) {
     std::vector<double> waits;
+    std::vector<std::vector<double>> computes;
     for (int i = 0; i < opt.warmup + opt.iters; ++i) {
-      const Step step(comm, fmt::format("case {}: {} iteration {} of {}", opt.case_name, pass_name,
+      const Step step(host, fmt::format("case {}: {} iteration {} of {}", opt.case_name, pass_name,
                                         i + 1, opt.warmup + opt.iters));
-      comm.barrier();
-      const int64_t b0 = comm.sent_bytes();
-      PassStats st;
+      host.barrier();
+      dev.synchronize();
+      const int64_t b0 = data.sent_bytes();
       const auto t0 = std::chrono::steady_clock::now();
-      pass(st);
+      dev.begin_pass();
+      pass();
+      const PassStats st = dev.end_pass();
       const double t = detail::ms_since(t0);
-      bytes = comm.sent_bytes() - b0;
+      data.check_async_errors();
+      bytes = data.sent_bytes() - b0;
       if (i >= opt.warmup) {
         ms.push_back(t);
         waits.push_back(st.comm_wait_ms);
+        computes.push_back(st.compute_ms);
       }
     }
     wait_ms = median(waits);
+    compute_ms = step_medians(computes);
   };
   bool have_fwd = false;
   if (opt.fwd && opt.warmup + opt.iters > 0) {
-    timed("forward", [&](PassStats& st) { runner->forward(L, st); }, mine.fwd_ms, mine.fwd_sent_bytes,
-          mine.fwd_comm_wait_ms);
+    timed("forward", [&] { runner->forward(L); }, mine.fwd_ms, mine.fwd_sent_bytes,
+          mine.fwd_comm_wait_ms, mine.fwd_compute_ms);
     have_fwd = true;
   }
   const bool want_bwd = opt.bwd && (opt.warmup + opt.iters > 0 || opt.check);
   if ((want_bwd || opt.check) && !have_fwd) {
-    PassStats st;
-    runner->forward(L, st);  // backward and the check need out and lse; not timed
+    untimed([&] { runner->forward(L); });
     have_fwd = true;
   }
   bool have_bwd = false;
   if (opt.bwd) {
     if (opt.warmup + opt.iters > 0) {
-      timed("backward", [&](PassStats& st) { runner->backward(L, st); }, mine.bwd_ms, mine.bwd_sent_bytes,
-            mine.bwd_comm_wait_ms);
+      timed("backward", [&] { runner->backward(L); }, mine.bwd_ms, mine.bwd_sent_bytes,
+            mine.bwd_comm_wait_ms, mine.bwd_compute_ms);
     } else if (opt.check) {
-      PassStats st;
-      runner->backward(L, st);
+      untimed([&] { runner->backward(L); });
     }
     have_bwd = true;
   }
+  mine.peak_memory_bytes = dev.peak_memory_bytes();
 
   ExecResult res;
-  // Every rank's times on rank 0: a fixed-size record per rank.
+  // Every rank's times on rank 0: a fixed-size record per rank (the compute steps padded to the
+  // most any rank made; each record says how many are its own).
   {
     const size_t nf = mine.fwd_ms.size(), nb = mine.bwd_ms.size();
-    constexpr size_t kHost = 128;
-    const size_t doubles = 5 + nf + nb;
+    int64_t steps[2] = {static_cast<int64_t>(mine.fwd_compute_ms.size()),
+                        static_cast<int64_t>(mine.bwd_compute_ms.size())};
+    host.all_reduce_max(steps, 2);
+    const size_t sf = static_cast<size_t>(steps[0]), sb = static_cast<size_t>(steps[1]);
+    constexpr size_t kHead = 8, kHost = 128;
+    const size_t doubles = kHead + nf + nb + sf + sb;
     std::vector<double> rec(doubles + kHost / sizeof(double), 0.0);
     rec[0] = r;
     rec[1] = static_cast<double>(mine.fwd_sent_bytes);
     rec[2] = static_cast<double>(mine.bwd_sent_bytes);
     rec[3] = mine.fwd_comm_wait_ms;
     rec[4] = mine.bwd_comm_wait_ms;
-    std::copy(mine.fwd_ms.begin(), mine.fwd_ms.end(), rec.begin() + 5);
-    std::copy(mine.bwd_ms.begin(), mine.bwd_ms.end(), rec.begin() + 5 + static_cast<long>(nf));
+    rec[5] = static_cast<double>(mine.peak_memory_bytes);
+    rec[6] = static_cast<double>(mine.fwd_compute_ms.size());
+    rec[7] = static_cast<double>(mine.bwd_compute_ms.size());
+    auto at = rec.begin() + kHead;
+    at = std::copy(mine.fwd_ms.begin(), mine.fwd_ms.end(), at);
+    at = std::copy(mine.bwd_ms.begin(), mine.bwd_ms.end(), at);
+    std::copy(mine.fwd_compute_ms.begin(), mine.fwd_compute_ms.end(), at);
+    std::copy(mine.bwd_compute_ms.begin(), mine.bwd_compute_ms.end(), at + static_cast<long>(sf));
     std::memcpy(rec.data() + doubles, mine.host.c_str(), std::min(mine.host.size(), kHost - 1));
-    std::vector<double> all(rec.size() * comm.size());
-    comm.all_gather(rec.data(), static_cast<int64_t>(rec.size() * sizeof(double)), all.data());
+    std::vector<double> all(rec.size() * host.size());
+    host.all_gather(rec.data(), static_cast<int64_t>(rec.size() * sizeof(double)), all.data());
     if (r == 0) {
-      for (int p = 0; p < comm.size(); ++p) {
+      for (int p = 0; p < host.size(); ++p) {
         const double* x = all.data() + p * rec.size();
         RankTimes t;
         t.rank = static_cast<int>(x[0]);
@@ -237,11 +286,16 @@ ExecResult execute_plan(Communicator& comm, const Plan& plan, const std::vector<
         t.bwd_sent_bytes = static_cast<int64_t>(x[2]);
         t.fwd_comm_wait_ms = x[3];
         t.bwd_comm_wait_ms = x[4];
-        t.fwd_ms.assign(x + 5, x + 5 + nf);
-        t.bwd_ms.assign(x + 5 + nf, x + 5 + nf + nb);
-        char host[kHost] = {};
-        std::memcpy(host, x + doubles, kHost - 1);
-        t.host = host;
+        t.peak_memory_bytes = static_cast<int64_t>(x[5]);
+        const double* y = x + kHead;
+        t.fwd_ms.assign(y, y + nf);
+        t.bwd_ms.assign(y + nf, y + nf + nb);
+        y += nf + nb;
+        t.fwd_compute_ms.assign(y, y + static_cast<size_t>(x[6]));
+        t.bwd_compute_ms.assign(y + sf, y + sf + static_cast<size_t>(x[7]));
+        char name[kHost] = {};
+        std::memcpy(name, x + doubles, kHost - 1);
+        t.host = name;
         res.ranks.push_back(std::move(t));
       }
     } else {
@@ -251,60 +305,58 @@ ExecResult execute_plan(Communicator& comm, const Plan& plan, const std::vector<
 
   if (!opt.check) return res;
   res.check_ran = true;
-  const int64_t q_row = int64_t{L.hq} * L.d, kv_row = int64_t{L.hkv} * L.d;
+  const int64_t q_row = int64_t{L.hq} * L.head_dim, kv_row = int64_t{L.hkv} * L.head_dim;
   runner->lse_for_check(L);
-  if (faulty && fault.mode == FaultInjection::Mode::nan && !L.out.empty()) {
-    L.out[0] = std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> out = download(dev, L.out);
+  if (faulty && fault.mode == FaultInjection::Mode::nan && !out.empty()) {
+    out[0] = std::numeric_limits<float>::quiet_NaN();
   }
-  std::vector<float> out = gather_global(comm, plan, L.out, q_row);
-  std::vector<float> lse = gather_global(comm, plan, L.lse, L.hq);
+  out = gather_global(host, plan, out, q_row);
+  std::vector<float> lse = gather_global(host, plan, download(dev, L.lse), L.hq);
   std::vector<float> dq, dk, dv;
   if (have_bwd) {
-    dq = gather_global(comm, plan, L.dq, q_row);
-    dk = gather_global(comm, plan, L.dk, kv_row);
-    dv = gather_global(comm, plan, L.dv, kv_row);
+    dq = gather_global(host, plan, download(dev, L.dq), q_row);
+    dk = gather_global(host, plan, download(dev, L.dk), kv_row);
+    dv = gather_global(host, plan, download(dev, L.dv), kv_row);
   }
   int32_t passed = 1;
   if (r == 0) {
-    const Step step(comm, fmt::format("case {}: the check's reference on rank 0", opt.case_name));
+    const Step step(host, fmt::format("case {}: the check's reference on rank 0", opt.case_name));
+    // The whole tensors through the same device and kernel, from the same seeded inputs.
     const int64_t S = plan.total_tokens;
     const std::vector<Range> all{{0, S}};
-    std::vector<float> q(S * q_row), k(S * kv_row), v(S * kv_row), dout(S * q_row);
-    fill_input_rows(opt.seed, InputTensor::q, all, L.hq, L.d, q.data());
-    fill_input_rows(opt.seed, InputTensor::k, all, L.hkv, L.d, k.data());
-    fill_input_rows(opt.seed, InputTensor::v, all, L.hkv, L.d, v.data());
-    fill_input_rows(opt.seed, InputTensor::dout, all, L.hq, L.d, dout.data());
-    const auto slices = to_kernel_slices(mask);
-    const kernels::AttnShape shape{S, S, L.hq, L.hkv, L.d};
-    const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(L.d)));
-    const int ref_threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-    std::vector<float> ref_out(S * q_row), ref_lse(S * L.hq);
-    kernels::cpu::attention_forward(shape, slices.data(), slices.size(), q.data(), k.data(),
-                                    v.data(), scale, ref_out.data(), ref_lse.data(), ref_threads);
-    // fp32 storage, float64 accumulation in every kernel: differences come from the fp32
-    // rounding of partial results (LSE merge, dK/dV sums), far below this.
-    constexpr double kTolFp32 = 1e-5;
-    res.checks.push_back(compare_with_reference("out", out, ref_out, kTolFp32));
-    res.checks.push_back(compare_with_reference("lse", lse, ref_lse, kTolFp32));
+    const Buffer q = upload_input(dev, opt.seed, InputTensor::q, all, L.hq, L.head_dim);
+    const Buffer k = upload_input(dev, opt.seed, InputTensor::k, all, L.hkv, L.head_dim);
+    const Buffer v = upload_input(dev, opt.seed, InputTensor::v, all, L.hkv, L.head_dim);
+    const Buffer dout = upload_input(dev, opt.seed, InputTensor::dout, all, L.hq, L.head_dim);
+    const Buffer ref_out = dev.alloc(S * q_row, dev.dtype());
+    const Buffer ref_lse = dev.alloc(S * L.hq, DType::fp32);
+    auto op = dev.attention({S, S, L.hq, L.hkv, L.head_dim}, to_kernel_slices(mask));
+    op->forward(q.data(), k.data(), v.data(), ref_out.data(), ref_lse.f32());
+    const CheckTolerance& tol = check_tolerance(dev.dtype());
+    res.checks.push_back(compare_with_reference("out", out, download(dev, ref_out), tol.rel_l2));
+    res.checks.push_back(
+        compare_with_reference("lse", lse, download(dev, ref_lse), tol.lse_tolerance, tol.lse_bound));
     if (have_bwd) {
-      std::vector<float> rdq(S * q_row), rdk(S * kv_row), rdv(S * kv_row);
-      kernels::cpu::attention_backward(shape, slices.data(), slices.size(), q.data(), k.data(),
-                                       v.data(), ref_out.data(), dout.data(), ref_lse.data(), scale,
-                                       rdq.data(), rdk.data(), rdv.data(), ref_threads);
-      res.checks.push_back(compare_with_reference("dq", dq, rdq, kTolFp32));
-      res.checks.push_back(compare_with_reference("dk", dk, rdk, kTolFp32));
-      res.checks.push_back(compare_with_reference("dv", dv, rdv, kTolFp32));
+      const Buffer rdq = dev.alloc(S * q_row, dev.dtype());
+      const Buffer rdk = dev.alloc(S * kv_row, dev.dtype());
+      const Buffer rdv = dev.alloc(S * kv_row, dev.dtype());
+      op->backward(q.data(), k.data(), v.data(), ref_out.data(), dout.data(), ref_lse.f32(), rdq.data(),
+                   rdk.data(), rdv.data());
+      res.checks.push_back(compare_with_reference("dq", dq, download(dev, rdq), tol.rel_l2));
+      res.checks.push_back(compare_with_reference("dk", dk, download(dev, rdk), tol.rel_l2));
+      res.checks.push_back(compare_with_reference("dv", dv, download(dev, rdv), tol.rel_l2));
     }
     for (const TensorError& c : res.checks) passed &= c.ok ? 1 : 0;
   }
   // Rank 0's verdict to everyone, without spinning the others while it computes.
   if (r == 0) {
     std::vector<P2POp> sends;
-    for (int p = 1; p < comm.size(); ++p) sends.push_back({p, &passed, sizeof passed});
-    comm.group(sends, {});
+    for (int p = 1; p < host.size(); ++p) sends.push_back({p, &passed, sizeof passed});
+    host.group(sends, {});
   } else {
-    auto req = comm.group_start({}, {{0, &passed, sizeof passed}});
-    wait_sleepy(comm, req.get(), "the check's verdict from rank 0");
+    auto req = host.group_start({}, {{0, &passed, sizeof passed}});
+    wait_sleepy(host, req.get(), "the check's verdict from rank 0");
   }
   res.check_passed = passed != 0;
   return res;

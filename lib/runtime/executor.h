@@ -1,13 +1,15 @@
-// Runs a Plan (lib/core/plan/plan.h) on the ranks of a Communicator: CPU backend (float32
-// storage, the reference kernel of kernels/cpu), every strategy, forward and backward, with
-// timing, byte counting from the real messages and an optional check against the
-// single-process reference. docs/execution.md describes what each strategy does and measures.
+// Runs a Plan (lib/core/plan/plan.h) on the ranks of a Communicator with a Device (device.h):
+// every strategy, forward and backward, on any device (the CPU's float32 reference kernel, a
+// GPU's flexible kernel), with timing, byte counting from the real messages and an optional
+// check against the single-process reference computed through the same device.
+// docs/execution.md describes what each strategy does and measures.
 #pragma once
 
 #include "core/base/slice.h"
 #include "core/plan/plan.h"
 #include "runtime/check.h"
 #include "runtime/communicator.h"
+#include "runtime/device.h"
 
 #include <cstdint>
 #include <string>
@@ -22,7 +24,6 @@ struct ExecOptions {
   int warmup = 1;
   int iters = 3;
   uint64_t seed = 1234;
-  int threads = 0;          // kernel threads per rank; 0 = hardware threads / ranks (at least 1)
   std::string case_name;    // names the case in the watchdog's messages
 };
 
@@ -34,6 +35,10 @@ struct RankTimes {
   // Median over iterations of the time this rank waited on communication that compute did not
   // hide (waits after the overlapped compute finished, plus blocking collectives).
   double fwd_comm_wait_ms = 0, bwd_comm_wait_ms = 0;
+  // Per compute step of a pass (one entry per Device::compute call, in call order), the median
+  // over the timed iterations of its time on the device.
+  std::vector<double> fwd_compute_ms, bwd_compute_ms;
+  int64_t peak_memory_bytes = 0;  // the device's most held at once, after the timed passes
 };
 
 struct ExecResult {
@@ -43,15 +48,18 @@ struct ExecResult {
   std::vector<TensorError> checks;  // out, lse (forward), dq, dk, dv (backward); rank 0 only
 };
 
-// Collective over comm (comm.size() must equal plan.cp). `mask` is the global slice list the
-// plan was built from (used only by the check). The plan must be built for float32
-// (model.dtype == fp32): the CPU backend stores float32, so the bytes counted from its real
-// messages equal planned_bytes(plan, 4) (core/plan/comm_volume.h) rank by rank.
-// Throws ConfigError for a skipped plan or a wrong dtype, RuntimeError on communication failure.
-// When comm has a watchdog, each timed iteration and the check's reference are steps of it.
-// Test hook: FaultInjection below.
-ExecResult execute_plan(Communicator& comm, const Plan& plan, const std::vector<AttnSlice>& mask,
-                        const ExecOptions& opt);
+// Collective over `host` and `data` (both of size plan.cp, the same ranks in the same order).
+// `host` (host memory) carries barriers, the times gathered to rank 0 and the check's gathers and
+// verdict; `data` moves the device's buffers, and its sent_bytes() over a pass are the pass's
+// bytes (for the CPU device both are the same MPI communicator). `mask` is the global slice list
+// the plan was built from (used only by the check). The plan's model.dtype must be dev.dtype():
+// the bytes counted from the real messages then equal planned_bytes(plan, dtype_bytes(dtype))
+// (core/plan/comm_volume.h) rank by rank.
+// Throws ConfigError for a skipped plan or a dtype the device does not store, RuntimeError on
+// communication failure. When `host` has a watchdog, each timed iteration and the check's
+// reference are steps of it. Test hook: FaultInjection below.
+ExecResult execute_plan(Communicator& host, Communicator& data, Device& dev, const Plan& plan,
+                        const std::vector<AttnSlice>& mask, const ExecOptions& opt);
 
 // Test hook for the failure tests (never set it otherwise): MAGI_FAIL_RANK=<r>[:<mode>] in the
 // environment makes rank r of the communicator misbehave in execute_plan. Modes: `throw` (the

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Checks a magi-bench results file (docs/results_schema.md; `run` or `kernel`): the schema tag,
 every case that ran was checked and passed, and the bytes counted from the real messages equal
-the plan's figures (forward and backward, summed over ranks; both 0 for the kernel alone).
+the plan's figures (forward and backward, summed over ranks; both 0 for the kernel alone); for
+`run`, every rank reports its device's peak memory and the compute steps of each timed pass.
 Usage: check_report.py RESULTS.json [MIN_CASES]"""
 import json
 import sys
@@ -27,6 +28,13 @@ for c in report["cases"]:
         bad.append(f"{name}: measured fwd bytes {fwd} != planned {c['planned_fwd_bytes']}")
     if bwd != c["planned_bwd_bytes"]:
         bad.append(f"{name}: measured bwd bytes {bwd} != planned {c['planned_bwd_bytes']}")
+    if c["strategy"] != "none":
+        for r in c["ranks"]:
+            if r["peak_memory_bytes"] <= 0:
+                bad.append(f"{name}: rank {r['rank']} peak memory {r['peak_memory_bytes']}")
+            for p in ("fwd", "bwd"):
+                if r[p]["count"] > 0 and not r[f"{p}_compute_ms"]:
+                    bad.append(f"{name}: rank {r['rank']} timed {p} passes without compute steps")
     if len(c["ranks"]) != c["cp"]:
         bad.append(f"{name}: {len(c['ranks'])} rank rows for cp {c['cp']}")
 if ran < min_cases:

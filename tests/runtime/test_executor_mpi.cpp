@@ -9,6 +9,7 @@
 #include "core/base/error.h"
 #include "core/plan/comm_volume.h"
 #include "core/plan/planner.h"
+#include "runtime/cpu_device.h"
 #include "runtime/executor.h"
 #include "runtime/mpi_communicator.h"
 
@@ -53,10 +54,10 @@ void run_case(const MaskCase& mc, Strategy strategy, int cp, ModelShape model, i
     opt.check = true;
     opt.warmup = 0;
     opt.iters = 1;
-    opt.threads = 1;
+    CpuDevice dev(1);
     ExecResult res;
     try {
-      res = execute_plan(*comm, plan, mask, opt);
+      res = execute_plan(*comm, *comm, dev, plan, mask, opt);
     } catch (const std::exception& e) {
       // Other ranks may be inside a collective: take the job down rather than hang.
       std::fprintf(stderr, "[rank %d] execute_plan threw: %s\n", world_rank(), e.what());
@@ -145,8 +146,8 @@ TEST(ExecutorMpiTiming, RecordsEveryRankAndIteration) {
   ExecOptions opt;
   opt.warmup = 1;
   opt.iters = 3;
-  opt.threads = 1;
-  const ExecResult res = execute_plan(*world, plan, mask, opt);
+  CpuDevice dev(1);
+  const ExecResult res = execute_plan(*world, *world, dev, plan, mask, opt);
   EXPECT_FALSE(res.check_ran);
   if (world->rank() == 0) {
     ASSERT_EQ(static_cast<int>(res.ranks.size()), cp);
@@ -157,6 +158,20 @@ TEST(ExecutorMpiTiming, RecordsEveryRankAndIteration) {
       EXPECT_EQ(res.ranks[p].bwd_ms.size(), 3u);
       for (double t : res.ranks[p].fwd_ms) EXPECT_GT(t, 0.0);
       EXPECT_GE(res.ranks[p].fwd_comm_wait_ms, 0.0);
+      // magi: one compute step per stage, each timed; their medians within the passes' time.
+      ASSERT_FALSE(res.ranks[p].fwd_compute_ms.empty());
+      EXPECT_EQ(res.ranks[p].fwd_compute_ms.size(), res.ranks[p].bwd_compute_ms.size());
+      double steps = 0;
+      for (double t : res.ranks[p].fwd_compute_ms) {
+        EXPECT_GE(t, 0.0);
+        steps += t;
+      }
+      double passes = 0;
+      for (double t : res.ranks[p].fwd_ms) passes += t;
+      EXPECT_LE(steps, passes);
+      // At least the rank's q, k, v, dout, out, dq, dk, dv (2 heads of 16) and lse in fp32.
+      const int64_t tokens = plan.ranks[p].tokens;
+      EXPECT_GE(res.ranks[p].peak_memory_bytes, tokens * (8 * 2 * 16 + 2) * 4);
     }
   } else {
     ASSERT_EQ(res.ranks.size(), 1u);
@@ -164,7 +179,8 @@ TEST(ExecutorMpiTiming, RecordsEveryRankAndIteration) {
   }
 }
 
-// A plan for another number of ranks, a skipped plan and a non-fp32 plan are clear errors.
+// A plan for another number of ranks, a skipped plan and a plan in a dtype the device does not
+// store are clear errors.
 TEST(ExecutorMpiErrors, RejectsPlansItCannotRun) {
   const int cp = world_size();
   MaskSpec spec;
@@ -172,16 +188,23 @@ TEST(ExecutorMpiErrors, RejectsPlansItCannotRun) {
   Case c = testing::make_exec_case(spec, 256, cp, Strategy::magi, ModelShape{2, 2, 16, DType::fp32}, 1);
   const auto mask = testing::make_mask(c);
   auto world = MpiCommunicator::world();
+  CpuDevice dev(1);
   Plan plan = build_plan(mask, c);
   plan.cp = cp + 1;
-  EXPECT_THROW(execute_plan(*world, plan, mask, {}), RuntimeError);
+  EXPECT_THROW(execute_plan(*world, *world, dev, plan, mask, {}), RuntimeError);
   plan = build_plan(mask, c);
   plan.model.dtype = DType::bf16;
-  EXPECT_THROW(execute_plan(*world, plan, mask, {}), ConfigError);
+  try {
+    execute_plan(*world, *world, dev, plan, mask, {});
+    ADD_FAILURE() << "a bf16 plan ran on the fp32 cpu device";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("stores fp32; the plan was built for bf16"), std::string::npos)
+        << e.what();
+  }
   plan = build_plan(mask, c);
   plan.skipped = true;
   plan.skip_reason = "test";
-  EXPECT_THROW(execute_plan(*world, plan, mask, {}), ConfigError);
+  EXPECT_THROW(execute_plan(*world, *world, dev, plan, mask, {}), ConfigError);
 }
 
 }  // namespace
@@ -198,6 +221,7 @@ struct CheckedCausalRun {
   Plan plan = build_plan(mask, c);
   std::unique_ptr<MpiCommunicator> world = MpiCommunicator::world();
   ExecOptions opt = checked_once();
+  CpuDevice dev{1};
 
   static MaskSpec causal_spec() {
     MaskSpec spec;
@@ -209,7 +233,6 @@ struct CheckedCausalRun {
     o.check = true;
     o.warmup = 0;
     o.iters = 1;
-    o.threads = 1;
     return o;
   }
 };
@@ -218,8 +241,8 @@ struct CheckedCausalRun {
 // failing tensors named, on every rank alike.
 TEST(ExecutorMpiCheck, DetectsWrongResults) {
   CheckedCausalRun run;
-  auto& [cp, c, mask, plan, world, opt] = run;
-  const ExecResult good = execute_plan(*world, plan, mask, opt);
+  auto& [cp, c, mask, plan, world, opt, dev] = run;
+  const ExecResult good = execute_plan(*world, *world, dev, plan, mask, opt);
   EXPECT_TRUE(good.check_passed);
   if (world->rank() == 0) {
     for (const TensorError& t : good.checks) {
@@ -228,7 +251,7 @@ TEST(ExecutorMpiCheck, DetectsWrongResults) {
   }
   std::vector<AttnSlice> other = mask;
   other.back().type = SliceType::full;  // the last slice of causal made full: other values
-  const ExecResult bad = execute_plan(*world, plan, other, opt);
+  const ExecResult bad = execute_plan(*world, *world, dev, plan, other, opt);
   EXPECT_TRUE(bad.check_ran);
   EXPECT_FALSE(bad.check_passed);
   if (world->rank() == 0) {
@@ -242,9 +265,9 @@ TEST(ExecutorMpiCheck, DetectsWrongResults) {
 // skips it, so only the count of non-finite mismatches can catch it.
 TEST(ExecutorMpiCheck, DetectsANanInOneRanksOutput) {
   CheckedCausalRun run;
-  auto& [cp, c, mask, plan, world, opt] = run;
+  auto& [cp, c, mask, plan, world, opt, dev] = run;
   ::setenv("MAGI_FAIL_RANK", fmt::format("{}:nan", cp - 1).c_str(), 1);
-  const ExecResult bad = execute_plan(*world, plan, mask, opt);
+  const ExecResult bad = execute_plan(*world, *world, dev, plan, mask, opt);
   ::unsetenv("MAGI_FAIL_RANK");
   EXPECT_TRUE(bad.check_ran);
   EXPECT_FALSE(bad.check_passed);

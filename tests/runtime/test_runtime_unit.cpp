@@ -1,10 +1,11 @@
 // Single-process tests of the runtime's pure parts: the counter-based inputs, the row maps the
-// executors copy with, the overlap helper's error path, the check's comparison, the watchdog and
-// the fault-injection hook (no MPI calls).
+// executors copy with, the check's comparison and tolerances, the watchdog and the
+// fault-injection hook (no MPI calls). The CPU device's own tests: test_cpu_device.cpp.
 #include "executor_test_util.h"
 
 #include "core/base/error.h"
 #include "runtime/check.h"
+#include "runtime/cpu_device.h"
 #include "runtime/exec_detail.h"
 #include "runtime/executor.h"
 #include "runtime/inputs.h"
@@ -55,7 +56,12 @@ TEST(RowMaps, MapsLayoutsAndInverts) {
   // dst rows 100..101 <- src rows 10+2..; 102..109 <- src 2..9; 110..111 <- src 15..16
   std::vector<float> s(25), d(112, -1);
   for (int i = 0; i < 25; ++i) s[i] = static_cast<float>(i);
-  detail::copy_rows(segs, s.data(), d.data(), 1);
+  CpuDevice dev(1);
+  const Buffer sb = dev.alloc(25, DType::fp32), db = dev.alloc(112, DType::fp32), bb = dev.alloc(25, DType::fp32);
+  dev.upload(s.data(), sb, 0, 25);
+  dev.upload(d.data(), db, 0, 112);
+  dev.copy_rows(dev.prepare(segs), rows_of(sb, 1), rows_of(db, 1), 1);
+  dev.download(db, 0, 112, d.data());
   EXPECT_EQ(d[100], 12);
   EXPECT_EQ(d[101], 13);
   EXPECT_EQ(d[102], 2);
@@ -63,7 +69,8 @@ TEST(RowMaps, MapsLayoutsAndInverts) {
   EXPECT_EQ(d[110], 15);
   EXPECT_EQ(d[111], 16);
   std::vector<float> back(25, 0);
-  detail::add_rows(detail::inverse(segs), d.data(), back.data(), 1);
+  dev.add_rows(dev.prepare(detail::inverse(segs)), rows_of(db, 1), rows_of(bb, 1), 1);
+  dev.download(bb, 0, 25, back.data());
   EXPECT_EQ(back[12], 12);
   EXPECT_EQ(back[2], 2);
   EXPECT_EQ(back[0], 0);
@@ -71,27 +78,16 @@ TEST(RowMaps, MapsLayoutsAndInverts) {
   EXPECT_TRUE(detail::is_identity(detail::map_rows(src, src)));
 }
 
-// A request whose test() fails while compute runs on the worker thread: overlap() must join the
-// worker and let the error through (it used to std::terminate, losing the MPI error message).
-TEST(Overlap, ARequestErrorDuringComputeReachesTheCaller) {
-  struct FailingRequest final : Request {
-    int calls = 0;
-    bool test() override {
-      if (++calls > 1) throw RuntimeError("MPI_Testall failed (test)");
-      return false;  // pending at first, so overlap() starts the worker
-    }
-    void wait() override {}
-  } req;
-  detail::PassStats st;
-  bool computed = false;
-  EXPECT_THROW(detail::overlap(
-                   [&] {
-                     std::this_thread::sleep_for(std::chrono::milliseconds(20));
-                     computed = true;
-                   },
-                   {}, &req, st),
-               RuntimeError);
-  EXPECT_TRUE(computed);
+// One table of tolerances, one entry per dtype; 16-bit storage bounds the lse absolutely.
+TEST(Check, TolerancesPerDtype) {
+  EXPECT_EQ(check_tolerance(DType::fp32).rel_l2, 1e-5);
+  EXPECT_EQ(check_tolerance(DType::fp32).lse_bound, ErrorBound::rel_l2);
+  EXPECT_EQ(check_tolerance(DType::bf16).lse_bound, ErrorBound::max_abs);
+  EXPECT_EQ(check_tolerance(DType::fp16).lse_tolerance, 1e-2);
+  // max_abs decides where it is the bound: an lse off by 0.01 everywhere passes bf16's 2e-2.
+  const std::vector<float> ref{100.f, -50.f, 3.f}, got{100.01f, -49.99f, 3.01f};
+  EXPECT_TRUE(compare_with_reference("lse", got, ref, 2e-2, ErrorBound::max_abs).ok);
+  EXPECT_FALSE(compare_with_reference("lse", got, ref, 1e-3, ErrorBound::max_abs).ok);
 }
 
 // The L2 and max errors skip non-finite entries, so the count of non-finite mismatches is the

@@ -62,6 +62,11 @@ int64_t CaseRow::max_rank_fwd_sent_bytes() const {
   for (const RankRow& r : ranks) m = std::max(m, r.fwd_sent_bytes);
   return m;
 }
+int64_t CaseRow::max_rank_peak_memory_bytes() const {
+  int64_t m = 0;
+  for (const RankRow& r : ranks) m = std::max(m, r.peak_memory_bytes);
+  return m;
+}
 int64_t CaseRow::measured_fwd_bytes() const {
   int64_t s = 0;
   for (const RankRow& r : ranks) s += r.fwd_sent_bytes;

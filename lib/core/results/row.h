@@ -27,6 +27,9 @@ struct RankRow {
   int64_t bwd_sent_bytes = 0;      // one backward
   double fwd_comm_wait_ms = 0;     // median time waiting on communication compute did not hide
   double bwd_comm_wait_ms = 0;
+  std::vector<double> fwd_compute_ms;  // per compute step of a pass: median time on the device
+  std::vector<double> bwd_compute_ms;
+  int64_t peak_memory_bytes = 0;   // the most device memory the rank held at once
   int64_t tokens = 0;
   int64_t area = 0;
 };
@@ -68,6 +71,7 @@ struct CaseRow {
   double bwd_tflops_mean_rank() const;
   double fwd_mfu_pct() const;                // 100 * fwd_tflops_per_gpu / peak_tflops (NaN unknown)
   int64_t max_rank_fwd_sent_bytes() const;
+  int64_t max_rank_peak_memory_bytes() const;  // 0: not measured (the kernel alone)
   int64_t measured_fwd_bytes() const;        // sum over ranks
   int64_t measured_bwd_bytes() const;
   double exposed_comm_pct() const;           // 100 * max rank fwd_comm_wait_ms / fwd_ms; 0 when

@@ -135,6 +135,7 @@ nlohmann::json row_json(const Report& report, size_t i) {
   j["measured_bwd_bytes"] = r.measured_bwd_bytes();
   j["zero_redundancy_fwd_bytes"] = r.bound_fwd_bytes;
   j["max_rank_fwd_sent_bytes"] = r.max_rank_fwd_sent_bytes();
+  j["max_rank_peak_memory_bytes"] = r.max_rank_peak_memory_bytes();
   j["exposed_comm_pct"] = finite_or_null(r.exposed_comm_pct());
   j["bytes_match_plan"] = r.bytes_match_plan();
   j["imbalance"] = r.imbalance;
@@ -152,7 +153,9 @@ nlohmann::json row_json(const Report& report, size_t i) {
                           {"area", k.area}, {"fwd", timing_json(k.fwd)}, {"bwd", timing_json(k.bwd)},
                           {"fwd_sent_bytes", k.fwd_sent_bytes}, {"bwd_sent_bytes", k.bwd_sent_bytes},
                           {"fwd_comm_wait_ms", k.fwd_comm_wait_ms},
-                          {"bwd_comm_wait_ms", k.bwd_comm_wait_ms}});
+                          {"bwd_comm_wait_ms", k.bwd_comm_wait_ms},
+                          {"fwd_compute_ms", k.fwd_compute_ms}, {"bwd_compute_ms", k.bwd_compute_ms},
+                          {"peak_memory_bytes", k.peak_memory_bytes}});
   }
   j["details"] = r.details;
   return j;
@@ -182,13 +185,13 @@ std::string to_csv(const Report& report) {
       "case,mask,total_tokens,cp,strategy,backend,dtype,heads_q,heads_kv,head_dim,area,fwd_ms,"
       "bwd_ms,fwd_tflops_per_gpu,bwd_tflops_per_gpu,fwd_tflops_per_gpu_mean_rank,"
       "bwd_tflops_per_gpu_mean_rank,fwd_mfu_pct,planned_fwd_bytes,measured_fwd_bytes,"
-      "zero_redundancy_fwd_bytes,max_rank_fwd_sent_bytes,exposed_comm_pct,imbalance,"
+      "zero_redundancy_fwd_bytes,max_rank_fwd_sent_bytes,max_rank_peak_memory_bytes,exposed_comm_pct,imbalance,"
       "scaling_efficiency,check,skip_reason\n";
   for (size_t i = 0; i < report.rows.size(); ++i) {
     const CaseRow& r = report.rows[i];
     const bool run = !r.skipped;
     out += fmt::format(
-        "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+        "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
         csv_field(r.case_name), csv_field(r.mask), r.total_tokens, r.cp, r.strategy, r.backend,
         r.dtype, r.heads_q, r.heads_kv, r.head_dim, r.area,
         run && r.fwd_ran ? csv_number(r.fwd_ms()) : "", run && r.bwd_ran ? csv_number(r.bwd_ms()) : "",
@@ -196,7 +199,8 @@ std::string to_csv(const Report& report) {
         run ? csv_number(r.fwd_tflops_mean_rank()) : "",
         run ? csv_number(r.bwd_tflops_mean_rank()) : "", run ? csv_number(r.fwd_mfu_pct()) : "",
         r.planned_fwd_bytes, r.measured_fwd_bytes(), r.bound_fwd_bytes,
-        r.max_rank_fwd_sent_bytes(), run ? csv_number(r.exposed_comm_pct()) : "",
+        r.max_rank_fwd_sent_bytes(), r.max_rank_peak_memory_bytes(),
+        run ? csv_number(r.exposed_comm_pct()) : "",
         run ? csv_number(r.imbalance) : "", run ? csv_number(report.scaling_efficiency(i)) : "",
         r.skipped ? "skipped" : check_name(r.check),
         csv_field(r.skip_reason));

@@ -47,6 +47,37 @@ TEST(Writers, PrintersCarryEveryRowAndTheVerdict) {
   EXPECT_NE(csv.find(",failed,"), std::string::npos);
 }
 
+// The device's per-step compute times and peak memory reach the JSON per rank, and the largest
+// peak the case fields.
+TEST(Writers, CarryComputeStepsAndPeakMemory) {
+  Report rep;
+  rep.rows = {make_row(2, "magi", 8.0)};
+  rep.rows[0].ranks[0].fwd_compute_ms = {1.5, 2.5};
+  rep.rows[0].ranks[0].bwd_compute_ms = {3.0};
+  rep.rows[0].ranks[0].peak_memory_bytes = 4096;
+  rep.rows[0].ranks[1].peak_memory_bytes = 8192;
+  EXPECT_EQ(rep.rows[0].max_rank_peak_memory_bytes(), 8192);
+  const auto j = to_json(rep);
+  const auto& r0 = j["cases"][0]["ranks"][0];
+  EXPECT_EQ(r0["fwd_compute_ms"], nlohmann::json({1.5, 2.5}));
+  EXPECT_EQ(r0["bwd_compute_ms"], nlohmann::json({3.0}));
+  EXPECT_EQ(r0["peak_memory_bytes"], 4096);
+  EXPECT_EQ(j["cases"][0]["max_rank_peak_memory_bytes"], 8192);
+  const std::string csv = to_csv(rep);
+  const std::string header = csv.substr(0, csv.find('\n'));
+  const std::string line = csv.substr(header.size() + 1);
+  // The column and its value at the same position.
+  const auto column = [](const std::string& s, size_t i) {
+    size_t at = 0;
+    for (size_t k = 0; k < i; ++k) at = s.find(',', at) + 1;
+    return s.substr(at, s.find(',', at) - at);
+  };
+  const size_t i = static_cast<size_t>(std::count(header.begin(), header.begin() + static_cast<long>(
+                                          header.find("max_rank_peak_memory_bytes")), ','));
+  EXPECT_EQ(column(header, i), "max_rank_peak_memory_bytes");
+  EXPECT_EQ(column(line, i), "8192");
+}
+
 TEST(Writers, SummaryWithoutChecksGivesNoVerdict) {
   Report rep;
   rep.rows = {make_row(1, "magi", 8.0)};

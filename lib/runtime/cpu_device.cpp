@@ -1,0 +1,228 @@
+#include "runtime/cpu_device.h"
+
+#include "core/base/error.h"
+
+#include "cpu/reference_attention.h"
+
+#include <chrono>
+#include <cmath>
+#include <algorithm>
+#include <cstring>
+#include <exception>
+#include <thread>
+
+namespace magi {
+
+namespace {
+
+namespace kcpu = magi::kernels::cpu;
+
+double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void require_fp32(DType t, const char* what) {
+  if (t != DType::fp32) {
+    throw ConfigError(fmt::format("the cpu device stores fp32; {} was asked for {}", what, to_string(t)));
+  }
+}
+
+class CpuAttention final : public AttentionOp {
+ public:
+  CpuAttention(const kernels::AttnShape& shape, std::vector<kernels::KernelSlice> slices, int threads,
+               std::shared_ptr<CpuDevice::Memory> memory)
+      : shape_(shape), slices_(std::move(slices)), threads_(threads), memory_(std::move(memory)),
+        scale_(static_cast<float>(1.0 / std::sqrt(static_cast<double>(shape.d)))) {
+    memory_->add(workspace_bytes());
+  }
+  ~CpuAttention() override { memory_->add(-workspace_bytes()); }
+
+  void forward(const void* q, const void* k, const void* v, void* out, float* lse) override {
+    kcpu::attention_forward(shape_, slices_.data(), slices_.size(), static_cast<const float*>(q),
+                            static_cast<const float*>(k), static_cast<const float*>(v), scale_,
+                            static_cast<float*>(out), lse, threads_);
+  }
+  void backward(const void* q, const void* k, const void* v, const void* out, const void* dout,
+                const float* lse, void* dq, void* dk, void* dv) override {
+    kcpu::attention_backward(shape_, slices_.data(), slices_.size(), static_cast<const float*>(q),
+                             static_cast<const float*>(k), static_cast<const float*>(v),
+                             static_cast<const float*>(out), static_cast<const float*>(dout), lse,
+                             scale_, static_cast<float*>(dq), static_cast<float*>(dk),
+                             static_cast<float*>(dv), threads_);
+  }
+  // The slice list it holds (host memory, the CPU device's memory).
+  int64_t workspace_bytes() const override {
+    return static_cast<int64_t>(slices_.size() * sizeof(kernels::KernelSlice));
+  }
+
+ private:
+  kernels::AttnShape shape_;
+  std::vector<kernels::KernelSlice> slices_;
+  int threads_;
+  std::shared_ptr<CpuDevice::Memory> memory_;
+  float scale_;
+};
+
+// Row r of `rows` as floats (fp32 checked by the caller).
+float* row_ptr(const Rows& rows, int64_t r) { return static_cast<float*>(rows.base) + r * rows.stride; }
+
+}  // namespace
+
+void CpuDevice::Memory::add(int64_t bytes) {
+  const int64_t held = now.fetch_add(bytes) + bytes;
+  int64_t p = peak.load();
+  while (held > p && !peak.compare_exchange_weak(p, held)) {
+  }
+}
+
+CpuDevice::CpuDevice(int threads) : threads_(threads), memory_(std::make_shared<Memory>()) {
+  if (threads < 1) throw ConfigError(fmt::format("cpu device: threads = {} (must be >= 1)", threads));
+}
+
+std::string CpuDevice::description() const {
+  return fmt::format("cpu (float32, {} thread{})", threads_, threads_ == 1 ? "" : "s");
+}
+
+Buffer CpuDevice::alloc(int64_t elems, DType dtype) {
+  require_fp32(dtype, "a buffer");
+  MAGI_CHECK(elems >= 0, "cpu device: alloc of {} elements", elems);
+  const int64_t bytes = elems * dtype_bytes(dtype);
+  // At least one element, so that every buffer has an address (an empty rank's tensors).
+  float* p = new float[static_cast<size_t>(std::max<int64_t>(elems, 1))]();
+  memory_->add(bytes);
+  std::shared_ptr<void> memory(p, [m = memory_, bytes](void* q) {
+    delete[] static_cast<float*>(q);
+    m->add(-bytes);
+  });
+  return Buffer(std::move(memory), elems, dtype);
+}
+
+int64_t CpuDevice::memory_bytes() const { return memory_->now.load(); }
+int64_t CpuDevice::peak_memory_bytes() const { return memory_->peak.load(); }
+
+RowMap CpuDevice::prepare(std::vector<RowCopy> segs) { return RowMap(std::move(segs), nullptr); }
+
+std::unique_ptr<AttentionOp> CpuDevice::attention(const kernels::AttnShape& shape,
+                                                  std::vector<kernels::KernelSlice> slices) {
+  return std::make_unique<CpuAttention>(shape, std::move(slices), threads_, memory_);
+}
+
+void CpuDevice::upload(const float* host, const Buffer& dst, int64_t offset, int64_t n) {
+  require_fp32(dst.dtype(), "an upload");
+  MAGI_CHECK(offset >= 0 && n >= 0 && offset + n <= dst.elems(), "upload of [{}, {}) into {} elements",
+             offset, offset + n, dst.elems());
+  if (n > 0) std::memcpy(dst.f32(offset), host, static_cast<size_t>(n) * sizeof(float));
+}
+
+void CpuDevice::download(const Buffer& src, int64_t offset, int64_t n, float* host) {
+  require_fp32(src.dtype(), "a download");
+  MAGI_CHECK(offset >= 0 && n >= 0 && offset + n <= src.elems(), "download of [{}, {}) from {} elements",
+             offset, offset + n, src.elems());
+  if (n > 0) std::memcpy(host, src.f32(offset), static_cast<size_t>(n) * sizeof(float));
+}
+
+void CpuDevice::copy_rows(const RowMap& map, Rows src, Rows dst, int64_t width) {
+  require_fp32(src.dtype, "copy_rows (source)");
+  require_fp32(dst.dtype, "copy_rows (destination)");
+  for (const RowCopy& s : map.segs()) {
+    if (src.stride == width && dst.stride == width) {
+      std::memcpy(row_ptr(dst, s.dst_row), row_ptr(src, s.src_row),
+                  static_cast<size_t>(s.rows * width) * sizeof(float));
+      continue;
+    }
+    for (int64_t i = 0; i < s.rows; ++i) {
+      std::memcpy(row_ptr(dst, s.dst_row + i), row_ptr(src, s.src_row + i),
+                  static_cast<size_t>(width) * sizeof(float));
+    }
+  }
+}
+
+void CpuDevice::add_rows(const RowMap& map, Rows src, Rows dst, int64_t width) {
+  require_fp32(src.dtype, "add_rows (source)");
+  require_fp32(dst.dtype, "add_rows (destination)");
+  for (const RowCopy& s : map.segs()) {
+    for (int64_t i = 0; i < s.rows; ++i) {
+      const float* a = row_ptr(src, s.src_row + i);
+      float* b = row_ptr(dst, s.dst_row + i);
+      for (int64_t j = 0; j < width; ++j) b[j] += a[j];
+    }
+  }
+}
+
+void CpuDevice::copy(const void* src, DType src_dtype, void* dst, DType dst_dtype, int64_t n) {
+  require_fp32(src_dtype, "copy (source)");
+  require_fp32(dst_dtype, "copy (destination)");
+  if (n > 0 && src != dst) std::memmove(dst, src, static_cast<size_t>(n) * sizeof(float));
+}
+
+void CpuDevice::add(const void* src, DType src_dtype, void* dst, DType dst_dtype, int64_t n) {
+  require_fp32(src_dtype, "add (source)");
+  require_fp32(dst_dtype, "add (destination)");
+  const float* a = static_cast<const float*>(src);
+  float* b = static_cast<float*>(dst);
+  for (int64_t i = 0; i < n; ++i) b[i] += a[i];
+}
+
+void CpuDevice::fill(void* dst, DType dtype, int64_t n, float value) {
+  require_fp32(dtype, "fill");
+  std::fill_n(static_cast<float*>(dst), n, value);
+}
+
+void CpuDevice::merge_partial(int64_t rows, int heads, int d, void* out, DType out_dtype, float* lse,
+                              const void* part, DType part_dtype, const float* part_lse) {
+  require_fp32(out_dtype, "merge_partial (accumulator)");
+  require_fp32(part_dtype, "merge_partial (partial)");
+  kcpu::merge_partial(rows, heads, d, static_cast<float*>(out), lse, static_cast<const float*>(part),
+                      part_lse);
+}
+
+void CpuDevice::compute(const std::function<void()>& work, const std::vector<Request*>& progress) {
+  const auto t0 = std::chrono::steady_clock::now();
+  bool pending = false;
+  for (Request* r : progress) {
+    if (r && !r->test()) pending = true;
+  }
+  if (!pending) {
+    work();
+    stats_.compute_ms.push_back(ms_since(t0));
+    return;
+  }
+  std::atomic<bool> done{false};
+  std::exception_ptr error;
+  std::thread worker([&] {
+    try {
+      work();
+    } catch (...) {
+      error = std::current_exception();
+    }
+    done.store(true, std::memory_order_release);
+  });
+  try {
+    while (!done.load(std::memory_order_acquire)) {
+      bool all_done = true;
+      for (Request* r : progress) {
+        if (r && !r->test()) all_done = false;
+      }
+      // Nothing left to progress: just wait for the worker.
+      if (all_done) break;
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+  } catch (...) {
+    // A failing test() (an MPI error) must reach main() with its message: a joinable thread
+    // destroyed during unwinding would std::terminate instead.
+    worker.join();
+    throw;
+  }
+  worker.join();
+  stats_.compute_ms.push_back(ms_since(t0));
+  if (error) std::rethrow_exception(error);
+}
+
+void CpuDevice::wait(Request* req) {
+  if (!req) return;
+  const auto t0 = std::chrono::steady_clock::now();
+  req->wait();
+  stats_.comm_wait_ms += ms_since(t0);
+}
+
+}  // namespace magi

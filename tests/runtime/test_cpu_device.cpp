@@ -1,0 +1,329 @@
+// CpuDevice (runtime/cpu_device.h): every operation against plain float64 loops on random
+// inputs (seeds printed; replay with MAGI_TEST_SEED=<n>), the attention op against the reference
+// kernel called directly, compute() with a pending request, waits, memory accounting and the
+// refusal of 16-bit dtypes.
+#include "common/test_seed.h"
+
+#include "core/base/error.h"
+#include "runtime/cpu_device.h"
+
+#include "cpu/reference_attention.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace magi {
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+std::vector<float> random_floats(std::mt19937_64& rng, int64_t n) {
+  std::uniform_real_distribution<float> u(-2.f, 2.f);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = u(rng);
+  return v;
+}
+
+int64_t uni(std::mt19937_64& rng, int64_t lo, int64_t hi) {
+  return std::uniform_int_distribution<int64_t>(lo, hi)(rng);
+}
+
+Buffer upload(CpuDevice& dev, const std::vector<float>& host) {
+  Buffer b = dev.alloc(static_cast<int64_t>(host.size()), DType::fp32);
+  dev.upload(host.data(), b, 0, b.elems());
+  return b;
+}
+
+std::vector<float> download(CpuDevice& dev, const Buffer& b) {
+  std::vector<float> host(static_cast<size_t>(b.elems()));
+  dev.download(b, 0, b.elems(), host.data());
+  return host;
+}
+
+// Ragged segments (some empty) over distinct destination rows, sources anywhere.
+std::vector<RowCopy> random_segments(std::mt19937_64& rng, int64_t src_rows, int64_t dst_rows) {
+  std::vector<RowCopy> segs;
+  int64_t dst = uni(rng, 0, 2);
+  while (dst < dst_rows) {
+    const int64_t n = std::min(uni(rng, 0, 5), dst_rows - dst);
+    const int64_t n_src = std::min(n, src_rows);
+    segs.push_back({uni(rng, 0, src_rows - n_src), dst, n_src});
+    dst += n + uni(rng, 0, 3);
+  }
+  return segs;
+}
+
+TEST(CpuDevice, CopyAndAddRowsMatchPlainLoops) {
+  const uint64_t seed = testing::test_seed("CpuDevice.CopyAndAddRows", 11);
+  std::mt19937_64 rng(seed);
+  CpuDevice dev(2);
+  for (int trial = 0; trial < 50; ++trial) {
+    const int64_t src_rows = uni(rng, 1, 40), dst_rows = uni(rng, 1, 40);
+    const int64_t width = uni(rng, 1, 9);
+    const int64_t src_col = uni(rng, 0, 3), dst_col = uni(rng, 0, 3);
+    const int64_t src_stride = width + src_col + uni(rng, 0, 4) * (trial % 2);
+    const int64_t dst_stride = width + dst_col + uni(rng, 0, 4) * (trial % 3 == 0);
+    const std::vector<float> src = random_floats(rng, src_rows * src_stride);
+    const std::vector<float> dst0 = random_floats(rng, dst_rows * dst_stride);
+    const std::vector<RowCopy> segs = trial == 0 ? std::vector<RowCopy>{} : random_segments(rng, src_rows, dst_rows);
+    const RowMap map = dev.prepare(segs);
+    EXPECT_EQ(map.on_device(), nullptr);
+    for (bool add : {false, true}) {
+      const Buffer s = upload(dev, src), d = upload(dev, dst0);
+      const Rows from = rows_of(s, src_stride, src_col), to = rows_of(d, dst_stride, dst_col);
+      if (add) {
+        dev.add_rows(map, from, to, width);
+      } else {
+        dev.copy_rows(map, from, to, width);
+      }
+      std::vector<double> want(dst0.begin(), dst0.end());
+      for (const RowCopy& sg : segs) {
+        for (int64_t i = 0; i < sg.rows; ++i) {
+          for (int64_t j = 0; j < width; ++j) {
+            double& w = want[(sg.dst_row + i) * dst_stride + dst_col + j];
+            const double x = src[(sg.src_row + i) * src_stride + src_col + j];
+            w = add ? w + x : x;
+          }
+        }
+      }
+      const std::vector<float> got = download(dev, d);
+      for (size_t i = 0; i < got.size(); ++i) {
+        ASSERT_EQ(got[i], static_cast<float>(want[i])) << "trial " << trial << (add ? " add" : " copy")
+                                                       << " element " << i << " (seed " << seed << ")";
+      }
+    }
+  }
+}
+
+TEST(CpuDevice, CopyAddFillMatchPlainLoops) {
+  const uint64_t seed = testing::test_seed("CpuDevice.CopyAddFill", 12);
+  std::mt19937_64 rng(seed);
+  CpuDevice dev(1);
+  for (int64_t n : {int64_t{0}, int64_t{1}, int64_t{7}, int64_t{1000}}) {
+    const std::vector<float> a = random_floats(rng, n + 3), b = random_floats(rng, n + 3);
+    const Buffer x = upload(dev, a), y = upload(dev, b);
+    dev.add(x.f32(1), DType::fp32, y.f32(2), DType::fp32, n);
+    std::vector<float> got = download(dev, y);
+    for (int64_t i = 0; i < n + 3; ++i) {
+      const double want = i >= 2 && i < n + 2 ? double{b[i]} + a[i - 1] : b[i];
+      ASSERT_EQ(got[i], static_cast<float>(want)) << "add, n " << n << " element " << i;
+    }
+    dev.copy(x.f32(), DType::fp32, y.f32(1), DType::fp32, n);
+    got = download(dev, y);
+    for (int64_t i = 1; i < n + 1; ++i) ASSERT_EQ(got[i], a[i - 1]) << "copy, n " << n;
+    dev.fill(y.f32(1), DType::fp32, n, -3.5f);
+    got = download(dev, y);
+    for (int64_t i = 1; i < n + 1; ++i) ASSERT_EQ(got[i], -3.5f) << "fill, n " << n;
+    EXPECT_EQ(got[0], b[0]);  // outside every range
+    if (n > 0) {
+      EXPECT_EQ(got[n + 1], static_cast<float>(double{b[n + 1]} + a[n]));
+    }
+  }
+}
+
+TEST(CpuDevice, MergePartialMatchesFloat64WithMaskedRowsOnEitherSide) {
+  const uint64_t seed = testing::test_seed("CpuDevice.MergePartial", 13);
+  std::mt19937_64 rng(seed);
+  CpuDevice dev(1);
+  const int64_t rows = 23;
+  const int heads = 3, d = 5;
+  const int64_t n = rows * heads;
+  std::vector<float> out = random_floats(rng, n * d), part = random_floats(rng, n * d);
+  std::vector<float> lse = random_floats(rng, n), part_lse = random_floats(rng, n);
+  // -inf on the accumulated side, on the partial side and on both.
+  for (int64_t r = 0; r < n; ++r) {
+    if (r % 4 == 1 || r % 4 == 3) lse[r] = kNegInf;
+    if (r % 4 == 2 || r % 4 == 3) part_lse[r] = kNegInf;
+    if (r % 4 == 3) {
+      for (int c = 0; c < d; ++c) out[r * d + c] = 0.f;
+    }
+  }
+  const Buffer o = upload(dev, out), l = upload(dev, lse), p = upload(dev, part), pl = upload(dev, part_lse);
+  dev.merge_partial(rows, heads, d, o.data(), DType::fp32, l.f32(), p.data(), DType::fp32, pl.f32());
+  const std::vector<float> got_out = download(dev, o), got_lse = download(dev, l);
+  for (int64_t r = 0; r < n; ++r) {
+    const double a = lse[r], b = part_lse[r];
+    if (a == kNegInf && b == kNegInf) {
+      EXPECT_EQ(got_lse[r], kNegInf);
+      for (int c = 0; c < d; ++c) EXPECT_EQ(got_out[r * d + c], 0.f);
+      continue;
+    }
+    const double want_lse = a == kNegInf ? b : b == kNegInf ? a : std::log(std::exp(a) + std::exp(b));
+    EXPECT_NEAR(got_lse[r], want_lse, 1e-6 * (1 + std::abs(want_lse))) << "row " << r;
+    for (int c = 0; c < d; ++c) {
+      const double wa = a == kNegInf ? 0 : std::exp(a - want_lse), wb = b == kNegInf ? 0 : std::exp(b - want_lse);
+      const double want = wa * out[r * d + c] + wb * part[r * d + c];
+      EXPECT_NEAR(got_out[r * d + c], want, 1e-6 * (1 + std::abs(want))) << "row " << r << " col " << c;
+    }
+  }
+}
+
+TEST(CpuDevice, AttentionOpIsTheReferenceKernel) {
+  const uint64_t seed = testing::test_seed("CpuDevice.AttentionOp", 14);
+  std::mt19937_64 rng(seed);
+  CpuDevice dev(2);
+  const kernels::AttnShape shape{37, 29, 4, 2, 8};
+  // Ragged slices of every type, a row range covered by none (out 0, lse -inf).
+  const std::vector<kernels::KernelSlice> slices{
+      {0, 10, 0, 29, kernels::KernelSliceType::full}, {10, 20, 0, 12, kernels::KernelSliceType::causal},
+      {10, 20, 12, 29, kernels::KernelSliceType::inv_causal}, {25, 37, 3, 20, kernels::KernelSliceType::bi_causal}};
+  const int64_t q_n = shape.sq * shape.hq * shape.d;
+  const int64_t kv_n = shape.sk * shape.hkv * shape.d;
+  const std::vector<float> q = random_floats(rng, q_n), k = random_floats(rng, kv_n), v = random_floats(rng, kv_n),
+                           dout = random_floats(rng, q_n);
+  const float scale = static_cast<float>(1.0 / std::sqrt(8.0));
+  std::vector<float> out(q_n), lse(shape.sq * shape.hq), dq(q_n), dk(kv_n), dv(kv_n);
+  kernels::cpu::attention_forward(shape, slices.data(), slices.size(), q.data(), k.data(), v.data(), scale,
+                                  out.data(), lse.data(), 1);
+  kernels::cpu::attention_backward(shape, slices.data(), slices.size(), q.data(), k.data(), v.data(), out.data(),
+                                   dout.data(), lse.data(), scale, dq.data(), dk.data(), dv.data(), 1);
+
+  const int64_t held = dev.memory_bytes();
+  auto op = dev.attention(shape, slices);
+  EXPECT_EQ(dev.memory_bytes(), held + op->workspace_bytes());
+  const Buffer bq = upload(dev, q), bk = upload(dev, k), bv = upload(dev, v), bdo = upload(dev, dout);
+  const Buffer bo = dev.alloc(q_n, DType::fp32), bl = dev.alloc(static_cast<int64_t>(lse.size()), DType::fp32);
+  const Buffer bdq = dev.alloc(q_n, DType::fp32), bdk = dev.alloc(kv_n, DType::fp32), bdv = dev.alloc(kv_n, DType::fp32);
+  op->forward(bq.data(), bk.data(), bv.data(), bo.data(), bl.f32());
+  op->backward(bq.data(), bk.data(), bv.data(), bo.data(), bdo.data(), bl.f32(), bdq.data(), bdk.data(), bdv.data());
+  EXPECT_EQ(download(dev, bo), out);
+  EXPECT_EQ(download(dev, bl), lse);
+  EXPECT_EQ(download(dev, bdq), dq);
+  EXPECT_EQ(download(dev, bdk), dk);
+  EXPECT_EQ(download(dev, bdv), dv);
+  EXPECT_EQ(lse[22 * shape.hq], kNegInf);  // row 22 sees no key
+}
+
+// A request that completes after a number of test() calls, counting them.
+struct CountingRequest final : Request {
+  int tests = 0, complete_after = 0;
+  bool waited = false;
+  bool test() override { return ++tests > complete_after; }
+  void wait() override {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    waited = true;
+  }
+};
+
+TEST(CpuDevice, ComputeKeepsPendingRequestsMovingAndTimesEachStep) {
+  CpuDevice dev(1);
+  dev.begin_pass();
+  CountingRequest req;
+  req.complete_after = 5;
+  bool ran = false;
+  dev.compute(
+      [&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(30));
+        ran = true;
+      },
+      {&req, nullptr});
+  EXPECT_TRUE(ran);
+  EXPECT_GT(req.tests, 5);  // tested on this thread while the work ran
+  dev.compute([&] {}, {});
+  CountingRequest other;
+  other.complete_after = 1000000;
+  dev.wait(&other);
+  dev.wait(nullptr);
+  EXPECT_TRUE(other.waited);
+  const PassStats st = dev.end_pass();
+  ASSERT_EQ(st.compute_ms.size(), 2u);
+  EXPECT_GE(st.compute_ms[0], 25.0);
+  EXPECT_GE(st.comm_wait_ms, 4.0);
+  dev.begin_pass();
+  EXPECT_TRUE(dev.end_pass().compute_ms.empty());
+}
+
+// A request whose test() fails while compute runs on the worker thread: compute() must join the
+// worker and let the error through (it used to std::terminate, losing the MPI error message).
+TEST(CpuDevice, ARequestErrorDuringComputeReachesTheCaller) {
+  struct FailingRequest final : Request {
+    int calls = 0;
+    bool test() override {
+      if (++calls > 1) throw RuntimeError("MPI_Testall failed (test)");
+      return false;  // pending at first, so compute() starts the worker
+    }
+    void wait() override {}
+  } req;
+  CpuDevice dev(1);
+  bool computed = false;
+  EXPECT_THROW(dev.compute(
+                   [&] {
+                     std::this_thread::sleep_for(std::chrono::milliseconds(20));
+                     computed = true;
+                   },
+                   {&req}),
+               RuntimeError);
+  EXPECT_TRUE(computed);
+  // And an error of the work itself, with a request pending.
+  CountingRequest slow;
+  slow.complete_after = 1000000;
+  EXPECT_THROW(dev.compute([] { throw ConfigError("from the work"); }, {&slow}), ConfigError);
+}
+
+TEST(CpuDevice, CountsMemoryHeldAndPeak) {
+  CpuDevice dev(1);
+  EXPECT_EQ(dev.memory_bytes(), 0);
+  {
+    const Buffer a = dev.alloc(100, DType::fp32);
+    EXPECT_EQ(a.bytes(), 400);
+    for (int64_t i = 0; i < 100; ++i) ASSERT_EQ(a.f32()[i], 0.f);  // zero-filled
+    {
+      const Buffer b = dev.alloc(50, DType::fp32);
+      const Buffer shared = b;  // a handle, not a copy of the memory
+      EXPECT_EQ(dev.memory_bytes(), 600);
+    }
+    EXPECT_EQ(dev.memory_bytes(), 400);
+    EXPECT_EQ(dev.peak_memory_bytes(), 600);
+    const Buffer empty = dev.alloc(0, DType::fp32);
+    EXPECT_NE(empty.data(), nullptr);
+    EXPECT_EQ(dev.memory_bytes(), 400);
+  }
+  EXPECT_EQ(dev.memory_bytes(), 0);
+  EXPECT_EQ(dev.peak_memory_bytes(), 600);
+  {
+    auto op = dev.attention({4, 4, 1, 1, 4}, {{0, 4, 0, 4, kernels::KernelSliceType::causal}});
+    EXPECT_EQ(op->workspace_bytes(), static_cast<int64_t>(sizeof(kernels::KernelSlice)));
+    EXPECT_EQ(dev.memory_bytes(), op->workspace_bytes());
+  }
+  EXPECT_EQ(dev.memory_bytes(), 0);
+}
+
+TEST(CpuDevice, RefusesSixteenBitDtypesNamingThem) {
+  CpuDevice dev(1);
+  EXPECT_EQ(dev.dtype(), DType::fp32);
+  EXPECT_EQ(dev.description(), "cpu (float32, 1 thread)");
+  const Buffer f = dev.alloc(4, DType::fp32);
+  for (DType t : {DType::bf16, DType::fp16}) {
+    const std::string name(to_string(t));
+    auto expect_refused = [&](auto&& call, const char* what) {
+      try {
+        call();
+        ADD_FAILURE() << what << " accepted " << name;
+      } catch (const ConfigError& e) {
+        const std::string msg = e.what();
+        EXPECT_NE(msg.find("the cpu device stores fp32"), std::string::npos) << msg;
+        EXPECT_NE(msg.find(name), std::string::npos) << msg;
+      }
+    };
+    expect_refused([&] { dev.alloc(4, t); }, "alloc");
+    expect_refused([&] { dev.copy(f.data(), DType::fp32, f.data(), t, 4); }, "copy");
+    expect_refused([&] { dev.add(f.data(), t, f.data(), DType::fp32, 4); }, "add");
+    expect_refused([&] { dev.fill(f.data(), t, 4, 0.f); }, "fill");
+    expect_refused([&] { dev.merge_partial(1, 1, 2, f.data(), t, f.f32(2), f.data(), DType::fp32, f.f32(3)); },
+                   "merge_partial");
+    const RowMap map = dev.prepare({{0, 0, 1}});
+    expect_refused([&] { dev.copy_rows(map, {f.data(), t, 2}, rows_of(f, 2), 2); }, "copy_rows");
+    expect_refused([&] { dev.add_rows(map, rows_of(f, 2), {f.data(), t, 2}, 2); }, "add_rows");
+  }
+  EXPECT_THROW(CpuDevice(0), ConfigError);
+}
+
+}  // namespace
+}  // namespace magi
