@@ -5,6 +5,7 @@
 #include "runtime/cpu_device.h"
 
 #ifdef MAGI_HAVE_CUDA
+#include "cuda/flex_attention.h"
 #include "runtime/cuda/cuda_device.h"
 #include "runtime/cuda/nccl_communicator.h"
 #include "runtime/cuda/staged_mpi_communicator.h"
@@ -93,8 +94,8 @@ BackendChoice choose_backend(const std::string& backend, const std::string& comm
     c.reason = "--backend cpu";
   } else if (backend == "gpu") {
     if (!kCudaBuild) {
-      throw UsageError("--backend gpu: this magi-bench was built without CUDA (nvcc was not found "
-                       "when it was configured; build with `cmake --preset release` where nvcc is)");
+      throw UsageError("--backend gpu: this magi-bench was built without CUDA (the cpu preset, or no "
+                       "nvcc when it was configured; build with `cmake --preset release` where nvcc is)");
     }
     if (devices == 0) {
       throw ConfigError(fmt::format("--backend gpu: rank {} on host {} sees no CUDA device{}", rank,
@@ -110,7 +111,12 @@ BackendChoice choose_backend(const std::string& backend, const std::string& comm
     c.gpu = true;
     c.reason = "auto: CUDA build, every rank sees a GPU";
   }
-  if (!c.gpu) return c;
+  if (!c.gpu) {
+    if (comm == "nccl") {
+      throw UsageError(fmt::format("--comm nccl moves GPU buffers, but the backend is cpu ({})", c.reason));
+    }
+    return c;
+  }
 
   c.device = node.local_rank % devices;
   const std::string sharing =
@@ -141,6 +147,21 @@ BackendChoice choose_backend(const std::string& backend, const std::string& comm
     c.reason += fmt::format("; comm auto: nccl (one GPU per rank, {})", sharing);
   }
   return c;
+}
+
+std::string case_misfit(const BackendChoice& choice, const Case& c) {
+  if (!choice.gpu) return {};
+  if (c.model.dtype == DType::fp32) {
+    return "model.dtype fp32: the gpu backend stores bf16 or fp16 (fp32 is the cpu backend's, "
+           "--backend cpu)";
+  }
+#ifdef MAGI_HAVE_CUDA
+  if (!kernels::cuda::head_dim_supported(c.model.head_dim)) {
+    return fmt::format("model.head_dim {}: the gpu backend's kernel is built for head dims 64 and 128",
+                       c.model.head_dim);
+  }
+#endif
+  return {};
 }
 
 Backend::Backend(BackendChoice choice, MpiCommunicator& world, int threads)

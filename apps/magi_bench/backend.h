@@ -42,6 +42,10 @@ void validate_backend_names(const std::string& backend, const std::string& comm)
 // that sees no device, more ranks on a host than GPUs with --comm nccl).
 BackendChoice choose_backend(const std::string& backend, const std::string& comm);
 
+// Why a case cannot run on the chosen backend (empty: it can): the gpu backend stores bf16 or
+// fp16 (model.dtype fp32 is the cpu backend's) and its kernel has head dims 64 and 128.
+std::string case_misfit(const BackendChoice& choice, const Case& c);
+
 // The ranks, device and data communicator of each case, built on first use and kept: the case
 // communicators per cp, devices per dtype, data communicators per (cp, dtype). NCCL communicators
 // are costly to create; a sweep reuses them.

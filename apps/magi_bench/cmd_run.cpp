@@ -1,5 +1,6 @@
 // `magi-bench run` (the default subcommand): every case of a workload's sweep, planned, executed
 // on MPI ranks, checked and reported (table on stdout, --out JSON, --csv CSV).
+#include "backend.h"
 #include "case_row.h"
 #include "commands.h"
 #include "result_files.h"
@@ -14,7 +15,6 @@
 #include "core/workload/case_inputs.h"
 #include "core/workload/documents.h"
 #include "core/workload/workload.h"
-#include "runtime/cpu_device.h"
 #include "runtime/executor.h"
 #include "runtime/mpi_communicator.h"
 #include "runtime/watchdog.h"
@@ -22,6 +22,7 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -34,6 +35,7 @@ namespace {
 struct RunOptions {
   std::string config;
   std::string backend = "auto";
+  std::string comm = "auto";
   std::string out_json;
   std::string out_csv;
   bool force = false;
@@ -56,7 +58,8 @@ int default_threads() {
 }
 
 CaseRow measured_row(const Case& c, const Plan& plan, const ExecResult& result,
-                     const std::string& backend, const std::vector<int64_t>& docs) {
+                     const std::string& backend, const std::string& device,
+                     const std::vector<int64_t>& docs) {
   CaseRow row = case_row(c, backend);
   row.dtype = std::string(to_string(plan.model.dtype));
   row.area = plan.total_area;
@@ -66,7 +69,7 @@ CaseRow measured_row(const Case& c, const Plan& plan, const ExecResult& result,
   row.planned_bwd_bytes = plan.volume.bwd_bytes;
   row.bound_fwd_bytes = plan.zero_redundancy_bound.fwd_bytes;
   row.imbalance = plan.imbalance;
-  row.peak_tflops = dense_peak_tflops(cpu_model(), plan.model.dtype);
+  row.peak_tflops = dense_peak_tflops(device, plan.model.dtype);
   for (const RankTimes& t : result.ranks) {
     RankRow r;
     r.rank = t.rank;
@@ -118,38 +121,25 @@ int ranks_needed(const Workload& w) {
   return n;
 }
 
-std::string resolve_backend(const std::string& requested) {
-  // The distributed CUDA backend (NCCL + the flexible kernel) is not part of this build yet:
-  // `auto` therefore means the CPU backend; `magi-bench kernel` measures the CUDA kernel.
-  if (requested == "auto" || requested == "cpu") return "cpu";
-  throw UsageError(fmt::format("--backend {}: expected auto or cpu", requested));
-}
-
-// The device a case runs on, fresh per case (its peak memory is the case's). `backend` comes
-// from resolve_backend.
-std::unique_ptr<Device> make_device(const std::string& backend, int threads) {
-  MAGI_CHECK(backend == "cpu", "no device for backend {}", backend);
-  return std::make_unique<CpuDevice>(threads);
-}
-
 // Ends the job from the watchdog's thread when a step or a wait outlives --timeout. The main
 // thread is blocked (possibly inside MPI), so this thread calls MPI_Abort, although the process
 // asked for MPI_THREAD_FUNNELED: the job is being torn down, and Open MPI does so (e2e_failures).
-Watchdog::OnExpiry abort_job(const Context& ctx, double timeout_s) {
-  return [&ctx, timeout_s](const std::string& message) {
+// NCCL operations in flight are aborted first (`backend`, once set): they would keep the process.
+Watchdog::OnExpiry abort_job(const Context& ctx, double timeout_s, const std::atomic<Backend*>& backend) {
+  return [&ctx, timeout_s, &backend](const std::string& message) {
     std::fprintf(stderr, "magi-bench: error%s: %s (--timeout %g)\n", error_location(ctx).c_str(),
                  message.c_str(), timeout_s);
     std::fflush(stderr);
+    if (Backend* b = backend.load()) b->abort_in_flight();
     MPI_Abort(MPI_COMM_WORLD, static_cast<int>(ExitCode::runtime));
   };
 }
 
 void run_workload(Context& ctx, const RunOptions& opt) {
   Workload workload;
-  std::string backend;
   FaultInjection fault;
   preflight(ctx, [&] {
-    backend = resolve_backend(opt.backend);
+    validate_backend_names(opt.backend, opt.comm);
     workload = load_workload(opt.config);
     const int max_cp = ranks_needed(workload);
     if (opt.ranks_needed) return;
@@ -179,37 +169,62 @@ void run_workload(Context& ctx, const RunOptions& opt) {
     print0(ctx, fmt::format("{}\n", ranks_needed(workload)));
     return;
   }
+  // Collective, so in a preflight of its own: every rank took the first one alike.
+  BackendChoice choice;
+  preflight(ctx, [&] {
+    choice = choose_backend(opt.backend, opt.comm);
+    for (const Case& c : workload.cases) {
+      if (std::string why = case_misfit(choice, c); !why.empty()) {
+        throw ConfigError(fmt::format("{}: case {}: {}", opt.config, c.name, why));
+      }
+    }
+  });
   if (fault.mode != FaultInjection::Mode::none && fault.rank >= ctx.world_size && ctx.world_rank == 0) {
     std::fprintf(stderr, "magi-bench: warning: MAGI_FAIL_RANK=%s: the job has no rank %d (%d ranks); "
                  "nothing is injected\n", fault.setting.c_str(), fault.rank, ctx.world_size);
   }
   const int threads = opt.threads > 0 ? opt.threads : default_threads();
+  std::atomic<Backend*> live_backend{nullptr};
+  MpiCommunicator world(MPI_COMM_WORLD);
+  Watchdog watchdog(opt.timeout_s, abort_job(ctx, opt.timeout_s, live_backend));
+  world.set_watchdog(&watchdog);
+  Backend backend(choice, world, threads);
+  live_backend.store(&backend);
+  const std::string backend_name = choice.name();
+  const std::string device = workload.cases.empty() ? std::string("none")
+                                                    : backend.device_description(workload.cases[0].model.dtype);
+
   Report report;
   report.metadata = collect_metadata(ctx);
-  report.metadata["backend"] = backend;
-  report.metadata["threads_per_rank"] = threads;
+  report.metadata["backend"] = backend_name;
+  report.metadata["comm"] = choice.comm_name();
+  report.metadata["backend_reason"] = choice.reason;
+  report.metadata["device"] = device;
+  if (!choice.gpu) report.metadata["threads_per_rank"] = threads;
   report.metadata["workload"] = {{"path", opt.config}, {"name", workload.name},
                                  {"resolved", workload.resolved}};
   print0(ctx, metadata_header(report.metadata));
-  print0(ctx, fmt::format("# Backend: {} (float32 storage, float64 accumulation; planned and measured bytes in fp32), {} thread{} per rank\n"
+  const std::string storage =
+      choice.gpu ? "the workload's bf16/fp16 storage, fp32 LSE and accumulators; bytes in that dtype"
+                 : fmt::format("float32 storage, float64 accumulation; planned and measured bytes in fp32; "
+                               "{} thread{} per rank", threads, threads == 1 ? "" : "s");
+  print0(ctx, fmt::format("# Backend: {} ({})\n# Comm: {} ({})\n"
                           "# Workload: {} \"{}\", {} case{}\n#\n",
-                          backend, threads, threads == 1 ? "" : "s", opt.config, workload.name,
-                          workload.cases.size(), workload.cases.size() == 1 ? "" : "s"));
+                          choice.gpu ? "gpu on " + device : backend_name, storage, choice.comm_name(),
+                          choice.reason, opt.config,
+                          workload.name, workload.cases.size(), workload.cases.size() == 1 ? "" : "s"));
   print0(ctx, table_header());
 
-  Watchdog watchdog(opt.timeout_s, abort_job(ctx, opt.timeout_s));
-  MpiCommunicator world(MPI_COMM_WORLD);
-  world.set_watchdog(&watchdog);
   for (const Case& original : workload.cases) {
     Case c = original;
     opt.overrides.apply(c);
-    c.model.dtype = DType::fp32;  // what the CPU backend stores and sends
+    c.model.dtype = backend.storage_dtype(c.model.dtype);  // what the device stores and sends
 
     const CaseInputs inputs = build_case_inputs(c.documents, c.mask, c.total_tokens);
     const std::vector<AttnSlice>& mask = inputs.mask;
     const Plan plan = build_plan(mask, c);
     if (plan.skipped) {
-      report.rows.push_back(skipped_row(c, backend, plan.skip_reason));
+      report.rows.push_back(skipped_row(c, backend_name, plan.skip_reason));
     } else {
       ExecOptions eo;
       eo.fwd = c.run.fwd;
@@ -220,11 +235,13 @@ void run_workload(Context& ctx, const RunOptions& opt) {
       eo.seed = c.run.seed;
       eo.case_name = c.name;
       ExecResult result;
-      if (auto sub = world.split_first(c.parallel.cp)) {
-        const std::unique_ptr<Device> device = make_device(backend, threads);
-        result = execute_plan(*sub, *sub, *device, plan, mask, eo);
+      const Backend::CaseExec ex = backend.for_case(c.parallel.cp, c.model.dtype);
+      if (ex.host) {
+        ex.device->reset_peak_memory();
+        result = execute_plan(*ex.host, *ex.data, *ex.device, plan, mask, eo);
       }
-      report.rows.push_back(measured_row(c, plan, result, backend, inputs.documents));
+      report.rows.push_back(measured_row(c, plan, result, backend_name,
+                                         choice.gpu ? device : cpu_model(), inputs.documents));
     }
     print0(ctx, table_row(report, report.rows.size() - 1));
     idle_barrier();
@@ -253,8 +270,16 @@ void add_run_command(CLI::App& app, Context& ctx) {
   run->add_option("-c,--config", opt->config, "Workload JSON file (see configs/README.md)")
       ->required();
   run->add_option("-b,--backend", opt->backend,
-                  "Execution backend: auto or cpu (MPI ranks, float32 storage, float64 "
-                  "accumulation; auto picks cpu in this version)")
+                  "Execution backend: gpu (one CUDA device per rank, chosen by node-local rank; "
+                  "bf16/fp16 storage, the flexible kernel), cpu (float32 storage, float64 "
+                  "accumulation) or auto (gpu when this is a CUDA build and every rank sees a "
+                  "device, else cpu)")
+      ->capture_default_str();
+  run->add_option("--comm", opt->comm,
+                  "What moves GPU buffers: nccl (one GPU per rank), mpi (staged through pinned "
+                  "host memory: ranks may share a GPU; clusters without NCCL) or auto (nccl when "
+                  "this build has it and every host has a GPU per rank, else mpi). The cpu "
+                  "backend always uses MPI")
       ->capture_default_str();
   run->add_option("-o,--out", opt->out_json, "Write the full report as JSON to this file")
       ->check(output_file_name());

@@ -99,6 +99,7 @@ Buffer CpuDevice::alloc(int64_t elems, DType dtype) {
 
 int64_t CpuDevice::memory_bytes() const { return memory_->now.load(); }
 int64_t CpuDevice::peak_memory_bytes() const { return memory_->peak.load(); }
+void CpuDevice::reset_peak_memory() { memory_->peak.store(memory_->now.load()); }
 
 RowMap CpuDevice::prepare(std::vector<RowCopy> segs) { return RowMap(std::move(segs), nullptr); }
 

@@ -20,6 +20,7 @@ class CpuDevice final : public Device {
   Buffer alloc(int64_t elems, DType dtype) override;
   int64_t memory_bytes() const override;
   int64_t peak_memory_bytes() const override;
+  void reset_peak_memory() override;
 
   RowMap prepare(std::vector<RowCopy> segs) override;
   std::unique_ptr<AttentionOp> attention(const kernels::AttnShape& shape,

@@ -123,6 +123,8 @@ class Device {
   virtual Buffer alloc(int64_t elems, DType dtype) = 0;
   virtual int64_t memory_bytes() const = 0;
   virtual int64_t peak_memory_bytes() const = 0;
+  // Starts the peak over from what is held now (a sweep reuses a device: each case its own peak).
+  virtual void reset_peak_memory() = 0;
 
   virtual RowMap prepare(std::vector<RowCopy> segs) = 0;
   virtual std::unique_ptr<AttentionOp> attention(const kernels::AttnShape& shape,

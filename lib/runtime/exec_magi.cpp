@@ -30,7 +30,10 @@ struct StageComm {
 struct LocalStage {
   std::unique_ptr<AttentionOp> op;  // null: no slices on this rank
   int64_t rows = 0;                 // stage buffer rows
-  Buffer k, v;                      // stages >= 1
+  Buffer k, v;                      // stages >= 1 that receive their keys
+  // A stage >= 1 whose keys are one run of the host buffer, received from nobody (the local
+  // stages of a cp 1 plan with an explicit overlap degree, plan.h): read there, from this row.
+  int64_t host_row = -1;
 };
 
 class MagiRunner final : public PlanRunner {
@@ -59,8 +62,16 @@ class MagiRunner final : public PlanRunner {
       c.recv_bytes.assign(cp_, 0);
       c.recv_displs.assign(cp_, 0);
       if (s == 0) continue;  // the host stage receives nothing
-      ls.k = dev_.alloc(ls.rows * kv_row_, dt_);
-      ls.v = dev_.alloc(ls.rows * kv_row_, dt_);
+      if (s < static_cast<int>(me.stages.size()) && ls.rows > 0 && receives_nothing(plan, s)) {
+        const auto segs = map_rows(me.q_ranges, me.stages[s].kv_ranges);
+        MAGI_CHECK(segs.size() == 1, "rank {} stage {}: a local stage must be one run of the host buffer",
+                   rank_, s);
+        ls.host_row = segs[0].src_row;
+        if (ls.op) ++local_ops_;
+      } else {
+        ls.k = dev_.alloc(ls.rows * kv_row_, dt_);
+        ls.v = dev_.alloc(ls.rows * kv_row_, dt_);
+      }
       // Sends, grouped by destination ascending (the receiver groups by source ascending).
       std::vector<RowCopy> pack;
       std::vector<Range> recv_layout;
@@ -87,9 +98,11 @@ class MagiRunner final : public PlanRunner {
         c.recv_displs[p] *= packed;
       }
       std::vector<RowCopy> unpack;
-      if (s < static_cast<int>(me.stages.size())) unpack = map_rows(recv_layout, me.stages[s].kv_ranges);
-      MAGI_CHECK(c.recv_rows == ls.rows, "rank {} stage {}: receives {} tokens for a buffer of {}",
-                 rank_, s, c.recv_rows, ls.rows);
+      if (s < static_cast<int>(me.stages.size()) && ls.host_row < 0) {
+        unpack = map_rows(recv_layout, me.stages[s].kv_ranges);
+      }
+      MAGI_CHECK(c.recv_rows == (ls.host_row < 0 ? ls.rows : 0),
+                 "rank {} stage {}: receives {} tokens for a buffer of {}", rank_, s, c.recv_rows, ls.rows);
       c.reduce = dev_.prepare(inverse(unpack));
       c.unpack = dev_.prepare(std::move(unpack));
       c.reduce_in = dev_.prepare(inverse(pack));
@@ -104,7 +117,7 @@ class MagiRunner final : public PlanRunner {
     out_direct_ = active_ <= 1;
     dq_direct_ = active_ <= 1;
     // dK/dV straight from the host stage's kernel when no other rank sends partials back.
-    kv_direct_ = returned_rows == 0;
+    kv_direct_ = returned_rows == 0 && local_ops_ == 0;
     if (!out_direct_) {
       out_acc_ = dev_.alloc(tokens_ * q_row_, DType::fp32);
       out_part_ = dev_.alloc(tokens_ * q_row_, dt_);
@@ -136,8 +149,8 @@ class MagiRunner final : public PlanRunner {
     auto compute = [&](int s) {
       const LocalStage& ls = stages_[s];
       if (!ls.op) return;
-      const void* k = s == 0 ? local.k.data() : ls.k.data();
-      const void* v = s == 0 ? local.v.data() : ls.v.data();
+      const void* k = stage_k(s, local);
+      const void* v = stage_v(s, local);
       if (out_direct_) {
         ls.op->forward(local.q.data(), k, v, local.out.data(), local.lse.f32());
         return;
@@ -205,10 +218,19 @@ class MagiRunner final : public PlanRunner {
       dev_.compute(
           [&] {
             if (ls.op) {
-              ls.op->backward(local.q.data(), ls.k.data(), ls.v.data(), local.out.data(),
+              ls.op->backward(local.q.data(), stage_k(s, local), stage_v(s, local), local.out.data(),
                               local.dout.data(), local.lse.f32(), dq, dk_part_.data(), dv_part_.data());
               sum_dq();
-            } else if (ls.rows > 0) {
+            }
+            if (ls.host_row >= 0) {  // a local stage: its keys' gradients are this rank's own
+              if (ls.op) {
+                const int64_t at = ls.host_row * kv_row_, elems = ls.rows * kv_row_;
+                dev_.add(dk_part_.data(), dt_, dk_acc_.at(at), DType::fp32, elems);
+                dev_.add(dv_part_.data(), dt_, dv_acc_.at(at), DType::fp32, elems);
+              }
+              return;
+            }
+            if (!ls.op && ls.rows > 0) {
               dev_.fill(dk_part_.data(), dt_, ls.rows * kv_row_, 0.f);
               dev_.fill(dv_part_.data(), dt_, ls.rows * kv_row_, 0.f);
             }
@@ -245,14 +267,34 @@ class MagiRunner final : public PlanRunner {
                                     c.recv_bytes, c.recv_displs);
   }
 
+  // Whether no rank sends this rank anything for stage s.
+  bool receives_nothing(const Plan& plan, int s) const {
+    for (const Transfer& t : plan.transfers) {
+      if (t.stage == s && t.dst == rank_) return false;
+    }
+    return true;
+  }
+  const void* stage_k(int s, const Local& local) const {
+    const LocalStage& ls = stages_[s];
+    if (s == 0) return local.k.data();
+    return ls.host_row >= 0 ? local.k.at(ls.host_row * kv_row_) : ls.k.data();
+  }
+  const void* stage_v(int s, const Local& local) const {
+    const LocalStage& ls = stages_[s];
+    if (s == 0) return local.v.data();
+    return ls.host_row >= 0 ? local.v.at(ls.host_row * kv_row_) : ls.v.data();
+  }
+
   void unpack_kv(int s) {
     StageComm& c = comms_[s];
     LocalStage& ls = stages_[s];
+    if (ls.host_row >= 0) return;
     dev_.copy_rows(c.unpack, rows_of(c.recv, 2 * kv_row_), rows_of(ls.k, kv_row_), kv_row_);
     dev_.copy_rows(c.unpack, rows_of(c.recv, 2 * kv_row_, kv_row_), rows_of(ls.v, kv_row_), kv_row_);
   }
 
-  int active_ = 0;  // stages with slices on this rank
+  int active_ = 0;     // stages with slices on this rank
+  int local_ops_ = 0;  // of which local stages >= 1
   bool out_direct_ = true, dq_direct_ = true, kv_direct_ = true;
   std::vector<LocalStage> stages_;
   std::vector<StageComm> comms_;

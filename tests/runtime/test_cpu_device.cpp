@@ -288,6 +288,12 @@ TEST(CpuDevice, CountsMemoryHeldAndPeak) {
   EXPECT_EQ(dev.memory_bytes(), 0);
   EXPECT_EQ(dev.peak_memory_bytes(), 600);
   {
+    const Buffer held = dev.alloc(10, DType::fp32);
+    dev.reset_peak_memory();  // the next case's peak starts from what is held now
+    EXPECT_EQ(dev.peak_memory_bytes(), 40);
+  }
+  EXPECT_EQ(dev.peak_memory_bytes(), 40);
+  {
     auto op = dev.attention({4, 4, 1, 1, 4}, {{0, 4, 0, 4, kernels::KernelSliceType::causal}});
     EXPECT_EQ(op->workspace_bytes(), static_cast<int64_t>(sizeof(kernels::KernelSlice)));
     EXPECT_EQ(dev.memory_bytes(), op->workspace_bytes());

@@ -226,6 +226,7 @@ class CudaDevice final : public Device {
   }
   int64_t memory_bytes() const override { return memory_->now.load(); }
   int64_t peak_memory_bytes() const override { return memory_->peak.load(); }
+  void reset_peak_memory() override { memory_->peak.store(memory_->now.load()); }
 
   RowMap prepare(std::vector<RowCopy> segs) override {
     std::vector<int64_t> table;

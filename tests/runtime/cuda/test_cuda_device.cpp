@@ -166,6 +166,8 @@ TEST_P(CudaDeviceTest, AllocIsZeroedAndAccounted) {
   }
   EXPECT_EQ(dev_->memory_bytes(), m0) << "freed buffer still counted";
   EXPECT_GE(dev_->peak_memory_bytes(), m0 + (2 << 20)) << "peak fell";
+  dev_->reset_peak_memory();
+  EXPECT_EQ(dev_->peak_memory_bytes(), m0) << "reset_peak_memory: the peak restarts from what is held";
 
   // Row maps' device copies and attention ops' workspaces count too.
   {
