@@ -170,6 +170,7 @@ ExecResult execute_plan(Communicator& host, Communicator& data, Device& dev, con
   MAGI_CHECK(static_cast<int>(plan.ranks.size()) == plan.cp, "plan has {} ranks for cp {}",
              plan.ranks.size(), plan.cp);
   const int r = host.rank();
+  dev.set_watchdog(host.watchdog());  // a stuck device ends the job like a stopped peer
 
   const RankPlan& me = plan.ranks[r];
   Local L;

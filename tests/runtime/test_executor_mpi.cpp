@@ -1,8 +1,8 @@
 // Distributed executors under mpirun -np 4: every strategy x every catalogue mask and an
-// explicit random slice list, forward and backward, at cp = 4 (multi-head) and cp = 2 (GQA, on
-// a sub-communicator of the first two ranks; the others wait). Each case must pass the check
-// against the single-process reference, and the bytes counted from the real messages must equal
-// the executor's per-rank figure and the plan's CommVolume.
+// explicit random slice list, forward and backward, at cp = 4 (multi-head), cp = 2 (GQA, on
+// a sub-communicator of the first two ranks; the others wait), cp = 3 and cp = 1. Each case must
+// pass the check against the single-process reference, and the bytes counted from the real
+// messages must equal the executor's per-rank figure and the plan's CommVolume.
 #include "executor_test_util.h"
 #include "common/test_seed.h"
 
@@ -108,6 +108,14 @@ TEST_P(ExecutorMpi, Cp2GroupedQuery) {
   const auto [strategy, mi] = GetParam();
   const MaskCase mc = testing::test_masks().at(mi);
   run_case(mc, strategy, 2, ModelShape{4, 2, 32, DType::fp32}, mi % 2 ? 0 : 2);
+}
+
+// One rank: the runners' single-stage paths (the kernel straight into the results, ring, ulysses
+// and allgather on the rank's own K and V), nothing sent.
+TEST_P(ExecutorMpi, Cp1) {
+  const auto [strategy, mi] = GetParam();
+  const MaskCase mc = testing::test_masks().at(mi);
+  run_case(mc, strategy, 1, ModelShape{4, 2, 32, DType::fp32}, 1 + mi % 2);
 }
 
 TEST_P(ExecutorMpi, Cp3) {
