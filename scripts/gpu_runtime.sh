@@ -26,7 +26,7 @@ find_bin() {  # a carried folder holds them side by side; a build tree under tes
 BENCH=$(find_bin magi-bench) || exit 2
 T_DEVICE=$(find_bin test_runtime_cuda_device) || exit 2
 T_COMM=$(find_bin test_cuda_comm_mpi) || exit 2
-T_KERNEL=$(find_bin test_kernels_cuda) || exit 2
+T_KERNEL=$(find_bin test_kernels_cuda 2>/dev/null) || T_KERNEL=""  # optional: the kernel's own suite
 mkdir -p "$OUT"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0
 MPIRUN="mpirun --oversubscribe --allow-run-as-root --bind-to none"
@@ -38,9 +38,9 @@ LOG="$OUT/run.log"
   echo "# commit (of the tree sent): ${MAGI_COMMIT:-unknown}"
 } | tee "$LOG"
 rc=0
-step() {  # step NAME COMMAND...: runs it, its output in $OUT/NAME.log, a verdict line in run.log
+step() {  # step NAME COMMAND...: runs it (at most $STEP_LIMIT s), output in $OUT/NAME.log, a verdict in run.log
   local name=$1; shift
-  "$@" > "$OUT/$name.log" 2>&1
+  timeout "${STEP_LIMIT:-300}" "$@" > "$OUT/$name.log" 2>&1
   local t=$?
   echo "# $name: rc=$t  $(grep -E '^\[  (PASSED|FAILED) |cases checked|FAIL' "$OUT/$name.log" | head -3 | tr '\n' ' ')" | tee -a "$LOG"
   [ $t -ne 0 ] && rc=1
@@ -50,7 +50,7 @@ step test_cuda_device "$T_DEVICE" --gtest_brief=1
 step test_comm_staged $MPIRUN -np 3 "$T_COMM" --gtest_brief=1 --gtest_filter='StagedMpi.*:NcclBuild.*'
 step test_comm_nccl_np1 $MPIRUN -np 1 "$T_COMM" --gtest_brief=1 --gtest_filter='Nccl.*'
 [ "$GPUS" -ge 2 ] && step test_comm_nccl_np2 $MPIRUN -np 2 "$T_COMM" --gtest_brief=1 --gtest_filter='Nccl.*'
-step test_kernels "$T_KERNEL" --gtest_brief=1
+[ -n "$T_KERNEL" ] && step test_kernels "$T_KERNEL" --gtest_brief=1
 
 for cfg in gpu_masks gpu_masks_fp16; do
   step "$cfg" $MPIRUN -np 4 "$BENCH" --config "configs/$cfg.json" --backend gpu --comm mpi --check \
