@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The main job: install what is missing, build what this machine can run, and run a workload
-# (by default the shipped configs/quickstart.json) on CPU ranks under mpirun.
+# (by default the shipped configs/quickstart.json) under mpirun: on the GPUs when the machine has
+# them (the CUDA build; `--backend auto` puts one rank on each GPU, or lets ranks share them when
+# the workload needs more ranks than there are GPUs), on CPU ranks otherwise.
 #   scripts/run.sh [workload.json] [extra magi-bench options]
 # Results land in out/run-<time>.json and .csv unless the options name their own (--out, --csv).
 # Build: the `cpu` preset when no GPU is visible (nothing here would run the CUDA kernels, whose
@@ -32,5 +34,4 @@ if [ "$user_outputs" = false ]; then
 fi
 # As many ranks as the largest parallel.cp of the workload asks for.
 ranks="$("$(magi_build_dir)/magi-bench" --config "$config" --ranks-needed)"
-magi_mpirun -np "$ranks" "$(magi_build_dir)/magi-bench" --config "$config" --backend cpu \
-  "${outputs[@]}" "$@"
+magi_mpirun -np "$ranks" "$(magi_build_dir)/magi-bench" --config "$config" "${outputs[@]}" "$@"

@@ -5,6 +5,7 @@
 #include "cpu/reference_attention.h"
 
 #include <chrono>
+#include <cstdint>
 #include <cmath>
 #include <algorithm>
 #include <cstring>
@@ -101,7 +102,20 @@ int64_t CpuDevice::memory_bytes() const { return memory_->now.load(); }
 int64_t CpuDevice::peak_memory_bytes() const { return memory_->peak.load(); }
 void CpuDevice::reset_peak_memory() { memory_->peak.store(memory_->now.load()); }
 
-RowMap CpuDevice::prepare(std::vector<RowCopy> segs) { return RowMap(std::move(segs), nullptr); }
+RowMap CpuDevice::prepare(std::vector<RowCopy> segs) {
+  // The contract a GPU relies on (its segments run at once), proven here where runs are serial.
+  std::vector<RowCopy> by_dst = segs;
+  std::sort(by_dst.begin(), by_dst.end(), [](const RowCopy& a, const RowCopy& b) { return a.dst_row < b.dst_row; });
+  int64_t end = INT64_MIN;  // one past the last row written by the segments before
+  for (const RowCopy& c : by_dst) {
+    if (c.rows <= 0) continue;
+    if (c.dst_row < end) {
+      throw InternalError(fmt::format("row map writes destination row {} twice", c.dst_row));
+    }
+    end = c.dst_row + c.rows;
+  }
+  return RowMap(std::move(segs), nullptr);
+}
 
 std::unique_ptr<AttentionOp> CpuDevice::attention(const kernels::AttnShape& shape,
                                                   std::vector<kernels::KernelSlice> slices) {
@@ -171,7 +185,7 @@ void CpuDevice::fill(void* dst, DType dtype, int64_t n, float value) {
 
 void CpuDevice::merge_partial(int64_t rows, int heads, int d, void* out, DType out_dtype, float* lse,
                               const void* part, DType part_dtype, const float* part_lse) {
-  require_fp32(out_dtype, "merge_partial (accumulator)");
+  require_fp32(out_dtype, "merge_partial (result)");
   require_fp32(part_dtype, "merge_partial (partial)");
   kcpu::merge_partial(rows, heads, d, static_cast<float*>(out), lse, static_cast<const float*>(part),
                       part_lse);

@@ -4,7 +4,7 @@
 // compute stream that communication is ordered against. Two implementations:
 //   CpuDevice  (cpu_device.h): float32 storage, the float64-accumulating reference kernel of
 //              kernels/cpu, compute on a worker thread while the host keeps requests moving.
-//   CudaDevice (cuda/cuda_device.h): bf16 or fp16 storage with fp32 LSE and accumulators, the
+//   CudaDevice (cuda/cuda_device.h): bf16 or fp16 storage with fp32 LSE and dK/dV sums, the
 //              flexible kernel of kernels/cuda, compute on a CUDA stream timed by events.
 // No strategy file names either; the communicator that moves a device's buffers is chosen with it
 // (host buffers: MPI; CUDA buffers: NCCL or MPI staged through pinned host memory).
@@ -107,6 +107,10 @@ struct PassStats {
   // communicator's non-blocking calls and Device::wait, so that this holds on every device.
   double comm_wait_ms = 0;
   std::vector<double> compute_ms;  // per Device::compute call, in call order
+  // The pass on the device's own clock, from begin_pass() to the end of the work it enqueued
+  // (CUDA events: no host launch or polling latency in it); < 0 where the device has none and
+  // the host's clock times the pass.
+  double device_ms = -1;
 };
 
 class Device {
@@ -138,6 +142,8 @@ class Device {
 
   // Row copies: for each segment, dst row (dst_row + i) = (copy) or += (add) src row
   // (src_row + i), `width` elements per row, converting between the two dtypes (adds in fp32).
+  // The segments of one map must not write the same dst row twice: a device runs them at once
+  // (a sum into one row from several sources takes one map per source, one call each).
   virtual void copy_rows(const RowMap& map, Rows src, Rows dst, int64_t width) = 0;
   virtual void add_rows(const RowMap& map, Rows src, Rows dst, int64_t width) = 0;
   // n contiguous elements: dst = src or dst += src, converting dtypes; and dst = value.

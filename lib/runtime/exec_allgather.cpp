@@ -1,6 +1,6 @@
 // allgather: every rank all-gathers the K and V of all ranks (each rank's host block, one
 // all-gather of K|V rows), then computes its stages on buffers cut from the gathered sequence,
-// merging partial outputs into an fp32 accumulator; no overlap (the gather is waited for before
+// merging partial outputs into out/lse in place; no overlap (the gather is waited for before
 // compute). Backward: all-gather again, per-stage backward, dK/dV partials of the whole sequence
 // summed in fp32, sent to their owners in the model dtype (all-to-all-v of each owner's rows, a
 // reduce-scatter) and summed there in fp32. At cp 1 the kernel reads the rank's own K and V.
@@ -59,8 +59,7 @@ class AllgatherRunner final : public PlanRunner {
       stages_.push_back(std::move(a));
     }
     const int active = static_cast<int>(stages_.size());
-    out_direct_ = active <= 1;
-    dq_direct_ = active <= 1;
+    alloc_partials(active);
     kv_direct_ = local_is_global_ && active == 1 && stages_.front().whole;
     if (!local_is_global_) {
       send_ = dev_.alloc(tokens_ * 2 * kv_row_, dt_);
@@ -68,15 +67,6 @@ class AllgatherRunner final : public PlanRunner {
       kg_ = dev_.alloc(total_tokens_ * kv_row_, dt_);
       vg_ = dev_.alloc(total_tokens_ * kv_row_, dt_);
       reduce_recv_ = dev_.alloc(cp_ * tokens_ * 2 * kv_row_, dt_);
-    }
-    if (!out_direct_) {
-      out_acc_ = dev_.alloc(tokens_ * q_row_, DType::fp32);
-      out_part_ = dev_.alloc(tokens_ * q_row_, dt_);
-      lse_part_ = dev_.alloc(tokens_ * hq_, DType::fp32);
-    }
-    if (!dq_direct_) {
-      dq_acc_ = dev_.alloc(tokens_ * q_row_, DType::fp32);
-      dq_part_ = dev_.alloc(tokens_ * q_row_, dt_);
     }
     if (!kv_direct_) {
       dkg_ = dev_.alloc(total_tokens_ * kv_row_, DType::fp32);
@@ -98,36 +88,25 @@ class AllgatherRunner final : public PlanRunner {
       dev_.fill(local.lse.f32(), DType::fp32, local.lse.elems(), -std::numeric_limits<float>::infinity());
       return;
     }
-    if (!out_direct_) {
-      dev_.fill(out_acc_.data(), DType::fp32, out_acc_.elems(), 0.f);
-      dev_.fill(local.lse.f32(), DType::fp32, local.lse.elems(), -std::numeric_limits<float>::infinity());
-    }
+    bool first = true;
     dev_.compute(
         [&] {
           for (AgStage& a : stages_) {
-            if (out_direct_) {
-              a.op->forward(local.q.data(), kbuf(a, local), vbuf(a, local), local.out.data(), local.lse.f32());
-              continue;
-            }
-            a.op->forward(local.q.data(), kbuf(a, local), vbuf(a, local), out_part_.data(), lse_part_.f32());
-            dev_.merge_partial(tokens_, hq_, head_dim_, out_acc_.data(), DType::fp32, local.lse.f32(),
-                               out_part_.data(), dt_, lse_part_.f32());
+            stage_forward(*a.op, kbuf(a, local), vbuf(a, local), local, first);
           }
         },
         {});
-    if (!out_direct_) dev_.copy(out_acc_.data(), DType::fp32, local.out.data(), dt_, local.out.elems());
   }
 
   void backward(Local& local) override {
     gather(local);
-    if (stages_.empty()) dev_.fill(local.dq.data(), dt_, local.dq.elems(), 0.f);
-    if (!dq_direct_) dev_.fill(dq_acc_.data(), DType::fp32, dq_acc_.elems(), 0.f);
-    void* dq = dq_direct_ ? local.dq.data() : dq_part_.data();
+    if (stages_.empty()) no_dq(local);
+    bool first_dq = true;
     dev_.compute(
         [&] {
           if (kv_direct_) {
             stages_.front().op->backward(local.q.data(), local.k.data(), local.v.data(), local.out.data(),
-                                         local.dout.data(), local.lse.f32(), dq, local.dk.data(),
+                                         local.dout.data(), local.lse.f32(), local.dq.data(), local.dk.data(),
                                          local.dv.data());
             return;
           }
@@ -136,14 +115,13 @@ class AllgatherRunner final : public PlanRunner {
           dev_.fill(dvg_.data(), DType::fp32, dvg_.elems(), 0.f);
           for (AgStage& a : stages_) {
             a.op->backward(local.q.data(), kbuf(a, local), vbuf(a, local), local.out.data(), local.dout.data(),
-                           local.lse.f32(), dq, dk_part_.data(), dv_part_.data());
-            if (!dq_direct_) dev_.add(dq_part_.data(), dt_, dq_acc_.data(), DType::fp32, dq_acc_.elems());
+                           local.lse.f32(), stage_dq(local, first_dq), dk_part_.data(), dv_part_.data());
+            sum_dq(local, first_dq);
             dev_.add_rows(a.back, rows_of(dk_part_, kv_row_), rows_of(dkg_, kv_row_), kv_row_);
             dev_.add_rows(a.back, rows_of(dv_part_, kv_row_), rows_of(dvg_, kv_row_), kv_row_);
           }
         },
         {});
-    if (!dq_direct_) dev_.copy(dq_acc_.data(), DType::fp32, local.dq.data(), dt_, local.dq.elems());
     if (kv_direct_) return;
     if (local_is_global_) {
       dev_.copy(dkg_.data(), DType::fp32, local.dk.data(), dt_, local.dk.elems());
@@ -200,13 +178,13 @@ class AllgatherRunner final : public PlanRunner {
   }
 
   bool local_is_global_ = false;
-  bool out_direct_ = true, dq_direct_ = true, kv_direct_ = true;
+  bool kv_direct_ = true;
   int64_t max_rows_ = 0;
   std::vector<int64_t> bytes_, displs_;
   RowMap to_global_, from_global_, mine_;
   std::vector<AgStage> stages_;
   Buffer send_, gathered_, kg_, vg_, reduce_recv_, dkg_, dvg_, dk_acc_, dv_acc_;
-  Buffer out_acc_, out_part_, lse_part_, dq_acc_, dq_part_, dk_part_, dv_part_;
+  Buffer dk_part_, dv_part_;
 };
 
 }  // namespace

@@ -1,10 +1,12 @@
 // magi: GroupCast of K and V per stage (one all-to-all-v per stage, stage s+1 posted before
 // stage s computes), stage compute on the stage's local slices, log-sum-exp merge of partial
-// outputs into an fp32 accumulator. Backward: GroupCast again, per-stage backward with the global
-// out/lse, dQ summed in fp32, dK/dV partials of remote stages sent back to their owners in the
-// model dtype (GroupReduce: the same all-to-all-v reversed, in flight while the next stage
-// computes) and summed there in fp32. A rank with one stage that has slices and nothing to
-// receive back writes its results straight from the kernel (docs/execution.md).
+// outputs into out/lse in place (docs/execution.md, Precision). Backward: GroupCast again,
+// per-stage backward with the global out/lse, dQ summed in place, dK/dV partials of remote
+// stages sent back to their owners in the model dtype (GroupReduce: the same all-to-all-v
+// reversed, in flight while the next stage computes) and summed there in fp32. A rank with one
+// stage that has slices and nothing to receive back writes its results straight from the kernel.
+// Local stages (cp 1 with an explicit overlap degree, plan.h) read their keys from the host
+// buffer and receive nothing.
 #include "core/base/error.h"
 #include "runtime/exec_detail.h"
 
@@ -21,7 +23,10 @@ struct StageComm {
   RowMap pack;       // host rows -> send buffer rows
   RowMap unpack;     // recv buffer rows -> stage buffer rows
   RowMap reduce;     // stage buffer rows -> GroupReduce send rows (the unpack reversed)
-  RowMap reduce_in;  // GroupReduce recv rows -> host rows (the pack reversed)
+  // GroupReduce recv rows -> host rows (the pack reversed), one map per destination of the
+  // forward: a token sent to several ranks comes back from each, and one map's segments must
+  // not add into the same row (device.h).
+  std::vector<RowMap> reduce_in;
   int64_t send_rows = 0, recv_rows = 0;
   Buffer send, recv;          // forward K|V rows
   Buffer red_send, red_recv;  // backward dK|dV rows (reverse direction)
@@ -74,6 +79,7 @@ class MagiRunner final : public PlanRunner {
       }
       // Sends, grouped by destination ascending (the receiver groups by source ascending).
       std::vector<RowCopy> pack;
+      std::vector<std::vector<RowCopy>> pack_to(cp_);
       std::vector<Range> recv_layout;
       const int64_t packed = 2 * kv_row_ * esz_;
       for (int p = 0; p < cp_; ++p) {
@@ -82,6 +88,7 @@ class MagiRunner final : public PlanRunner {
           if (t.stage != s || t.src != rank_ || t.dst != p) continue;
           auto segs = map_rows(me.q_ranges, t.ranges, c.send_rows);
           pack.insert(pack.end(), segs.begin(), segs.end());
+          pack_to[p].insert(pack_to[p].end(), segs.begin(), segs.end());
           c.send_rows += total_size(t.ranges);
         }
         c.send_bytes[p] = (c.send_rows - c.send_displs[p]) * packed;
@@ -105,7 +112,9 @@ class MagiRunner final : public PlanRunner {
                  "rank {} stage {}: receives {} tokens for a buffer of {}", rank_, s, c.recv_rows, ls.rows);
       c.reduce = dev_.prepare(inverse(unpack));
       c.unpack = dev_.prepare(std::move(unpack));
-      c.reduce_in = dev_.prepare(inverse(pack));
+      for (const std::vector<RowCopy>& to_p : pack_to) {
+        if (!to_p.empty()) c.reduce_in.push_back(dev_.prepare(inverse(to_p)));
+      }
       c.pack = dev_.prepare(std::move(pack));
       c.send = dev_.alloc(c.send_rows * 2 * kv_row_, dt_);
       c.recv = dev_.alloc(c.recv_rows * 2 * kv_row_, dt_);
@@ -114,19 +123,9 @@ class MagiRunner final : public PlanRunner {
       max_rows = std::max(max_rows, ls.rows);
       returned_rows += c.send_rows;
     }
-    out_direct_ = active_ <= 1;
-    dq_direct_ = active_ <= 1;
+    alloc_partials(active_);
     // dK/dV straight from the host stage's kernel when no other rank sends partials back.
     kv_direct_ = returned_rows == 0 && local_ops_ == 0;
-    if (!out_direct_) {
-      out_acc_ = dev_.alloc(tokens_ * q_row_, DType::fp32);
-      out_part_ = dev_.alloc(tokens_ * q_row_, dt_);
-      lse_part_ = dev_.alloc(tokens_ * hq_, DType::fp32);
-    }
-    if (!dq_direct_) {
-      dq_acc_ = dev_.alloc(tokens_ * q_row_, DType::fp32);
-      dq_part_ = dev_.alloc(tokens_ * q_row_, dt_);
-    }
     if (!kv_direct_) {
       dk_acc_ = dev_.alloc(tokens_ * kv_row_, DType::fp32);
       dv_acc_ = dev_.alloc(tokens_ * kv_row_, DType::fp32);
@@ -139,25 +138,11 @@ class MagiRunner final : public PlanRunner {
 
   void forward(Local& local) override {
     const int n = static_cast<int>(stages_.size());
-    if (active_ == 0) {
-      dev_.fill(local.out.data(), dt_, local.out.elems(), 0.f);
-      dev_.fill(local.lse.f32(), DType::fp32, local.lse.elems(), -std::numeric_limits<float>::infinity());
-    } else if (!out_direct_) {
-      dev_.fill(out_acc_.data(), DType::fp32, out_acc_.elems(), 0.f);
-      dev_.fill(local.lse.f32(), DType::fp32, local.lse.elems(), -std::numeric_limits<float>::infinity());
-    }
+    if (active_ == 0) no_forward(local);
+    bool first = true;
     auto compute = [&](int s) {
       const LocalStage& ls = stages_[s];
-      if (!ls.op) return;
-      const void* k = stage_k(s, local);
-      const void* v = stage_v(s, local);
-      if (out_direct_) {
-        ls.op->forward(local.q.data(), k, v, local.out.data(), local.lse.f32());
-        return;
-      }
-      ls.op->forward(local.q.data(), k, v, out_part_.data(), lse_part_.f32());
-      dev_.merge_partial(tokens_, hq_, head_dim_, out_acc_.data(), DType::fp32, local.lse.f32(),
-                         out_part_.data(), dt_, lse_part_.f32());
+      if (ls.op) stage_forward(*ls.op, stage_k(s, local), stage_v(s, local), local, first);
     };
     std::unique_ptr<Request> req = post_kv(1, local);
     dev_.compute([&] { compute(0); }, {req.get()});
@@ -168,21 +153,16 @@ class MagiRunner final : public PlanRunner {
       dev_.compute([&] { compute(s); }, {next.get()});
       req = std::move(next);
     }
-    if (!out_direct_) dev_.copy(out_acc_.data(), DType::fp32, local.out.data(), dt_, local.out.elems());
   }
 
   void backward(Local& local) override {
     const int n = static_cast<int>(stages_.size());
-    if (active_ == 0) dev_.fill(local.dq.data(), dt_, local.dq.elems(), 0.f);
-    if (!dq_direct_) dev_.fill(dq_acc_.data(), DType::fp32, dq_acc_.elems(), 0.f);
+    if (active_ == 0) no_dq(local);
+    bool first_dq = true;
     if (!kv_direct_) {
       dev_.fill(dk_acc_.data(), DType::fp32, dk_acc_.elems(), 0.f);
       dev_.fill(dv_acc_.data(), DType::fp32, dv_acc_.elems(), 0.f);
     }
-    void* dq = dq_direct_ ? local.dq.data() : dq_part_.data();
-    auto sum_dq = [&] {
-      if (!dq_direct_) dev_.add(dq_part_.data(), dt_, dq_acc_.data(), DType::fp32, dq_acc_.elems());
-    };
     std::unique_ptr<Request> req = post_kv(1, local);
     // Host stage: dK/dV of this rank's own tokens.
     dev_.compute(
@@ -198,8 +178,8 @@ class MagiRunner final : public PlanRunner {
           void* dk = kv_direct_ ? local.dk.data() : dk_part_.data();
           void* dv = kv_direct_ ? local.dv.data() : dv_part_.data();
           ls.op->backward(local.q.data(), local.k.data(), local.v.data(), local.out.data(),
-                          local.dout.data(), local.lse.f32(), dq, dk, dv);
-          sum_dq();
+                          local.dout.data(), local.lse.f32(), stage_dq(local, first_dq), dk, dv);
+          sum_dq(local, first_dq);
           if (!kv_direct_) {
             dev_.add(dk_part_.data(), dt_, dk_acc_.data(), DType::fp32, dk_acc_.elems());
             dev_.add(dv_part_.data(), dt_, dv_acc_.data(), DType::fp32, dv_acc_.elems());
@@ -219,8 +199,9 @@ class MagiRunner final : public PlanRunner {
           [&] {
             if (ls.op) {
               ls.op->backward(local.q.data(), stage_k(s, local), stage_v(s, local), local.out.data(),
-                              local.dout.data(), local.lse.f32(), dq, dk_part_.data(), dv_part_.data());
-              sum_dq();
+                              local.dout.data(), local.lse.f32(), stage_dq(local, first_dq), dk_part_.data(),
+                              dv_part_.data());
+              sum_dq(local, first_dq);
             }
             if (ls.host_row >= 0) {  // a local stage: its keys' gradients are this rank's own
               if (ls.op) {
@@ -247,10 +228,11 @@ class MagiRunner final : public PlanRunner {
     for (int s = 1; s < n; ++s) {
       dev_.wait(reduces[s - 1].get());
       const StageComm& c = comms_[s];
-      dev_.add_rows(c.reduce_in, rows_of(c.red_recv, 2 * kv_row_), rows_of(dk_acc_, kv_row_), kv_row_);
-      dev_.add_rows(c.reduce_in, rows_of(c.red_recv, 2 * kv_row_, kv_row_), rows_of(dv_acc_, kv_row_), kv_row_);
+      for (const RowMap& from_p : c.reduce_in) {
+        dev_.add_rows(from_p, rows_of(c.red_recv, 2 * kv_row_), rows_of(dk_acc_, kv_row_), kv_row_);
+        dev_.add_rows(from_p, rows_of(c.red_recv, 2 * kv_row_, kv_row_), rows_of(dv_acc_, kv_row_), kv_row_);
+      }
     }
-    if (!dq_direct_) dev_.copy(dq_acc_.data(), DType::fp32, local.dq.data(), dt_, local.dq.elems());
     if (!kv_direct_) {
       dev_.copy(dk_acc_.data(), DType::fp32, local.dk.data(), dt_, local.dk.elems());
       dev_.copy(dv_acc_.data(), DType::fp32, local.dv.data(), dt_, local.dv.elems());
@@ -295,10 +277,10 @@ class MagiRunner final : public PlanRunner {
 
   int active_ = 0;     // stages with slices on this rank
   int local_ops_ = 0;  // of which local stages >= 1
-  bool out_direct_ = true, dq_direct_ = true, kv_direct_ = true;
+  bool kv_direct_ = true;
   std::vector<LocalStage> stages_;
   std::vector<StageComm> comms_;
-  Buffer out_acc_, out_part_, lse_part_, dq_acc_, dq_part_, dk_acc_, dv_acc_, dk_part_, dv_part_;
+  Buffer dk_acc_, dv_acc_, dk_part_, dv_part_;
 };
 
 }  // namespace

@@ -2,7 +2,7 @@
 // r -> r+1. At step s rank r holds the block of owner (r - s) mod P and computes the plan's
 // stages whose keys lie in that block (none: the step's compute is skipped, the block still
 // moves on). Double-buffered: the block for step s+1 is received while step s computes; step 0
-// reads the rank's own K and V. Partial outputs merge into an fp32 accumulator.
+// reads the rank's own K and V. Partial outputs merge into out/lse in place.
 // Backward: K/V travel again; the dK/dV of a block travels with it as an accumulator in the model
 // dtype (started by the owner at step 0, summed along the way in fp32), P hops, the last one home.
 #include "core/base/error.h"
@@ -53,8 +53,7 @@ class RingRunner final : public PlanRunner {
       by_owner_[owner].push_back(std::move(rs));
       ++active_;
     }
-    out_direct_ = active_ <= 1;
-    dq_direct_ = active_ <= 1;
+    alloc_partials(active_);
     kv_direct_ = cp_ == 1 && active_ == 1 && by_owner_[rank_].front().identity;
     if (cp_ > 1) {
       for (int i = 0; i < 2; ++i) {
@@ -67,15 +66,6 @@ class RingRunner final : public PlanRunner {
       stage_k_ = dev_.alloc(max_block_ * kv_row_, dt_);
       stage_v_ = dev_.alloc(max_block_ * kv_row_, dt_);
     }
-    if (!out_direct_) {
-      out_acc_ = dev_.alloc(tokens_ * q_row_, DType::fp32);
-      out_part_ = dev_.alloc(tokens_ * q_row_, dt_);
-      lse_part_ = dev_.alloc(tokens_ * hq_, DType::fp32);
-    }
-    if (!dq_direct_) {
-      dq_acc_ = dev_.alloc(tokens_ * q_row_, DType::fp32);
-      dq_part_ = dev_.alloc(tokens_ * q_row_, dt_);
-    }
     if (!kv_direct_) {
       kv_acc_ = dev_.alloc(max_block_ * 2 * kv_row_, DType::fp32);
       dk_part_ = dev_.alloc(max_block_ * kv_row_, dt_);
@@ -85,13 +75,8 @@ class RingRunner final : public PlanRunner {
 
   void forward(Local& local) override {
     load_host_block(local);
-    if (active_ == 0) {
-      dev_.fill(local.out.data(), dt_, local.out.elems(), 0.f);
-      dev_.fill(local.lse.f32(), DType::fp32, local.lse.elems(), -std::numeric_limits<float>::infinity());
-    } else if (!out_direct_) {
-      dev_.fill(out_acc_.data(), DType::fp32, out_acc_.elems(), 0.f);
-      dev_.fill(local.lse.f32(), DType::fp32, local.lse.elems(), -std::numeric_limits<float>::infinity());
-    }
+    if (active_ == 0) no_forward(local);
+    bool first = true;
     for (int s = 0; s < cp_; ++s) {
       const int owner = owner_at(s);
       std::unique_ptr<Request> req = post_block(s);
@@ -99,26 +84,18 @@ class RingRunner final : public PlanRunner {
           [&] {
             for (RingStage& rs : by_owner_[owner]) {
               const auto [k, v] = stage_kv(rs, local, s);
-              if (out_direct_) {
-                rs.op->forward(local.q.data(), k, v, local.out.data(), local.lse.f32());
-                continue;
-              }
-              rs.op->forward(local.q.data(), k, v, out_part_.data(), lse_part_.f32());
-              dev_.merge_partial(tokens_, hq_, head_dim_, out_acc_.data(), DType::fp32, local.lse.f32(),
-                                 out_part_.data(), dt_, lse_part_.f32());
+              stage_forward(*rs.op, k, v, local, first);
             }
           },
           {req.get()});
       dev_.wait(req.get());
     }
-    if (!out_direct_) dev_.copy(out_acc_.data(), DType::fp32, local.out.data(), dt_, local.out.elems());
   }
 
   void backward(Local& local) override {
     load_host_block(local);
-    if (active_ == 0) dev_.fill(local.dq.data(), dt_, local.dq.elems(), 0.f);
-    if (!dq_direct_) dev_.fill(dq_acc_.data(), DType::fp32, dq_acc_.elems(), 0.f);
-    void* dq = dq_direct_ ? local.dq.data() : dq_part_.data();
+    if (active_ == 0) no_dq(local);
+    bool first_dq = true;
     // The dK/dV accumulator of a block travels with it: the owner starts it at step 0, every
     // rank holding the block adds its partial, and the P-th hop brings it home complete.
     std::unique_ptr<Request> acc_recv;
@@ -141,15 +118,16 @@ class RingRunner final : public PlanRunner {
             if (kv_direct_) {
               RingStage& rs = by_owner_[owner].front();
               rs.op->backward(local.q.data(), local.k.data(), local.v.data(), local.out.data(),
-                              local.dout.data(), local.lse.f32(), dq, local.dk.data(), local.dv.data());
+                              local.dout.data(), local.lse.f32(), local.dq.data(), local.dk.data(),
+                              local.dv.data());
               return;
             }
             dev_.fill(kv_acc_.data(), DType::fp32, rows * 2 * kv_row_, 0.f);
             for (RingStage& rs : by_owner_[owner]) {
               const auto [k, v] = stage_kv(rs, local, s);
               rs.op->backward(local.q.data(), k, v, local.out.data(), local.dout.data(), local.lse.f32(),
-                              dq, dk_part_.data(), dv_part_.data());
-              if (!dq_direct_) dev_.add(dq_part_.data(), dt_, dq_acc_.data(), DType::fp32, dq_acc_.elems());
+                              stage_dq(local, first_dq), dk_part_.data(), dv_part_.data());
+              sum_dq(local, first_dq);
               dev_.add_rows(rs.back, rows_of(dk_part_, kv_row_), rows_of(kv_acc_, kv_row_), kv_row_);
               dev_.add_rows(rs.back, rows_of(dv_part_, kv_row_), rows_of(kv_acc_, kv_row_, rows * kv_row_),
                             kv_row_);
@@ -181,7 +159,6 @@ class RingRunner final : public PlanRunner {
       dev_.wait(q.get());
       q.reset();
     }
-    if (!dq_direct_) dev_.copy(dq_acc_.data(), DType::fp32, local.dq.data(), dt_, local.dq.elems());
   }
 
  private:
@@ -218,13 +195,13 @@ class RingRunner final : public PlanRunner {
   }
 
   int active_ = 0;  // stages with slices on this rank
-  bool out_direct_ = true, dq_direct_ = true, kv_direct_ = true;
+  bool kv_direct_ = true;
   int64_t max_block_ = 0;
   std::vector<int64_t> block_rows_;
   std::vector<std::vector<RingStage>> by_owner_;
   Buffer buf_[2], acc_in_[2], acc_out_[2];
   std::unique_ptr<Request> sent_[2];  // accumulator sends in flight
-  Buffer stage_k_, stage_v_, out_acc_, out_part_, lse_part_, dq_acc_, dq_part_, kv_acc_, dk_part_, dv_part_;
+  Buffer stage_k_, stage_v_, kv_acc_, dk_part_, dv_part_;
 };
 
 }  // namespace

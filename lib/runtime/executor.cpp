@@ -215,7 +215,7 @@ ExecResult execute_plan(Communicator& host, Communicator& data, Device& dev, con
       dev.begin_pass();
       pass();
       const PassStats st = dev.end_pass();
-      const double t = detail::ms_since(t0);
+      const double t = st.device_ms >= 0 ? st.device_ms : detail::ms_since(t0);
       data.check_async_errors();
       bytes = data.sent_bytes() - b0;
       if (i >= opt.warmup) {

@@ -1,7 +1,8 @@
 // Seeded inputs for distributed runs and their check: a counter-based generator, so that every
 // rank produces exactly its own rows of the global Q, K, V and dO (and the reference the whole
 // tensors) without anyone holding or sending the whole tensor.
-//   value(seed, tensor, token, head, dim) = uniform in [-1, 1) from a splitmix64 hash of the
+//   value(seed, tensor, token, head, dim) = roughly normal (four 16-bit uniforms summed and
+//   centred: variance 1, within +-2 sqrt(3)) from a splitmix64 hash of the
 //   five numbers; never all zeros. Same value on every rank, machine and thread count.
 #pragma once
 

@@ -102,6 +102,18 @@ TEST(CpuDevice, CopyAndAddRowsMatchPlainLoops) {
   }
 }
 
+TEST(CpuDevice, RefusesAMapThatWritesARowTwice) {
+  // A GPU runs a map's segments at once: two of them adding into one row would race there.
+  CpuDevice dev(1);
+  EXPECT_NO_THROW(dev.prepare({{0, 4, 2}, {5, 0, 4}, {9, 6, 0}}));
+  try {
+    dev.prepare({{0, 0, 5}, {7, 9, 1}, {10, 3, 2}});
+    FAIL() << "overlapping destinations accepted";
+  } catch (const InternalError& e) {
+    EXPECT_NE(std::string(e.what()).find("destination row 3 twice"), std::string::npos) << e.what();
+  }
+}
+
 TEST(CpuDevice, CopyAddFillMatchPlainLoops) {
   const uint64_t seed = testing::test_seed("CpuDevice.CopyAddFill", 12);
   std::mt19937_64 rng(seed);

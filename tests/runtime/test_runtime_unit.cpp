@@ -38,13 +38,20 @@ TEST(Inputs, RowsOfAnyLayoutMatchTheWholeTensor) {
       for (int i = 0; i < H * D; ++i) ASSERT_EQ(part[row * H * D + i], whole[t * H * D + i]);
     }
   }
-  // Values in [-1, 1), not constant, different per tensor and seed.
+  // Values within +-2 sqrt(3), mean about 0 and variance about 1, not constant, different per
+  // tensor and seed.
   std::set<float> distinct(whole.begin(), whole.end());
   EXPECT_GT(distinct.size(), whole.size() / 2);
+  double sum = 0, sum2 = 0;
   for (float x : whole) {
-    EXPECT_GE(x, -1.f);
-    EXPECT_LT(x, 1.f);
+    EXPECT_GE(x, -3.4642f);
+    EXPECT_LE(x, 3.4642f);
+    sum += x;
+    sum2 += double{x} * x;
   }
+  const double n = static_cast<double>(whole.size()), mean = sum / n;
+  EXPECT_NEAR(mean, 0.0, 0.1);
+  EXPECT_NEAR(sum2 / n - mean * mean, 1.0, 0.15);
   EXPECT_NE(input_value(7, InputTensor::q, 5, 1, 2), input_value(7, InputTensor::k, 5, 1, 2));
   EXPECT_NE(input_value(7, InputTensor::q, 5, 1, 2), input_value(8, InputTensor::q, 5, 1, 2));
 }

@@ -379,11 +379,16 @@ class CudaDevice final : public Device {
     used_events_ = 0;
     compute_events_.clear();
     wait_events_.clear();
+    pass_start_ = next_event();
+    MAGI_CUDA_CHECK(cudaEventRecord(pass_start_, stream_));
   }
 
   PassStats end_pass() override {
+    const cudaEvent_t pass_end = next_event();
+    MAGI_CUDA_CHECK(cudaEventRecord(pass_end, stream_));
     synchronize();
     PassStats stats;
+    stats.device_ms = elapsed_ms(EventPair{pass_start_, pass_end});
     stats.compute_ms.reserve(compute_events_.size());
     for (const EventPair& e : compute_events_) stats.compute_ms.push_back(elapsed_ms(e));
     for (const EventPair& e : wait_events_) stats.comm_wait_ms += elapsed_ms(e);
@@ -502,6 +507,7 @@ class CudaDevice final : public Device {
   size_t used_events_ = 0;
   bool in_pass_ = false;
   std::vector<EventPair> compute_events_, wait_events_;
+  cudaEvent_t pass_start_ = nullptr;  // recorded by begin_pass
 };
 
 }  // namespace
