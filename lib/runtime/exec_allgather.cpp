@@ -1,6 +1,6 @@
 // allgather: every rank all-gathers the K and V of all ranks (each rank's host block, one
 // all-gather of K|V rows), then computes its stages on buffers cut from the gathered sequence,
-// merging partial outputs into out/lse in place; no overlap (the gather is waited for before
+// merging partial outputs in fp32; no overlap (the gather is waited for before
 // compute). Backward: all-gather again, per-stage backward, dK/dV partials of the whole sequence
 // summed in fp32, sent to their owners in the model dtype (all-to-all-v of each owner's rows, a
 // reduce-scatter) and summed there in fp32. At cp 1 the kernel reads the rank's own K and V.
@@ -8,7 +8,6 @@
 #include "runtime/exec_detail.h"
 
 #include <algorithm>
-#include <limits>
 
 namespace magi::detail {
 
@@ -83,11 +82,6 @@ class AllgatherRunner final : public PlanRunner {
 
   void forward(Local& local) override {
     gather(local);
-    if (stages_.empty()) {
-      dev_.fill(local.out.data(), dt_, local.out.elems(), 0.f);
-      dev_.fill(local.lse.f32(), DType::fp32, local.lse.elems(), -std::numeric_limits<float>::infinity());
-      return;
-    }
     bool first = true;
     dev_.compute(
         [&] {
@@ -96,6 +90,7 @@ class AllgatherRunner final : public PlanRunner {
           }
         },
         {});
+    finish_forward(local, first);
   }
 
   void backward(Local& local) override {

@@ -1,6 +1,6 @@
 // magi: GroupCast of K and V per stage (one all-to-all-v per stage, stage s+1 posted before
 // stage s computes), stage compute on the stage's local slices, log-sum-exp merge of partial
-// outputs into out/lse in place (docs/execution.md, Precision). Backward: GroupCast again,
+// outputs in fp32 (docs/execution.md, Precision). Backward: GroupCast again,
 // per-stage backward with the global out/lse, dQ summed in place, dK/dV partials of remote
 // stages sent back to their owners in the model dtype (GroupReduce: the same all-to-all-v
 // reversed, in flight while the next stage computes) and summed there in fp32. A rank with one
@@ -11,7 +11,6 @@
 #include "runtime/exec_detail.h"
 
 #include <algorithm>
-#include <limits>
 
 namespace magi::detail {
 
@@ -138,7 +137,6 @@ class MagiRunner final : public PlanRunner {
 
   void forward(Local& local) override {
     const int n = static_cast<int>(stages_.size());
-    if (active_ == 0) no_forward(local);
     bool first = true;
     auto compute = [&](int s) {
       const LocalStage& ls = stages_[s];
@@ -153,6 +151,7 @@ class MagiRunner final : public PlanRunner {
       dev_.compute([&] { compute(s); }, {next.get()});
       req = std::move(next);
     }
+    finish_forward(local, first);
   }
 
   void backward(Local& local) override {

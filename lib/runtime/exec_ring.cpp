@@ -2,14 +2,13 @@
 // r -> r+1. At step s rank r holds the block of owner (r - s) mod P and computes the plan's
 // stages whose keys lie in that block (none: the step's compute is skipped, the block still
 // moves on). Double-buffered: the block for step s+1 is received while step s computes; step 0
-// reads the rank's own K and V. Partial outputs merge into out/lse in place.
+// reads the rank's own K and V. Partial outputs merge in fp32.
 // Backward: K/V travel again; the dK/dV of a block travels with it as an accumulator in the model
 // dtype (started by the owner at step 0, summed along the way in fp32), P hops, the last one home.
 #include "core/base/error.h"
 #include "runtime/exec_detail.h"
 
 #include <algorithm>
-#include <limits>
 
 namespace magi::detail {
 
@@ -75,7 +74,6 @@ class RingRunner final : public PlanRunner {
 
   void forward(Local& local) override {
     load_host_block(local);
-    if (active_ == 0) no_forward(local);
     bool first = true;
     for (int s = 0; s < cp_; ++s) {
       const int owner = owner_at(s);
@@ -90,6 +88,7 @@ class RingRunner final : public PlanRunner {
           {req.get()});
       dev_.wait(req.get());
     }
+    finish_forward(local, first);
   }
 
   void backward(Local& local) override {

@@ -128,6 +128,14 @@ Plan build_magi_plan(const std::vector<AttnSlice>& mask, const Case& c) {
       detail::add_stage_key_ranges(keys, st.kv_ranges, s);
     }
     detail::fill_stage_slices(rk, pieces[r], std::move(keys));
+    // At cp 1 the dispatch is the identity (local = global coordinates): the mask's own slices
+    // (made tight), not their cuts at chunk boundaries, which only cost the kernel (a causal
+    // mask cut into 512-token chunks ran about 4% slower on an H200 than in one piece).
+    if (cp == 1) {
+      std::vector<AttnSlice>& slices = rk.stages[0].slices;
+      slices.clear();
+      for (const AttnSlice& x : mask) clip_slice_into(x, x.q, x.k, slices);
+    }
   }
   detail::sort_transfers(p);
   p.volume = p.zero_redundancy_bound;
