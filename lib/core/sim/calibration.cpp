@@ -168,7 +168,7 @@ LinkTier fit_link(const std::function<double(const LinkTier&)>& error, double la
   LinkTier best{bw_lo, lat_lo, 1.0};
   double best_err = std::numeric_limits<double>::infinity();
   double llo = std::log(lat_lo), lhi = std::log(lat_hi), blo = std::log(bw_lo), bhi = std::log(bw_hi);
-  for (int round = 0; round < 3; ++round) {
+  for (int round = 0; round < 4; ++round) {
     for (int i = 0; i <= kSteps; ++i) {
       for (int j = 0; j <= kSteps; ++j) {
         const LinkTier t{std::exp(blo + (bhi - blo) * j / kSteps), std::exp(llo + (lhi - llo) * i / kSteps), 1.0};
@@ -179,12 +179,12 @@ LinkTier fit_link(const std::function<double(const LinkTier&)>& error, double la
         }
       }
     }
-    // Refine: a grid two steps wide around the best point.
+    // Refine: a grid two steps wide around the best point, inside the given ranges.
     const double dl = 2 * (lhi - llo) / kSteps, db = 2 * (bhi - blo) / kSteps;
-    llo = std::log(best.latency_us) - dl;
-    lhi = std::log(best.latency_us) + dl;
-    blo = std::log(best.bandwidth_gbps) - db;
-    bhi = std::log(best.bandwidth_gbps) + db;
+    llo = std::max(std::log(lat_lo), std::log(best.latency_us) - dl);
+    lhi = std::min(std::log(lat_hi), std::log(best.latency_us) + dl);
+    blo = std::max(std::log(bw_lo), std::log(best.bandwidth_gbps) - db);
+    bhi = std::min(std::log(bw_hi), std::log(best.bandwidth_gbps) + db);
   }
   return best;
 }

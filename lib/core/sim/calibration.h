@@ -53,8 +53,8 @@ KernelCoeffs fit_kernel(const std::vector<KernelSample>& samples, Pass pass, int
                         bool fit_call = true);
 
 // The tier minimising `error` over latency in [lat_lo, lat_hi] us and bandwidth in [bw_lo, bw_hi]
-// GB/s (log grids, refined twice around the best point); efficiency fixed at 1 (folded into the
-// bandwidth).
+// GB/s (log grids, refined three times around the best point, never leaving the ranges); efficiency fixed
+// at 1 (folded into the bandwidth).
 LinkTier fit_link(const std::function<double(const LinkTier&)>& error, double lat_lo, double lat_hi, double bw_lo,
                   double bw_hi);
 

@@ -12,14 +12,18 @@
 
 namespace magi::testing {
 
+// Documents of uniform lengths in [100, 3000] unless `fixed_docs` > 0 (then all of that length).
 inline Case sim_case(const std::string& mask, int64_t tokens, int cp, Strategy st, int overlap = 0,
-                     int64_t chunk = 256) {
+                     int64_t chunk = 256, int64_t fixed_docs = 0, int64_t window = 0) {
+  nlohmann::json docs = {{"distribution", "uniform"}, {"min_tokens", 100}, {"max_tokens", 3000}, {"seed", 3}};
+  if (fixed_docs > 0) docs = {{"distribution", "fixed"}, {"tokens", fixed_docs}};
+  nlohmann::json m = {{"type", mask}};
+  if (window > 0) m["window"] = window;
   nlohmann::json j = {
       {"name", "sim"},
       {"model", {{"heads_q", 8}, {"heads_kv", 4}, {"head_dim", 128}}},
-      {"sequence", {{"total_tokens", tokens},
-                    {"documents", {{"distribution", "uniform"}, {"min_tokens", 100}, {"max_tokens", 3000}, {"seed", 3}}}}},
-      {"mask", {{"type", mask}}},
+      {"sequence", {{"total_tokens", tokens}, {"documents", docs}}},
+      {"mask", m},
       {"parallel", {{"cp", cp}, {"strategy", std::string(to_string(st))}, {"chunk_tokens", chunk}}}};
   if (overlap > 0) j["parallel"]["overlap_degree"] = overlap;
   return parse_workload(j, "test").cases.at(0);

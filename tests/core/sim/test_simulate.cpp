@@ -7,6 +7,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+
 namespace magi {
 namespace {
 
@@ -18,12 +21,14 @@ using testing::sim_mask;
 constexpr Strategy kAll[] = {Strategy::magi, Strategy::ring, Strategy::ulysses, Strategy::allgather};
 const LinkTier kNvlink{450, 5, 0.8}, kIb{50, 20, 0.8};
 
+// With every slice edge on a chunk boundary (fixed 1024-token documents, a 1024-token window), a
+// rank's slices are the mask's and its one stage is one kernel call on the whole mask. (Edges
+// inside a chunk split items at the chunk boundary: the plan's slices are clipped there.)
 TEST(Simulate, OneRankIsTheKernelModel) {
   const KernelModel km = sim_kernel();
-  for (const char* mask : {"full", "causal", "varlen_causal", "sliding_window"}) {
+  for (const char* mask : {"full", "causal", "varlen_causal", "varlen_full", "sliding_window"}) {
     for (Strategy st : kAll) {
-      Case c = sim_case(mask, 8192, 1, st);
-      if (std::string(mask) == "sliding_window") c.mask.window = 1000;
+      const Case c = sim_case(mask, 8192, 1, st, 0, 256, 1024, std::string(mask) == "sliding_window" ? 1024 : 0);
       const std::vector<AttnSlice> m = sim_mask(c);
       const CaseSim s = simulate_case(m, c, sim_cluster(1, 8, kNvlink, kNvlink), km);
       const KernelWork w = count_kernel_work(m, km.tiles(128));
@@ -35,16 +40,28 @@ TEST(Simulate, OneRankIsTheKernelModel) {
   }
 }
 
+// Free links: every rank's time is its compute, except in the ring, whose steps still wait for
+// the neighbours (a hop starts when both ends have started the step): there the step lies between
+// the slowest rank's compute and the lock-step bound, the sum over steps of the slowest step.
 TEST(Simulate, FreeLinksGivePureCompute) {
   const KernelModel km = sim_kernel();
-  const LinkTier free{1e6, 0, 1};
+  const LinkTier free{1e12, 0, 1};
   for (Strategy st : kAll) {
     const Case c = sim_case("varlen_causal", 16384, 4, st);
     const CaseSim s = simulate_case(sim_mask(c), c, sim_cluster(1, 4, free, free), km);
     SCOPED_TRACE(std::string(to_string(st)));
+    double max_compute = 0;
     for (const RankSim& r : s.ranks) {
-      EXPECT_NEAR(r.fwd.total_s, r.fwd.compute_s, 1e-6 * r.fwd.total_s + 1e-9);
-      EXPECT_NEAR(r.bwd.total_s, r.bwd.compute_s, 1e-6 * r.bwd.total_s + 1e-9);
+      max_compute = std::max(max_compute, r.fwd.compute_s);
+      if (st == Strategy::ring) continue;
+      EXPECT_NEAR(r.fwd.total_s, r.fwd.compute_s, 1e-9 * r.fwd.total_s);
+      EXPECT_NEAR(r.bwd.total_s, r.bwd.compute_s, 1e-9 * r.bwd.total_s);
+    }
+    EXPECT_GE(s.fwd_s(), max_compute * (1 - 1e-12));
+    if (st == Strategy::ring) {
+      double sum_compute = 0;
+      for (const RankSim& r : s.ranks) sum_compute += r.fwd.compute_s;
+      EXPECT_LE(s.fwd_s(), sum_compute);  // at most every rank's compute one after the other
     }
   }
 }
