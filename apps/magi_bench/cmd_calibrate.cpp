@@ -188,10 +188,10 @@ void calibrate(Context& ctx, const CalibrateOptions& opt) {
       }
       return e;
     };
-    // One node's ranks talk through shared memory: 1 us to 5 ms per transfer, 0.1 to 100 GB/s. The
+    // One node's ranks talk through shared memory: 1 to 200 us per transfer, 0.5 to 50 GB/s. The
     // error is the sum of |log(predicted / measured)|, which a few runs slowed by other load on
     // the machine move less than squares would.
-    const LinkTier t = fit_link(err, 1, 5000, 0.1, 100);
+    const LinkTier t = fit_link(err, 1, 200, 0.5, 50);
     cal.intra = t;
     cal.inter = t;
     cl.intra = cl.inter = t;
