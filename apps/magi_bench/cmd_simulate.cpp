@@ -137,14 +137,20 @@ std::string sim_header() {
 
 std::string dash_or(double v, int digits) { return std::isfinite(v) ? fmt::format("{:.{}f}", v, digits) : "-"; }
 
+// A rate with three significant digits at least: GPU rates read 432.6, CPU rates 0.00164.
+std::string rate(double v) {
+  if (!std::isfinite(v)) return "-";
+  return v >= 100 ? fmt::format("{:.1f}", v) : fmt::format("{:.3g}", v);
+}
+
 std::string sim_line(const CaseRow& r, double eff, double seconds) {
   if (r.skipped) return fmt::format(" {:>9} {:>6}   skipped: {}\n", r.strategy, r.cp, r.skip_reason);
   const nlohmann::json& d = r.details["simulation"];
   const double fwd = r.fwd_ms(), bwd = r.bwd_ms();
-  return fmt::format(" {:>9} {:>6} {:>7} {:>6} {:>10.3f} {:>10.3f} {:>8.1f} {:>8.1f} {:>6} {:>6} {:>10.2f} {:>10.2f} "
+  return fmt::format(" {:>9} {:>6} {:>7} {:>6} {:>10.3f} {:>10.3f} {:>8} {:>8} {:>6} {:>6} {:>10.2f} {:>10.2f} "
                      "{:>6.1f} {:>6.1f} {:>7.3f} {:>7.2f}\n",
                      r.strategy, r.cp, d["chunk_tokens"].get<int64_t>(), d["overlap_degree"].get<int>(), fwd, bwd,
-                     r.fwd_tflops_per_gpu(), r.bwd_tflops_per_gpu(), dash_or(r.fwd_mfu_pct(), 1), dash_or(eff, 2),
+                     rate(r.fwd_tflops_per_gpu()), rate(r.bwd_tflops_per_gpu()), dash_or(r.fwd_mfu_pct(), 1), dash_or(eff, 2),
                      static_cast<double>(d["max_rank_fwd_sent_bytes_intra_node"].get<int64_t>()) / 1e6,
                      static_cast<double>(d["max_rank_fwd_sent_bytes_inter_node"].get<int64_t>()) / 1e6,
                      fwd > 0 ? 100 * d["max_rank_fwd_exposed_ms"].get<double>() / fwd : 0.0,
@@ -208,8 +214,18 @@ void simulate_workload(Context& ctx, const SimulateOptions& opt) {
   head += calibration_line(cal);
   print0(ctx, head);
 
-  for (const Case& base : wl.cases) {
-    Case c0 = base;
+  // One block per sweep point up to cp and strategy (case_key); its cps and strategies are the
+  // workload's unless --cp / --strategy name others.
+  std::vector<std::string> keys;
+  std::map<std::string, std::vector<const Case*>> points;
+  for (const Case& c : wl.cases) {
+    const std::string key = case_key(c);
+    if (!points.count(key)) keys.push_back(key);
+    points[key].push_back(&c);
+  }
+  for (const std::string& key : keys) {
+    const std::vector<const Case*>& group = points[key];
+    Case c0 = *group.front();
     if (cl.kind == DeviceKind::cpu) c0.model.dtype = DType::fp32;  // what the CPU backend stores and sends
     const auto t_in = std::chrono::steady_clock::now();
     const CaseInputs inputs = build_case_inputs(c0.documents, c0.mask, c0.total_tokens);
@@ -218,8 +234,17 @@ void simulate_workload(Context& ctx, const SimulateOptions& opt) {
                             c0.name, c0.mask.type, c0.total_tokens, inputs.documents.size(), c0.model.heads_q,
                             c0.model.heads_kv, c0.model.head_dim, to_string(c0.model.dtype), inputs_s));
     print0(ctx, sim_header());
-    const std::vector<int> case_cps = cps.empty() ? std::vector<int>{c0.parallel.cp} : cps;
-    const std::vector<Strategy> case_strategies = strategies.empty() ? std::vector<Strategy>{c0.parallel.strategy} : strategies;
+    std::vector<int> case_cps = cps;
+    std::vector<Strategy> case_strategies = strategies;
+    for (const Case* c : group) {
+      if (cps.empty() && std::find(case_cps.begin(), case_cps.end(), c->parallel.cp) == case_cps.end()) {
+        case_cps.push_back(c->parallel.cp);
+      }
+      if (strategies.empty() &&
+          std::find(case_strategies.begin(), case_strategies.end(), c->parallel.strategy) == case_strategies.end()) {
+        case_strategies.push_back(c->parallel.strategy);
+      }
+    }
     for (Strategy st : case_strategies) {
       double first_rate = NAN;
       for (int cp : case_cps) {
