@@ -57,5 +57,7 @@ const CLI::Validator& output_file_name();
 void add_run_command(CLI::App& app, Context& ctx);     // default: `magi-bench --config F`
 void add_plan_command(CLI::App& app, Context& ctx);    // plan a workload, no MPI ranks needed
 void add_kernel_command(CLI::App& app, Context& ctx);  // one-GPU kernel benchmark (CUDA builds)
+void add_simulate_command(CLI::App& app, Context& ctx);     // predict a workload on a cluster (core/sim)
+void add_calibrate_command(CLI::App& app, Context& ctx);    // fit the simulator to measured results
 
 }  // namespace magi::app

@@ -96,11 +96,12 @@ std::vector<std::string> with_default_command(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty()) return args;
   const std::string& first = args[0];
-  const bool is_command = first == "run" || first == "plan" || first == "kernel";
+  const bool is_command = first == "run" || first == "plan" || first == "kernel" || first == "simulate" ||
+                          first == "calibrate";
   const bool top_level = first == "--help" || first == "-h" || first == "--version";
   if (!is_command && !top_level) {
     if (!first.starts_with("-")) {
-      throw magi::UsageError(fmt::format("{}: not a subcommand; expected run, plan or kernel (magi-bench --help)", first));
+      throw magi::UsageError(fmt::format("{}: not a subcommand; expected run, plan, kernel, simulate or calibrate (magi-bench --help)", first));
     }
     args.insert(args.begin(), "run");
   }
@@ -149,6 +150,8 @@ int main(int argc, char** argv) {
   app.fallthrough(false);
   magi::app::add_run_command(app, ctx);
   magi::app::add_plan_command(app, ctx);
+  magi::app::add_simulate_command(app, ctx);
+  magi::app::add_calibrate_command(app, ctx);
 #ifdef MAGI_HAVE_CUDA
   magi::app::add_kernel_command(app, ctx);
 #else

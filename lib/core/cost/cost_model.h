@@ -1,6 +1,7 @@
 // The cost model (DESIGN.md §3 "Overlap", §6): time of a rank's stages from plain figures, flops
 // and bytes, with no knowledge of how a plan is built. The overlap-degree choice of `auto` uses it,
-// and a simulator replaying a Plan is to use the same functions (plan -> cost, never back).
+// and the simulator (core/sim) replays the same schedule (core/cost/overlap_schedule.h) with its
+// calibrated kernel and link models (plan -> cost, never back).
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,5 @@
 // The cost model: stage compute and comm from plain figures, and the worked example of the
-// overlap-degree choice in cost_model.cpp.
+// overlap-degree choice in cost_model.cpp (the runtime's schedule, core/cost/overlap_schedule.h).
 #include "core/cost/cost_model.h"
 
 #include <gtest/gtest.h>
@@ -32,7 +32,8 @@ TEST(CostModel, WorkedExample) {
   EXPECT_NEAR(t[2], 4.12, 0.01);
   EXPECT_NEAR(t[3], 3.68, 0.01);
   EXPECT_NEAR(t[4], 3.46, 0.01);
-  EXPECT_NEAR(t[8], 3.48, 0.01);
+  EXPECT_NEAR(t[5], 3.47, 0.01);
+  EXPECT_NEAR(t[8], 3.53, 0.01);
   EXPECT_EQ(choose_overlap_degree({r}, rates), 4);
   // Compute-bound: every degree hides the comm; the smallest wins the tie.
   rates.comm_gbps = 1e6;

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Regenerates results/simulation/ from the repository root (build-cpu/magi-bench, the cpu preset):
+#   bash results/simulation/commands.sh
+# The CPU runs (cpu/run_all.sh) take about five minutes on two idle cores; everything else seconds.
+set -euo pipefail
+BIN=${BIN:-build-cpu/magi-bench}
+S=results/simulation
+K=results/kernel
+
+# 1. One-GPU kernel model: fit on full, causal and varlen causal of the H200 v10 run (16:16, d 64 and
+#    128, 8k and 32k); held out: the other three masks of that file and the whole GQA 64:8 file.
+$BIN calibrate --fit $K/2026-12-01_v10_h200_kernel_h100.json --fit-masks full,causal,varlen_causal \
+  --held-out $K/2026-12-01_v10_h200_kernel_h100_gqa.json --device "NVIDIA H200 (v10 kernel, commit 3ab8848)" \
+  --out $S/calibration_h200_kernel.json --force | tee $S/calibration_h200_kernel.log
+
+# 2. CPU ranks: measured runs (np = cp; np 4 oversubscribes the two cores), then the fit on cp 1 and 2
+#    of full, causal and varlen causal (magi, ring), held out: other masks and sizes at cp 1 and 2,
+#    ulysses and allgather, and cp 4.
+[ "${SKIP_RUNS:-0}" = 1 ] || bash $S/cpu/run_all.sh "$BIN"
+$BIN calibrate --fit $S/cpu/fit_cp1_result.json $S/cpu/fit_cp2_result.json \
+  --held-out $S/cpu/heldout_cp1_result.json $S/cpu/heldout_cp2_result.json $S/cpu/heldout_cp4_result.json \
+  --cluster configs/clusters/cpu_2core.json --device "2-core VM, CPU reference kernel (float32)" \
+  --out $S/calibration_cpu_2core.json --force | tee $S/calibration_cpu_2core.log
+
+# 3. The cluster-scale question: 4M tokens of pre-training documents, varlen causal, GQA 64:8, on
+#    512 nodes x 8 H100 (and the 16M-token version at cp 4096), timed.
+/usr/bin/time -v $BIN simulate --config configs/sim_varlen_causal_4m.json --cluster configs/clusters/h100_sxm_8x_ib400.json \
+  --strategy magi,ring,ulysses,allgather --cp 8,64,512,4096 --csv $S/h100_varlen_causal_4m.csv \
+  --force 2>&1 | tee $S/h100_varlen_causal_4m.log
+/usr/bin/time -v $BIN simulate --config configs/sim_varlen_causal_4m.json --cluster configs/clusters/h100_sxm_8x_ib400.json \
+  --cp 4096 2>&1 | tee $S/speed_4m_cp4096.log
+/usr/bin/time -v $BIN simulate --config configs/sim_varlen_causal_16m.json --cluster configs/clusters/h100_sxm_8x_ib400.json \
+  --cp 4096 2>&1 | tee $S/speed_16m_cp4096.log
+$BIN simulate --config configs/sim_varlen_causal_4m.json --cluster configs/clusters/h100_sxm_8x_ib400.json \
+  --cp 64,512 --tune 2>&1 | tee $S/h100_varlen_causal_4m_tune.log
