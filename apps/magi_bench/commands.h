@@ -57,5 +57,6 @@ const CLI::Validator& output_file_name();
 void add_run_command(CLI::App& app, Context& ctx);     // default: `magi-bench --config F`
 void add_plan_command(CLI::App& app, Context& ctx);    // plan a workload, no MPI ranks needed
 void add_kernel_command(CLI::App& app, Context& ctx);  // one-GPU kernel benchmark (CUDA builds)
+void add_compare_command(CLI::App& app, Context& ctx); // two results files, case by case
 
 }  // namespace magi::app

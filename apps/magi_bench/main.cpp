@@ -96,11 +96,11 @@ std::vector<std::string> with_default_command(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty()) return args;
   const std::string& first = args[0];
-  const bool is_command = first == "run" || first == "plan" || first == "kernel";
+  const bool is_command = first == "run" || first == "plan" || first == "kernel" || first == "compare";
   const bool top_level = first == "--help" || first == "-h" || first == "--version";
   if (!is_command && !top_level) {
     if (!first.starts_with("-")) {
-      throw magi::UsageError(fmt::format("{}: not a subcommand; expected run, plan or kernel (magi-bench --help)", first));
+      throw magi::UsageError(fmt::format("{}: not a subcommand; expected run, plan, kernel or compare (magi-bench --help)", first));
     }
     args.insert(args.begin(), "run");
   }
@@ -138,7 +138,8 @@ int main(int argc, char** argv) {
       "baselines), runs it on MPI ranks, checks it against a reference and reports throughput.\n"
       "Run `mpirun -np N magi-bench --config workload.json`; `magi-bench SUBCOMMAND --help` for\n"
       "each subcommand. Exit codes: 0 ok, 2 usage, 3 invalid workload, 4 file error,\n"
-      "5 runtime failure, 6 wrong results (--check), 70 internal error.",
+      "5 runtime failure, 6 wrong results (--check), 7 regression (compare) or below a\n"
+      "--min-*-tflops floor, 70 internal error.",
       "magi-bench"};
   app.set_version_flag("--version", std::string("magi-bench " MAGI_VERSION " (git " MAGI_GIT_SHA ")"));
   app.require_subcommand(1, 1);
@@ -149,6 +150,7 @@ int main(int argc, char** argv) {
   app.fallthrough(false);
   magi::app::add_run_command(app, ctx);
   magi::app::add_plan_command(app, ctx);
+  magi::app::add_compare_command(app, ctx);
 #ifdef MAGI_HAVE_CUDA
   magi::app::add_kernel_command(app, ctx);
 #else

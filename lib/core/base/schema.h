@@ -13,5 +13,7 @@ inline constexpr std::string_view kResultsSchema = "magi-bench/results/1";
 inline constexpr std::string_view kPlanReportSchema = "magi-bench/plan-report/2";
 // One plan inside it (docs/plan_schema.md).
 inline constexpr std::string_view kPlanSchema = "magi-bench/plan/1";
+// The verdicts `compare --json` writes (docs/compare.md).
+inline constexpr std::string_view kCompareSchema = "magi-bench/compare/1";
 
 }  // namespace magi
