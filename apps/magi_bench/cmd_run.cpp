@@ -2,6 +2,9 @@
 // on MPI ranks, checked and reported (table on stdout, --out JSON, --csv CSV).
 #include "case_row.h"
 #include "commands.h"
+#include "dispatch_details.h"
+#include "gate_options.h"
+#include "progress.h"
 #include "result_files.h"
 #include "system_info.h"
 
@@ -9,6 +12,7 @@
 #include "core/plan/plan_size.h"
 #include "core/plan/planner.h"
 #include "core/results/device_peak.h"
+#include "core/results/gate.h"
 #include "core/results/row.h"
 #include "core/results/writers.h"
 #include "core/workload/case_inputs.h"
@@ -25,6 +29,7 @@
 #include <cmath>
 #include <cstdio>
 #include <thread>
+#include <unistd.h>
 
 namespace magi::app {
 
@@ -39,6 +44,7 @@ struct RunOptions {
   double timeout_s = 600;
   bool allow_large = false;
   RunOverrides overrides;
+  GateOptions gate;
   int threads = 0;
   bool ranks_needed = false;
 };
@@ -137,6 +143,7 @@ void run_workload(Context& ctx, const RunOptions& opt) {
   Workload workload;
   std::string backend;
   FaultInjection fault;
+  Gate gate;
   preflight(ctx, [&] {
     backend = resolve_backend(opt.backend);
     workload = load_workload(opt.config);
@@ -149,6 +156,7 @@ void run_workload(Context& ctx, const RunOptions& opt) {
           opt.config, max_cp, max_cp, ctx.world_size, max_cp));
     }
     opt.overrides.validate();
+    gate = opt.gate.gate();
     if (!opt.allow_large) {  // every rank plans every case: refuse before any of them runs
       for (const Case& c : workload.cases) {
         if (std::string why = plan_size_excess(c); !why.empty()) {
@@ -189,6 +197,8 @@ void run_workload(Context& ctx, const RunOptions& opt) {
   Watchdog watchdog(opt.timeout_s, abort_job(ctx, opt.timeout_s));
   MpiCommunicator world(MPI_COMM_WORLD);
   world.set_watchdog(&watchdog);
+  Progress progress(ctx.world_rank == 0 ? sweep_weights(workload.cases, opt.overrides) : std::vector<double>{},
+                    ctx.world_rank == 0 ? stderr : nullptr, isatty(fileno(stderr)) == 1);
   for (const Case& original : workload.cases) {
     Case c = original;
     opt.overrides.apply(c);
@@ -214,8 +224,11 @@ void run_workload(Context& ctx, const RunOptions& opt) {
         result = execute_plan(*sub, plan, mask, eo);
       }
       report.rows.push_back(measured_row(c, plan, result, backend, inputs.documents));
+      report.rows.back().details["dispatch"] = dispatch_details(plan, mask);
     }
+    apply_gate(report.rows.back(), gate);
     print0(ctx, table_row(report, report.rows.size() - 1));
+    progress.case_done(report.rows.size() - 1, c.name);
     idle_barrier();
   }
   print0(ctx, table_summary(report));
@@ -225,9 +238,12 @@ void run_workload(Context& ctx, const RunOptions& opt) {
       print0(ctx, fmt::format("# Wrote {}\n", path));
     }
   }
-  int wrong = ctx.world_rank == 0 ? report.failed_checks() : 0;
-  MAGI_MPI_CHECK(MPI_Bcast(&wrong, 1, MPI_INT, 0, MPI_COMM_WORLD));
-  if (wrong) ctx.exit_code = static_cast<int>(ExitCode::wrong_result);
+  // Rank 0's rows hold every rank's timings: its verdicts are the job's.
+  int verdicts[2] = {ctx.world_rank == 0 ? report.failed_checks() : 0, 0};
+  for (const CaseRow& r : report.rows) verdicts[1] += ctx.world_rank == 0 && !r.below_floor.empty();
+  MAGI_MPI_CHECK(MPI_Bcast(verdicts, 2, MPI_INT, 0, MPI_COMM_WORLD));
+  if (verdicts[0]) ctx.exit_code = static_cast<int>(ExitCode::wrong_result);
+  else if (verdicts[1]) ctx.exit_code = static_cast<int>(ExitCode::regression);
 }
 
 }  // namespace
@@ -257,6 +273,7 @@ void add_run_command(CLI::App& app, Context& ctx) {
                   "(0: no limit)")
       ->capture_default_str();
   opt->overrides.add_to(*run);
+  opt->gate.add_to(*run);
   run->add_option("-t,--threads", opt->threads,
                   "Compute threads per rank (0: the node's hardware threads / ranks on the node)")
       ->capture_default_str();
