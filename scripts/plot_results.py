@@ -256,7 +256,7 @@ def plot_timeline(args):
         print(f"plot_results: {args.results}: case {row['case']} has no per-step compute times "
               f"({', '.join(p + '_compute_ms' for p in lacking)}; files written before they were "
               "recorded): compute is drawn as one block with the rest of the pass", file=sys.stderr)
-    fig, axes = plt.subplots(len(passes), 1, figsize=(8, 1.2 + 0.55 * len(ranks) * len(passes)),
+    fig, axes = plt.subplots(len(passes), 1, figsize=(11, 1.4 + 0.6 * len(ranks) * len(passes)),
                              squeeze=False)
     step_colours = plt.cm.Blues([0.75, 0.55, 0.4, 0.3, 0.22, 0.16])
     seen = set()
@@ -293,11 +293,14 @@ def plot_timeline(args):
             t += wait
             if steps is not None:
                 bar(ax, y, t, total - t, "#d9d9d9", "other", "the rest (merge, copies, sync)", p)
+            # The rank's share of the mask: what its compute has to do.
+            ax.text(max(t, total), y, f"  area {k.get('area', '?')}", va="center", fontsize=7)
         ax.set_yticks([k["rank"] for k in ranks])
         ax.set_yticklabels([f"rank {k['rank']}" for k in ranks])
         ax.invert_yaxis()
         ax.set_xlabel(f"{p} time per iteration (ms, medians laid end to end; not a trace)")
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        ax.margins(x=0.12)
         ax.grid(axis="x", alpha=0.3)
         note = ("" if p not in lacking else
                 f"\nthis file has no {p}_compute_ms (written before per-step compute times): "

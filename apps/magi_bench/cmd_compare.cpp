@@ -25,6 +25,7 @@ struct CompareCli {
   std::string threshold = "5%";
   std::vector<std::string> metrics;
   double alpha = 0.05;
+  std::string timing_gate = "case";
   std::string out_json;
   bool force = false;
 };
@@ -48,6 +49,10 @@ void run_compare(Context& ctx, const CompareCli& cli) {
     throw UsageError(fmt::format("--alpha {}: expected a significance level between 0 and 1", cli.alpha));
   }
   options.alpha = cli.alpha;
+  if (cli.timing_gate != "case" && cli.timing_gate != "geomean") {
+    throw UsageError(fmt::format("--timing-gate {}: expected case or geomean", quote(cli.timing_gate)));
+  }
+  options.gate = cli.timing_gate == "case" ? TimingGate::each_case : TimingGate::geomean;
   if (!cli.metrics.empty()) {
     options.metrics.clear();
     for (const std::string& m : cli.metrics) options.metrics.push_back(resolve_timing_metric(m));
@@ -79,13 +84,18 @@ void add_compare_command(CLI::App& app, Context& ctx) {
   cmd->add_option("BASE", cli->base, "The baseline results file (JSON)")->required();
   cmd->add_option("NEW", cli->now, "The results file to judge (JSON)")->required();
   cmd->add_option("--threshold", cli->threshold,
-                  "Smallest relative change of a timing that counts, in percent (5% or 5)")
+                  "Smallest change of a timing that counts, in percent of the smaller side (5% or 5; "
+                  "100%: one side twice the other)")
       ->capture_default_str();
   cmd->add_option("--metric", cli->metrics,
                   "Timing metrics to judge, comma-separated (default fwd_tflops_per_gpu,bwd_tflops_per_gpu; "
                   "also fwd_ms, bwd_ms and the *_mean_rank variants; fwd_tflops = fwd_tflops_per_gpu)")
       ->delimiter(',');
   cmd->add_option("--alpha", cli->alpha, "Significance level of the rank test over iterations")
+      ->capture_default_str();
+  cmd->add_option("--timing-gate", cli->timing_gate,
+                  "What a timing regression fails: case (any case's) or geomean (only the geometric mean "
+                  "over the cases; single cases are reported: for shared, noisy machines)")
       ->capture_default_str();
   cmd->add_option("--json", cli->out_json, "Write the verdicts as JSON to this file")->check(output_file_name());
   cmd->add_flag("-f,--force", cli->force, "Replace the --json file if it exists (regular files only)");

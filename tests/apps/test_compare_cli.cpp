@@ -131,8 +131,12 @@ TEST_F(CompareCli, AnInjectedSlowdownFailsWithAReadableReportAndVerdictsFile) {
   EXPECT_EQ(v["cases"][1]["verdict"], "regression");
   // The verdicts file is not replaced without --force.
   EXPECT_EQ(run("compare " + b + " " + n + " --json " + verdicts).exit_code, 4);
-  // A threshold wider than the change lets it pass.
-  EXPECT_EQ(run("compare " + b + " " + n + " --threshold 70%").exit_code, 0);
+  // A threshold wider than the change (3x: 200%) lets it pass.
+  EXPECT_EQ(run("compare " + b + " " + n + " --threshold 210%").exit_code, 0);
+  // Under the geomean gate one case of two 3x slower moves the mean by 73%: fails at 50%, not at 80%.
+  EXPECT_EQ(run("compare " + b + " " + n + " --timing-gate geomean --threshold 50%").exit_code, 7);
+  EXPECT_EQ(run("compare " + b + " " + n + " --timing-gate geomean --threshold 80%").exit_code, 0);
+  EXPECT_EQ(run("compare " + b + " " + n + " --timing-gate mean").exit_code, 2);
   // Judged on the backward only, the forward's slowdown is not looked at.
   EXPECT_EQ(run("compare " + b + " " + n + " --metric bwd_tflops").exit_code, 0);
 }

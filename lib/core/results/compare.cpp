@@ -180,6 +180,9 @@ double relative_spread(const json& row, const TimingMetric& m) {
   return spread;
 }
 
+// The larger over the smaller minus one: 2x slower is 1.0 in ms and in TFLOP/s alike.
+double symmetric_change(double base, double now) { return std::max(now / base, base / now) - 1; }
+
 Verdict direction_verdict(Better better, double base, double now) {
   if (better == Better::none) return Verdict::changed;
   const bool up = now > base;
@@ -206,7 +209,7 @@ MetricComparison compare_timing(const json& b, const json& n, const TimingMetric
     return c;
   }
   c.delta_pct = 100 * (vn - vb) / vb;
-  if (std::abs(c.delta_pct) <= 100 * opt.threshold) {
+  if (symmetric_change(vb, vn) <= opt.threshold) {
     c.verdict = Verdict::unchanged;
     c.why = fmt::format("within the threshold ({:g}%)", 100 * opt.threshold);
     return c;
@@ -331,6 +334,8 @@ std::string_view to_string(Verdict v) {
   return "?";
 }
 
+std::string_view to_string(TimingGate g) { return g == TimingGate::each_case ? "case" : "geomean"; }
+
 std::vector<std::string> timing_metric_names() {
   std::vector<std::string> names;
   for (const TimingMetric& m : kTimingMetrics) {
@@ -376,7 +381,17 @@ int Comparison::count(Verdict v) const {
                                         [v](const CaseComparison& c) { return c.verdict == v; }));
 }
 
-bool Comparison::failed() const { return count(Verdict::regression) > 0 || count(Verdict::changed) > 0; }
+bool Comparison::failed() const {
+  for (const CaseComparison& cc : cases) {
+    for (const MetricComparison& m : cc.metrics) {
+      if (m.exact && (m.verdict == Verdict::regression || m.verdict == Verdict::changed)) return true;
+      if (!m.exact && m.verdict == Verdict::regression && options.gate == TimingGate::each_case) return true;
+    }
+  }
+  return std::any_of(geomeans.begin(), geomeans.end(), [this](const GeoMean& g) {
+    return options.gate == TimingGate::geomean && g.verdict == Verdict::regression;
+  });
+}
 
 Comparison compare_results(const json& base, const std::string& base_origin, const json& now,
                            const std::string& new_origin, const CompareOptions& options) {
@@ -454,7 +469,11 @@ Comparison compare_results(const json& base, const std::string& base_origin, con
   for (const std::string& name : options.metrics) {
     const auto it = log_ratio.find(name);
     if (it == log_ratio.end()) continue;
-    out.geomeans.push_back({name, std::exp(it->second.first / it->second.second), it->second.second});
+    GeoMean g{name, std::exp(it->second.first / it->second.second), it->second.second};
+    if (symmetric_change(1, g.ratio) > options.threshold) {
+      g.verdict = direction_verdict(timing_metric(name).better, 1, g.ratio);
+    }
+    out.geomeans.push_back(g);
   }
 
   const std::string bb = out.base_metadata.value("backend", std::string());

@@ -22,8 +22,17 @@ enum class Verdict {
 };
 std::string_view to_string(Verdict v);
 
+// What a timing regression fails: each case's own verdict, or only the geometric mean over the
+// cases (per-case verdicts then inform): on a shared machine, load moves single cases by
+// multiples but the mean of many by little (docs/compare.md).
+enum class TimingGate { each_case, geomean };
+std::string_view to_string(TimingGate g);
+
 struct CompareOptions {
-  double threshold = 0.05;  // relative change a timing must exceed (0.05 = 5%)
+  // Smallest change of a timing that counts, as the larger side over the smaller minus one
+  // (0.05 = 5%; 1.0 = one side twice the other), the same for ms and TFLOP/s.
+  double threshold = 0.05;
+  TimingGate gate = TimingGate::each_case;
   double alpha = 0.05;      // the rank test's significance level
   std::vector<std::string> metrics = {"fwd_tflops_per_gpu", "bwd_tflops_per_gpu"};
 };
@@ -60,6 +69,7 @@ struct GeoMean {
   std::string metric;
   double ratio = 0;  // geometric mean over cases of now / base
   int cases = 0;
+  Verdict verdict = Verdict::unchanged;  // against the threshold (no test: one figure per run)
 };
 
 struct Comparison {
@@ -72,7 +82,8 @@ struct Comparison {
   std::vector<std::string> notes;                 // what makes the files hard to compare
 
   int count(Verdict v) const;                     // cases with that verdict
-  // A regression, or an exact metric changed without a better side: the exit status's reason.
+  // An exact metric regressed or changed, a case no longer runs, or a timing regressed as the
+  // gate counts them (each case, or the geometric mean): the exit status's reason.
   bool failed() const;
 };
 

@@ -43,12 +43,16 @@ json finite_or_null(double v) { return std::isfinite(v) ? json(v) : json(nullptr
 std::string comparison_table(const Comparison& c) {
   std::string out = fmt::format(
       "# magi-bench compare\n# base: {}\n# new:  {}\n"
-      "# Timings: unchanged within {:g}%; beyond it, noisy unless a rank test over the timed "
-      "iterations (alpha {:g}) or, without samples, the iterations' range says otherwise.\n"
+      "# Timings: unchanged within {:g}% (larger side over smaller); beyond it, noisy unless a rank "
+      "test over the timed iterations (alpha {:g}) or, without samples, the iterations' range says "
+      "otherwise. {}\n"
       "# Exact metrics (bytes, area, imbalance, check) are compared exactly; only those that "
       "differ are listed.\n",
       side(c.base_metadata, c.base_origin), side(c.new_metadata, c.new_origin),
-      100 * c.options.threshold, c.options.alpha);
+      100 * c.options.threshold, c.options.alpha,
+      c.options.gate == TimingGate::each_case
+          ? "A timing regression of any case fails."
+          : "Timing regressions of single cases are reported; only the geometric mean over the cases fails (--timing-gate geomean).");
   for (const std::string& n : c.notes) out += "# Note: " + n + "\n";
   out += fmt::format("#{:>22} {:>18} {:>9} {:>4} {:>9} {:>28} {:>12} {:>12} {:>9} {:>11}  {}\n", "case",
                      "mask", "tokens", "cp", "strategy", "metric", "base", "new", "delta", "verdict", "why");
@@ -71,8 +75,8 @@ std::string comparison_table(const Comparison& c) {
   for (const std::string& l : c.only_in_base) out += "# Only in base (not run by new): " + l + "\n";
   for (const std::string& l : c.only_in_new) out += "# Only in new (no baseline): " + l + "\n";
   for (const GeoMean& g : c.geomeans) {
-    out += fmt::format("# Geomean new/base {} : {:.4f} ({:+.1f}%) over {} case{}\n", g.metric, g.ratio,
-                       100 * (g.ratio - 1), g.cases, g.cases == 1 ? "" : "s");
+    out += fmt::format("# Geomean new/base {} : {:.4f} ({:+.1f}%) over {} case{}: {}\n", g.metric, g.ratio,
+                       100 * (g.ratio - 1), g.cases, g.cases == 1 ? "" : "s", verdict_text(g.verdict));
   }
   out += fmt::format(
       "# Cases: {} matched ({} regression, {} changed, {} noisy, {} missing, {} improvement, {} "
@@ -98,7 +102,9 @@ json to_json(const Comparison& c) {
                      {"strategy", cc.strategy}, {"verdict", to_string(cc.verdict)}, {"metrics", metrics}});
   }
   json geomeans = json::object();
-  for (const GeoMean& g : c.geomeans) geomeans[g.metric] = {{"ratio", g.ratio}, {"cases", g.cases}};
+  for (const GeoMean& g : c.geomeans) {
+    geomeans[g.metric] = {{"ratio", g.ratio}, {"cases", g.cases}, {"verdict", to_string(g.verdict)}};
+  }
   json summary = {{"matched", c.cases.size()}, {"only_in_base", c.only_in_base.size()},
                   {"only_in_new", c.only_in_new.size()}, {"failed", c.failed()}};
   for (Verdict v : {Verdict::regression, Verdict::changed, Verdict::noisy, Verdict::missing,
@@ -109,6 +115,7 @@ json to_json(const Comparison& c) {
           {"base", {{"path", c.base_origin}, {"metadata", c.base_metadata}}},
           {"new", {{"path", c.new_origin}, {"metadata", c.new_metadata}}},
           {"options", {{"threshold_pct", 100 * c.options.threshold}, {"alpha", c.options.alpha},
+                       {"timing_gate", to_string(c.options.gate)},
                        {"metrics", c.options.metrics}, {"exact_metrics", exact_metric_names()}}},
           {"cases", cases},
           {"only_in_base", c.only_in_base},

@@ -277,6 +277,50 @@ TEST(Compare, TheThresholdIsTheSmallestChangeThatCounts) {
             Verdict::unchanged);
 }
 
+TEST(Compare, TheThresholdIsSymmetricInTimeAndRate) {
+  // Twice the time is a 100% change whether judged in ms or in TFLOP/s (-50% of the rate).
+  RowSpec slow;
+  slow.fwd = scaled(slow.fwd, 2.0);
+  CompareOptions o;
+  o.threshold = 0.99;
+  o.metrics = {"fwd_tflops_per_gpu", "fwd_ms"};
+  const Comparison c = compare(doc({row({})}), doc({row(slow)}), o);
+  EXPECT_EQ(metric(c.cases[0], "fwd_tflops_per_gpu").verdict, Verdict::regression);
+  EXPECT_EQ(metric(c.cases[0], "fwd_ms").verdict, Verdict::regression);
+  o.threshold = 1.0;
+  const Comparison d = compare(doc({row({})}), doc({row(slow)}), o);
+  EXPECT_EQ(metric(d.cases[0], "fwd_tflops_per_gpu").verdict, Verdict::unchanged);
+  EXPECT_EQ(metric(d.cases[0], "fwd_ms").verdict, Verdict::unchanged);
+}
+
+TEST(Compare, TheGeomeanGateFailsOnlyOnTheMeanOverCases) {
+  RowSpec a, b, a_slow, b_slow;
+  b.name = b_slow.name = "w/1";
+  b.mask = b_slow.mask = "full";
+  a_slow.fwd = scaled(a.fwd, 1.5);
+  b_slow.fwd = scaled(b.fwd, 1.5);
+  CompareOptions o;
+  o.threshold = 0.3;
+  o.gate = TimingGate::geomean;
+  // One case of two 1.5x slower: reported, but the mean moves by 22% < 30%.
+  const Comparison one = compare(doc({row(a), row(b)}), doc({row(a_slow), row(b)}), o);
+  EXPECT_EQ(one.cases[0].verdict, Verdict::regression);
+  EXPECT_EQ(one.geomeans[0].verdict, Verdict::unchanged);
+  EXPECT_FALSE(one.failed());
+  // Both: the mean moves by 50%.
+  const Comparison both = compare(doc({row(a), row(b)}), doc({row(a_slow), row(b_slow)}), o);
+  EXPECT_EQ(both.geomeans[0].verdict, Verdict::regression);
+  EXPECT_TRUE(both.failed());
+  EXPECT_NE(comparison_table(both).find("over 2 cases: REGRESSION"), std::string::npos) << comparison_table(both);
+  // Exact metrics fail whatever the gate.
+  RowSpec bytes;
+  bytes.bytes = 8192;
+  EXPECT_TRUE(compare(doc({row(a)}), doc({row(bytes)}), o).failed());
+  // The same pair under the per-case gate fails on the one case.
+  o.gate = TimingGate::each_case;
+  EXPECT_TRUE(compare(doc({row(a), row(b)}), doc({row(a_slow), row(b)}), o).failed());
+}
+
 TEST(Compare, VerdictsAsJson) {
   RowSpec slow;
   slow.fwd = scaled(slow.fwd, 1.5);
