@@ -19,7 +19,7 @@
 # Why CPU CI does not flake: exact metrics are deterministic and always compared; timings gate
 # through the geometric mean over the suite's cases only (--timing-gate geomean), worse than 50%
 # (single cases on a shared 2-core machine moved by up to 15x between runs, their geometric mean
-# by at most 12%: results/baselines/README.md), each case's noise-aware verdict being reported;
+# by at most 29%: results/baselines/README.md), each case's noise-aware verdict being reported;
 # and a failing comparison is measured once more, failing only if it fails again. Other backends
 # gate each case at 5%, its rank test over the timed iterations deciding what is noise.
 # Exit: 0 no regression; 7 a regression (or an exact metric changed); 2 usage; other: a failure.
