@@ -10,7 +10,8 @@ MAGI_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MAGI_PRESET="${1:-${MAGI_PRESET:-release}}"
 
 magi_packages=(cmake ninja-build g++ pkg-config libcli11-dev nlohmann-json3-dev libfmt-dev
-               libspdlog-dev libopenmpi-dev openmpi-bin libgtest-dev python3)
+               libspdlog-dev libopenmpi-dev openmpi-bin libgtest-dev python3
+               python3-matplotlib)
 
 magi_install_missing() {
   local missing=()

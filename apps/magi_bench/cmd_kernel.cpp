@@ -3,14 +3,17 @@
 // forward and backward and, with --check, compares sampled rows with the float64 CPU reference
 // (lib/runtime/cuda/kernel_benchmark.h: the method). Each case is a results row of cp 1 and
 // backend cuda-kernel, printed like `run`'s (table on stdout, --out JSON, --csv CSV; never over
-// an existing file unless --force). Exit code 6 when a check fails.
+// an existing file unless --force). Exit code 6 when a check fails, 7 when a case is below a
+// --min-*-tflops floor.
 #include "case_row.h"
 #include "commands.h"
+#include "gate_options.h"
 #include "result_files.h"
 #include "system_info.h"
 
 #include "core/base/error.h"
 #include "core/results/device_peak.h"
+#include "core/results/gate.h"
 #include "core/results/row.h"
 #include "core/results/writers.h"
 #include "core/workload/case_inputs.h"
@@ -36,6 +39,7 @@ struct KernelOptions {
   std::string out_csv;
   bool force = false;
   RunOverrides overrides;
+  GateOptions gate;
   int64_t check_rows = 128;
 };
 
@@ -77,11 +81,13 @@ CaseRow kernel_row(const Case& c, const std::vector<int64_t>& docs, size_t slice
 
 void run_kernel_bench(Context& ctx, const KernelOptions& opt) {
   Workload workload;
+  Gate gate;
   preflight(ctx, [&] {
     if (ctx.world_size != 1)
       throw UsageError(fmt::format("kernel runs on one GPU in one process; got {} ranks", ctx.world_size));
     workload = load_workload(opt.config);
     opt.overrides.validate();
+    gate = opt.gate.gate();
     if (opt.check_rows < 1) throw UsageError(fmt::format("--check-rows {}: expected >= 1", opt.check_rows));
     for (const Case& c : workload.cases) {
       if (c.model.dtype == DType::fp32)
@@ -109,6 +115,7 @@ void run_kernel_bench(Context& ctx, const KernelOptions& opt) {
                           workload.cases.size() == 1 ? "" : "s"));
   print0(ctx, table_header());
 
+  int below_floor = 0;
   for (const Case& original : workload.cases) {
     Case c = original;
     opt.overrides.apply(c);
@@ -143,7 +150,9 @@ void run_kernel_bench(Context& ctx, const KernelOptions& opt) {
       }
       report.rows.push_back(kernel_row(c, docs, mask.size(), r, device, opt.check_rows));
     }
+    const bool below = apply_gate(report.rows.back(), gate);
     print0(ctx, table_row(report, report.rows.size() - 1));
+    below_floor += below;
   }
   print0(ctx, table_summary(report));
 
@@ -151,6 +160,7 @@ void run_kernel_bench(Context& ctx, const KernelOptions& opt) {
     print0(ctx, fmt::format("# Wrote {}\n", path));
   }
   if (report.failed_checks()) ctx.exit_code = static_cast<int>(ExitCode::wrong_result);
+  else if (below_floor) ctx.exit_code = static_cast<int>(ExitCode::regression);
 }
 
 }  // namespace
@@ -168,6 +178,7 @@ void add_kernel_command(CLI::App& app, Context& ctx) {
   cmd->add_option("--csv", opt->out_csv, "Write one CSV line per case to this file")->check(output_file_name());
   cmd->add_flag("-f,--force", opt->force, "Overwrite --out / --csv files that already exist (regular files only)");
   opt->overrides.add_to(*cmd);
+  opt->gate.add_to(*cmd);
   cmd->add_option("--check-rows", opt->check_rows, "Rows per checked window (three windows: first, middle, last)");
   cmd->callback([&ctx, opt] { run_kernel_bench(ctx, *opt); });
 }

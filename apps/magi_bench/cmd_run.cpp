@@ -3,6 +3,9 @@
 #include "backend.h"
 #include "case_row.h"
 #include "commands.h"
+#include "dispatch_details.h"
+#include "gate_options.h"
+#include "progress.h"
 #include "result_files.h"
 #include "system_info.h"
 
@@ -10,6 +13,7 @@
 #include "core/plan/plan_size.h"
 #include "core/plan/planner.h"
 #include "core/results/device_peak.h"
+#include "core/results/gate.h"
 #include "core/results/row.h"
 #include "core/results/writers.h"
 #include "core/workload/case_inputs.h"
@@ -27,6 +31,7 @@
 #include <cmath>
 #include <cstdio>
 #include <thread>
+#include <unistd.h>
 
 namespace magi::app {
 
@@ -42,6 +47,7 @@ struct RunOptions {
   double timeout_s = 600;
   bool allow_large = false;
   RunOverrides overrides;
+  GateOptions gate;
   int threads = 0;
   bool ranks_needed = false;
 };
@@ -138,6 +144,7 @@ Watchdog::OnExpiry abort_job(const Context& ctx, double timeout_s, const std::at
 void run_workload(Context& ctx, const RunOptions& opt) {
   Workload workload;
   FaultInjection fault;
+  Gate gate;
   preflight(ctx, [&] {
     validate_backend_names(opt.backend, opt.comm);
     workload = load_workload(opt.config);
@@ -150,6 +157,7 @@ void run_workload(Context& ctx, const RunOptions& opt) {
           opt.config, max_cp, max_cp, ctx.world_size, max_cp));
     }
     opt.overrides.validate();
+    gate = opt.gate.gate();
     if (!opt.allow_large) {  // every rank plans every case: refuse before any of them runs
       for (const Case& c : workload.cases) {
         if (std::string why = plan_size_excess(c); !why.empty()) {
@@ -205,7 +213,7 @@ void run_workload(Context& ctx, const RunOptions& opt) {
                                  {"resolved", workload.resolved}};
   print0(ctx, metadata_header(report.metadata));
   const std::string storage =
-      choice.gpu ? "the workload's bf16/fp16 storage, fp32 LSE and accumulators; bytes in that dtype"
+      choice.gpu ? "the workload's bf16/fp16 storage, fp32 LSE and merges; bytes in that dtype"
                  : fmt::format("float32 storage, float64 accumulation; planned and measured bytes in fp32; "
                                "{} thread{} per rank", threads, threads == 1 ? "" : "s");
   print0(ctx, fmt::format("# Backend: {} ({})\n# Comm: {} ({})\n"
@@ -215,6 +223,8 @@ void run_workload(Context& ctx, const RunOptions& opt) {
                           workload.name, workload.cases.size(), workload.cases.size() == 1 ? "" : "s"));
   print0(ctx, table_header());
 
+  Progress progress(ctx.world_rank == 0 ? sweep_weights(workload.cases, opt.overrides) : std::vector<double>{},
+                    ctx.world_rank == 0 ? stderr : nullptr, isatty(fileno(stderr)) == 1);
   for (const Case& original : workload.cases) {
     Case c = original;
     opt.overrides.apply(c);
@@ -242,8 +252,11 @@ void run_workload(Context& ctx, const RunOptions& opt) {
       }
       report.rows.push_back(measured_row(c, plan, result, backend_name,
                                          choice.gpu ? device : cpu_model(), inputs.documents));
+      report.rows.back().details["dispatch"] = dispatch_details(plan, mask);
     }
+    apply_gate(report.rows.back(), gate);
     print0(ctx, table_row(report, report.rows.size() - 1));
+    progress.case_done(report.rows.size() - 1, c.name);
     idle_barrier();
   }
   print0(ctx, table_summary(report));
@@ -253,9 +266,12 @@ void run_workload(Context& ctx, const RunOptions& opt) {
       print0(ctx, fmt::format("# Wrote {}\n", path));
     }
   }
-  int wrong = ctx.world_rank == 0 ? report.failed_checks() : 0;
-  MAGI_MPI_CHECK(MPI_Bcast(&wrong, 1, MPI_INT, 0, MPI_COMM_WORLD));
-  if (wrong) ctx.exit_code = static_cast<int>(ExitCode::wrong_result);
+  // Rank 0's rows hold every rank's timings: its verdicts are the job's.
+  int verdicts[2] = {ctx.world_rank == 0 ? report.failed_checks() : 0, 0};
+  for (const CaseRow& r : report.rows) verdicts[1] += ctx.world_rank == 0 && !r.below_floor.empty();
+  MAGI_MPI_CHECK(MPI_Bcast(verdicts, 2, MPI_INT, 0, MPI_COMM_WORLD));
+  if (verdicts[0]) ctx.exit_code = static_cast<int>(ExitCode::wrong_result);
+  else if (verdicts[1]) ctx.exit_code = static_cast<int>(ExitCode::regression);
 }
 
 }  // namespace
@@ -293,6 +309,7 @@ void add_run_command(CLI::App& app, Context& ctx) {
                   "(0: no limit)")
       ->capture_default_str();
   opt->overrides.add_to(*run);
+  opt->gate.add_to(*run);
   run->add_option("-t,--threads", opt->threads,
                   "Compute threads per rank (0: the node's hardware threads / ranks on the node)")
       ->capture_default_str();

@@ -59,5 +59,6 @@ void add_plan_command(CLI::App& app, Context& ctx);    // plan a workload, no MP
 void add_kernel_command(CLI::App& app, Context& ctx);  // one-GPU kernel benchmark (CUDA builds)
 void add_simulate_command(CLI::App& app, Context& ctx);     // predict a workload on a cluster (core/sim)
 void add_calibrate_command(CLI::App& app, Context& ctx);    // fit the simulator to measured results
+void add_compare_command(CLI::App& app, Context& ctx); // two results files, case by case
 
 }  // namespace magi::app

@@ -97,11 +97,11 @@ std::vector<std::string> with_default_command(int argc, char** argv) {
   if (args.empty()) return args;
   const std::string& first = args[0];
   const bool is_command = first == "run" || first == "plan" || first == "kernel" || first == "simulate" ||
-                          first == "calibrate";
+                          first == "calibrate" || first == "compare";
   const bool top_level = first == "--help" || first == "-h" || first == "--version";
   if (!is_command && !top_level) {
     if (!first.starts_with("-")) {
-      throw magi::UsageError(fmt::format("{}: not a subcommand; expected run, plan, kernel, simulate or calibrate (magi-bench --help)", first));
+      throw magi::UsageError(fmt::format("{}: not a subcommand; expected run, plan, kernel, simulate, calibrate or compare (magi-bench --help)", first));
     }
     args.insert(args.begin(), "run");
   }
@@ -139,7 +139,8 @@ int main(int argc, char** argv) {
       "baselines), runs it on MPI ranks, checks it against a reference and reports throughput.\n"
       "Run `mpirun -np N magi-bench --config workload.json`; `magi-bench SUBCOMMAND --help` for\n"
       "each subcommand. Exit codes: 0 ok, 2 usage, 3 invalid workload, 4 file error,\n"
-      "5 runtime failure, 6 wrong results (--check), 70 internal error.",
+      "5 runtime failure, 6 wrong results (--check), 7 regression (compare) or below a\n"
+      "--min-*-tflops floor, 70 internal error.",
       "magi-bench"};
   app.set_version_flag("--version", std::string("magi-bench " MAGI_VERSION " (git " MAGI_GIT_SHA ")"));
   app.require_subcommand(1, 1);
@@ -152,6 +153,7 @@ int main(int argc, char** argv) {
   magi::app::add_plan_command(app, ctx);
   magi::app::add_simulate_command(app, ctx);
   magi::app::add_calibrate_command(app, ctx);
+  magi::app::add_compare_command(app, ctx);
 #ifdef MAGI_HAVE_CUDA
   magi::app::add_kernel_command(app, ctx);
 #else

@@ -15,5 +15,7 @@ inline constexpr std::string_view kPlanReportSchema = "magi-bench/plan-report/2"
 inline constexpr std::string_view kPlanSchema = "magi-bench/plan/1";
 // A fitted cost model (magi-bench calibrate; docs/simulation.md).
 inline constexpr std::string_view kCalibrationSchema = "magi-bench/calibration/1";
+// The verdicts `compare --json` writes (docs/compare.md).
+inline constexpr std::string_view kCompareSchema = "magi-bench/compare/1";
 
 }  // namespace magi

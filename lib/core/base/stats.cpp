@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <utility>
 
 namespace magi {
 
@@ -23,6 +24,7 @@ TimingSummary summarize(std::vector<double> samples_ms) {
   const auto [lo, hi] = std::minmax_element(samples_ms.begin(), samples_ms.end());
   s.min_ms = *lo;
   s.max_ms = *hi;
+  s.samples_ms = std::move(samples_ms);
   return s;
 }
 

@@ -17,6 +17,7 @@ struct TimingSummary {
   double mean_ms = 0;
   double min_ms = 0;
   double max_ms = 0;
+  std::vector<double> samples_ms;  // every timed iteration in order: `compare` tests the spread
 };
 
 // Summary of a list of times in milliseconds; count 0 for an empty list.

@@ -57,6 +57,8 @@ struct CaseRow {
   std::string skip_reason;
   std::vector<RankRow> ranks;      // every rank's timings: the row's times derive from them
   nlohmann::json details;          // resolved case config, document stats, plan or kernel summary
+  bool gated = false;                    // a --min-*-tflops floor was set (core/results/gate.h)
+  std::vector<std::string> below_floor;  // the floors it missed, in words
 
   // Derived numbers (formulas in README.md).
   double fwd_ms() const;                     // slowest rank's median

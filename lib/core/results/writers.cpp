@@ -25,6 +25,13 @@ std::string rate_or_dash(double v) {
   return fmt::format("{:.3g}", v);
 }
 
+// The end of a row: a newline, after "BELOW FLOOR: ..." when it missed a --min-*-tflops floor.
+std::string below_floor_marker(const CaseRow& r) {
+  std::string s;
+  for (const std::string& f : r.below_floor) s += (s.empty() ? "  BELOW FLOOR: " : "; ") + f;
+  return s + "\n";
+}
+
 }  // namespace
 
 std::string table_header() {
@@ -50,7 +57,7 @@ std::string table_row(const Report& report, size_t i) {
                                                 : kNaN;
   return fmt::format(
       " {:>22} {:>22} {:>9} {:>4} {:>9} {:>10} {:>10} {:>9} {:>9} {:>6} {:>10} {:>6} {:>8} {:>6} "
-      "{:>6} {:>7}\n",
+      "{:>6} {:>7}",
       r.case_name, r.mask, r.total_tokens, r.cp, r.strategy,
       r.fwd_ran ? fixed_or_dash(r.fwd_ms(), 3) : "-", r.bwd_ran ? fixed_or_dash(r.bwd_ms(), 3) : "-",
       rate_or_dash(r.fwd_tflops_per_gpu()), rate_or_dash(r.bwd_tflops_per_gpu()),
@@ -58,8 +65,24 @@ std::string table_row(const Report& report, size_t i) {
       fixed_or_dash(static_cast<double>(r.max_rank_fwd_sent_bytes()) / 1e6, 3),
       fixed_or_dash(vs_bound, 2), fixed_or_dash(r.exposed_comm_pct(), 1),
       fixed_or_dash(r.imbalance, 3), fixed_or_dash(report.scaling_efficiency(i), 2),
-      to_string(r.check));
+      to_string(r.check)) + below_floor_marker(r);
 }
+
+namespace {
+
+// nccl-tests' minimum-bandwidth verdict, for --min-*-tflops: nothing when no floor was set.
+std::string gate_summary(const Report& report) {
+  int gated = 0, below = 0;
+  for (const CaseRow& r : report.rows) {
+    gated += r.gated;
+    below += !r.below_floor.empty();
+  }
+  if (!gated) return "";
+  return below ? fmt::format("# Throughput floor (--min-*-tflops) : {} case{} BELOW\n", below, below == 1 ? "" : "s")
+               : std::string("# Throughput floor (--min-*-tflops) : every case meets it\n");
+}
+
+}  // namespace
 
 std::string table_summary(const Report& report) {
   int ran = 0, skipped = 0;
@@ -88,7 +111,8 @@ std::string table_summary(const Report& report) {
       "# Avg TFLOP/s per GPU : fwd {} bwd {}\n",
       verdict, ran, skipped, checked, wrong,
       bytes_off.empty() ? std::string("every case") : "NOT in" + bytes_off,
-      fwd_n ? rate_or_dash(fwd_sum / fwd_n) : "-", bwd_n ? rate_or_dash(bwd_sum / bwd_n) : "-");
+      fwd_n ? rate_or_dash(fwd_sum / fwd_n) : "-", bwd_n ? rate_or_dash(bwd_sum / bwd_n) : "-") +
+      gate_summary(report);
 }
 
 namespace {
@@ -102,7 +126,7 @@ nlohmann::json finite_or_null(double v) { return std::isfinite(v) ? nlohmann::js
 
 nlohmann::json timing_json(const TimingSummary& t) {
   return {{"count", t.count}, {"median_ms", t.median_ms}, {"mean_ms", t.mean_ms},
-          {"min_ms", t.min_ms}, {"max_ms", t.max_ms}};
+          {"min_ms", t.min_ms}, {"max_ms", t.max_ms}, {"samples_ms", t.samples_ms}};
 }
 
 nlohmann::json row_json(const Report& report, size_t i) {
@@ -158,6 +182,8 @@ nlohmann::json row_json(const Report& report, size_t i) {
                           {"peak_memory_bytes", k.peak_memory_bytes}});
   }
   j["details"] = r.details;
+  j["gate"] = r.gated ? nlohmann::json{{"passed", r.below_floor.empty()}, {"below_floor", r.below_floor}}
+                      : nlohmann::json(nullptr);
   return j;
 }
 

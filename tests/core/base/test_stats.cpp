@@ -21,6 +21,7 @@ TEST(Stats, SummaryOfTimings) {
   EXPECT_DOUBLE_EQ(s.mean_ms, 2.5);
   EXPECT_DOUBLE_EQ(s.min_ms, 1.0);
   EXPECT_DOUBLE_EQ(s.max_ms, 4.0);
+  EXPECT_EQ(s.samples_ms, (std::vector<double>{4.0, 1.0, 3.0, 2.0}));  // kept in iteration order
   EXPECT_DOUBLE_EQ(summarize({5.0, 1.0, 9.0}).median_ms, 5.0);
   EXPECT_EQ(summarize({}).count, 0);
 }

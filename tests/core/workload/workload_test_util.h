@@ -33,10 +33,10 @@ inline std::string write_scratch(const std::string& name, const std::string& tex
   return path.string();
 }
 
-// The shipped workloads, configs/*.json, sorted by name.
+// The shipped workloads, configs/*.json and those under its folders (configs/ci/), sorted.
 inline std::vector<std::filesystem::path> shipped_configs() {
   std::vector<std::filesystem::path> files;
-  for (const auto& e : std::filesystem::directory_iterator(MAGI_CONFIGS_DIR)) {
+  for (const auto& e : std::filesystem::recursive_directory_iterator(MAGI_CONFIGS_DIR)) {
     if (e.is_regular_file() && e.path().extension() == ".json") files.push_back(e.path());
   }
   std::sort(files.begin(), files.end());

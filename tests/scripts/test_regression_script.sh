@@ -1,0 +1,36 @@
+#!/bin/sh
+# scripts/regression.sh against a baseline with an injected regression (the forward bytes of one
+# case changed): it must fail with exit 7 and a readable report naming the case and the metric;
+# and against a baseline lacking a case, it must fail too (the suite checks less than it should).
+# Usage: test_regression_script.sh MAGI_BENCH REPO_ROOT
+set -u
+bench="$1"; root="$2"
+command -v mpirun >/dev/null 2>&1 || { echo "SKIPPED: mpirun not found"; exit 77; }
+command -v python3 >/dev/null 2>&1 || { echo "SKIPPED: python3 not found"; exit 77; }
+tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
+mkdir -p "$tmp/injected/cpu" "$tmp/short/cpu"
+python3 - "$root/results/baselines/cpu/ci_regression.json" "$tmp" <<'PY'
+import json, sys
+base, tmp = sys.argv[1], sys.argv[2]
+d = json.load(open(base))
+# The new run will send 512 bytes more than this baseline says: a regression of the plan.
+d["cases"][5]["planned_fwd_bytes"] -= 512
+json.dump(d, open(f"{tmp}/injected/cpu/ci_regression.json", "w"))
+d = json.load(open(base))
+del d["cases"][3]
+json.dump(d, open(f"{tmp}/short/cpu/ci_regression.json", "w"))
+PY
+"$root/scripts/regression.sh" --bench "$bench" --baseline-dir "$tmp/injected" --out "$tmp/out1" >"$tmp/log1" 2>&1
+rc=$?
+cat "$tmp/log1"
+fail=0
+[ "$rc" = 7 ] || { echo "FAIL: injected regression: exit $rc, expected 7"; fail=1; }
+grep -q "planned_fwd_bytes .* REGRESSION" "$tmp/log1" || { echo "FAIL: the report does not name planned_fwd_bytes as a REGRESSION"; fail=1; }
+grep -q "measuring once more" "$tmp/log1" || { echo "FAIL: no confirming run"; fail=1; }
+grep -q "regression: ci_regression FAILED" "$tmp/log1" || { echo "FAIL: no FAILED line"; fail=1; }
+"$root/scripts/regression.sh" --bench "$bench" --baseline-dir "$tmp/short" --out "$tmp/out2" >"$tmp/log2" 2>&1
+rc=$?
+cat "$tmp/log2"
+[ "$rc" != 0 ] || { echo "FAIL: a baseline lacking a case passed"; fail=1; }
+grep -q "Only in new (no baseline)" "$tmp/log2" || { echo "FAIL: the extra case is not listed"; fail=1; }
+exit $fail
