@@ -8,7 +8,7 @@
 #                         [--out DIR] [--baseline-dir DIR] [--bench MAGI_BENCH]
 #
 # --backend B       the run's backend, and the baseline folder (default cpu; GPU machines take
-#                   and compare their own: --backend cuda once the distributed CUDA backend exists)
+#                   and compare their own: --backend gpu)
 # --threshold PCT   smallest timing change that counts (default: 50% on cpu, 5% otherwise)
 # --take-baseline   run the suite and write it as the baseline instead of comparing (refuses to
 #                   replace one unless --force); commit the files it writes

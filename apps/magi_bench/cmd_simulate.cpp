@@ -5,6 +5,7 @@
 // imbalance; rows in the results schema (backend "simulated") for --out / --csv. The
 // calibration's own error (held out) is printed beside. --tune searches chunk size, overlap
 // degree and strategy per cp. docs/simulation.md explains the model.
+#include "case_row.h"
 #include "commands.h"
 #include "result_files.h"
 #include "sim_common.h"
@@ -70,21 +71,10 @@ std::vector<Strategy> parse_strategies(const std::string& s) {
 
 // The case row of a simulation: each rank's predicted times as a single "iteration".
 CaseRow sim_row(const Case& c, const CaseSim& s, const ClusterSpec& cl, const std::vector<AttnSlice>& mask) {
-  CaseRow row;
-  row.case_name = c.name;
-  row.mask = c.mask.type;
-  row.total_tokens = c.total_tokens;
-  row.cp = c.parallel.cp;
-  row.strategy = std::string(to_string(c.parallel.strategy));
-  row.backend = "simulated";
+  CaseRow row = case_row(c, "simulated");
   row.dtype = std::string(to_string(c.model.dtype));
-  row.heads_q = c.model.heads_q;
-  row.heads_kv = c.model.heads_kv;
-  row.head_dim = c.model.head_dim;
-  row.case_key = case_key(c);
   row.area = mask_area(mask);
   row.peak_tflops = cl.peak_tflops;
-  row.details = {{"config", resolved_config(c)}};
   if (s.skipped) {
     row.skipped = true;
     row.skip_reason = s.skip_reason;

@@ -33,11 +33,18 @@ inline std::string write_scratch(const std::string& name, const std::string& tex
   return path.string();
 }
 
-// The shipped workloads, configs/*.json and those under its folders (configs/ci/), sorted.
+// The shipped workloads, configs/*.json and those under its folders (configs/ci/), sorted;
+// configs/clusters/ holds cluster descriptions (docs/simulation.md), not workloads.
 inline std::vector<std::filesystem::path> shipped_configs() {
   std::vector<std::filesystem::path> files;
-  for (const auto& e : std::filesystem::recursive_directory_iterator(MAGI_CONFIGS_DIR)) {
-    if (e.is_regular_file() && e.path().extension() == ".json") files.push_back(e.path());
+  const std::filesystem::path clusters = std::filesystem::path(MAGI_CONFIGS_DIR) / "clusters";
+  for (auto it = std::filesystem::recursive_directory_iterator(MAGI_CONFIGS_DIR);
+       it != std::filesystem::recursive_directory_iterator(); ++it) {
+    if (it->is_directory() && it->path() == clusters) {
+      it.disable_recursion_pending();
+      continue;
+    }
+    if (it->is_regular_file() && it->path().extension() == ".json") files.push_back(it->path());
   }
   std::sort(files.begin(), files.end());
   return files;
