@@ -13,7 +13,11 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <stdexcept>
+#include <string>
+#include <vector>
 
 namespace magi::app {
 
@@ -23,24 +27,39 @@ namespace {
 constexpr bool kCudaBuild = true;
 int visible_devices() { return cuda_device_count(); }
 bool nccl_in_build() { return nccl_built(); }
+std::string bus_id(int index) { return cuda_device_bus_id(index); }
 #else
 constexpr bool kCudaBuild = false;
 int visible_devices() { return 0; }
 bool nccl_in_build() { return false; }
+std::string bus_id(int) { return {}; }
 #endif
 
 struct NodeShape {
   int local_rank = 0;
   int local_size = 1;
+  std::string gpu;  // the PCI bus id of the GPU this rank takes (empty: none, or unreadable)
+  int sharing = 0;  // ranks of this host taking that same GPU, this one included
 };
 
-NodeShape node_shape() {
+// Collective over the world. A rank takes visible device (node-local rank mod devices); whether
+// two ranks hold the same GPU is decided by the GPUs' bus ids, not by counting: with per-rank
+// CUDA_VISIBLE_DEVICES every rank sees one device, a different one.
+NodeShape node_shape(int devices) {
   MPI_Comm node;
   MAGI_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
   NodeShape s;
   MAGI_MPI_CHECK(MPI_Comm_rank(node, &s.local_rank));
   MAGI_MPI_CHECK(MPI_Comm_size(node, &s.local_size));
+  constexpr int kIdChars = 32;
+  if (devices > 0) s.gpu = bus_id(s.local_rank % devices).substr(0, kIdChars - 1);
+  std::vector<char> mine(kIdChars, '\0'), all(static_cast<size_t>(kIdChars) * s.local_size, '\0');
+  std::copy(s.gpu.begin(), s.gpu.end(), mine.begin());
+  MAGI_MPI_CHECK(MPI_Allgather(mine.data(), kIdChars, MPI_CHAR, all.data(), kIdChars, MPI_CHAR, node));
   MAGI_MPI_CHECK(MPI_Comm_free(&node));
+  for (int p = 0; p < s.local_size && !s.gpu.empty(); ++p) {
+    s.sharing += s.gpu == std::string(all.data() + static_cast<size_t>(p) * kIdChars);
+  }
   return s;
 }
 
@@ -77,15 +96,15 @@ void validate_backend_names(const std::string& backend, const std::string& comm)
 BackendChoice choose_backend(const std::string& backend, const std::string& comm) {
   // Every collective first, identically on every rank; then each rank judges what it saw (a
   // rank that threw before a collective would leave the others waiting in it).
-  const NodeShape node = node_shape();
   const int devices = visible_devices();
-  // min over ranks of: devices seen, and GPUs left over when each local rank takes its own.
-  int mins[2] = {devices, devices - node.local_size};
-  MAGI_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, mins, 2, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
-  int max_local = node.local_size;
-  MAGI_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &max_local, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
-  const bool every_rank_sees_one = mins[0] > 0;
-  const bool gpu_per_rank = mins[1] >= 0;
+  const NodeShape node = node_shape(devices);
+  int least_devices = devices;
+  MAGI_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &least_devices, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
+  int most[2] = {node.local_size, node.sharing};
+  MAGI_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, most, 2, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
+  const int max_local = most[0];
+  const bool every_rank_sees_one = least_devices > 0;
+  const bool gpu_per_rank = most[1] <= 1;
   int rank = 0;
   MAGI_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
 
@@ -119,19 +138,19 @@ BackendChoice choose_backend(const std::string& backend, const std::string& comm
   }
 
   c.device = node.local_rank % devices;
-  const std::string sharing =
-      fmt::format("up to {} per host, {} on this one", plural(max_local, "rank"), plural(devices, "GPU"));
+  const std::string sharing = fmt::format("up to {} per host, {} visible to this one",
+                                          plural(max_local, "rank"), plural(devices, "GPU"));
   if (comm == "nccl") {
     if (!nccl_in_build()) {
       throw ConfigError("--comm nccl: this magi-bench was built without NCCL (nccl.h and libnccl "
                         "were not found when it was configured); use --comm mpi");
     }
-    if (node.local_size > devices) {
+    if (node.sharing > 1) {
       throw ConfigError(fmt::format(
-          "--comm nccl: host {} runs {} but has {}{}; NCCL needs one GPU per rank (use --comm mpi "
-          "to let ranks share a GPU, or launch at most {} rank{} per host)",
-          host_name(), plural(node.local_size, "rank"), plural(devices, "GPU"), visible_devices_note(),
-          devices, devices == 1 ? "" : "s"));
+          "--comm nccl: on host {} {} would share GPU {} ({} visible to this rank{}); NCCL needs one "
+          "GPU per rank (use --comm mpi to let ranks share a GPU, or launch at most one rank per GPU)",
+          host_name(), plural(node.sharing, "rank"), node.gpu, plural(devices, "device"),
+          visible_devices_note()));
     }
     c.nccl = true;
     c.reason += fmt::format("; --comm nccl ({})", sharing);
@@ -177,7 +196,13 @@ Device& Backend::device(DType storage) {
   if (it != devices_.end()) return *it->second;
   std::unique_ptr<Device> d;
 #ifdef MAGI_HAVE_CUDA
-  if (choice_.gpu) d = make_cuda_device(choice_.device, storage);
+  if (choice_.gpu) {
+    try {
+      d = make_cuda_device(choice_.device, storage);
+    } catch (const std::runtime_error& e) {  // a CUDA failure (the device's errors carry no fmt)
+      throw RuntimeError(fmt::format("GPU {} on host {}: {}", choice_.device, host_name(), e.what()));
+    }
+  }
 #endif
   if (!d) d = std::make_unique<CpuDevice>(threads_);
   d->set_watchdog(world_.watchdog());

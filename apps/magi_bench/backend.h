@@ -3,10 +3,10 @@
 // devices and communicators built from that choice, reused across the cases of a sweep.
 //
 //   --backend auto : gpu when this is a CUDA build and every rank sees a CUDA device, else cpu.
-//   --comm auto    : gpu: nccl when this build has NCCL and every node has at least as many GPUs
-//                    as ranks (NCCL refuses two ranks on one GPU), else mpi (staged through pinned
-//                    host memory); cpu: mpi.
-// A rank's GPU is its node-local rank modulo the node's device count (MPI_Comm_split_type).
+//   --comm auto    : gpu: nccl when this build has NCCL and no two ranks take the same GPU (NCCL
+//                    refuses that), else mpi (staged through pinned host memory); cpu: mpi.
+// A rank's GPU is its node-local rank (MPI_Comm_split_type) modulo the devices it sees; GPUs are
+// told apart by PCI bus id, so per-rank CUDA_VISIBLE_DEVICES (one device each) is one GPU per rank.
 #pragma once
 
 #include "commands.h"

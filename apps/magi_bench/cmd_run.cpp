@@ -30,6 +30,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <stdexcept>
 #include <thread>
 #include <unistd.h>
 
@@ -245,10 +246,16 @@ void run_workload(Context& ctx, const RunOptions& opt) {
       eo.seed = c.run.seed;
       eo.case_name = c.name;
       ExecResult result;
-      const Backend::CaseExec ex = backend.for_case(c.parallel.cp, c.model.dtype);
-      if (ex.host) {
-        ex.device->reset_peak_memory();
-        result = execute_plan(*ex.host, *ex.data, *ex.device, plan, mask, eo);
+      try {
+        const Backend::CaseExec ex = backend.for_case(c.parallel.cp, c.model.dtype);
+        if (ex.host) {
+          ex.device->reset_peak_memory();
+          result = execute_plan(*ex.host, *ex.data, *ex.device, plan, mask, eo);
+        }
+      } catch (const Error&) {
+        throw;
+      } catch (const std::runtime_error& e) {  // the CUDA device's (it sees no fmt): a runtime failure
+        throw RuntimeError(fmt::format("case {}: {}", c.name, e.what()));
       }
       report.rows.push_back(measured_row(c, plan, result, backend_name,
                                          choice.gpu ? device : cpu_model(), inputs.documents));
@@ -286,8 +293,8 @@ void add_run_command(CLI::App& app, Context& ctx) {
   run->add_option("-c,--config", opt->config, "Workload JSON file (see configs/README.md)")
       ->required();
   run->add_option("-b,--backend", opt->backend,
-                  "Execution backend: gpu (one CUDA device per rank, chosen by node-local rank; "
-                  "bf16/fp16 storage, the flexible kernel), cpu (float32 storage, float64 "
+                  "Execution backend: gpu (a CUDA device per rank, chosen by node-local rank, "
+                  "shared by ranks only with --comm mpi; bf16/fp16 storage, the flexible kernel), cpu (float32 storage, float64 "
                   "accumulation) or auto (gpu when this is a CUDA build and every rank sees a "
                   "device, else cpu)")
       ->capture_default_str();

@@ -91,10 +91,7 @@ CaseRow sim_row(const Case& c, const CaseSim& s, const ClusterSpec& cl, const st
     RankRow rr;
     rr.rank = r.rank;
     rr.host = fmt::format("node{}", cl.node_of(r.rank));
-    auto one = [](double seconds) {
-      const double ms = seconds * 1e3;
-      return TimingSummary{1, ms, ms, ms, ms};
-    };
+    auto one = [](double seconds) { return summarize({seconds * 1e3}); };
     rr.fwd = one(r.fwd.total_s);
     rr.bwd = one(r.bwd.total_s);
     rr.fwd_sent_bytes = r.fwd.sent_bytes[0] + r.fwd.sent_bytes[1];

@@ -178,9 +178,14 @@ class Device {
   virtual void* stream() const { return nullptr; }
   // Bounds synchronize() (not owned; null: unbounded).
   void set_watchdog(Watchdog* watchdog) { watchdog_ = watchdog; }
+  // Called now and then while synchronize() waits (empty: nothing): the data communicator's
+  // check_async_errors, so that a failed collective ends the wait with its own message instead
+  // of running into the watchdog.
+  void set_async_check(std::function<void()> check) { async_check_ = std::move(check); }
 
  protected:
   Watchdog* watchdog_ = nullptr;
+  std::function<void()> async_check_;
 };
 
 }  // namespace magi

@@ -97,21 +97,15 @@ class RingRunner final : public PlanRunner {
     bool first_dq = true;
     // The dK/dV accumulator of a block travels with it: the owner starts it at step 0, every
     // rank holding the block adds its partial, and the P-th hop brings it home complete.
-    std::unique_ptr<Request> acc_recv;
+    // Each step ends with one exchange: this step's accumulator to r+1, and from r-1 the one this
+    // rank continues at the next step (after the last step: its own block's finished dK/dV). One
+    // group on every rank: a receive-only group then a send-only one, in order on NCCL's stream,
+    // would wait round the ring for each other.
+    std::unique_ptr<Request> acc_xchg;  // posted at the end of the previous step
     for (int s = 0; s < cp_; ++s) {
       const int owner = owner_at(s);
       const int64_t rows = block_rows_[owner];
       std::unique_ptr<Request> req = post_block(s);
-      // What r-1 sends after its step s: the accumulator this rank continues at step s+1 (after
-      // the last step, its own block's finished dK/dV).
-      std::unique_ptr<Request> next_acc;
-      if (cp_ > 1) {
-        const int next_owner = owner_at((s + 1) % cp_);
-        next_acc = comm_.group_start(
-            {}, {{prev(), acc_in_[(s + 1) % 2].data(), block_rows_[next_owner] * 2 * kv_row_ * esz_}});
-      }
-      // The buffer was last sent two steps ago.
-      dev_.wait(s >= 2 ? sent_[s % 2].get() : nullptr);
       dev_.compute(
           [&] {
             if (kv_direct_) {
@@ -132,31 +126,28 @@ class RingRunner final : public PlanRunner {
                             kv_row_);
             }
           },
-          {acc_recv.get(), req.get()});
+          {acc_xchg.get(), req.get()});
       dev_.wait(req.get());
-      if (acc_recv) {  // s >= 1: add what the ranks before accumulated for this block
-        dev_.wait(acc_recv.get());
+      if (acc_xchg) {  // s >= 1: add what the ranks before accumulated for this block
+        dev_.wait(acc_xchg.get());
         dev_.add(acc_in_[s % 2].data(), dt_, kv_acc_.data(), DType::fp32, rows * 2 * kv_row_);
       }
       if (cp_ > 1) {
+        // acc_out_[s % 2] was last sent by the exchange of step s - 2, waited for above at s - 1.
         dev_.copy(kv_acc_.data(), DType::fp32, acc_out_[s % 2].data(), dt_, rows * 2 * kv_row_);
-        sent_[s % 2] =
-            comm_.group_start({{next(), acc_out_[s % 2].data(), rows * 2 * kv_row_ * esz_}}, {});
+        const int64_t next_rows = block_rows_[owner_at((s + 1) % cp_)];
+        acc_xchg = comm_.group_start({{next(), acc_out_[s % 2].data(), rows * 2 * kv_row_ * esz_}},
+                                     {{prev(), acc_in_[(s + 1) % 2].data(), next_rows * 2 * kv_row_ * esz_}});
       }
-      acc_recv = std::move(next_acc);
     }
     if (cp_ > 1) {
-      dev_.wait(acc_recv.get());
+      dev_.wait(acc_xchg.get());
       const Buffer& home = acc_in_[cp_ % 2];
       dev_.copy(home.data(), dt_, local.dk.data(), dt_, tokens_ * kv_row_);
       dev_.copy(home.at(tokens_ * kv_row_), dt_, local.dv.data(), dt_, tokens_ * kv_row_);
     } else if (!kv_direct_) {
       dev_.copy(kv_acc_.data(), DType::fp32, local.dk.data(), dt_, tokens_ * kv_row_);
       dev_.copy(kv_acc_.f32(tokens_ * kv_row_), DType::fp32, local.dv.data(), dt_, tokens_ * kv_row_);
-    }
-    for (auto& q : sent_) {
-      dev_.wait(q.get());
-      q.reset();
     }
   }
 
@@ -199,7 +190,6 @@ class RingRunner final : public PlanRunner {
   std::vector<int64_t> block_rows_;
   std::vector<std::vector<RingStage>> by_owner_;
   Buffer buf_[2], acc_in_[2], acc_out_[2];
-  std::unique_ptr<Request> sent_[2];  // accumulator sends in flight
   Buffer stage_k_, stage_v_, kv_acc_, dk_part_, dv_part_;
 };
 

@@ -28,6 +28,21 @@ void wait_sleepy(Communicator& comm, Request* req, const char* what) {
   while (!req->test()) std::this_thread::sleep_for(std::chrono::microseconds(200));
 }
 
+// The device's synchronize() polls the data communicator's async errors for the length of a
+// scope (a failed NCCL collective ends the wait with NCCL's message).
+class AsyncCheck {
+ public:
+  AsyncCheck(Device& dev, Communicator& data) : dev_(dev) {
+    dev_.set_async_check([&data] { data.check_async_errors(); });
+  }
+  ~AsyncCheck() { dev_.set_async_check({}); }
+  AsyncCheck(const AsyncCheck&) = delete;
+  AsyncCheck& operator=(const AsyncCheck&) = delete;
+
+ private:
+  Device& dev_;
+};
+
 // A watchdog step for the length of a scope.
 class Step {
  public:
@@ -171,6 +186,7 @@ ExecResult execute_plan(Communicator& host, Communicator& data, Device& dev, con
              plan.ranks.size(), plan.cp);
   const int r = host.rank();
   dev.set_watchdog(host.watchdog());  // a stuck device ends the job like a stopped peer
+  const AsyncCheck async_check(dev, data);
 
   const RankPlan& me = plan.ranks[r];
   Local L;

@@ -403,10 +403,11 @@ class CudaDevice final : public Device {
   void synchronize() override {
     set_device();
     Watchdog::Wait scope(watchdog_, "a CUDA synchronize");
-    for (;;) {
+    for (int polls = 1;; ++polls) {
       const cudaError_t e = cudaStreamQuery(stream_);
       if (e == cudaSuccess) return;
       if (e != cudaErrorNotReady) MAGI_CUDA_CHECK(e);
+      if (async_check_ && polls % 50 == 0) async_check_();  // about every millisecond
       std::this_thread::sleep_for(std::chrono::microseconds(20));
     }
   }
@@ -519,6 +520,15 @@ int cuda_device_count() {
     return 0;
   }
   return n;
+}
+
+std::string cuda_device_bus_id(int index) {
+  char id[32] = {};
+  if (cudaDeviceGetPCIBusId(id, static_cast<int>(sizeof id), index) != cudaSuccess) {
+    cudaGetLastError();
+    return {};
+  }
+  return id;
 }
 
 std::unique_ptr<Device> make_cuda_device(int device_index, DType dtype) {

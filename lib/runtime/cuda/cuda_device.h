@@ -10,11 +10,15 @@
 #include "common/dtype.h"
 
 #include <memory>
+#include <string>
 
 namespace magi {
 
 // CUDA devices visible to this process: 0 when there is no driver or no device (never throws).
 int cuda_device_count();
+// The PCI bus id of visible device `index` ("0000:19:00.0"): which physical GPU it is, whatever
+// CUDA_VISIBLE_DEVICES numbers it; empty when it cannot be read.
+std::string cuda_device_bus_id(int index);
 
 // A device on GPU `device_index` storing tensors in `dtype` (bf16 or fp16; fp32 throws
 // std::invalid_argument naming it, before any CUDA call). CUDA errors throw std::runtime_error

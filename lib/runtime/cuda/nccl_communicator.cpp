@@ -86,6 +86,8 @@ class NcclCommunicator final : public Communicator {
       std::lock_guard<std::mutex> lock(mutex_);
       NCCL_COMM_CHECK(ncclCommInitRankConfig(&comm_, size_, boot.id, rank_, &config));
     } catch (...) {
+      if (comm_) ncclCommAbort(comm_);  // a failed init may still have made one
+      comm_ = nullptr;
       release_cuda();
       throw;
     }
