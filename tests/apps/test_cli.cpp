@@ -1,14 +1,12 @@
 // The executable as a user meets it (single process, no mpirun): help, errors with their exit
 // codes, a quick run that writes JSON and CSV, and result files that are never clobbered.
+#include "apps/cli_run.h"
 #include "core/base/file_io.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 #include <sys/stat.h>
-#include <sys/wait.h>
 
-#include <array>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -16,27 +14,8 @@
 namespace {
 
 namespace fs = std::filesystem;
-
-struct Outcome {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr together
-};
-
-// Runs magi-bench with `args`, in directory `cwd` when given, with `env` ("NAME=value ...")
-// added to its environment; a command that blocks is ended after two minutes (exit 124).
-Outcome run(const std::string& args, const std::string& cwd = "", const std::string& env = "") {
-  const std::string cmd = (cwd.empty() ? "" : "cd '" + cwd + "' && ") + env + " timeout 120 " +
-                          std::string(MAGI_BENCH_EXE) + " " + args + " 2>&1";
-  Outcome o;
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  if (!pipe) return o;
-  std::array<char, 4096> buf{};
-  size_t n = 0;
-  while ((n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0) o.output.append(buf.data(), n);
-  const int status = ::pclose(pipe);
-  o.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return o;
-}
+using magi::testing::Outcome;
+using magi::testing::run;
 
 class Cli : public ::testing::Test {
  protected:

@@ -1,15 +1,13 @@
 // `magi-bench compare`, the --min-*-tflops gate and the progress lines, driven as a user would:
 // real results files from a quick run, then copies with an injected change; exit codes, the
 // report, the verdicts file.
+#include "apps/cli_run.h"
 #include "core/base/file_io.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <array>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -17,25 +15,9 @@
 namespace {
 
 namespace fs = std::filesystem;
+using magi::testing::Outcome;
+using magi::testing::run;
 using json = nlohmann::json;
-
-struct Outcome {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr together
-};
-
-Outcome run(const std::string& args) {
-  const std::string cmd = "timeout 120 " + std::string(MAGI_BENCH_EXE) + " " + args + " 2>&1";
-  Outcome o;
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  if (!pipe) return o;
-  std::array<char, 4096> buf{};
-  size_t n = 0;
-  while ((n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0) o.output.append(buf.data(), n);
-  const int status = ::pclose(pipe);
-  o.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return o;
-}
 
 bool has(const std::string& text, const std::string& what) { return text.find(what) != std::string::npos; }
 
