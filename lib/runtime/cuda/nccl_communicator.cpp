@@ -198,29 +198,14 @@ class NcclCommunicator final : public Communicator {
     for (int p = 0; p < size_ && packed; ++p) {
       packed = recv_bytes[p] == send_bytes && recv_displs[p] == recv_displs[0] + p * send_bytes;
     }
-    std::unique_ptr<Request> req;
-    if (packed) {
-      req = run("all_gather_v", [] {}, [&] {
-        NCCL_COMM_CHECK(ncclAllGather(send, rbase + recv_displs[0], static_cast<size_t>(send_bytes),
-                                      ncclUint8, comm_, stream_));
-      });
-    } else {
-      req = run("all_gather_v", [&] {
-        self_copy(rbase + recv_displs[rank_], send, send_bytes);
-      }, [&] {
-        for (int p = 0; p < size_; ++p) {
-          if (p == rank_) continue;
-          if (recv_bytes[p] > 0) {
-            NCCL_COMM_CHECK(ncclRecv(rbase + recv_displs[p], static_cast<size_t>(recv_bytes[p]),
-                                     ncclUint8, p, comm_, stream_));
-          }
-          if (send_bytes > 0) {
-            NCCL_COMM_CHECK(ncclSend(send, static_cast<size_t>(send_bytes), ncclUint8, p, comm_,
-                                     stream_));
-          }
-        }
-      });
+    if (!packed) {  // the same bytes to every peer: an all-to-all-v, which counts them too
+      return all_to_all_v_start(send, std::vector<int64_t>(size_, send_bytes),
+                                std::vector<int64_t>(size_, 0), recv, recv_bytes, recv_displs);
     }
+    auto req = run("all_gather_v", [] {}, [&] {
+      NCCL_COMM_CHECK(ncclAllGather(send, rbase + recv_displs[0], static_cast<size_t>(send_bytes),
+                                    ncclUint8, comm_, stream_));
+    });
     sent_bytes_ += send_bytes * (size_ - 1);
     return req;
   }
