@@ -9,8 +9,9 @@
 // receives (it need not block the host). For host memory, wait() returns with the data there.
 //
 // Buffers are raw bytes; counts and displacements are in bytes. Every call that moves data
-// between ranks adds the bytes this rank sends to OTHER ranks (never to itself) to sent_bytes(),
-// so executors measure communication volume from the real messages.
+// between ranks adds the bytes this rank sends to OTHER ranks (never to itself) to sent_bytes()
+// and to that peer's sent_bytes_to(peer), so executors measure communication volume, and its
+// split over the links (same node or not), from the real messages.
 //
 // Every call that waits on other ranks (blocking collectives, Request::wait and a pending
 // request's destructor) does so inside a Watchdog::Wait scope of the communicator's watchdog,
@@ -104,8 +105,12 @@ class Communicator {
   // from another thread.
   virtual void abort() {}
 
-  // Bytes this rank has sent to other ranks through this communicator so far.
+  // Bytes this rank has sent to other ranks through this communicator so far: in all, and to
+  // one peer.
   int64_t sent_bytes() const { return sent_bytes_; }
+  int64_t sent_bytes_to(int peer) const {
+    return peer >= 0 && peer < static_cast<int>(sent_to_.size()) ? sent_to_[peer] : 0;
+  }
 
   // The watchdog bounding this communicator's waits (not owned; null: unbounded). Communicators
   // split from this one share it.
@@ -113,7 +118,18 @@ class Communicator {
   Watchdog* watchdog() const { return watchdog_; }
 
  protected:
+  // Implementations call this for every message to another rank (peer != rank()).
+  void count_sent(int peer, int64_t bytes) {
+    if (peer >= static_cast<int>(sent_to_.size())) sent_to_.resize(peer + 1, 0);
+    sent_to_[peer] += bytes;
+    sent_bytes_ += bytes;
+  }
+
+ private:
   int64_t sent_bytes_ = 0;
+  std::vector<int64_t> sent_to_;
+
+ protected:
   Watchdog* watchdog_ = nullptr;
 };
 

@@ -144,7 +144,7 @@ void MpiCommunicator::all_to_all_v(const void* send, const std::vector<int64_t>&
   MAGI_MPI_CHECK(MPI_Alltoallv(send, sc.data(), sd.data(), MPI_BYTE, recv, rc.data(), rd.data(),
                                MPI_BYTE, comm_));
   for (int p = 0; p < size_; ++p) {
-    if (p != rank_) sent_bytes_ += send_bytes[p];
+    if (p != rank_) count_sent(p, send_bytes[p]);
   }
 }
 
@@ -176,7 +176,7 @@ std::unique_ptr<Request> MpiCommunicator::all_to_all_v_start(
     MAGI_MPI_CHECK(MPI_Isend(sbase + send_displs[p], to_count(send_bytes[p], "all_to_all_v send"),
                              MPI_BYTE, p, kA2aTag, comm_, &r));
     reqs.push_back(r);
-    sent_bytes_ += send_bytes[p];
+    count_sent(p, send_bytes[p]);
   }
   MAGI_CHECK(send_bytes[rank_] == recv_bytes[rank_], "all_to_all_v: self part {} vs {} bytes",
              send_bytes[rank_], recv_bytes[rank_]);
@@ -206,7 +206,7 @@ std::unique_ptr<Request> MpiCommunicator::group_start(const std::vector<P2POp>& 
     MAGI_MPI_CHECK(MPI_Isend(op.buf, to_count(op.bytes, "group send"), MPI_BYTE, op.peer,
                              kGroupTag, comm_, &r));
     reqs.push_back(r);
-    if (op.peer != rank_) sent_bytes_ += op.bytes;
+    if (op.peer != rank_) count_sent(op.peer, op.bytes);
   }
   return std::make_unique<MpiRequest>(std::move(reqs), watchdog_, "point-to-point send/recv");
 }
@@ -221,7 +221,9 @@ void MpiCommunicator::all_gather_v(const void* send, int64_t send_bytes, void* r
   Watchdog::Wait wait(watchdog_, "all_gather_v");
   MAGI_MPI_CHECK(MPI_Allgatherv(send, to_count(send_bytes, "all_gather_v send"), MPI_BYTE, recv,
                                 rc.data(), rd.data(), MPI_BYTE, comm_));
-  sent_bytes_ += send_bytes * (size_ - 1);
+  for (int p = 0; p < size_; ++p) {
+    if (p != rank_) count_sent(p, send_bytes);
+  }
 }
 
 std::unique_ptr<Request> MpiCommunicator::all_gather_v_start(const void* send, int64_t send_bytes,

@@ -45,6 +45,8 @@ void all_to_all_case(bool nonblocking) {
     for (int64_t i = 0; i < sb[p]; ++i) send[sd[p] + i] = pattern(r, p, i);
   }
   const int64_t before = c->sent_bytes();
+  std::vector<int64_t> before_to(P);
+  for (int p = 0; p < P; ++p) before_to[p] = c->sent_bytes_to(p);
   if (nonblocking) {
     auto req = c->all_to_all_v_start(send.data(), sb, sd, recv.data(), rb, rd);
     while (!req->test()) {
@@ -59,6 +61,7 @@ void all_to_all_case(bool nonblocking) {
   int64_t expected = 0;
   for (int p = 0; p < P; ++p) {
     if (p != r) expected += sb[p];
+    EXPECT_EQ(c->sent_bytes_to(p) - before_to[p], p != r ? sb[p] : 0) << "to " << p;
   }
   EXPECT_EQ(c->sent_bytes() - before, expected);
 }
@@ -73,7 +76,7 @@ TEST(MpiCommunicator, GroupedSendRecvRing) {
   // Two messages to each neighbour in one group; order between a pair is preserved.
   std::vector<char> a(100, static_cast<char>(r)), b(7, static_cast<char>(r + 50));
   std::vector<char> ra(100, -1), rbuf(7, -1);
-  const int64_t before = c->sent_bytes();
+  const int64_t before = c->sent_bytes(), before_next = c->sent_bytes_to(next);
   auto req = c->group_start({{next, a.data(), 100}, {next, b.data(), 7}},
                             {{prev, ra.data(), 100}, {prev, rbuf.data(), 7}});
   req->wait();
@@ -81,6 +84,7 @@ TEST(MpiCommunicator, GroupedSendRecvRing) {
   for (char x : ra) EXPECT_EQ(x, static_cast<char>(prev));
   for (char x : rbuf) EXPECT_EQ(x, static_cast<char>(prev + 50));
   EXPECT_EQ(c->sent_bytes() - before, P > 1 ? 107 : 0);
+  EXPECT_EQ(c->sent_bytes_to(next) - before_next, P > 1 ? 107 : 0);
   // Zero-byte ops are skipped.
   c->group({{next, nullptr, 0}}, {{prev, nullptr, 0}});
 }

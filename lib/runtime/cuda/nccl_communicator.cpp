@@ -150,7 +150,7 @@ class NcclCommunicator final : public Communicator {
       }
     });
     for (int p = 0; p < size_; ++p) {
-      if (p != rank_) sent_bytes_ += send_bytes[p];
+      if (p != rank_) count_sent(p, send_bytes[p]);
     }
     return req;
   }
@@ -172,7 +172,7 @@ class NcclCommunicator final : public Communicator {
       }
     });
     for (const P2POp& op : sends) {
-      if (op.peer != rank_) sent_bytes_ += op.bytes;
+      if (op.peer != rank_) count_sent(op.peer, op.bytes);
     }
     return req;
   }
@@ -206,7 +206,9 @@ class NcclCommunicator final : public Communicator {
       NCCL_COMM_CHECK(ncclAllGather(send, rbase + recv_displs[0], static_cast<size_t>(send_bytes),
                                     ncclUint8, comm_, stream_));
     });
-    sent_bytes_ += send_bytes * (size_ - 1);
+    for (int p = 0; p < size_; ++p) {
+      if (p != rank_) count_sent(p, send_bytes);
+    }
     return req;
   }
 

@@ -163,7 +163,9 @@ class StagedMpiCommunicator final : public Communicator {
               static_cast<const char*>(send) + send_displs[rank_], send_bytes[rank_]);
     Staging* staging = stage(departures, send_total, recv_total, "all_to_all_v staging");
     auto mpi = host_.all_to_all_v_start(staging->send.data(), sc, sd, staging->recv.data(), rc, rd);
-    sent_bytes_ += send_total;
+    for (int p = 0; p < size_; ++p) {
+      if (p != rank_) count_sent(p, send_bytes[p]);
+    }
     return std::make_unique<StagedRequest>(this, staging, std::move(mpi), std::move(landings));
   }
 
@@ -171,13 +173,13 @@ class StagedMpiCommunicator final : public Communicator {
                                        const std::vector<P2POp>& recvs) override {
     std::vector<Departure> departures;
     std::vector<Landing> landings;
-    int64_t send_total = 0, recv_total = 0, to_others = 0;
+    int64_t send_total = 0, recv_total = 0;
     for (const P2POp& op : sends) {
       check_op(op, "group send");
       if (op.bytes == 0) continue;
       departures.push_back({op.buf, send_total, op.bytes});
       send_total += op.bytes;
-      if (op.peer != rank_) to_others += op.bytes;
+      if (op.peer != rank_) count_sent(op.peer, op.bytes);
     }
     for (const P2POp& op : recvs) {
       check_op(op, "group recv");
@@ -198,7 +200,6 @@ class StagedMpiCommunicator final : public Communicator {
                               recvs[i].bytes});
     }
     auto mpi = host_.group_start(staged_sends, staged_recvs);
-    sent_bytes_ += to_others;
     return std::make_unique<StagedRequest>(this, staging, std::move(mpi), std::move(landings));
   }
 
@@ -235,7 +236,9 @@ class StagedMpiCommunicator final : public Communicator {
     if (staged_send > 0) departures.push_back({send, 0, send_bytes});
     Staging* staging = stage(departures, staged_send, recv_total, "all_gather_v staging");
     auto mpi = host_.all_to_all_v_start(staging->send.data(), sc, sd, staging->recv.data(), rc, rd);
-    sent_bytes_ += send_bytes * (size_ - 1);
+    for (int p = 0; p < size_; ++p) {
+      if (p != rank_) count_sent(p, send_bytes);
+    }
     return std::make_unique<StagedRequest>(this, staging, std::move(mpi), std::move(landings));
   }
 

@@ -182,6 +182,8 @@ void DeviceCommTest::group_case() {
   for (const Op& op : sends) s.push_back({op.peer, send.data() + op.offset, op.bytes});
   for (const Op& op : recvs) v.push_back({op.peer, recv.data() + op.offset, op.bytes});
   const int64_t before = comm_->sent_bytes();
+  std::vector<int64_t> before_to(P);
+  for (int p = 0; p < P; ++p) before_to[p] = comm_->sent_bytes_to(p);
   comm_->group(s, v);
   std::vector<unsigned char> got;
   download(recv, got);
@@ -195,6 +197,13 @@ void DeviceCommTest::group_case() {
     if (op.peer != r) expected += op.bytes;
   }
   EXPECT_EQ(comm_->sent_bytes() - before, expected);
+  for (int p = 0; p < P; ++p) {
+    int64_t to_p = 0;
+    for (const Op& op : sends) {
+      if (op.peer == p && p != r) to_p += op.bytes;
+    }
+    EXPECT_EQ(comm_->sent_bytes_to(p) - before_to[p], to_p) << "to " << p;
+  }
 }
 
 // Rank p contributes gather_size(p) bytes (rank 1's part is empty), laid out with gaps.
