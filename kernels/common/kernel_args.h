@@ -22,6 +22,17 @@ struct KernelSlice {
   KernelSliceType type = KernelSliceType::full;
 };
 
+// What an attention call does with the results already in its output buffers. A stage-wise
+// caller (the distributed runtime runs one slice list per stage of keys) writes with its first
+// call and accumulates with the others, so partial results never take a separate pass over memory:
+//   write      : forward writes out and lse of every row (0 and -inf where no key is seen);
+//                backward writes dq entirely.
+//   accumulate : forward merges this slice list's attention into out and lse by log-sum-exp (they
+//                hold the result over other keys of the same rows, or 0 and -inf), leaving rows
+//                this list gives no key untouched; backward adds this list's dQ into dq, leaving
+//                rows no slice covers untouched. dk and dv are written entirely either way.
+enum class Into { write, accumulate };
+
 struct AttnShape {
   int64_t sq = 0;  // query rows
   int64_t sk = 0;  // key/value rows

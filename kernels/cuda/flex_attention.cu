@@ -103,6 +103,7 @@ struct FlexAttention::Impl {
   DeviceArray<DevSlice> slices;
   DeviceArray<FwdEntry> fwd_entries;
   DeviceArray<FwdItem> fwd_items;
+  DeviceArray<FwdItem> fwd_merge_items;  // the items with key tiles: the others merge nothing
   DeviceArray<BwdEntry> bwd_entries;
   DeviceArray<BwdItem> bwd_items;
   DeviceArray<int> unit_tiles;  // per dQ unit of kBwdBM rows: the backward tiles that cover it
@@ -118,6 +119,7 @@ struct FlexAttention::Impl {
     slices.reset();
     fwd_entries.reset();
     fwd_items.reset();
+    fwd_merge_items.reset();
     bwd_entries.reset();
     bwd_items.reset();
     unit_tiles.reset();
@@ -140,8 +142,9 @@ void allow_smem(int smem) {
 }
 
 template <typename T>
-detail::FwdParams<T> forward_params(const FlexAttention::Impl& im, const void* q, const void* k,
-                                    const void* v, void* out, float* lse, float scale) {
+detail::FwdParams<T> forward_params(const FlexAttention::Impl& im, const DeviceArray<FwdItem>& items,
+                                    const void* q, const void* k, const void* v, void* out, float* lse,
+                                    float scale) {
   detail::FwdParams<T> p{};
   p.q = static_cast<const T*>(q);
   p.k = static_cast<const T*>(k);
@@ -150,7 +153,7 @@ detail::FwdParams<T> forward_params(const FlexAttention::Impl& im, const void* q
   p.lse = lse;
   p.slices = im.slices.ptr;
   p.entries = im.fwd_entries.ptr;
-  p.items = im.fwd_items.ptr;
+  p.items = items.ptr;
   p.sq = static_cast<int>(im.shape.sq);
   p.sk = static_cast<int>(im.shape.sk);
   p.hq = im.shape.hq;
@@ -159,18 +162,27 @@ detail::FwdParams<T> forward_params(const FlexAttention::Impl& im, const void* q
   return p;
 }
 
-template <typename T, int D>
+template <typename T, int D, bool MERGE>
 void launch_forward(const FlexAttention::Impl& im, const void* q, const void* k, const void* v,
                     void* out, float* lse, float scale, cudaStream_t stream) {
   constexpr FlexTiles kTiles = flex_tiles(FlexPass::forward, D);
   constexpr int kWarpgroups = kTiles.rows / 64, kStages = 2;
   constexpr int smem = detail::fwd_wgmma_smem_bytes<D, kTiles.rows, kTiles.keys, kStages>();
-  constexpr auto kernel = detail::flex_fwd_wgmma_kernel<T, D, kWarpgroups, kTiles.keys, kStages, kTiles.blocks_per_sm>;
+  constexpr auto kernel =
+      detail::flex_fwd_wgmma_kernel<T, D, kWarpgroups, kTiles.keys, kStages, kTiles.blocks_per_sm, MERGE>;
   allow_smem<kernel>(smem);
-  const unsigned grid = static_cast<unsigned>(im.fwd_items.n);
+  const DeviceArray<FwdItem>& items = MERGE ? im.fwd_merge_items : im.fwd_items;
+  const unsigned grid = static_cast<unsigned>(items.n);
   if (grid == 0) return;
-  kernel<<<grid, kWarpgroups * 128, smem, stream>>>(forward_params<T>(im, q, k, v, out, lse, scale));
+  kernel<<<grid, kWarpgroups * 128, smem, stream>>>(forward_params<T>(im, items, q, k, v, out, lse, scale));
   MAGI_CUDA_CHECK(cudaGetLastError());
+}
+
+template <typename T, int D>
+void launch_forward(const FlexAttention::Impl& im, const void* q, const void* k, const void* v,
+                    void* out, float* lse, float scale, cudaStream_t stream, Into into) {
+  if (into == Into::accumulate) launch_forward<T, D, true>(im, q, k, v, out, lse, scale, stream);
+  else launch_forward<T, D, false>(im, q, k, v, out, lse, scale, stream);
 }
 
 // The tensor map through which the backward adds dQ tiles into the fp32 workspace [sq][hq][d]:
@@ -202,8 +214,9 @@ CUtensorMap make_dq_map(float* dq_acc, const AttnShape& sh) {
 template <typename T, int D>
 void launch_backward(FlexAttention::Impl& im, const void* q, const void* k, const void* v,
                      const void* out, const void* dout, const float* lse, float scale, void* dq,
-                     void* dk, void* dv, cudaStream_t stream) {
+                     void* dk, void* dv, cudaStream_t stream, Into dq_into) {
   const AttnShape& sh = im.shape;
+  const bool accumulate = dq_into == Into::accumulate;
   const int64_t qrows = sh.sq * sh.hq;
   const int64_t qelems = qrows * sh.d;
   if (qelems > 0) {
@@ -218,7 +231,7 @@ void launch_backward(FlexAttention::Impl& im, const void* q, const void* k, cons
     if (!im.delta.ptr) im.delta.allocate(static_cast<size_t>(qrows));
     detail::flex_bwd_prepare_kernel<T, D><<<static_cast<unsigned>(ceil_div(qrows, 8)), 256, 0, stream>>>(
         static_cast<const T*>(out), static_cast<const T*>(dout), im.delta.ptr, im.unit_tiles.ptr,
-        static_cast<T*>(dq), sh.hq, kBwdBM, qrows);
+        static_cast<T*>(dq), sh.hq, kBwdBM, qrows, accumulate);
     MAGI_CUDA_CHECK(cudaGetLastError());
   }
   constexpr FlexTiles kTiles = flex_tiles(FlexPass::backward, D);
@@ -239,6 +252,7 @@ void launch_backward(FlexAttention::Impl& im, const void* q, const void* k, cons
   p.dq = static_cast<T*>(dq);
   p.dk = static_cast<T*>(dk);
   p.dv = static_cast<T*>(dv);
+  p.dq_accumulate = accumulate ? 1 : 0;
   p.slices = im.slices.ptr;
   p.entries = im.bwd_entries.ptr;
   p.items = im.bwd_items.ptr;
@@ -280,6 +294,11 @@ FlexAttention::FlexAttention(const AttnShape& shape, const KernelSlice* slices, 
   impl_->slices.upload(wl.slices);
   impl_->fwd_entries.upload(wl.fwd_entries);
   impl_->fwd_items.upload(wl.fwd_items);
+  std::vector<FwdItem> with_tiles;
+  for (const FwdItem& it : wl.fwd_items) {
+    if (it.ntiles > 0) with_tiles.push_back(it);
+  }
+  impl_->fwd_merge_items.upload(with_tiles);
   impl_->bwd_entries.upload(wl.bwd_entries);
   impl_->bwd_items.upload(wl.bwd_items);
   impl_->unit_tiles.upload(wl.bwd_unit_tiles);
@@ -293,12 +312,13 @@ const AttnShape& FlexAttention::shape() const { return impl_->shape; }
 int64_t FlexAttention::device_bytes() const {
   const Impl& im = *impl_;
   return static_cast<int64_t>(im.slices.bytes() + im.fwd_entries.bytes() + im.fwd_items.bytes() +
+                              im.fwd_merge_items.bytes() +
                               im.bwd_entries.bytes() + im.bwd_items.bytes() + im.unit_tiles.bytes() +
                               im.dq_acc.bytes() + im.dq_count.bytes() + im.delta.bytes());
 }
 
 void FlexAttention::forward(const void* q, const void* k, const void* v, void* out, float* lse,
-                            float softmax_scale, void* stream) {
+                            float softmax_scale, void* stream, Into into) {
   if (!(softmax_scale > 0.f) || !std::isfinite(softmax_scale))
     throw std::invalid_argument("FlexAttention: softmax scale must be positive and finite");
   check_aligned({{q, "q", 16}, {k, "k", 16}, {v, "v", 16}, {out, "out", 16}, {lse, "lse", 4}});
@@ -306,17 +326,17 @@ void FlexAttention::forward(const void* q, const void* k, const void* v, void* o
   auto st = static_cast<cudaStream_t>(stream);
   const int d = impl_->shape.d;
   if (impl_->dtype == DType::bf16) {
-    if (d == 64) launch_forward<__nv_bfloat16, 64>(*impl_, q, k, v, out, lse, softmax_scale, st);
-    else launch_forward<__nv_bfloat16, 128>(*impl_, q, k, v, out, lse, softmax_scale, st);
+    if (d == 64) launch_forward<__nv_bfloat16, 64>(*impl_, q, k, v, out, lse, softmax_scale, st, into);
+    else launch_forward<__nv_bfloat16, 128>(*impl_, q, k, v, out, lse, softmax_scale, st, into);
   } else {
-    if (d == 64) launch_forward<__half, 64>(*impl_, q, k, v, out, lse, softmax_scale, st);
-    else launch_forward<__half, 128>(*impl_, q, k, v, out, lse, softmax_scale, st);
+    if (d == 64) launch_forward<__half, 64>(*impl_, q, k, v, out, lse, softmax_scale, st, into);
+    else launch_forward<__half, 128>(*impl_, q, k, v, out, lse, softmax_scale, st, into);
   }
 }
 
 void FlexAttention::backward(const void* q, const void* k, const void* v, const void* out,
                              const void* dout, const float* lse, float softmax_scale, void* dq,
-                             void* dk, void* dv, void* stream) {
+                             void* dk, void* dv, void* stream, Into dq_into) {
   if (!(softmax_scale > 0.f) || !std::isfinite(softmax_scale))
     throw std::invalid_argument("FlexAttention: softmax scale must be positive and finite");
   check_aligned({{q, "q", 16}, {k, "k", 16}, {v, "v", 16}, {out, "out", 16}, {dout, "dout", 16}, {lse, "lse", 4},
@@ -325,11 +345,11 @@ void FlexAttention::backward(const void* q, const void* k, const void* v, const 
   auto st = static_cast<cudaStream_t>(stream);
   const int d = impl_->shape.d;
   if (impl_->dtype == DType::bf16) {
-    if (d == 64) launch_backward<__nv_bfloat16, 64>(*impl_, q, k, v, out, dout, lse, softmax_scale, dq, dk, dv, st);
-    else launch_backward<__nv_bfloat16, 128>(*impl_, q, k, v, out, dout, lse, softmax_scale, dq, dk, dv, st);
+    if (d == 64) launch_backward<__nv_bfloat16, 64>(*impl_, q, k, v, out, dout, lse, softmax_scale, dq, dk, dv, st, dq_into);
+    else launch_backward<__nv_bfloat16, 128>(*impl_, q, k, v, out, dout, lse, softmax_scale, dq, dk, dv, st, dq_into);
   } else {
-    if (d == 64) launch_backward<__half, 64>(*impl_, q, k, v, out, dout, lse, softmax_scale, dq, dk, dv, st);
-    else launch_backward<__half, 128>(*impl_, q, k, v, out, dout, lse, softmax_scale, dq, dk, dv, st);
+    if (d == 64) launch_backward<__half, 64>(*impl_, q, k, v, out, dout, lse, softmax_scale, dq, dk, dv, st, dq_into);
+    else launch_backward<__half, 128>(*impl_, q, k, v, out, dout, lse, softmax_scale, dq, dk, dv, st, dq_into);
   }
 }
 

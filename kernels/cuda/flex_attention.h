@@ -56,6 +56,7 @@ std::string device_description();
 // Statistics of a plan (its work lists), for reports and tests.
 using FlexAttentionStats = flex::WorkListStats;
 
+
 // A plan for one shape and slice list: built once on the host (validates the slices, builds
 // and uploads the work lists, owns the backward workspace), then run any number of times.
 // Not thread-safe; one plan per stream at a time. Throws std::invalid_argument for a bad shape
@@ -71,15 +72,18 @@ class FlexAttention {
   FlexAttention& operator=(const FlexAttention&) = delete;
 
   // out (dtype) and lse (fp32) are written for every row and head: rows that see no key get
-  // out = 0, lse = -inf.
+  // out = 0, lse = -inf. With Into::accumulate (kernel_args.h) they are merged into instead: the
+  // epilogue reads the rows' earlier out and lse, and items whose rows see no key do not run.
   void forward(const void* q, const void* k, const void* v, void* out, float* lse,
-               float softmax_scale, void* stream = nullptr);
+               float softmax_scale, void* stream = nullptr, Into into = Into::write);
 
-  // dq, dk, dv (dtype) are written entirely (zero where nothing contributes). out and lse must be
-  // this mask's forward results.
+  // dq, dk, dv (dtype) are written entirely (zero where nothing contributes), but dq with
+  // Into::accumulate: each dQ unit is added into dq as it completes, and rows no tile covers are
+  // neither read nor written. out and lse must be the forward results of the rows' whole mask
+  // (this slice list alone, or merged with others).
   void backward(const void* q, const void* k, const void* v, const void* out, const void* dout,
                 const float* lse, float softmax_scale, void* dq, void* dk, void* dv,
-                void* stream = nullptr);
+                void* stream = nullptr, Into dq_into = Into::write);
 
   const FlexAttentionStats& stats() const;
   const AttnShape& shape() const;

@@ -9,8 +9,9 @@
 // unit knows how many tiles cover it (from the work lists), an item counts its tiles into their
 // units once their sums have landed, and the item that completes a unit converts it to the input
 // dtype and zeroes it and its count again, so the workspace is clean for the next call (it is
-// zeroed once, when allocated). Preprocess: Delta = rowsum(dO * O), and dQ zeroed in the units
-// no tile covers.
+// zeroed once, when allocated). Preprocess: Delta = rowsum(dO * O) where a tile covers the row,
+// and dQ zeroed in the units no tile covers. dq_accumulate (Into::accumulate, kernel_args.h): a completed
+// unit is added into dq (fp32, one rounding) and uncovered units are left as they are.
 #pragma once
 
 #include "cuda/flex_tiles.h"
@@ -38,6 +39,7 @@ struct BwdParams {
   T* dq;
   T* dk;
   T* dv;
+  int dq_accumulate;  // 1: dq += this call's dQ; 0: dq = dQ
   const DevSlice* slices;
   const BwdEntry* entries;
   const BwdItem* items;
@@ -81,6 +83,14 @@ __device__ __forceinline__ void convert_dq_unit(const BwdParams<T>& p, int unit)
 #pragma unroll
   for (int j = 0; j < kPer; ++j) {
     if (off[j] < 0) continue;
+    if (p.dq_accumulate) {
+      const uint2 prev = *reinterpret_cast<const uint2*>(p.dq + off[j]);
+      const T* e = reinterpret_cast<const T*>(&prev);
+      v[j].x += E::to_float(e[0]);
+      v[j].y += E::to_float(e[1]);
+      v[j].z += E::to_float(e[2]);
+      v[j].w += E::to_float(e[3]);
+    }
     *reinterpret_cast<uint2*>(p.dq + off[j]) = make_uint2(E::pack(v[j].x, v[j].y), E::pack(v[j].z, v[j].w));
     __stcg(reinterpret_cast<float4*>(p.dq_acc + off[j]), make_float4(0.f, 0.f, 0.f, 0.f));
   }
@@ -374,12 +384,13 @@ __global__ void __launch_bounds__(256, 1) flex_bwd_wgmma_kernel(const __grid_con
   if (ntot > 0) finish_dq_units<T, D, BM, NT>(p, item, group);
 }
 
-// Before the backward kernel, one warp per (row, head): Delta = sum_d dout * out (fp32), and dQ
-// zeroed where no tile covers the row's unit (the kernel converts only covered units). out, dout
-// and dq rows are 16-byte aligned (FlexAttention checks its pointers).
+// Before the backward kernel, one warp per (row, head): Delta = sum_d dout * out (fp32) where a
+// tile covers the row's unit, else dQ zeroed (the kernel converts only covered units), or left as
+// it is when accumulating. out, dout and dq rows are 16-byte aligned (FlexAttention checks its
+// pointers).
 template <typename T, int D>
 __global__ void flex_bwd_prepare_kernel(const T* out, const T* dout, float* delta, const int* unit_tiles, T* dq,
-                                        int hq, int bm, int64_t rows) {
+                                        int hq, int bm, int64_t rows, bool dq_accumulate) {
   static_assert(D == 64 || D == 128, "head dim");
   using E = ElemTraits<T>;
   constexpr int kPerLane = D / 32;  // 2 or 4 elements
@@ -388,6 +399,10 @@ __global__ void flex_bwd_prepare_kernel(const T* out, const T* dout, float* delt
   const int lane = static_cast<int>(threadIdx.x) % 32;
   if (row >= rows) return;
   const int64_t off = row * D + lane * kPerLane;
+  if (unit_tiles[row / hq / bm] == 0) {  // no tile reads this row's Delta or writes its dQ
+    if (!dq_accumulate) *reinterpret_cast<Vec*>(dq + off) = Vec{};
+    return;
+  }
   const Vec ov = *reinterpret_cast<const Vec*>(out + off);
   const Vec gv = *reinterpret_cast<const Vec*>(dout + off);
   const T* o = reinterpret_cast<const T*>(&ov);
@@ -395,7 +410,6 @@ __global__ void flex_bwd_prepare_kernel(const T* out, const T* dout, float* delt
   float acc = 0.f;
 #pragma unroll
   for (int i = 0; i < kPerLane; ++i) acc += E::to_float(o[i]) * E::to_float(g[i]);
-  if (unit_tiles[row / hq / bm] == 0) *reinterpret_cast<Vec*>(dq + off) = Vec{};
   for (int o2 = 16; o2 > 0; o2 >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o2);
   if (lane == 0) delta[row] = acc;
 }

@@ -101,6 +101,18 @@ __device__ inline void store_staged_rows(const T* tile, T* dst, int64_t stride, 
   }
 }
 
+// The inverse of store_staged_rows: global rows src + r * stride, r in [0, n), into a [ROWS][D]
+// tile with swz<D>, by cp.async (rows from n on are zero-filled); the caller commits and waits.
+template <int ROWS, int D, int NT, typename T>
+__device__ inline void load_staged_rows(T* tile, const T* src, int64_t stride, int n) {
+  constexpr int kChunks = D / 8;
+#pragma unroll
+  for (int c = static_cast<int>(threadIdx.x); c < ROWS * kChunks; c += NT) {
+    const int r = c / kChunks, ch = c % kChunks;
+    cp_async16(tile + swz<D>(r, ch * 8), r < n ? src + r * stride + ch * 8 : src, r < n);
+  }
+}
+
 __device__ inline float quad_max(float x) {
   x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
   return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));

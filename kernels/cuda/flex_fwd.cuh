@@ -2,6 +2,9 @@
 // block per work item (query block of BM rows, query head). The item walks the key tiles of every
 // slice that meets its rows (host-built entries), so rows shared by several slices get one softmax
 // over the union of their keys: the merge is exact and needs no second pass.
+// MERGE (FlexAttention::forward with Into::accumulate): the epilogue merges the item's result
+// into what out and lse already hold for its rows (the result over other keys) by log-sum-exp,
+// in fp32, rounding once; the earlier out rows are staged through shared memory like the output.
 #pragma once
 
 #include "flex_device_helpers.cuh"
@@ -33,7 +36,7 @@ constexpr int fwd_wgmma_smem_bytes() {
 // The two matrix products on wgmma: S = Q K^T (both operands from shared memory) and O += P V (P from registers,
 // V from shared memory, transposed). NWG warpgroups of 64 query rows each; every thread also
 // issues cp.async loads into a STAGES-deep K/V ring (no producer specialisation yet).
-template <typename T, int D, int NWG, int BN, int STAGES, int MINB = 1>
+template <typename T, int D, int NWG, int BN, int STAGES, int MINB, bool MERGE>
 __global__ void __launch_bounds__(NWG * 128, MINB) flex_fwd_wgmma_kernel(const FwdParams<T> p) {
   constexpr int NW = NWG * 4;
   constexpr int BM = NWG * 64;
@@ -173,21 +176,49 @@ __global__ void __launch_bounds__(NWG * 128, MINB) flex_fwd_wgmma_kernel(const F
   __syncthreads();  // every warpgroup is done with sQ, which stages the output
 
   // Epilogue: normalise, out (input dtype) through shared memory to whole rows, lse (natural log,
-  // -inf for empty rows).
+  // -inf for empty rows). MERGE: the rows' earlier out staged in the free K/V ring first.
   T* sO = sQ;
+  T* sPrev = sK;
+  static_assert(!MERGE || 2 * STAGES * BN >= BM, "the K/V ring holds the earlier out rows");
+  if constexpr (MERGE) {
+    load_staged_rows<BM, D, NT>(sPrev, p.out + static_cast<int64_t>(q0) * q_stride + static_cast<int64_t>(h) * D,
+                                q_stride, q_end - q0);
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();
+  }
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const float l = quad_sum(l_run[r]);
     const int row = row_in_blk + 8 * r;
-    const float inv = l > 0.f ? 1.f / l : 0.f;
+    const bool mine = q0 + row < q_end;
+    float lse_new = l > 0.f ? m_run[r] * kLn2 + logf(l) : -INFINITY;
+    float w_new = l > 0.f ? 1.f / l : 0.f, w_prev = 0.f;
+    if constexpr (MERGE) {
+      // lse' = log(e^prev + e^new); a side at -inf weighs 0 (its out is never read). The quad's
+      // writer reads prev and hands it round, so no lane reads after the writer stored.
+      const bool reader = (lane & 3) == 0 && mine;
+      const float prev = __shfl_sync(0xffffffffu, reader ? p.lse[static_cast<int64_t>(q0 + row) * p.hq + h] : -INFINITY,
+                                     lane & ~3);
+      const float mx = fmaxf(prev, lse_new);
+      if (mx != -INFINITY) {
+        const float ep = expf(prev - mx), en = expf(lse_new - mx), sum = ep + en;
+        w_prev = ep / sum;
+        w_new *= en / sum;
+        lse_new = mx + logf(sum);
+      }
+    }
 #pragma unroll
     for (int i = 0; i < D / 8; ++i) {
-      *reinterpret_cast<uint32_t*>(sO + swz<D>(row, i * 8 + (lane & 3) * 2)) =
-          E::pack(o[4 * i + 2 * r] * inv, o[4 * i + 2 * r + 1] * inv);
+      const int at = swz<D>(row, i * 8 + (lane & 3) * 2);
+      float lo = o[4 * i + 2 * r] * w_new, hi = o[4 * i + 2 * r + 1] * w_new;
+      if (MERGE && w_prev > 0.f) {
+        lo = fmaf(E::to_float(sPrev[at]), w_prev, lo);
+        hi = fmaf(E::to_float(sPrev[at + 1]), w_prev, hi);
+      }
+      *reinterpret_cast<uint32_t*>(sO + at) = E::pack(lo, hi);
     }
-    if ((lane & 3) == 0 && q0 + row < q_end) {
-      p.lse[static_cast<int64_t>(q0 + row) * p.hq + h] = l > 0.f ? m_run[r] * kLn2 + logf(l) : -INFINITY;
-    }
+    if ((lane & 3) == 0 && mine) p.lse[static_cast<int64_t>(q0 + row) * p.hq + h] = lse_new;
   }
   __syncthreads();
   store_staged_rows<BM, D, NT>(sO, p.out + static_cast<int64_t>(q0) * q_stride + static_cast<int64_t>(h) * D, q_stride, q_end - q0);

@@ -38,30 +38,54 @@ class CpuAttention final : public AttentionOp {
   }
   ~CpuAttention() override { memory_->add(-workspace_bytes()); }
 
-  void forward(const void* q, const void* k, const void* v, void* out, float* lse) override {
+  // Accumulating calls compute into the op's own partial buffers, then merge (log-sum-exp) or
+  // add them into the caller's, in float32.
+  void forward(const void* q, const void* k, const void* v, void* out, float* lse, kernels::Into into) override {
+    const bool acc = into == kernels::Into::accumulate;
+    if (acc) reserve_partials();
     kcpu::attention_forward(shape_, slices_.data(), slices_.size(), static_cast<const float*>(q),
                             static_cast<const float*>(k), static_cast<const float*>(v), scale_,
-                            static_cast<float*>(out), lse, threads_);
+                            acc ? part_.data() : static_cast<float*>(out), acc ? part_lse_.data() : lse, threads_);
+    if (acc) {
+      kcpu::merge_partial(shape_.sq, shape_.hq, shape_.d, static_cast<float*>(out), lse, part_.data(),
+                          part_lse_.data());
+    }
   }
   void backward(const void* q, const void* k, const void* v, const void* out, const void* dout,
-                const float* lse, void* dq, void* dk, void* dv) override {
+                const float* lse, void* dq, void* dk, void* dv, kernels::Into dq_into) override {
+    const bool acc = dq_into == kernels::Into::accumulate;
+    if (acc) reserve_partials();
     kcpu::attention_backward(shape_, slices_.data(), slices_.size(), static_cast<const float*>(q),
                              static_cast<const float*>(k), static_cast<const float*>(v),
                              static_cast<const float*>(out), static_cast<const float*>(dout), lse,
-                             scale_, static_cast<float*>(dq), static_cast<float*>(dk),
+                             scale_, acc ? part_.data() : static_cast<float*>(dq), static_cast<float*>(dk),
                              static_cast<float*>(dv), threads_);
+    if (acc) {
+      auto* sum = static_cast<float*>(dq);
+      for (size_t i = 0; i < part_.size(); ++i) sum[i] += part_[i];
+    }
   }
-  // The slice list it holds (host memory, the CPU device's memory).
+  // The slice list it holds and, once an accumulating call ran, its partial out/dq and lse.
   int64_t workspace_bytes() const override {
-    return static_cast<int64_t>(slices_.size() * sizeof(kernels::KernelSlice));
+    return static_cast<int64_t>(slices_.size() * sizeof(kernels::KernelSlice) +
+                                (part_.size() + part_lse_.size()) * sizeof(float));
   }
 
  private:
+  void reserve_partials() {
+    if (!part_.empty() || shape_.sq == 0) return;
+    const int64_t before = workspace_bytes();
+    part_.resize(static_cast<size_t>(shape_.sq * shape_.hq * shape_.d));
+    part_lse_.resize(static_cast<size_t>(shape_.sq * shape_.hq));
+    memory_->add(workspace_bytes() - before);
+  }
+
   kernels::AttnShape shape_;
   std::vector<kernels::KernelSlice> slices_;
   int threads_;
   std::shared_ptr<CpuDevice::Memory> memory_;
   float scale_;
+  std::vector<float> part_, part_lse_;
 };
 
 // Row r of `rows` as floats (fp32 checked by the caller).
@@ -181,14 +205,6 @@ void CpuDevice::add(const void* src, DType src_dtype, void* dst, DType dst_dtype
 void CpuDevice::fill(void* dst, DType dtype, int64_t n, float value) {
   require_fp32(dtype, "fill");
   std::fill_n(static_cast<float*>(dst), n, value);
-}
-
-void CpuDevice::merge_partial(int64_t rows, int heads, int d, void* out, DType out_dtype, float* lse,
-                              const void* part, DType part_dtype, const float* part_lse) {
-  require_fp32(out_dtype, "merge_partial (result)");
-  require_fp32(part_dtype, "merge_partial (partial)");
-  kcpu::merge_partial(rows, heads, d, static_cast<float*>(out), lse, static_cast<const float*>(part),
-                      part_lse);
 }
 
 void CpuDevice::compute(const std::function<void()>& work, const std::vector<Request*>& progress) {

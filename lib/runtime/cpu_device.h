@@ -34,8 +34,6 @@ class CpuDevice final : public Device {
   void copy(const void* src, DType src_dtype, void* dst, DType dst_dtype, int64_t n) override;
   void add(const void* src, DType src_dtype, void* dst, DType dst_dtype, int64_t n) override;
   void fill(void* dst, DType dtype, int64_t n, float value) override;
-  void merge_partial(int64_t rows, int heads, int d, void* out, DType out_dtype, float* lse,
-                     const void* part, DType part_dtype, const float* part_lse) override;
 
   void compute(const std::function<void()>& work, const std::vector<Request*>& progress) override;
   void wait(Request* req) override;

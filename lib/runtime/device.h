@@ -1,7 +1,8 @@
 // The device interface the four strategies are written against (DESIGN.md §4, docs/execution.md):
-// buffers in the model's dtype, attention forward/backward of one stage over local slices, the
-// merge of partial out/LSE, row copies with dtype conversion (pack, unpack, add-into) and a
-// compute stream that communication is ordered against. Two implementations:
+// buffers in the model's dtype, attention forward/backward of one stage over local slices (each
+// stage merging into the results of the earlier ones), row copies with dtype conversion (pack,
+// unpack, add-into) and a compute stream that communication is ordered against. Two
+// implementations:
 //   CpuDevice  (cpu_device.h): float32 storage, the float64-accumulating reference kernel of
 //              kernels/cpu, compute on a worker thread while the host keeps requests moving.
 //   CudaDevice (cuda/cuda_device.h): bf16 or fp16 storage with fp32 LSE and dK/dV sums, the
@@ -90,13 +91,17 @@ class RowMap {
 // Attention over one slice list, prepared once (the CUDA device builds the kernel's work lists
 // here). Pointers are into this device's buffers: q, k, v, out, dout, dq, dk, dv of the device's
 // dtype, lse fp32, in the layouts of kernels/common/kernel_args.h; the softmax scale is
-// 1/sqrt(head_dim). Rows that see no key get out = 0, lse = -inf; dq, dk, dv are written entirely.
+// 1/sqrt(head_dim). With Into::write, rows that see no key get out = 0, lse = -inf and dq, dk, dv
+// are written entirely; with Into::accumulate, out/lse and dq take this op's share on top of
+// what they hold (kernel_args.h), which is how several stages' results combine.
 class AttentionOp {
  public:
   virtual ~AttentionOp() = default;
-  virtual void forward(const void* q, const void* k, const void* v, void* out, float* lse) = 0;
+  virtual void forward(const void* q, const void* k, const void* v, void* out, float* lse,
+                       kernels::Into into) = 0;
   virtual void backward(const void* q, const void* k, const void* v, const void* out,
-                        const void* dout, const float* lse, void* dq, void* dk, void* dv) = 0;
+                        const void* dout, const float* lse, void* dq, void* dk, void* dv,
+                        kernels::Into dq_into) = 0;
   // Device memory this op holds besides the caller's buffers (work lists, workspaces).
   virtual int64_t workspace_bytes() const = 0;
 };
@@ -150,13 +155,6 @@ class Device {
   virtual void copy(const void* src, DType src_dtype, void* dst, DType dst_dtype, int64_t n) = 0;
   virtual void add(const void* src, DType src_dtype, void* dst, DType dst_dtype, int64_t n) = 0;
   virtual void fill(void* dst, DType dtype, int64_t n, float value) = 0;
-
-  // Log-sum-exp merge of a partial result into an accumulated one, over rows x heads rows of d:
-  //   lse' = log(exp(lse) + exp(part_lse)),  out' = out * exp(lse - lse') + part * exp(part_lse - lse')
-  // (a side at -inf contributes nothing; both at -inf leave out = 0, lse = -inf). out and part may
-  // have different dtypes; lse and part_lse are fp32.
-  virtual void merge_partial(int64_t rows, int heads, int d, void* out, DType out_dtype, float* lse,
-                             const void* part, DType part_dtype, const float* part_lse) = 0;
 
   // Runs `work` (calls to this device) as one compute step, timed into the pass's compute_ms.
   // CPU: on a worker thread while this thread keeps the `progress` requests moving (MPI advances

@@ -1,7 +1,7 @@
 // allgather: every rank all-gathers the K and V of all ranks (each rank's host block, one
 // all-gather of K|V rows), then computes its stages on buffers cut from the gathered sequence,
-// merging partial outputs in fp32; no overlap (the gather is waited for before
-// compute). Backward: all-gather again, per-stage backward, dK/dV partials of the whole sequence
+// each merging into out/lse and dQ inside its kernel; no overlap (the gather is waited for
+// before compute). Backward: all-gather again, per-stage backward, dK/dV partials of the whole sequence
 // summed in fp32, sent to their owners in the model dtype (all-to-all-v of each owner's rows, a
 // reduce-scatter) and summed there in fp32. At cp 1 the kernel reads the rank's own K and V.
 #include "core/base/error.h"
@@ -57,9 +57,7 @@ class AllgatherRunner final : public PlanRunner {
       max_rows_ = std::max(max_rows_, a.rows);
       stages_.push_back(std::move(a));
     }
-    const int active = static_cast<int>(stages_.size());
-    alloc_partials(active);
-    kv_direct_ = local_is_global_ && active == 1 && stages_.front().whole;
+    kv_direct_ = local_is_global_ && stages_.size() == 1 && stages_.front().whole;
     if (!local_is_global_) {
       send_ = dev_.alloc(tokens_ * 2 * kv_row_, dt_);
       gathered_ = dev_.alloc(total_tokens_ * 2 * kv_row_, dt_);
@@ -102,7 +100,7 @@ class AllgatherRunner final : public PlanRunner {
           if (kv_direct_) {
             stages_.front().op->backward(local.q.data(), local.k.data(), local.v.data(), local.out.data(),
                                          local.dout.data(), local.lse.f32(), local.dq.data(), local.dk.data(),
-                                         local.dv.data());
+                                         local.dv.data(), kernels::Into::write);
             return;
           }
           // Whole-sequence dK/dV partials in global token order, fp32.
@@ -110,8 +108,7 @@ class AllgatherRunner final : public PlanRunner {
           dev_.fill(dvg_.data(), DType::fp32, dvg_.elems(), 0.f);
           for (AgStage& a : stages_) {
             a.op->backward(local.q.data(), kbuf(a, local), vbuf(a, local), local.out.data(), local.dout.data(),
-                           local.lse.f32(), stage_dq(local, first_dq), dk_part_.data(), dv_part_.data());
-            sum_dq(local, first_dq);
+                           local.lse.f32(), local.dq.data(), dk_part_.data(), dv_part_.data(), next_into(first_dq));
             dev_.add_rows(a.back, rows_of(dk_part_, kv_row_), rows_of(dkg_, kv_row_), kv_row_);
             dev_.add_rows(a.back, rows_of(dv_part_, kv_row_), rows_of(dvg_, kv_row_), kv_row_);
           }

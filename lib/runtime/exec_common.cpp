@@ -64,40 +64,10 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
-void PlanRunner::alloc_partials(int active_stages) {
-  if (active_stages <= 1) return;
-  out_acc_ = dev_.alloc(tokens_ * q_row_, DType::fp32);
-  out_part_ = dev_.alloc(tokens_ * q_row_, dt_);
-  lse_part_ = dev_.alloc(tokens_ * hq_, DType::fp32);
-  dq_part_ = dev_.alloc(tokens_ * q_row_, dt_);
-}
-
-void PlanRunner::stage_forward(AttentionOp& op, const void* k, const void* v, Local& local, bool& first) {
-  if (out_acc_.elems() == 0) {  // the rank's one stage: straight into the results
-    op.forward(local.q.data(), k, v, local.out.data(), local.lse.f32());
-  } else if (first) {
-    op.forward(local.q.data(), k, v, out_part_.data(), local.lse.f32());
-    dev_.copy(out_part_.data(), dt_, out_acc_.data(), DType::fp32, out_acc_.elems());
-  } else {
-    op.forward(local.q.data(), k, v, out_part_.data(), lse_part_.f32());
-    dev_.merge_partial(tokens_, hq_, head_dim_, out_acc_.data(), DType::fp32, local.lse.f32(),
-                       out_part_.data(), dt_, lse_part_.f32());
-  }
-  first = false;
-}
-
 void PlanRunner::finish_forward(Local& local, bool first) {
-  if (first) {  // no stage ran
-    dev_.fill(local.out.data(), dt_, local.out.elems(), 0.f);
-    dev_.fill(local.lse.f32(), DType::fp32, local.lse.elems(), -std::numeric_limits<float>::infinity());
-  } else if (out_acc_.elems() > 0) {
-    dev_.copy(out_acc_.data(), DType::fp32, local.out.data(), dt_, local.out.elems());
-  }
-}
-
-void PlanRunner::sum_dq(Local& local, bool& first) {
-  if (!first) dev_.add(dq_part_.data(), dt_, local.dq.data(), dt_, local.dq.elems());
-  first = false;
+  if (!first) return;
+  dev_.fill(local.out.data(), dt_, local.out.elems(), 0.f);
+  dev_.fill(local.lse.f32(), DType::fp32, local.lse.elems(), -std::numeric_limits<float>::infinity());
 }
 
 void PlanRunner::no_dq(Local& local) { dev_.fill(local.dq.data(), dt_, local.dq.elems(), 0.f); }

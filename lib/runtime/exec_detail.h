@@ -60,17 +60,21 @@ class PlanRunner : public StrategyRunner {
         kv_row_(int64_t{hkv_} * head_dim_), q_row_(int64_t{hq_} * head_dim_),
         tokens_(plan.ranks.at(comm.rank()).tokens) {}
 
-  // Results of several stages, the same for every strategy (docs/execution.md, Precision).
-  // Forward: a rank with one stage writes out and lse straight from the kernel; with several,
-  // out is merged in an fp32 copy (the first stage's partial copied in, later ones merged by
-  // log-sum-exp) and converted once at the end. Backward: the first stage writes dQ, later ones
-  // add their partial into it in place (fp32 arithmetic, one rounding per stage).
-  void alloc_partials(int active_stages);  // the partial buffers, when there are several stages
-  void stage_forward(AttentionOp& op, const void* k, const void* v, Local& local, bool& first);
+  // Results of several stages, the same for every strategy (docs/execution.md, Precision): the
+  // first stage that computes writes out, lse and dQ, every later one accumulates into them
+  // inside its kernel (kernels::Into: out/lse merged by log-sum-exp, dQ added, in fp32 with one
+  // rounding to the model dtype per stage), so no stage costs a pass over the results.
+  // next_into: what the next stage does, given whether none has computed yet (then cleared).
+  static kernels::Into next_into(bool& first) {
+    const kernels::Into into = first ? kernels::Into::write : kernels::Into::accumulate;
+    first = false;
+    return into;
+  }
+  void stage_forward(AttentionOp& op, const void* k, const void* v, Local& local, bool& first) {
+    op.forward(local.q.data(), k, v, local.out.data(), local.lse.f32(), next_into(first));
+  }
   void finish_forward(Local& local, bool first);  // after the stages (first: none ran)
-  void* stage_dq(Local& local, bool first) { return first ? local.dq.data() : dq_part_.data(); }
-  void sum_dq(Local& local, bool& first);  // after a stage's backward into stage_dq(local, first)
-  void no_dq(Local& local);                // no stage: dq = 0
+  void no_dq(Local& local);                       // no stage: dq = 0
 
   Device& dev_;
   Communicator& comm_;
@@ -78,7 +82,6 @@ class PlanRunner : public StrategyRunner {
   const int64_t esz_;
   const int cp_, rank_, hq_, hkv_, head_dim_;
   const int64_t total_tokens_, kv_row_, q_row_, tokens_;
-  Buffer out_acc_, out_part_, lse_part_, dq_part_;
 };
 
 std::unique_ptr<StrategyRunner> make_magi_runner(Device& dev, Communicator& comm, const Plan& plan);

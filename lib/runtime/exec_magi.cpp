@@ -1,12 +1,12 @@
 // magi: GroupCast of K and V per stage (one all-to-all-v per stage, stage s+1 posted before
-// stage s computes), stage compute on the stage's local slices, log-sum-exp merge of partial
-// outputs in fp32 (docs/execution.md, Precision). Backward: GroupCast again,
-// per-stage backward with the global out/lse, dQ summed in place, dK/dV partials of remote
+// stage s computes), stage compute on the stage's local slices, each stage merging into out/lse
+// inside its kernel (docs/execution.md, Precision). Backward: GroupCast again, per-stage
+// backward with the global out/lse, dQ accumulated by the kernels, dK/dV partials of remote
 // stages sent back to their owners in the model dtype (GroupReduce: the same all-to-all-v
 // reversed, in flight while the next stage computes) and summed there in fp32. A rank with one
-// stage that has slices and nothing to receive back writes its results straight from the kernel.
-// Local stages (cp 1 with an explicit overlap degree, plan.h) read their keys from the host
-// buffer and receive nothing.
+// that gets no partials back writes dK/dV straight from the kernels. Local stages (cp 1 with an
+// explicit overlap degree, plan.h) read their keys from the host buffer, receive nothing, and
+// write their keys' dK/dV in place.
 #include "core/base/error.h"
 #include "runtime/exec_detail.h"
 
@@ -71,7 +71,6 @@ class MagiRunner final : public PlanRunner {
         MAGI_CHECK(segs.size() == 1, "rank {} stage {}: a local stage must be one run of the host buffer",
                    rank_, s);
         ls.host_row = segs[0].src_row;
-        if (ls.op) ++local_ops_;
       } else {
         ls.k = dev_.alloc(ls.rows * kv_row_, dt_);
         ls.v = dev_.alloc(ls.rows * kv_row_, dt_);
@@ -122,9 +121,12 @@ class MagiRunner final : public PlanRunner {
       max_rows = std::max(max_rows, ls.rows);
       returned_rows += c.send_rows;
     }
-    alloc_partials(active_);
-    // dK/dV straight from the host stage's kernel when no other rank sends partials back.
-    kv_direct_ = returned_rows == 0 && local_ops_ == 0;
+    // dK/dV straight from the kernels when no other rank sends partials back: the host stage's
+    // writes every row, a local stage's (after it, in stream order) its own run of rows.
+    kv_direct_ = returned_rows == 0;
+    for (const LocalStage& ls : stages_) {
+      MAGI_CHECK(ls.host_row < 0 || kv_direct_, "rank {}: a local stage, yet dK/dV partials come back", rank_);
+    }
     if (!kv_direct_) {
       dk_acc_ = dev_.alloc(tokens_ * kv_row_, DType::fp32);
       dv_acc_ = dev_.alloc(tokens_ * kv_row_, DType::fp32);
@@ -177,8 +179,7 @@ class MagiRunner final : public PlanRunner {
           void* dk = kv_direct_ ? local.dk.data() : dk_part_.data();
           void* dv = kv_direct_ ? local.dv.data() : dv_part_.data();
           ls.op->backward(local.q.data(), local.k.data(), local.v.data(), local.out.data(),
-                          local.dout.data(), local.lse.f32(), stage_dq(local, first_dq), dk, dv);
-          sum_dq(local, first_dq);
+                          local.dout.data(), local.lse.f32(), local.dq.data(), dk, dv, next_into(first_dq));
           if (!kv_direct_) {
             dev_.add(dk_part_.data(), dt_, dk_acc_.data(), DType::fp32, dk_acc_.elems());
             dev_.add(dv_part_.data(), dt_, dv_acc_.data(), DType::fp32, dv_acc_.elems());
@@ -196,20 +197,15 @@ class MagiRunner final : public PlanRunner {
       for (auto& r : reduces) progress.push_back(r.get());
       dev_.compute(
           [&] {
+            // A local stage's keys are this rank's own run of rows: their gradients go there.
+            const bool own = ls.host_row >= 0;
             if (ls.op) {
               ls.op->backward(local.q.data(), stage_k(s, local), stage_v(s, local), local.out.data(),
-                              local.dout.data(), local.lse.f32(), stage_dq(local, first_dq), dk_part_.data(),
-                              dv_part_.data());
-              sum_dq(local, first_dq);
+                              local.dout.data(), local.lse.f32(), local.dq.data(),
+                              own ? local.dk.at(ls.host_row * kv_row_) : dk_part_.data(),
+                              own ? local.dv.at(ls.host_row * kv_row_) : dv_part_.data(), next_into(first_dq));
             }
-            if (ls.host_row >= 0) {  // a local stage: its keys' gradients are this rank's own
-              if (ls.op) {
-                const int64_t at = ls.host_row * kv_row_, elems = ls.rows * kv_row_;
-                dev_.add(dk_part_.data(), dt_, dk_acc_.at(at), DType::fp32, elems);
-                dev_.add(dv_part_.data(), dt_, dv_acc_.at(at), DType::fp32, elems);
-              }
-              return;
-            }
+            if (own) return;
             if (!ls.op && ls.rows > 0) {
               dev_.fill(dk_part_.data(), dt_, ls.rows * kv_row_, 0.f);
               dev_.fill(dv_part_.data(), dt_, ls.rows * kv_row_, 0.f);
@@ -274,8 +270,7 @@ class MagiRunner final : public PlanRunner {
     dev_.copy_rows(c.unpack, rows_of(c.recv, 2 * kv_row_, kv_row_), rows_of(ls.v, kv_row_), kv_row_);
   }
 
-  int active_ = 0;     // stages with slices on this rank
-  int local_ops_ = 0;  // of which local stages >= 1
+  int active_ = 0;  // stages with slices on this rank
   bool kv_direct_ = true;
   std::vector<LocalStage> stages_;
   std::vector<StageComm> comms_;

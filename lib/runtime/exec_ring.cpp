@@ -2,7 +2,7 @@
 // r -> r+1. At step s rank r holds the block of owner (r - s) mod P and computes the plan's
 // stages whose keys lie in that block (none: the step's compute is skipped, the block still
 // moves on). Double-buffered: the block for step s+1 is received while step s computes; step 0
-// reads the rank's own K and V. Partial outputs merge in fp32.
+// reads the rank's own K and V. Each stage merges into out/lse and dQ inside its kernel.
 // Backward: K/V travel again; the dK/dV of a block travels with it as an accumulator in the model
 // dtype (started by the owner at step 0, summed along the way in fp32), P hops, the last one home.
 #include "core/base/error.h"
@@ -52,7 +52,6 @@ class RingRunner final : public PlanRunner {
       by_owner_[owner].push_back(std::move(rs));
       ++active_;
     }
-    alloc_partials(active_);
     kv_direct_ = cp_ == 1 && active_ == 1 && by_owner_[rank_].front().identity;
     if (cp_ > 1) {
       for (int i = 0; i < 2; ++i) {
@@ -112,15 +111,14 @@ class RingRunner final : public PlanRunner {
               RingStage& rs = by_owner_[owner].front();
               rs.op->backward(local.q.data(), local.k.data(), local.v.data(), local.out.data(),
                               local.dout.data(), local.lse.f32(), local.dq.data(), local.dk.data(),
-                              local.dv.data());
+                              local.dv.data(), kernels::Into::write);
               return;
             }
             dev_.fill(kv_acc_.data(), DType::fp32, rows * 2 * kv_row_, 0.f);
             for (RingStage& rs : by_owner_[owner]) {
               const auto [k, v] = stage_kv(rs, local, s);
               rs.op->backward(local.q.data(), k, v, local.out.data(), local.dout.data(), local.lse.f32(),
-                              stage_dq(local, first_dq), dk_part_.data(), dv_part_.data());
-              sum_dq(local, first_dq);
+                              local.dq.data(), dk_part_.data(), dv_part_.data(), next_into(first_dq));
               dev_.add_rows(rs.back, rows_of(dk_part_, kv_row_), rows_of(kv_acc_, kv_row_), kv_row_);
               dev_.add_rows(rs.back, rows_of(dv_part_, kv_row_), rows_of(kv_acc_, kv_row_, rows * kv_row_),
                             kv_row_);

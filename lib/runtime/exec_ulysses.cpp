@@ -79,7 +79,7 @@ class UlyssesRunner final : public PlanRunner {
   void forward(Local& local) override {
     if (alias_) {
       dev_.compute([&] { op_->forward(local.q.data(), local.k.data(), local.v.data(), local.out.data(),
-                                      local.lse.f32()); },
+                                      local.lse.f32(), kernels::Into::write); },
                    {});
       return;
     }
@@ -87,7 +87,7 @@ class UlyssesRunner final : public PlanRunner {
               {&local.k, &kh_, hkv_, head_dim_, true},
               {&local.v, &vh_, hkv_, head_dim_, true}},
              true, send_, recv_);
-    dev_.compute([&] { op_->forward(qh_.data(), kh_.data(), vh_.data(), oh_.data(), lseh_.f32()); }, {});
+    dev_.compute([&] { op_->forward(qh_.data(), kh_.data(), vh_.data(), oh_.data(), lseh_.f32(), kernels::Into::write); }, {});
     exchange({{&local.out, &oh_, hq_, head_dim_, false}}, false, send_, recv_);
   }
 
@@ -100,13 +100,13 @@ class UlyssesRunner final : public PlanRunner {
     if (alias_) {
       dev_.compute([&] { op_->backward(local.q.data(), local.k.data(), local.v.data(), local.out.data(),
                                        local.dout.data(), local.lse.f32(), local.dq.data(),
-                                       local.dk.data(), local.dv.data()); },
+                                       local.dk.data(), local.dv.data(), kernels::Into::write); },
                    {});
       return;
     }
     exchange({{&local.dout, &doh_, hq_, head_dim_, false}}, true, send_, recv_);
     dev_.compute([&] { op_->backward(qh_.data(), kh_.data(), vh_.data(), oh_.data(), doh_.data(),
-                                     lseh_.f32(), dqh_.data(), dkh_.data(), dvh_.data()); },
+                                     lseh_.f32(), dqh_.data(), dkh_.data(), dvh_.data(), kernels::Into::write); },
                  {});
     exchange({{&local.dq, &dqh_, hq_, head_dim_, false},
               {&local.dk, &dkh_, hkv_, head_dim_, true},

@@ -349,7 +349,7 @@ ExecResult execute_plan(Communicator& host, Communicator& data, Device& dev, con
     const Buffer ref_out = dev.alloc(S * q_row, dev.dtype());
     const Buffer ref_lse = dev.alloc(S * L.hq, DType::fp32);
     auto op = dev.attention({S, S, L.hq, L.hkv, L.head_dim}, to_kernel_slices(mask));
-    op->forward(q.data(), k.data(), v.data(), ref_out.data(), ref_lse.f32());
+    op->forward(q.data(), k.data(), v.data(), ref_out.data(), ref_lse.f32(), kernels::Into::write);
     const CheckTolerance& tol = check_tolerance(dev.dtype());
     res.checks.push_back(compare_with_reference("out", out, download(dev, ref_out), tol.rel_l2));
     res.checks.push_back(
@@ -359,7 +359,7 @@ ExecResult execute_plan(Communicator& host, Communicator& data, Device& dev, con
       const Buffer rdk = dev.alloc(S * kv_row, dev.dtype());
       const Buffer rdv = dev.alloc(S * kv_row, dev.dtype());
       op->backward(q.data(), k.data(), v.data(), ref_out.data(), dout.data(), ref_lse.f32(), rdq.data(),
-                   rdk.data(), rdv.data());
+                   rdk.data(), rdv.data(), kernels::Into::write);
       res.checks.push_back(compare_with_reference("dq", dq, download(dev, rdq), tol.rel_l2));
       res.checks.push_back(compare_with_reference("dk", dk, download(dev, rdk), tol.rel_l2));
       res.checks.push_back(compare_with_reference("dv", dv, download(dev, rdv), tol.rel_l2));

@@ -140,43 +140,6 @@ TEST(CpuDevice, CopyAddFillMatchPlainLoops) {
   }
 }
 
-TEST(CpuDevice, MergePartialMatchesFloat64WithMaskedRowsOnEitherSide) {
-  const uint64_t seed = testing::test_seed("CpuDevice.MergePartial", 13);
-  std::mt19937_64 rng(seed);
-  CpuDevice dev(1);
-  const int64_t rows = 23;
-  const int heads = 3, d = 5;
-  const int64_t n = rows * heads;
-  std::vector<float> out = random_floats(rng, n * d), part = random_floats(rng, n * d);
-  std::vector<float> lse = random_floats(rng, n), part_lse = random_floats(rng, n);
-  // -inf on the accumulated side, on the partial side and on both.
-  for (int64_t r = 0; r < n; ++r) {
-    if (r % 4 == 1 || r % 4 == 3) lse[r] = kNegInf;
-    if (r % 4 == 2 || r % 4 == 3) part_lse[r] = kNegInf;
-    if (r % 4 == 3) {
-      for (int c = 0; c < d; ++c) out[r * d + c] = 0.f;
-    }
-  }
-  const Buffer o = upload(dev, out), l = upload(dev, lse), p = upload(dev, part), pl = upload(dev, part_lse);
-  dev.merge_partial(rows, heads, d, o.data(), DType::fp32, l.f32(), p.data(), DType::fp32, pl.f32());
-  const std::vector<float> got_out = download(dev, o), got_lse = download(dev, l);
-  for (int64_t r = 0; r < n; ++r) {
-    const double a = lse[r], b = part_lse[r];
-    if (a == kNegInf && b == kNegInf) {
-      EXPECT_EQ(got_lse[r], kNegInf);
-      for (int c = 0; c < d; ++c) EXPECT_EQ(got_out[r * d + c], 0.f);
-      continue;
-    }
-    const double want_lse = a == kNegInf ? b : b == kNegInf ? a : std::log(std::exp(a) + std::exp(b));
-    EXPECT_NEAR(got_lse[r], want_lse, 1e-6 * (1 + std::abs(want_lse))) << "row " << r;
-    for (int c = 0; c < d; ++c) {
-      const double wa = a == kNegInf ? 0 : std::exp(a - want_lse), wb = b == kNegInf ? 0 : std::exp(b - want_lse);
-      const double want = wa * out[r * d + c] + wb * part[r * d + c];
-      EXPECT_NEAR(got_out[r * d + c], want, 1e-6 * (1 + std::abs(want))) << "row " << r << " col " << c;
-    }
-  }
-}
-
 TEST(CpuDevice, AttentionOpIsTheReferenceKernel) {
   const uint64_t seed = testing::test_seed("CpuDevice.AttentionOp", 14);
   std::mt19937_64 rng(seed);
@@ -203,14 +166,49 @@ TEST(CpuDevice, AttentionOpIsTheReferenceKernel) {
   const Buffer bq = upload(dev, q), bk = upload(dev, k), bv = upload(dev, v), bdo = upload(dev, dout);
   const Buffer bo = dev.alloc(q_n, DType::fp32), bl = dev.alloc(static_cast<int64_t>(lse.size()), DType::fp32);
   const Buffer bdq = dev.alloc(q_n, DType::fp32), bdk = dev.alloc(kv_n, DType::fp32), bdv = dev.alloc(kv_n, DType::fp32);
-  op->forward(bq.data(), bk.data(), bv.data(), bo.data(), bl.f32());
-  op->backward(bq.data(), bk.data(), bv.data(), bo.data(), bdo.data(), bl.f32(), bdq.data(), bdk.data(), bdv.data());
+  op->forward(bq.data(), bk.data(), bv.data(), bo.data(), bl.f32(), kernels::Into::write);
+  op->backward(bq.data(), bk.data(), bv.data(), bo.data(), bdo.data(), bl.f32(), bdq.data(), bdk.data(), bdv.data(),
+               kernels::Into::write);
   EXPECT_EQ(download(dev, bo), out);
   EXPECT_EQ(download(dev, bl), lse);
   EXPECT_EQ(download(dev, bdq), dq);
   EXPECT_EQ(download(dev, bdk), dk);
   EXPECT_EQ(download(dev, bdv), dv);
   EXPECT_EQ(lse[22 * shape.hq], kNegInf);  // row 22 sees no key
+
+  // The mask as two ops, the second accumulating (a runner's stages): rows 0..20 are seen by
+  // both, rows 25..37 only by the second, rows 20..25 by neither. Float32 merges of float64 sums.
+  const std::vector<kernels::KernelSlice> first{slices[0], slices[1]}, rest{slices[2], slices[3]};
+  auto op_a = dev.attention(shape, first), op_b = dev.attention(shape, rest);
+  op_a->forward(bq.data(), bk.data(), bv.data(), bo.data(), bl.f32(), kernels::Into::write);
+  const int64_t before = dev.memory_bytes();
+  op_b->forward(bq.data(), bk.data(), bv.data(), bo.data(), bl.f32(), kernels::Into::accumulate);
+  EXPECT_EQ(dev.memory_bytes(), before + (q_n + shape.sq * shape.hq) * 4) << "partial buffers counted";
+  auto near = [](const std::vector<float>& got, const std::vector<float>& want, const char* what) {
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      if (std::isinf(want[i])) {
+        EXPECT_EQ(got[i], want[i]) << what << " [" << i << "]";
+      } else {
+        EXPECT_NEAR(got[i], want[i], 1e-5 * (1 + std::abs(want[i]))) << what << " [" << i << "]";
+      }
+    }
+  };
+  near(download(dev, bo), out, "accumulated out");
+  near(download(dev, bl), lse, "accumulated lse");
+  op_a->backward(bq.data(), bk.data(), bv.data(), bo.data(), bdo.data(), bl.f32(), bdq.data(), bdk.data(), bdv.data(),
+                 kernels::Into::write);
+  std::vector<float> sum_dk = download(dev, bdk), sum_dv = download(dev, bdv);
+  op_b->backward(bq.data(), bk.data(), bv.data(), bo.data(), bdo.data(), bl.f32(), bdq.data(), bdk.data(), bdv.data(),
+                 kernels::Into::accumulate);
+  const std::vector<float> dk_b = download(dev, bdk), dv_b = download(dev, bdv);
+  for (size_t i = 0; i < sum_dk.size(); ++i) {
+    sum_dk[i] += dk_b[i];
+    sum_dv[i] += dv_b[i];
+  }
+  near(download(dev, bdq), dq, "accumulated dq");
+  near(sum_dk, dk, "summed dk");
+  near(sum_dv, dv, "summed dv");
 }
 
 // A request that completes after a number of test() calls, counting them.
@@ -334,8 +332,6 @@ TEST(CpuDevice, RefusesSixteenBitDtypesNamingThem) {
     expect_refused([&] { dev.copy(f.data(), DType::fp32, f.data(), t, 4); }, "copy");
     expect_refused([&] { dev.add(f.data(), t, f.data(), DType::fp32, 4); }, "add");
     expect_refused([&] { dev.fill(f.data(), t, 4, 0.f); }, "fill");
-    expect_refused([&] { dev.merge_partial(1, 1, 2, f.data(), t, f.f32(2), f.data(), DType::fp32, f.f32(3)); },
-                   "merge_partial");
     const RowMap map = dev.prepare({{0, 0, 1}});
     expect_refused([&] { dev.copy_rows(map, {f.data(), t, 2}, rows_of(f, 2), 2); }, "copy_rows");
     expect_refused([&] { dev.add_rows(map, rows_of(f, 2), {f.data(), t, 2}, 2); }, "add_rows");

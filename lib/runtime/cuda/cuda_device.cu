@@ -101,37 +101,6 @@ __global__ void rows_kernel(const int64_t* segs, int nsegs, int64_t total_rows, 
   }
 }
 
-// One warp per (row, head): lse' = max + log1p(exp(min - max)); a side at -inf contributes
-// nothing (its out is not read); both at -inf give out = 0, lse = -inf.
-template <typename O, typename P>
-__global__ void merge_kernel(int64_t pairs, int d, O* out, float* lse, const P* part,
-                             const float* part_lse) {
-  const int lane = threadIdx.x % 32;
-  const int64_t warps = static_cast<int64_t>(gridDim.x) * (blockDim.x / 32);
-  for (int64_t p = static_cast<int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32; p < pairs;
-       p += warps) {
-    const float a = lse[p], b = part_lse[p];
-    const float ninf = -INFINITY;
-    O* o = out + p * d;
-    const P* q = part + p * d;
-    const float m = fmaxf(a, b);
-    if (m == ninf) {
-      for (int c = lane; c < d; c += 32) o[c] = from_float<O>(0.f);
-      continue;  // lse[p] is already -inf
-    }
-    const float merged = m + log1pf(expf(fminf(a, b) - m));
-    const float wa = a == ninf ? 0.f : expf(a - merged);
-    const float wb = b == ninf ? 0.f : expf(b - merged);
-    for (int c = lane; c < d; c += 32) {
-      const float x = a == ninf ? 0.f : to_float(o[c]) * wa;
-      const float y = b == ninf ? 0.f : to_float(q[c]) * wb;
-      o[c] = from_float<O>(x + y);
-    }
-    __syncwarp();
-    if (lane == 0) lse[p] = merged;
-  }
-}
-
 // Bytes held now and at most, shared with the deleters of buffers and row maps and with attention
 // ops, which may outlive the device object.
 struct MemoryCount {
@@ -157,12 +126,12 @@ class CudaAttentionOp final : public AttentionOp {
   }
   ~CudaAttentionOp() override { memory_->sub(accounted_); }
 
-  void forward(const void* q, const void* k, const void* v, void* out, float* lse) override {
-    attn_.forward(q, k, v, out, lse, scale_, stream_);
+  void forward(const void* q, const void* k, const void* v, void* out, float* lse, kernels::Into into) override {
+    attn_.forward(q, k, v, out, lse, scale_, stream_, into);
   }
   void backward(const void* q, const void* k, const void* v, const void* out, const void* dout,
-                const float* lse, void* dq, void* dk, void* dv) override {
-    attn_.backward(q, k, v, out, dout, lse, scale_, dq, dk, dv, stream_);
+                const float* lse, void* dq, void* dk, void* dv, kernels::Into dq_into) override {
+    attn_.backward(q, k, v, out, dout, lse, scale_, dq, dk, dv, stream_, dq_into);
     account();  // the first backward allocates the workspace
   }
   int64_t workspace_bytes() const override { return attn_.device_bytes(); }
@@ -317,27 +286,6 @@ class CudaDevice final : public Device {
     with_type(dtype, [&](auto d) {
       using D = decltype(d);
       fill_kernel<D><<<blocks_for(n, kThreads), kThreads, 0, stream_>>>(static_cast<D*>(dst), n, value);
-    });
-    MAGI_CUDA_CHECK(cudaGetLastError());
-  }
-
-  void merge_partial(int64_t rows, int heads, int d, void* out, DType out_dtype, float* lse,
-                     const void* part, DType part_dtype, const float* part_lse) override {
-    if (rows < 0 || heads < 0 || d < 0)
-      throw std::invalid_argument("CudaDevice::merge_partial: rows " + std::to_string(rows) + ", heads " +
-                                  std::to_string(heads) + ", d " + std::to_string(d) + " (all must be >= 0)");
-    const int64_t pairs = rows * heads;
-    if (pairs == 0) return;
-    set_device();
-    constexpr int kWarps = kThreads / 32;
-    const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((pairs + kWarps - 1) / kWarps, 65536));
-    with_type(out_dtype, [&](auto o) {
-      with_type(part_dtype, [&](auto p) {
-        using O = decltype(o);
-        using P = decltype(p);
-        merge_kernel<O, P><<<blocks, kThreads, 0, stream_>>>(pairs, d, static_cast<O*>(out), lse,
-                                                             static_cast<const P*>(part), part_lse);
-      });
     });
     MAGI_CUDA_CHECK(cudaGetLastError());
   }

@@ -1,6 +1,7 @@
 // The flexible CUDA attention kernels against the float64 CPU reference (kernels/cpu): random
 // slice lists of all four types with overlapping query ranges, every catalogue mask, ragged sizes,
-// empty slices, rows that see nothing, GQA, head dims 64 and 128, forward and backward.
+// empty slices, rows that see nothing, GQA, head dims 64 and 128, forward and backward, written
+// at once or accumulated over several plans (Into).
 // Inputs are fresh random bf16 values each run (seed printed, MAGI_TEST_SEED overrides); outputs
 // are poisoned with NaN before each launch so an unwritten element fails the check.
 #include "cpu/reference_attention.h"
@@ -20,6 +21,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -130,6 +132,33 @@ double tol_out(magi::DType dt) { return dt == magi::DType::bf16 ? 1e-2 : 2.5e-3;
 double tol_grad(magi::DType dt) { return dt == magi::DType::bf16 ? 1e-2 : 2.5e-3; }
 constexpr double kTolLse = 2e-2;    // absolute, natural log units
 
+// Checks a forward's out (relative L2) and lse (absolute, -inf exactly where the reference has
+// it, and out exactly 0 there); returns out's error.
+double expect_forward(const std::vector<float>& got_out, const std::vector<float>& got_lse,
+                      const std::vector<float>& ref_out, const std::vector<float>& ref_lse, int d,
+                      magi::DType dt) {
+  const double e_out = rel_l2(got_out, ref_out);
+  EXPECT_LE(e_out, tol_out(dt)) << "forward out relative L2";
+  int bad_lse = 0;
+  for (size_t i = 0; i < ref_lse.size(); ++i) {
+    const bool ref_inf = std::isinf(ref_lse[i]);
+    const bool ok = ref_inf ? (std::isinf(got_lse[i]) && got_lse[i] < 0)
+                            : (std::isfinite(got_lse[i]) && std::fabs(got_lse[i] - ref_lse[i]) <= kTolLse);
+    if (!ok && bad_lse++ < 3)
+      ADD_FAILURE() << "lse[" << i << "] got " << got_lse[i] << " ref " << ref_lse[i];
+    if (ref_inf) {  // rows that see nothing: out exactly 0
+      for (int c = 0; c < d; ++c) {
+        if (got_out[i * d + c] != 0.f) {
+          ADD_FAILURE() << "row/head " << i << " sees nothing but out != 0";
+          break;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(bad_lse, 0);
+  return e_out;
+}
+
 // Runs forward and backward on the GPU and the CPU reference; checks every output.
 void check_case(const AttnShape& sh, const std::vector<KernelSlice>& slices, uint64_t seed,
                 const std::string& what, magi::DType dt = magi::DType::bf16) {
@@ -160,25 +189,7 @@ void check_case(const AttnShape& sh, const std::vector<KernelSlice>& slices, uin
   const std::vector<float> got_out = download16(out, nq, dt);
   const std::vector<float> got_lse = download_f32(lse, nl);
 
-  const double e_out = rel_l2(got_out, ref_out);
-  EXPECT_LE(e_out, tol_out(dt)) << "forward out relative L2";
-  int bad_lse = 0;
-  for (size_t i = 0; i < nl; ++i) {
-    const bool ref_inf = std::isinf(ref_lse[i]);
-    const bool ok = ref_inf ? (std::isinf(got_lse[i]) && got_lse[i] < 0)
-                            : (std::isfinite(got_lse[i]) && std::fabs(got_lse[i] - ref_lse[i]) <= kTolLse);
-    if (!ok && bad_lse++ < 3)
-      ADD_FAILURE() << "lse[" << i << "] got " << got_lse[i] << " ref " << ref_lse[i];
-    if (ref_inf) {  // rows that see nothing: out exactly 0
-      for (int d = 0; d < sh.d; ++d) {
-        if (got_out[i * sh.d + d] != 0.f) {
-          ADD_FAILURE() << "row/head " << i << " sees nothing but out != 0";
-          break;
-        }
-      }
-    }
-  }
-  EXPECT_EQ(bad_lse, 0);
+  const double e_out = expect_forward(got_out, got_lse, ref_out, ref_lse, sh.d, dt);
 
   // Deterministic forward: a second run gives the same bits.
   {
@@ -216,6 +227,65 @@ void check_case(const AttnShape& sh, const std::vector<KernelSlice>& slices, uin
     if (rep == 0)
       std::printf("  %-28s out %.2e  dq %.2e  dk %.2e  dv %.2e\n", what.c_str(), e_out, e_dq, e_dk, e_dv);
   }
+}
+
+// The stage-wise use (Into): the slices dealt at random to `parts` plans (some may get none),
+// the first writing out/lse and dq, the others accumulating into them; each plan writes its own
+// dk/dv, summed here. Everything against the float64 reference over the whole list.
+void check_parts(const AttnShape& sh, const std::vector<KernelSlice>& slices, int parts, uint64_t seed,
+                 const std::string& what, magi::DType dt = magi::DType::bf16) {
+  SCOPED_TRACE(what + " sq=" + std::to_string(sh.sq) + " sk=" + std::to_string(sh.sk) + " d=" +
+               std::to_string(sh.d) + " slices=" + std::to_string(slices.size()) + " parts=" +
+               std::to_string(parts) + " seed=" + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  const size_t nq = static_cast<size_t>(sh.sq) * sh.hq * sh.d;
+  const size_t nk = static_cast<size_t>(sh.sk) * sh.hkv * sh.d;
+  const size_t nl = static_cast<size_t>(sh.sq) * sh.hq;
+  std::vector<float> q = random_vec(nq, rng), k = random_vec(nk, rng), v = random_vec(nk, rng),
+                     dout = random_vec(nq, rng);
+  auto qb = round16(q, dt), kb = round16(k, dt), vb = round16(v, dt), dob = round16(dout, dt);
+  const float scale = 1.f / std::sqrt(static_cast<float>(sh.d));
+  std::vector<float> ref_out(nq), ref_lse(nl), ref_dq(nq), ref_dk(nk), ref_dv(nk);
+  cpu::attention_forward(sh, slices.data(), slices.size(), q.data(), k.data(), v.data(), scale,
+                         ref_out.data(), ref_lse.data());
+  cpu::attention_backward(sh, slices.data(), slices.size(), q.data(), k.data(), v.data(),
+                          ref_out.data(), dout.data(), ref_lse.data(), scale, ref_dq.data(),
+                          ref_dk.data(), ref_dv.data());
+
+  std::vector<std::vector<KernelSlice>> dealt(parts);
+  for (const KernelSlice& s : slices) dealt[std::uniform_int_distribution<int>(0, parts - 1)(rng)].push_back(s);
+  std::vector<std::unique_ptr<kc::FlexAttention>> plans;
+  for (const auto& d : dealt) plans.push_back(std::make_unique<kc::FlexAttention>(sh, d.data(), d.size(), dt));
+  DevBuf gq(upload(qb)), gk(upload(kb)), gv(upload(vb)), gdo(upload(dob));
+  DevBuf out(nq * 2), lse(nl * 4), dq(nq * 2), dk(nk * 2), dv(nk * 2);
+  out.poison();
+  lse.poison();
+  dq.poison();
+  for (int i = 0; i < parts; ++i) {
+    plans[i]->forward(gq.p, gk.p, gv.p, out.p, static_cast<float*>(lse.p), scale, nullptr,
+                      i == 0 ? magi::kernels::Into::write : magi::kernels::Into::accumulate);
+  }
+  ASSERT_CUDA(cudaDeviceSynchronize());
+  const double e_out = expect_forward(download16(out, nq, dt), download_f32(lse, nl), ref_out, ref_lse, sh.d, dt);
+  std::vector<float> sum_dk(nk, 0.f), sum_dv(nk, 0.f);
+  for (int i = 0; i < parts; ++i) {
+    dk.poison();
+    dv.poison();
+    plans[i]->backward(gq.p, gk.p, gv.p, out.p, gdo.p, static_cast<const float*>(lse.p), scale, dq.p, dk.p,
+                       dv.p, nullptr, i == 0 ? magi::kernels::Into::write : magi::kernels::Into::accumulate);
+    ASSERT_CUDA(cudaDeviceSynchronize());
+    const std::vector<float> pk = download16(dk, nk, dt), pv = download16(dv, nk, dt);
+    for (size_t j = 0; j < nk; ++j) {
+      sum_dk[j] += pk[j];
+      sum_dv[j] += pv[j];
+    }
+  }
+  const double e_dq = rel_l2(download16(dq, nq, dt), ref_dq);
+  const double e_dk = rel_l2(sum_dk, ref_dk), e_dv = rel_l2(sum_dv, ref_dv);
+  EXPECT_LE(e_dq, tol_grad(dt)) << "dq relative L2";
+  EXPECT_LE(e_dk, tol_grad(dt)) << "dk relative L2";
+  EXPECT_LE(e_dv, tol_grad(dt)) << "dv relative L2";
+  std::printf("  %-28s out %.2e  dq %.2e  dk %.2e  dv %.2e\n", what.c_str(), e_out, e_dq, e_dk, e_dv);
 }
 
 // A random slice list over [0, sq) x [0, sk): the key axis is cut into disjoint ranges, and each
@@ -319,6 +389,27 @@ TEST_F(FlexAttentionGpu, EdgeCases) {
     check_case(AttnShape{517, 1283, 4, 2, d}, {sl(0, 517, 0, 1283, T::full)}, rng(), "full 517x1283");
     check_case(AttnShape{700, 700, 2, 1, d}, {sl(0, 700, 0, 700, T::inv_causal)}, rng(), "inv_causal 700");
     check_case(AttnShape{600, 900, 2, 2, d}, {sl(0, 600, 0, 900, T::bi_causal)}, rng(), "bi_causal 600x900");
+  }
+}
+
+TEST_F(FlexAttentionGpu, AccumulateIntoEarlierResults) {
+  const uint64_t seed = magi::testing::fresh_test_seed("FlexAttentionGpu.AccumulateIntoEarlierResults");
+  std::mt19937_64 rng(seed);
+  using T = KernelSliceType;
+  for (int d : {64, 128}) {
+    for (int i = 0; i < 3; ++i) {
+      AttnShape sh{std::uniform_int_distribution<int64_t>(1, 700)(rng), std::uniform_int_distribution<int64_t>(1, 700)(rng),
+                   4, 2, d};
+      check_parts(sh, random_slices(sh.sq, sh.sk, rng), 2 + i, rng(), "accumulate random");
+    }
+    // Documents cut at key ranges, as the runtime's stages cut them: rows merged across parts.
+    check_parts(AttnShape{900, 900, 2, 2, d},
+                {sl(0, 300, 0, 150, T::full), sl(150, 300, 150, 300, T::causal), sl(300, 900, 300, 640, T::full),
+                 sl(300, 900, 640, 900, T::causal), sl(0, 300, 150, 150, T::full)},
+                3, rng(), "accumulate documents");
+    check_parts(AttnShape{400, 400, 2, 1, d}, {sl(0, 400, 0, 400, T::causal)}, 2, rng(), "accumulate one part empty");
+    check_parts(AttnShape{333, 517, 2, 2, d}, random_slices(333, 517, rng), 3, rng(), "accumulate fp16",
+                magi::DType::fp16);
   }
 }
 

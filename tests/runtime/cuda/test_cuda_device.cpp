@@ -187,8 +187,9 @@ TEST_P(CudaDeviceTest, AllocIsZeroedAndAccounted) {
     Buffer dq = dev_->alloc(256 * 2 * 64, dt), dk = dev_->alloc(256 * 64, dt), dv = dev_->alloc(256 * 64, dt);
     const int64_t buffers = dev_->memory_bytes() - m0 - op->workspace_bytes();
     const int64_t before = op->workspace_bytes();
-    op->forward(q.data(), k.data(), v.data(), o.data(), lse.f32());
-    op->backward(q.data(), k.data(), v.data(), o.data(), o.data(), lse.f32(), dq.data(), dk.data(), dv.data());
+    op->forward(q.data(), k.data(), v.data(), o.data(), lse.f32(), magi::kernels::Into::write);
+    op->backward(q.data(), k.data(), v.data(), o.data(), o.data(), lse.f32(), dq.data(), dk.data(), dv.data(),
+                 magi::kernels::Into::write);
     dev_->synchronize();
     EXPECT_GT(op->workspace_bytes(), before) << "the backward's workspace is not in workspace_bytes()";
     EXPECT_EQ(dev_->memory_bytes(), m0 + buffers + op->workspace_bytes());
@@ -284,58 +285,6 @@ TEST_P(CudaDeviceTest, CopyAndAddRows) {
   EXPECT_THROW(dev_->prepare({{0, -1, 2}}), std::invalid_argument);
 }
 
-TEST_P(CudaDeviceTest, MergePartial) {
-  const uint64_t seed = magi::testing::fresh_test_seed("CudaDeviceTest.MergePartial");
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<float> lse_dist(-6.f, 6.f);
-  const DType pairs[][2] = {{DType::fp32, GetParam()}, {GetParam(), GetParam()}, {DType::fp32, DType::fp32},
-                            {GetParam(), DType::fp32}};
-  for (const auto& pr : pairs) {
-    const DType od = pr[0], pd = pr[1];
-    for (int d : {64, 128, 40}) {
-      const int64_t rows = 1 + static_cast<int64_t>(rng() % 300);
-      const int heads = 1 + static_cast<int>(rng() % 4);
-      SCOPED_TRACE("out " + name(od) + ", part " + name(pd) + ", rows " + std::to_string(rows) + ", heads " +
-                   std::to_string(heads) + ", d " + std::to_string(d) + ", MAGI_TEST_SEED=" + std::to_string(seed));
-      const size_t n = static_cast<size_t>(rows * heads);
-      std::vector<float> lse(n), plse(n);
-      for (size_t i = 0; i < n; ++i) {
-        // Cases by i % 8: acc -inf, part -inf, both -inf, far apart, else random.
-        lse[i] = i % 8 == 0 || i % 8 == 2 ? kNegInf : lse_dist(rng);
-        plse[i] = i % 8 == 1 || i % 8 == 2 ? kNegInf : i % 8 == 3 ? lse[i] - 40.f : lse_dist(rng);
-      }
-      std::vector<float> out = random_values(rng, n * d, od), part = random_values(rng, n * d, pd);
-      for (size_t i = 0; i < n; ++i)
-        if (lse[i] == kNegInf)
-          for (int c = 0; c < d; ++c) out[i * d + c] = 0.f;  // an accumulator at -inf holds zeros
-      Buffer bo = upload(out, od), bp = upload(part, pd), bl = upload(lse, DType::fp32), bpl = upload(plse, DType::fp32);
-      dev_->merge_partial(rows, heads, d, bo.data(), od, bl.f32(), bp.data(), pd, bpl.f32());
-      std::vector<double> want_out(n * d), want_lse(n), tol_out(n * d);
-      for (size_t i = 0; i < n; ++i) {
-        const double a = lse[i], b = plse[i];
-        const double m = std::max(a, b);
-        if (std::isinf(m)) {
-          want_lse[i] = -INFINITY;
-          for (int c = 0; c < d; ++c) want_out[i * d + c] = 0.0, tol_out[i * d + c] = 0.0;
-          continue;
-        }
-        const double l = m + std::log(std::exp(a - m) + std::exp(b - m));
-        want_lse[i] = l;
-        const double wa = std::exp(a - l), wb = std::exp(b - l);
-        for (int c = 0; c < d; ++c) {
-          const size_t j = i * d + static_cast<size_t>(c);
-          const double x = (std::isinf(a) ? 0.0 : out[j] * wa), y = (std::isinf(b) ? 0.0 : part[j] * wb);
-          want_out[j] = x + y;
-          // Rounding to the out dtype, plus fp32's error on the weights (exponents up to ~12).
-          tol_out[j] = half_ulp(od) * std::fabs(x + y) + 1e-5 * (std::fabs(x) + std::fabs(y)) + half_subnormal(od);
-        }
-      }
-      expect_close(download(bl), want_lse, [&](size_t i) { return 2e-6 * (1.0 + std::fabs(want_lse[i])); }, "merged lse");
-      expect_close(download(bo), want_out, [&](size_t i) { return tol_out[i]; }, "merged out");
-    }
-  }
-}
-
 // Relative L2 error of got against want; 0 when both are all zeros.
 double rel_l2(const std::vector<float>& got, const std::vector<float>& want) {
   double num = 0, den = 0;
@@ -389,7 +338,7 @@ TEST_P(CudaDeviceTest, AttentionMatchesReference) {
     Buffer bo = dev_->alloc(static_cast<int64_t>(nq), dt), bl = dev_->alloc(static_cast<int64_t>(nl), DType::fp32);
     dev_->fill(bo.data(), dt, bo.elems(), NAN);  // unwritten elements fail the check
     dev_->fill(bl.data(), DType::fp32, bl.elems(), NAN);
-    op->forward(bq.data(), bk.data(), bv.data(), bo.data(), bl.f32());
+    op->forward(bq.data(), bk.data(), bv.data(), bo.data(), bl.f32(), magi::kernels::Into::write);
     const std::vector<float> out = download(bo), lse = download(bl);
     EXPECT_LE(rel_l2(out, ref_out), tol) << "forward out relative L2";
     int64_t bad_lse = 0;
@@ -413,10 +362,40 @@ TEST_P(CudaDeviceTest, AttentionMatchesReference) {
     Buffer bdq = dev_->alloc(static_cast<int64_t>(nq), dt), bdk = dev_->alloc(static_cast<int64_t>(nk), dt),
            bdv = dev_->alloc(static_cast<int64_t>(nk), dt);
     for (Buffer* b : {&bdq, &bdk, &bdv}) dev_->fill(b->data(), dt, b->elems(), NAN);
-    op->backward(bq.data(), bk.data(), bv.data(), bo.data(), bdo.data(), bl.f32(), bdq.data(), bdk.data(), bdv.data());
+    op->backward(bq.data(), bk.data(), bv.data(), bo.data(), bdo.data(), bl.f32(), bdq.data(), bdk.data(), bdv.data(),
+                 magi::kernels::Into::write);
     EXPECT_LE(rel_l2(download(bdq), ref_dq), tol) << "dq relative L2";
     EXPECT_LE(rel_l2(download(bdk), ref_dk), tol) << "dk relative L2";
     EXPECT_LE(rel_l2(download(bdv), ref_dv), tol) << "dv relative L2";
+
+    // The same mask as two ops, the second accumulating into the first's results (a runner's
+    // stages): out/lse merged, dQ added; each op's dK/dV of its own keys, summed here.
+    if (c.slices.size() < 2) continue;
+    const std::vector<KernelSlice> head(c.slices.begin(), c.slices.begin() + 1), rest(c.slices.begin() + 1, c.slices.end());
+    auto op_a = dev_->attention(sh, head), op_b = dev_->attention(sh, rest);
+    for (Buffer* b : {&bo, &bdq, &bdk, &bdv}) dev_->fill(b->data(), dt, b->elems(), NAN);
+    dev_->fill(bl.data(), DType::fp32, bl.elems(), NAN);
+    op_a->forward(bq.data(), bk.data(), bv.data(), bo.data(), bl.f32(), magi::kernels::Into::write);
+    op_b->forward(bq.data(), bk.data(), bv.data(), bo.data(), bl.f32(), magi::kernels::Into::accumulate);
+    EXPECT_LE(rel_l2(download(bo), ref_out), tol) << "accumulated forward out relative L2";
+    const std::vector<float> lse2 = download(bl);
+    for (size_t i = 0; i < nl; ++i) {
+      EXPECT_TRUE(std::isinf(ref_lse[i]) ? lse2[i] == ref_lse[i] : std::fabs(lse2[i] - ref_lse[i]) <= 1e-3 * (1 + std::fabs(ref_lse[i])))
+          << "accumulated lse [row " << i / sh.hq << ", head " << i % sh.hq << "] got " << lse2[i] << ", want " << ref_lse[i];
+    }
+    op_a->backward(bq.data(), bk.data(), bv.data(), bo.data(), bdo.data(), bl.f32(), bdq.data(), bdk.data(), bdv.data(),
+                   magi::kernels::Into::write);
+    std::vector<float> dk = download(bdk), dv = download(bdv);
+    op_b->backward(bq.data(), bk.data(), bv.data(), bo.data(), bdo.data(), bl.f32(), bdq.data(), bdk.data(), bdv.data(),
+                   magi::kernels::Into::accumulate);
+    const std::vector<float> dk_b = download(bdk), dv_b = download(bdv);
+    for (size_t i = 0; i < nk; ++i) {
+      dk[i] += dk_b[i];
+      dv[i] += dv_b[i];
+    }
+    EXPECT_LE(rel_l2(download(bdq), ref_dq), tol) << "accumulated dq relative L2";
+    EXPECT_LE(rel_l2(dk, ref_dk), tol) << "summed dk relative L2";
+    EXPECT_LE(rel_l2(dv, ref_dv), tol) << "summed dv relative L2";
   }
 }
 
