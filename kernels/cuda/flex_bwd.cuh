@@ -73,19 +73,22 @@ __device__ __forceinline__ void convert_dq_unit(const BwdParams<T>& p, int unit)
   constexpr int kCols4 = D / 4, kPer = BM * kCols4 / NT;  // float4s per thread
   const int u = unit / p.hq, h = unit % p.hq;
   float4 v[kPer];
+  uint2 prev[kPer];  // accumulating: dq as it was, loaded with the sums (all loads in flight at once)
   int64_t off[kPer];
 #pragma unroll
   for (int j = 0; j < kPer; ++j) {
     const int i = static_cast<int>(threadIdx.x) + j * NT, q = u * BM + i / kCols4;
     off[j] = q < p.sq ? (static_cast<int64_t>(q) * p.hq + h) * D + (i % kCols4) * 4 : -1;
-    if (off[j] >= 0) v[j] = __ldcg(reinterpret_cast<const float4*>(p.dq_acc + off[j]));
+    if (off[j] >= 0) {
+      v[j] = __ldcg(reinterpret_cast<const float4*>(p.dq_acc + off[j]));
+      if (p.dq_accumulate) prev[j] = __ldcg(reinterpret_cast<const uint2*>(p.dq + off[j]));
+    }
   }
 #pragma unroll
   for (int j = 0; j < kPer; ++j) {
     if (off[j] < 0) continue;
     if (p.dq_accumulate) {
-      const uint2 prev = *reinterpret_cast<const uint2*>(p.dq + off[j]);
-      const T* e = reinterpret_cast<const T*>(&prev);
+      const T* e = reinterpret_cast<const T*>(&prev[j]);
       v[j].x += E::to_float(e[0]);
       v[j].y += E::to_float(e[1]);
       v[j].z += E::to_float(e[2]);
