@@ -145,8 +145,9 @@ std::string sim_line(const CaseRow& r, double eff, double seconds) {
 }
 
 std::string calibration_line(const Calibration& cal) {
-  std::string s = fmt::format("# Calibration: {} ({}, {} kernel records{})\n", cal.path, cal.device,
-                              cal.kernel.coeffs.size(), cal.intra ? ", fitted links" : "");
+  std::string s = fmt::format("# Calibration: {} ({}, {} kernel records{}{})\n", cal.path, cal.device,
+                              cal.kernel.coeffs.size(), cal.intra || cal.inter ? ", calibrated links" : "",
+                              cal.thread_efficiency ? fmt::format(", thread efficiency {:.3f}", *cal.thread_efficiency) : "");
   const nlohmann::json& v = cal.validation;
   if (v.is_object() && v.contains("summary")) {
     for (const auto& [role, st] : v["summary"].items()) {
@@ -181,7 +182,7 @@ void simulate_workload(Context& ctx, const SimulateOptions& opt) {
     }
     ResultFiles{opt.out_json, opt.out_csv, opt.force}.check_before_work();
   });
-  const ClusterSpec cl = with_calibrated_links(cluster, cal);
+  const ClusterSpec cl = with_calibration(cluster, cal);
   Report report;
   report.metadata = collect_metadata(ctx);
   report.metadata["backend"] = "simulated";
