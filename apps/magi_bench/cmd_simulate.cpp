@@ -193,8 +193,8 @@ void simulate_workload(Context& ctx, const SimulateOptions& opt) {
   }
   report.metadata["workload"] = {{"path", opt.config}, {"name", wl.name}, {"resolved", wl.resolved}};
   std::string head = metadata_header(report.metadata);
-  head += fmt::format("# Cluster: {} ({}): {} node{} x {} {}, peak {} TFLOP/s; intra-node {} GB/s x {} + {} us, "
-                      "inter-node {} GB/s x {} + {} us\n",
+  head += fmt::format("# Cluster: {} ({}): {} node{} x {} {}, peak {} TFLOP/s; intra-node {:.4g} GB/s x {} + {:.4g} us, "
+                      "inter-node {:.4g} GB/s x {} + {:.4g} us\n",
                       cl.name, cl.path, cl.nodes, cl.nodes == 1 ? "" : "s", cl.ranks_per_node,
                       cl.kind == DeviceKind::gpu ? "GPUs" : fmt::format("ranks on {} cores", cl.cores_per_node),
                       cl.peak_tflops, cl.intra.bandwidth_gbps, cl.intra.efficiency, cl.intra.latency_us,
