@@ -145,8 +145,9 @@ std::string sim_line(const CaseRow& r, double eff, double seconds) {
 }
 
 std::string calibration_line(const Calibration& cal) {
-  std::string s = fmt::format("# Calibration: {} ({}, {} kernel records{})\n", cal.path, cal.device,
-                              cal.kernel.coeffs.size(), cal.intra ? ", fitted links" : "");
+  std::string s = fmt::format("# Calibration: {} ({}, {} kernel records{}{})\n", cal.path, cal.device,
+                              cal.kernel.coeffs.size(), cal.intra || cal.inter ? ", calibrated links" : "",
+                              cal.thread_efficiency ? fmt::format(", thread efficiency {:.3f}", *cal.thread_efficiency) : "");
   const nlohmann::json& v = cal.validation;
   if (v.is_object() && v.contains("summary")) {
     for (const auto& [role, st] : v["summary"].items()) {
@@ -181,7 +182,7 @@ void simulate_workload(Context& ctx, const SimulateOptions& opt) {
     }
     ResultFiles{opt.out_json, opt.out_csv, opt.force}.check_before_work();
   });
-  const ClusterSpec cl = with_calibrated_links(cluster, cal);
+  const ClusterSpec cl = with_calibration(cluster, cal);
   Report report;
   report.metadata = collect_metadata(ctx);
   report.metadata["backend"] = "simulated";
@@ -192,8 +193,8 @@ void simulate_workload(Context& ctx, const SimulateOptions& opt) {
   }
   report.metadata["workload"] = {{"path", opt.config}, {"name", wl.name}, {"resolved", wl.resolved}};
   std::string head = metadata_header(report.metadata);
-  head += fmt::format("# Cluster: {} ({}): {} node{} x {} {}, peak {} TFLOP/s; intra-node {} GB/s x {} + {} us, "
-                      "inter-node {} GB/s x {} + {} us\n",
+  head += fmt::format("# Cluster: {} ({}): {} node{} x {} {}, peak {} TFLOP/s; intra-node {:.4g} GB/s x {} + {:.4g} us, "
+                      "inter-node {:.4g} GB/s x {} + {:.4g} us\n",
                       cl.name, cl.path, cl.nodes, cl.nodes == 1 ? "" : "s", cl.ranks_per_node,
                       cl.kind == DeviceKind::gpu ? "GPUs" : fmt::format("ranks on {} cores", cl.cores_per_node),
                       cl.peak_tflops, cl.intra.bandwidth_gbps, cl.intra.efficiency, cl.intra.latency_us,

@@ -9,6 +9,7 @@
 #include <array>
 #include <cmath>
 #include <limits>
+#include <set>
 
 namespace magi {
 
@@ -60,7 +61,7 @@ bool solve(std::vector<std::vector<double>> a, std::vector<double> b, std::vecto
 Calibration parse_calibration(const nlohmann::json& doc, const std::string& origin) {
   const JsonReader rd(origin);
   rd.object("", doc, "a calibration (magi-bench calibrate --out)");
-  rd.known_keys("", doc, {"schema", "device", "kind", "kernel", "links", "validation", "metadata"});
+  rd.known_keys("", doc, {"schema", "device", "kind", "kernel", "links", "thread_efficiency", "validation", "metadata"});
   if (!doc.contains("schema") || doc["schema"] != kCalibrationSchema) {
     rd.fail("schema", "not a calibration", doc.value("schema", nlohmann::json()), std::string(kCalibrationSchema));
   }
@@ -77,6 +78,9 @@ Calibration parse_calibration(const nlohmann::json& doc, const std::string& orig
     rd.known_keys("links", l, {"intra_node", "inter_node"});
     if (l.contains("intra_node")) c.intra = tier_from(rd, "links.intra_node", l["intra_node"]);
     if (l.contains("inter_node")) c.inter = tier_from(rd, "links.inter_node", l["inter_node"]);
+  }
+  if (doc.contains("thread_efficiency")) {
+    c.thread_efficiency = rd.number("thread_efficiency", doc["thread_efficiency"], 0, 1, false);
   }
   if (doc.contains("validation")) c.validation = doc["validation"];
   return c;
@@ -97,13 +101,15 @@ nlohmann::json to_json(const Calibration& c) {
     if (c.intra) j["links"]["intra_node"] = tier_json(*c.intra);
     if (c.inter) j["links"]["inter_node"] = tier_json(*c.inter);
   }
+  if (c.thread_efficiency) j["thread_efficiency"] = *c.thread_efficiency;
   if (!c.validation.is_null()) j["validation"] = c.validation;
   return j;
 }
 
-ClusterSpec with_calibrated_links(ClusterSpec cluster, const Calibration& c) {
+ClusterSpec with_calibration(ClusterSpec cluster, const Calibration& c) {
   if (c.intra) cluster.intra = *c.intra;
   if (c.inter) cluster.inter = *c.inter;
+  if (c.thread_efficiency) cluster.thread_efficiency = *c.thread_efficiency;
   return cluster;
 }
 
@@ -160,6 +166,50 @@ KernelCoeffs fit_kernel(const std::vector<KernelSample>& all, Pass pass, int hea
   out.tile_s = best[1];
   out.item_s = best[2];
   return out;
+}
+
+CpuKernelFit fit_cpu_kernel(std::vector<KernelSample> samples, const std::vector<int>& ranks, ClusterSpec cl,
+                            const KernelTiles& tiles) {
+  MAGI_CHECK(samples.size() == ranks.size(), "{} samples, {} rank counts", samples.size(), ranks.size());
+  std::set<std::pair<Pass, int>> keys;
+  for (const KernelSample& x : samples) keys.insert({x.pass, x.head_dim});
+  auto fit_at = [&](double eff, double& err) {
+    cl.thread_efficiency = eff;
+    for (size_t i = 0; i < samples.size(); ++i) samples[i].speed = cl.rank_speed(ranks[i]);
+    CpuKernelFit f;
+    f.thread_efficiency = eff;
+    err = 0;
+    for (const auto& [pass, dim] : keys) {
+      const KernelCoeffs k = fit_kernel(samples, pass, dim, tiles, false);
+      f.kernel.coeffs.push_back(k);
+      for (const KernelSample& x : samples) {
+        if (x.pass != pass || x.head_dim != dim || !(x.measured_s > 0)) continue;
+        const double e = (k.tile_s * x.tiles + k.item_s * x.items) / (x.speed * x.measured_s) - 1;
+        err += e * e;
+      }
+    }
+    return f;
+  };
+  double err = 0, best_err = 0;
+  CpuKernelFit best = fit_at(1, best_err);
+  std::set<int> threads;
+  for (int r : ranks) threads.insert(cl.threads_per_rank(r));
+  if (threads.size() < 2) return best;
+  best.fitted = true;
+  for (double step : {0.01, 0.001}) {
+    const double centre = best.thread_efficiency;
+    for (int i = -100; i <= 100; ++i) {
+      const double eff = centre + i * step;
+      if (eff < 0 || eff > 1 || (step < 0.01 && std::abs(i) > 10)) continue;
+      CpuKernelFit f = fit_at(eff, err);
+      f.fitted = true;
+      if (err < best_err) {
+        best_err = err;
+        best = std::move(f);
+      }
+    }
+  }
+  return best;
 }
 
 LinkTier fit_link(const std::function<double(const LinkTier&)>& error, double lat_lo, double lat_hi, double bw_lo,

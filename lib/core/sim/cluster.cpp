@@ -27,6 +27,11 @@ double ClusterSpec::core_share(int ranks_on_node) const {
   return std::min(1.0, cores_per_node / threads);
 }
 
+double ClusterSpec::rank_speed(int ranks_on_node) const {
+  if (kind == DeviceKind::gpu) return 1;
+  return (1 + thread_efficiency * (threads_per_rank(ranks_on_node) - 1)) * core_share(ranks_on_node);
+}
+
 namespace {
 
 constexpr size_t kMaxClusterFileBytes = 1 << 20;

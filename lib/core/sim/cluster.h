@@ -34,6 +34,10 @@ struct ClusterSpec {
   int nodes = 1;
   int ranks_per_node = 1;         // GPUs per node (gpu); ranks the node may hold (cpu)
   int cores_per_node = 0;         // cpu: cores the node's ranks share (oversubscription)
+  double thread_efficiency = 1;   // cpu: what each kernel thread of a rank beyond its first adds,
+                                  // as a fraction of one thread (the reference kernel's tasks
+                                  // split unevenly; the threads share caches and memory); fitted
+                                  // by calibrate, 1 unless a calibration sets it
   LinkTier intra, inter;
   std::string calibration;        // calibration file the cluster uses by default ("" = none),
                                   // relative to the cluster file's directory
@@ -49,6 +53,10 @@ struct ClusterSpec {
   // the node's ranks x threads exceed its cores).
   int threads_per_rank(int ranks_on_node) const;
   double core_share(int ranks_on_node) const;
+  // A rank's kernel speed relative to one thread on a core of its own (1 on a gpu): its T threads
+  // run at 1 + thread_efficiency (T - 1) threads' speed, times the core share. Kernel models are
+  // per thread; their times are divided by it.
+  double rank_speed(int ranks_on_node) const;
 };
 
 // Reads and validates a cluster file; ConfigError naming the JSON path and value.

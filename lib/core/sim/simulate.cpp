@@ -27,8 +27,7 @@ AutoRates auto_rates(const ClusterSpec& cl, const KernelModel& km, const ModelSh
   const KernelCoeffs k = km.at(Pass::fwd, m.head_dim);
   const double tile_flops = 4.0 * k.tiles.fwd_rows * k.tiles.fwd_keys * m.head_dim;
   const int ranks_on_node = std::min(cp, cl.ranks_per_node);
-  const double rate = k.tile_s > 0 ? tile_flops / k.tile_s * cl.threads_per_rank(ranks_on_node) * cl.core_share(ranks_on_node)
-                                   : 1e18;
+  const double rate = k.tile_s > 0 ? tile_flops / k.tile_s * cl.rank_speed(ranks_on_node) : 1e18;
   const LinkTier& t = cp > cl.ranks_per_node ? cl.inter : cl.intra;
   return AutoRates{rate / 1e12, t.bandwidth_gbps * t.efficiency};
 }
@@ -42,11 +41,25 @@ struct Ctx {
   KernelTiles tiles;
   double speed = 1;  // threads x core share of a rank (cpu); 1 on a gpu
   int elem = 2;      // bytes per element of the plan's dtype
+  const SimOptions& opt;
 
-  double kernel_s(Pass pass, const KernelWork& w, int hq, int hkv) const {
+  // Seconds of rank r's compute step `step` of `pass`: measured when given, else the model's.
+  double step_s(int r, Pass pass, size_t step, const KernelWork& w, int hq, int hkv) const {
+    if (opt.measured_compute) {
+      const std::vector<double>& v = (*opt.measured_compute)[static_cast<size_t>(r)][pass == Pass::fwd ? 0 : 1];
+      MAGI_CHECK(step < v.size(), "rank {}: {} measured {} pass steps, the simulation has more", r, v.size(),
+                 to_string(pass));
+      return v[step];
+    }
     return km.seconds(pass, w, m, hq, hkv) / speed;
   }
-  double kernel_s(Pass pass, const KernelWork& w) const { return kernel_s(pass, w, m.heads_q, m.heads_kv); }
+  double step_s(int r, Pass pass, size_t step, const KernelWork& w) const {
+    return step_s(r, pass, step, w, m.heads_q, m.heads_kv);
+  }
+  void record(RankSim& rs, const KernelWork& w, int hq, int hkv) const {
+    if (opt.record_steps) rs.steps.push_back(StepWork{w, hq, hkv});
+  }
+  void record(RankSim& rs, const KernelWork& w) const { record(rs, w, m.heads_q, m.heads_kv); }
   // A collective or all-to-all-v stage of one rank, bytes per tier: the largest latency of the
   // tiers it uses, then each tier's bytes at its bandwidth, one after the other (a rank's
   // messages leave through one queue). So a cluster whose tiers are equal is one tier.
@@ -97,8 +110,10 @@ void sim_magi(const Plan& plan, const Ctx& x, CaseSim& out) {
         rs.bwd.sent_bytes[i] += static_cast<int64_t>(sent[r * stages + s][i] + recv[r * stages + s][i]);
       }
       const double comm = s == 0 ? 0.0 : x.stage_comm_s(both);
-      fwd[s] = StageTime{x.kernel_s(Pass::fwd, w), comm, 0.0};
-      bwd[s] = StageTime{x.kernel_s(Pass::bwd, w), comm, comm};
+      const int ri = static_cast<int>(r);
+      fwd[s] = StageTime{x.step_s(ri, Pass::fwd, s, w), comm, 0.0};
+      bwd[s] = StageTime{x.step_s(ri, Pass::bwd, s, w), comm, comm};
+      x.record(rs, w);
     }
     const ScheduleTime f = forward_schedule(fwd), b = backward_schedule(bwd);
     finish(rs.fwd, f.total_s, f.compute_s);
@@ -173,8 +188,10 @@ void sim_ring(const Plan& plan, const RowPieces& rp, const Ctx& x, CaseSim& out)
     auto comp = [&](int r, int s) {
       auto& v = steps[static_cast<size_t>(r)];
       size_t& c = cursor[static_cast<size_t>(r)];
-      double t = 0;
-      if (c < v.size() && v[c].first == s) t = x.kernel_s(pass, v[c++].second);
+      KernelWork w;
+      if (c < v.size() && v[c].first == s) w = v[c++].second;
+      const double t = x.step_s(r, pass, static_cast<size_t>(s), w);
+      if (pass == Pass::fwd) x.record(out.ranks[static_cast<size_t>(r)], w);
       comp_sum[static_cast<size_t>(r)] += t;
       return t;
     };
@@ -247,7 +264,8 @@ void sim_allgather(const Plan& plan, const RowPieces& rp, const Ctx& x, CaseSim&
     const double gather = static_cast<double>(std::max(f.sent, f.received));
     const double c = x.stage_comm_s(even_split(x.cl, cp, r, gather));
     RankSim& rs = out.ranks[static_cast<size_t>(r)];
-    const double cf = x.kernel_s(Pass::fwd, w), cb = x.kernel_s(Pass::bwd, w);
+    const double cf = x.step_s(r, Pass::fwd, 0, w), cb = x.step_s(r, Pass::bwd, 0, w);
+    x.record(rs, w);
     finish(rs.fwd, c + cf, cf);
     finish(rs.bwd, 2 * c + cb, cb);  // all-gather again, then the reduce-scatter
     const auto sf = even_split(x.cl, cp, r, static_cast<double>(f.sent));
@@ -275,7 +293,8 @@ void sim_ulysses(const Plan& plan, const std::vector<AttnSlice>& mask, const Ctx
       const double bytes = static_cast<double>(std::max(b.sent, b.received));
       const double c = x.stage_comm_s(even_split(x.cl, cp, r, bytes * big)) +
                        x.stage_comm_s(even_split(x.cl, cp, r, bytes * (1 - big)));
-      const double k = x.kernel_s(pass, w, h.q_end - h.q_begin, h.kv_end - h.kv_begin);
+      const double k = x.step_s(r, pass, 0, w, h.q_end - h.q_begin, h.kv_end - h.kv_begin);
+      if (pass == Pass::fwd) x.record(rs, w, h.q_end - h.q_begin, h.kv_end - h.kv_begin);
       RankPassSim& p = pass == Pass::fwd ? rs.fwd : rs.bwd;
       finish(p, c + k, k);
       const auto s = even_split(x.cl, cp, r, static_cast<double>(b.sent));
@@ -286,7 +305,8 @@ void sim_ulysses(const Plan& plan, const std::vector<AttnSlice>& mask, const Ctx
 
 }  // namespace
 
-CaseSim simulate_case(const std::vector<AttnSlice>& mask, const Case& c0, const ClusterSpec& cl, const KernelModel& km) {
+CaseSim simulate_case(const std::vector<AttnSlice>& mask, const Case& c0, const ClusterSpec& cl, const KernelModel& km,
+                      const SimOptions& opt) {
   Case c = c0;
   if (c.parallel.cp > cl.max_ranks()) {
     throw ConfigError(fmt::format("parallel.cp {}: the cluster {} has {} ranks ({} nodes x {})", c.parallel.cp, cl.name,
@@ -316,8 +336,12 @@ CaseSim simulate_case(const std::vector<AttnSlice>& mask, const Case& c0, const 
     out.ranks[r].area = plan.ranks[r].area;
   }
   const int on_node = std::min(c.parallel.cp, cl.ranks_per_node);
-  const Ctx x{cl, km, plan.model, km.tiles(plan.model.head_dim),
-              cl.threads_per_rank(on_node) * cl.core_share(on_node), dtype_bytes(plan.model.dtype)};
+  if (opt.measured_compute) {
+    MAGI_CHECK(opt.measured_compute->size() == plan.ranks.size(), "measured compute of {} ranks for a plan of {}",
+               opt.measured_compute->size(), plan.ranks.size());
+  }
+  const Ctx x{cl, km, plan.model, km.tiles(plan.model.head_dim), cl.rank_speed(on_node), dtype_bytes(plan.model.dtype),
+              opt};
   switch (plan.strategy) {
     case Strategy::magi: sim_magi(plan, x, out); break;
     case Strategy::ring: sim_ring(plan, split_rows(mask, zigzag_units(c.total_tokens, c.parallel.cp)), x, out); break;

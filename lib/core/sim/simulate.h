@@ -28,11 +28,29 @@ struct RankPassSim {
   std::array<int64_t, kTiers> sent_bytes{};  // bytes sent to other ranks, per tier
 };
 
+// One compute step of a rank's pass (one Device::compute call of the runtime: a magi stage, a
+// ring step, the one kernel call of ulysses and allgather) and the heads it runs.
+struct StepWork {
+  KernelWork work;
+  int heads_q = 0, heads_kv = 0;
+};
+
 struct RankSim {
   int rank = 0;
   int64_t tokens = 0;
   int64_t area = 0;
   RankPassSim fwd, bwd;
+  std::vector<StepWork> steps;  // both passes' steps (SimOptions::record_steps)
+};
+
+// Measured compute seconds of one rank's steps per pass ([0] fwd, [1] bwd), in step order.
+using RankStepSeconds = std::array<std::vector<double>, 2>;
+
+struct SimOptions {
+  bool record_steps = false;  // fill RankSim::steps (for calibrate: O(ranks x steps) memory)
+  // When set (one entry per rank, its step counts those of RankSim::steps), these times replace
+  // the kernel model's: the links are then fitted to what compute does not explain.
+  const std::vector<RankStepSeconds>* measured_compute = nullptr;
 };
 
 struct CaseSim {
@@ -60,6 +78,6 @@ AutoRates auto_rates(const ClusterSpec& cluster, const KernelModel& kernel, cons
 // Simulates case `c` (its strategy, cp, chunk_tokens and overlap degree) on `cluster`.
 // ConfigError when cp exceeds the cluster's ranks. A case the strategy cannot run is skipped.
 CaseSim simulate_case(const std::vector<AttnSlice>& mask, const Case& c, const ClusterSpec& cluster,
-                      const KernelModel& kernel);
+                      const KernelModel& kernel, const SimOptions& options = {});
 
 }  // namespace magi

@@ -99,6 +99,48 @@ TEST(Calibration, HeldOutErrorOfANoisyFit) {
   EXPECT_LT(st.worst_abs, 0.25);
 }
 
+// CPU compute steps measured with one rank (two threads) and with two and four single-thread
+// ranks on two cores: the thread efficiency and the per-thread coefficients they were made with
+// come back.
+TEST(Calibration, ThreadEfficiencyRecoveredWithTheKernel) {
+  ClusterSpec cl;
+  cl.kind = DeviceKind::cpu;
+  cl.cores_per_node = 2;
+  cl.ranks_per_node = 64;
+  const double tile_s = 2e-8, item_s = 1.5e-6;
+  for (double truth : {0.0, 0.437, 1.0}) {
+    SCOPED_TRACE(truth);
+    ClusterSpec made = cl;
+    made.thread_efficiency = truth;
+    std::vector<KernelSample> s;
+    std::vector<int> ranks;
+    for (int r : {1, 2, 4}) {
+      for (double tiles : {1e5, 7e5, 3e6}) {
+        for (double items : {2e3, 4e4}) {
+          for (Pass p : {Pass::fwd, Pass::bwd}) {
+            s.push_back({p, 32, tiles, items, 1.0, (tile_s * tiles + item_s * items) / made.rank_speed(r)});
+            ranks.push_back(r);
+          }
+        }
+      }
+    }
+    const CpuKernelFit f = fit_cpu_kernel(s, ranks, cl, KernelTiles{1, 1, 1, 1});
+    EXPECT_TRUE(f.fitted);
+    EXPECT_NEAR(f.thread_efficiency, truth, 1e-3);
+    ASSERT_EQ(f.kernel.coeffs.size(), 2u);
+    for (const KernelCoeffs& k : f.kernel.coeffs) {
+      EXPECT_EQ(k.call_s, 0);
+      EXPECT_NEAR(k.tile_s / tile_s, 1, 0.01);
+      EXPECT_NEAR(k.item_s / item_s, 1, 0.02);
+    }
+  }
+  // One thread count only (one rank of two threads): nothing to see the efficiency by.
+  std::vector<KernelSample> one{{Pass::fwd, 32, 1e5, 1e3, 1.0, 1e-3}, {Pass::fwd, 32, 4e5, 1e3, 1.0, 4e-3}};
+  const CpuKernelFit f = fit_cpu_kernel(one, {1, 1}, cl, KernelTiles{1, 1, 1, 1});
+  EXPECT_FALSE(f.fitted);
+  EXPECT_EQ(f.thread_efficiency, 1);
+}
+
 TEST(Calibration, ErrorStats) {
   const ErrorStats s = error_stats({0.1, -0.3, 0.05, -0.02});
   EXPECT_DOUBLE_EQ(s.median_abs, 0.075);

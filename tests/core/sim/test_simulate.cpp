@@ -150,6 +150,64 @@ TEST(Cluster, CpuRanksShareTheCores) {
   EXPECT_DOUBLE_EQ(c.core_share(1), 1);
   EXPECT_EQ(c.threads_per_rank(4), 1);
   EXPECT_DOUBLE_EQ(c.core_share(4), 0.5);  // four single-thread ranks on two cores
+  EXPECT_DOUBLE_EQ(c.rank_speed(1), 2);
+  EXPECT_DOUBLE_EQ(c.rank_speed(2), 1);
+  EXPECT_DOUBLE_EQ(c.rank_speed(4), 0.5);
+  // A second thread adding 0.4 of one: one rank runs at 1.4; single-thread ranks do not see it.
+  c.thread_efficiency = 0.4;
+  EXPECT_DOUBLE_EQ(c.rank_speed(1), 1.4);
+  EXPECT_DOUBLE_EQ(c.rank_speed(2), 1);
+  EXPECT_DOUBLE_EQ(c.rank_speed(4), 0.5);
+  c.cores_per_node = 16;  // 4 ranks of 4 threads: room for all
+  EXPECT_DOUBLE_EQ(c.core_share(4), 1);
+  EXPECT_DOUBLE_EQ(c.rank_speed(4), 1 + 0.4 * 3);
+  c.kind = DeviceKind::gpu;
+  EXPECT_DOUBLE_EQ(c.rank_speed(4), 1);
+}
+
+// The steps the simulator counts are the runtime's compute calls (magi: 1 + overlap degree
+// stages; ring: cp steps; ulysses and allgather: one), their work covering the mask once (magi,
+// ring, allgather) or once per head group (ulysses); measured step times in place of the model's
+// give back, with free links, their sums as the ranks' compute.
+TEST(Simulate, RecordedStepsAndMeasuredCompute) {
+  const KernelModel km = sim_kernel();
+  const LinkTier free{1e12, 0, 1};
+  for (Strategy st : kAll) {
+    SCOPED_TRACE(std::string(to_string(st)));
+    const Case c = sim_case("varlen_causal", 16384, 4, st, st == Strategy::magi ? 3 : 0);
+    const std::vector<AttnSlice> mask = sim_mask(c);
+    SimOptions rec;
+    rec.record_steps = true;
+    const CaseSim s = simulate_case(mask, c, sim_cluster(1, 4, free, free), km, rec);
+    ASSERT_FALSE(s.skipped);
+    const size_t want = st == Strategy::magi ? 4 : st == Strategy::ring ? 4 : 1;
+    int64_t area = 0;
+    std::vector<RankStepSeconds> measured;
+    for (const RankSim& r : s.ranks) {
+      ASSERT_EQ(r.steps.size(), want);
+      RankStepSeconds t;
+      for (size_t k = 0; k < r.steps.size(); ++k) {
+        area += r.steps[k].work.area * (st == Strategy::ulysses ? r.steps[k].heads_kv : 1);
+        t[0].push_back(1e-3 * (r.rank + 1) * (k + 1));
+        t[1].push_back(2e-3 * (r.rank + 1) * (k + 1));
+      }
+      measured.push_back(t);
+    }
+    EXPECT_EQ(area, mask_area(mask) * (st == Strategy::ulysses ? 4 : 1));
+    SimOptions given;
+    given.measured_compute = &measured;
+    const CaseSim g = simulate_case(mask, c, sim_cluster(1, 4, free, free), km, given);
+    for (const RankSim& r : g.ranks) {
+      double f = 0, b = 0;
+      for (size_t k = 0; k < want; ++k) {
+        f += measured[static_cast<size_t>(r.rank)][0][k];
+        b += measured[static_cast<size_t>(r.rank)][1][k];
+      }
+      EXPECT_NEAR(r.fwd.compute_s, f, 1e-12);
+      EXPECT_NEAR(r.bwd.compute_s, b, 1e-12);
+      if (st != Strategy::ring) EXPECT_NEAR(r.fwd.total_s, f, 1e-9);
+    }
+  }
 }
 
 }  // namespace
