@@ -159,6 +159,19 @@ double expect_forward(const std::vector<float>& got_out, const std::vector<float
   return e_out;
 }
 
+// Fresh random q, k, v, dout of a shape, rounded to the dtype: the floats (the reference's
+// inputs) and their bits (the kernel's).
+struct Inputs {
+  std::vector<float> q, k, v, dout;
+  std::vector<uint16_t> qb, kb, vb, dob;
+  Inputs(const AttnShape& sh, std::mt19937_64& rng, magi::DType dt)
+      : q(random_vec(static_cast<size_t>(sh.sq) * sh.hq * sh.d, rng)),
+        k(random_vec(static_cast<size_t>(sh.sk) * sh.hkv * sh.d, rng)),
+        v(random_vec(k.size(), rng)),
+        dout(random_vec(q.size(), rng)),
+        qb(round16(q, dt)), kb(round16(k, dt)), vb(round16(v, dt)), dob(round16(dout, dt)) {}
+};
+
 // Runs forward and backward on the GPU and the CPU reference; checks every output.
 void check_case(const AttnShape& sh, const std::vector<KernelSlice>& slices, uint64_t seed,
                 const std::string& what, magi::DType dt = magi::DType::bf16) {
@@ -170,9 +183,8 @@ void check_case(const AttnShape& sh, const std::vector<KernelSlice>& slices, uin
   const size_t nq = static_cast<size_t>(sh.sq) * sh.hq * sh.d;
   const size_t nk = static_cast<size_t>(sh.sk) * sh.hkv * sh.d;
   const size_t nl = static_cast<size_t>(sh.sq) * sh.hq;
-  std::vector<float> q = random_vec(nq, rng), k = random_vec(nk, rng), v = random_vec(nk, rng),
-                     dout = random_vec(nq, rng);
-  auto qb = round16(q, dt), kb = round16(k, dt), vb = round16(v, dt), dob = round16(dout, dt);
+  const Inputs in(sh, rng, dt);
+  const auto& [q, k, v, dout, qb, kb, vb, dob] = in;
   const float scale = 1.f / std::sqrt(static_cast<float>(sh.d));
 
   std::vector<float> ref_out(nq), ref_lse(nl);
@@ -241,9 +253,8 @@ void check_parts(const AttnShape& sh, const std::vector<KernelSlice>& slices, in
   const size_t nq = static_cast<size_t>(sh.sq) * sh.hq * sh.d;
   const size_t nk = static_cast<size_t>(sh.sk) * sh.hkv * sh.d;
   const size_t nl = static_cast<size_t>(sh.sq) * sh.hq;
-  std::vector<float> q = random_vec(nq, rng), k = random_vec(nk, rng), v = random_vec(nk, rng),
-                     dout = random_vec(nq, rng);
-  auto qb = round16(q, dt), kb = round16(k, dt), vb = round16(v, dt), dob = round16(dout, dt);
+  const Inputs in(sh, rng, dt);
+  const auto& [q, k, v, dout, qb, kb, vb, dob] = in;
   const float scale = 1.f / std::sqrt(static_cast<float>(sh.d));
   std::vector<float> ref_out(nq), ref_lse(nl), ref_dq(nq), ref_dk(nk), ref_dv(nk);
   cpu::attention_forward(sh, slices.data(), slices.size(), q.data(), k.data(), v.data(), scale,
