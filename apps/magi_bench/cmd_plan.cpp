@@ -5,6 +5,7 @@
 // docs/plan_schema.md); --bench N times build_plan. A case whose plan is estimated beyond the
 // memory bound (core/plan/plan_size.h) is refused before any work unless --allow-large.
 #include "commands.h"
+#include "hybrid_details.h"
 #include "system_info.h"
 
 #include "core/base/error.h"
@@ -32,6 +33,7 @@ namespace {
 struct PlanOptions {
   std::string config;
   std::optional<int> cp;
+  std::optional<int> heads;
   std::optional<std::string> strategy;
   std::optional<std::string> dtype;
   std::string json_out;
@@ -81,7 +83,8 @@ std::string ranges_brief(const std::vector<Range>& r) {
 std::string explain_plan(const Plan& p, int overlap_requested, int max_rows) {
   std::string out;
   if (p.skipped) {
-    return fmt::format("# Plan: {} cp={}: SKIPPED: {}\n", to_string(p.strategy), p.cp, p.skip_reason);
+    return fmt::format("# Plan: {} cp={}{}: SKIPPED: {}\n", to_string(p.strategy), p.cp,
+                       p.heads > 1 ? fmt::format(" heads={}", p.heads) : "", p.skip_reason);
   }
   const int64_t per_rank = p.num_units / p.cp;
   std::string dispatch;
@@ -101,7 +104,9 @@ std::string explain_plan(const Plan& p, int overlap_requested, int max_rows) {
                              p.model.heads_q / p.cp);
       break;
   }
-  out += fmt::format("# Plan: {} cp={}: {}\n", to_string(p.strategy), p.cp, dispatch);
+  out += fmt::format("# Plan: {} cp={}{}: {}\n", to_string(p.strategy), p.cp,
+                     p.heads > 1 ? fmt::format(" heads={}", p.heads) : "", dispatch);
+  out += explain_hybrid(p);
   out += fmt::format("#   tokens per rank {}..{}{}\n", p.min_rank_tokens, p.max_rank_tokens,
                      p.short_last_unit ? fmt::format(" (S is not a multiple of {}: the last chunk is short; "
                                                      "counts differ by at most one chunk)", p.chunk_tokens)
@@ -237,6 +242,8 @@ void plan_workload(const Context& ctx, const PlanOptions& opt) {
   if (opt.dtype) dtype = dtype_named(*opt.dtype);
   if (opt.cp && (*opt.cp < 1 || *opt.cp > kMaxCp))
     throw UsageError(fmt::format("--cp {}: expected 1 to {}", *opt.cp, kMaxCp));
+  if (opt.heads && (*opt.heads < 1 || *opt.heads > kMaxCp))
+    throw UsageError(fmt::format("--heads {}: expected 1 to {}", *opt.heads, kMaxCp));
   if (opt.bench < 0) throw UsageError(fmt::format("--bench {}: expected >= 0", opt.bench));
   if (opt.show_rank && *opt.show_rank < 0)
     throw UsageError(fmt::format("--show-rank {}: expected a rank >= 0", *opt.show_rank));
@@ -250,6 +257,7 @@ void plan_workload(const Context& ctx, const PlanOptions& opt) {
   for (const Case& original : workload.cases) {
     Case c = original;
     if (opt.cp) c.parallel.cp = *opt.cp;
+    if (opt.heads) c.parallel.heads = *opt.heads;
     if (strategy) c.parallel.strategy = *strategy;
     if (dtype) c.model.dtype = *dtype;
     if (!opt.allow_large) {
@@ -352,6 +360,9 @@ void add_plan_command(CLI::App& app, Context& ctx) {
       "the zero-redundancy bound. JSON schema: docs/plan_schema.md.");
   cmd->add_option("-c,--config", opt->config, "Workload JSON file")->required();
   cmd->add_option("--cp", opt->cp, "Override parallel.cp of every case");
+  cmd->add_option("--heads", opt->heads,
+                  "Override parallel.heads (head-parallel degree: Ulysses inside groups of that many ranks, "
+                  "magi or ring between the cp groups)");
   cmd->add_option("-s,--strategy", opt->strategy, "Override parallel.strategy: magi, ring, ulysses or allgather");
   cmd->add_option("--dtype", opt->dtype,
                   "Override model.dtype, the element type the bytes assume: bf16, fp16 or fp32 (the CPU run's)");

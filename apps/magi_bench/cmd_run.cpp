@@ -10,6 +10,7 @@
 #include "system_info.h"
 
 #include "core/base/error.h"
+#include "core/plan/hybrid_plan.h"
 #include "core/plan/plan_size.h"
 #include "core/plan/planner.h"
 #include "core/results/device_peak.h"
@@ -90,9 +91,34 @@ CaseRow measured_row(const Case& c, const Plan& plan, const ExecResult& result,
     r.fwd_compute_ms = t.fwd_compute_ms;
     r.bwd_compute_ms = t.bwd_compute_ms;
     r.peak_memory_bytes = t.peak_memory_bytes;
-    r.tokens = plan.ranks.at(t.rank).tokens;
-    r.area = plan.ranks.at(t.rank).area;
+    if (plan.heads > 1) {
+      const HybridRank x = hybrid_rank(plan, t.rank);
+      r.tokens = x.tokens;
+      r.area = x.area;
+    } else {
+      r.tokens = plan.ranks.at(t.rank).tokens;
+      r.area = plan.ranks.at(t.rank).area;
+    }
     row.ranks.push_back(r);
+  }
+  if (plan.heads > 1) {  // bytes per dimension, planned and counted (docs/results_schema.md)
+    nlohmann::json measured = {{"head_fwd_bytes", 0}, {"head_bwd_bytes", 0}, {"context_fwd_bytes", 0},
+                               {"context_bwd_bytes", 0}};
+    for (const RankTimes& t : result.ranks) {
+      measured["head_fwd_bytes"] = measured["head_fwd_bytes"].get<int64_t>() + t.fwd_sent_head_bytes;
+      measured["head_bwd_bytes"] = measured["head_bwd_bytes"].get<int64_t>() + t.bwd_sent_head_bytes;
+      measured["context_fwd_bytes"] =
+          measured["context_fwd_bytes"].get<int64_t>() + t.fwd_sent_bytes - t.fwd_sent_head_bytes;
+      measured["context_bwd_bytes"] =
+          measured["context_bwd_bytes"].get<int64_t>() + t.bwd_sent_bytes - t.bwd_sent_head_bytes;
+    }
+    row.details["hybrid"] = {{"heads", plan.heads},
+                             {"cp", plan.cp},
+                             {"planned", {{"head_fwd_bytes", plan.head_volume.fwd_bytes},
+                                          {"head_bwd_bytes", plan.head_volume.bwd_bytes},
+                                          {"context_fwd_bytes", plan.context_volume.fwd_bytes},
+                                          {"context_bwd_bytes", plan.context_volume.bwd_bytes}}},
+                             {"measured", std::move(measured)}};
   }
   if (result.check_ran) {
     row.check = result.check_passed ? CheckState::passed : CheckState::failed;
@@ -121,10 +147,10 @@ void idle_barrier() {
   }
 }
 
-// The MPI ranks a workload needs: its largest parallel.cp.
+// The MPI ranks a workload needs: its largest parallel.cp x parallel.heads.
 int ranks_needed(const Workload& w) {
   int n = 1;
-  for (const Case& c : w.cases) n = std::max(n, c.parallel.cp);
+  for (const Case& c : w.cases) n = std::max(n, c.parallel.cp * c.parallel.heads);
   return n;
 }
 
@@ -153,7 +179,7 @@ void run_workload(Context& ctx, const RunOptions& opt) {
     if (opt.ranks_needed) return;
     if (max_cp > ctx.world_size) {
       throw UsageError(fmt::format(
-          "{}: parallel.cp = {} needs at least {} MPI ranks, but the job has {}; launch it with "
+          "{}: parallel.cp x parallel.heads = {} needs at least {} MPI ranks, but the job has {}; launch it with "
           "`mpirun -np {} magi-bench ...`",
           opt.config, max_cp, max_cp, ctx.world_size, max_cp));
     }
@@ -247,7 +273,7 @@ void run_workload(Context& ctx, const RunOptions& opt) {
       eo.case_name = c.name;
       ExecResult result;
       try {
-        const Backend::CaseExec ex = backend.for_case(c.parallel.cp, c.model.dtype);
+        const Backend::CaseExec ex = backend.for_case(c.parallel.cp * c.parallel.heads, c.model.dtype);
         if (ex.host) {
           ex.device->reset_peak_memory();
           result = execute_plan(*ex.host, *ex.data, *ex.device, plan, mask, eo);
@@ -289,7 +315,7 @@ void add_run_command(CLI::App& app, Context& ctx) {
       "run",
       "Run every case of a workload on MPI ranks and report (the default subcommand:\n"
       "`magi-bench --config F` is `magi-bench run --config F`). Launch with\n"
-      "`mpirun -np N magi-bench --config F`, N >= the largest parallel.cp of the sweep.");
+      "`mpirun -np N magi-bench --config F`, N >= the largest parallel.cp x parallel.heads of the sweep.");
   run->add_option("-c,--config", opt->config, "Workload JSON file (see configs/README.md)")
       ->required();
   run->add_option("-b,--backend", opt->backend,
@@ -323,7 +349,7 @@ void add_run_command(CLI::App& app, Context& ctx) {
   run->add_flag("--allow-large", opt->allow_large,
                 "Run cases whose plan is estimated beyond 4 GB (refused by default, naming the field)");
   run->add_flag("--ranks-needed", opt->ranks_needed,
-               "Print the number of MPI ranks the workload needs (its largest parallel.cp) and exit");
+               "Print the number of MPI ranks the workload needs (its largest parallel.cp x parallel.heads) and exit");
   run->callback([&ctx, opt] { run_workload(ctx, *opt); });
 }
 

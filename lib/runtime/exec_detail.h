@@ -88,5 +88,7 @@ std::unique_ptr<StrategyRunner> make_magi_runner(Device& dev, Communicator& comm
 std::unique_ptr<StrategyRunner> make_ring_runner(Device& dev, Communicator& comm, const Plan& plan);
 std::unique_ptr<StrategyRunner> make_ulysses_runner(Device& dev, Communicator& comm, const Plan& plan);
 std::unique_ptr<StrategyRunner> make_allgather_runner(Device& dev, Communicator& comm, const Plan& plan);
+// plan.heads > 1: `comm` is the whole world (cp x heads ranks).
+std::unique_ptr<StrategyRunner> make_hybrid_runner(Device& dev, Communicator& comm, const Plan& plan);
 
 }  // namespace magi::detail

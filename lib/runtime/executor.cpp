@@ -4,6 +4,7 @@
 
 #include "core/base/error.h"
 #include "core/base/stats.h"
+#include "core/plan/hybrid_plan.h"
 #include "runtime/exec_detail.h"
 #include "runtime/inputs.h"
 
@@ -60,6 +61,7 @@ class Step {
 };
 
 std::unique_ptr<detail::StrategyRunner> make_runner(Device& dev, Communicator& data, const Plan& plan) {
+  if (plan.heads > 1) return detail::make_hybrid_runner(dev, data, plan);
   switch (plan.strategy) {
     case Strategy::magi: return detail::make_magi_runner(dev, data, plan);
     case Strategy::ring: return detail::make_ring_runner(dev, data, plan);
@@ -86,13 +88,13 @@ std::vector<float> gather_global(Communicator& comm, const Plan& plan, const std
   std::vector<std::vector<float>> parts(P);
   std::vector<P2POp> recvs;
   for (int p = 1; p < P; ++p) {
-    parts[p].resize(plan.ranks[p].tokens * row_elems);
+    parts[p].resize(total_size(hosted_ranges(plan, p)) * row_elems);
     recvs.push_back({p, parts[p].data(), static_cast<int64_t>(parts[p].size()) * 4});
   }
   parts[0] = local;
   comm.group({}, recvs);
   for (int p = 0; p < P; ++p) {
-    for (const RowCopy& s : detail::map_rows({{0, plan.total_tokens}}, plan.ranks[p].q_ranges)) {
+    for (const RowCopy& s : detail::map_rows({{0, plan.total_tokens}}, hosted_ranges(plan, p))) {
       std::copy_n(parts[p].data() + s.dst_row * row_elems, s.rows * row_elems,
                   global.data() + s.src_row * row_elems);
     }
@@ -171,9 +173,9 @@ ExecResult execute_plan(Communicator& host, Communicator& data, Device& dev, con
     throw ConfigError(fmt::format("cannot execute a skipped {} plan: {}", to_string(plan.strategy),
                                   plan.skip_reason));
   }
-  if (host.size() != plan.cp || data.size() != plan.cp) {
-    throw RuntimeError(fmt::format("the plan is for cp = {} ranks but the communicators have {} (host) "
-                                   "and {} (data)", plan.cp, host.size(), data.size()));
+  if (host.size() != world_size(plan) || data.size() != world_size(plan)) {
+    throw RuntimeError(fmt::format("the plan is for cp x heads = {} x {} ranks but the communicators have {} (host) "
+                                   "and {} (data)", plan.cp, plan.heads, host.size(), data.size()));
   }
   MAGI_CHECK(host.rank() == data.rank(), "host rank {} is data rank {}", host.rank(), data.rank());
   if (plan.model.dtype != dev.dtype()) {
@@ -188,17 +190,27 @@ ExecResult execute_plan(Communicator& host, Communicator& data, Device& dev, con
   dev.set_watchdog(host.watchdog());  // a stuck device ends the job like a stopped peer
   const AsyncCheck async_check(dev, data);
 
-  const RankPlan& me = plan.ranks[r];
+  const std::vector<Range> mine_ranges = hosted_ranges(plan, r);
+  // Peers of this rank's head group (hybrid plans): what it sends them is the head dimension's.
+  std::vector<int> head_peers;
+  for (int p = r - r % plan.heads; plan.heads > 1 && p < r - r % plan.heads + plan.heads; ++p) {
+    if (p != r) head_peers.push_back(p);
+  }
+  auto head_bytes = [&] {
+    int64_t b = 0;
+    for (int p : head_peers) b += data.sent_bytes_to(p);
+    return b;
+  };
   Local L;
-  L.tokens = me.tokens;
+  L.tokens = total_size(mine_ranges);
   L.hq = plan.model.heads_q;
   L.hkv = plan.model.heads_kv;
   L.head_dim = plan.model.head_dim;
   const int64_t q_elems = L.tokens * L.hq * L.head_dim, kv_elems = L.tokens * L.hkv * L.head_dim;
-  L.q = upload_input(dev, opt.seed, InputTensor::q, me.q_ranges, L.hq, L.head_dim);
-  L.k = upload_input(dev, opt.seed, InputTensor::k, me.q_ranges, L.hkv, L.head_dim);
-  L.v = upload_input(dev, opt.seed, InputTensor::v, me.q_ranges, L.hkv, L.head_dim);
-  L.dout = upload_input(dev, opt.seed, InputTensor::dout, me.q_ranges, L.hq, L.head_dim);
+  L.q = upload_input(dev, opt.seed, InputTensor::q, mine_ranges, L.hq, L.head_dim);
+  L.k = upload_input(dev, opt.seed, InputTensor::k, mine_ranges, L.hkv, L.head_dim);
+  L.v = upload_input(dev, opt.seed, InputTensor::v, mine_ranges, L.hkv, L.head_dim);
+  L.dout = upload_input(dev, opt.seed, InputTensor::dout, mine_ranges, L.hq, L.head_dim);
   L.out = dev.alloc(q_elems, dev.dtype());
   L.lse = dev.alloc(L.tokens * L.hq, DType::fp32);
   L.dq = dev.alloc(q_elems, dev.dtype());
@@ -218,7 +230,7 @@ ExecResult execute_plan(Communicator& host, Communicator& data, Device& dev, con
     data.check_async_errors();
   };
   auto timed = [&](const char* pass_name, auto&& pass, std::vector<double>& ms, int64_t& bytes,
-                   double& wait_ms, std::vector<double>& compute_ms) {
+                   int64_t& bytes_head, double& wait_ms, std::vector<double>& compute_ms) {
     std::vector<double> waits;
     std::vector<std::vector<double>> computes;
     for (int i = 0; i < opt.warmup + opt.iters; ++i) {
@@ -226,7 +238,7 @@ ExecResult execute_plan(Communicator& host, Communicator& data, Device& dev, con
                                         i + 1, opt.warmup + opt.iters));
       host.barrier();
       dev.synchronize();
-      const int64_t b0 = data.sent_bytes();
+      const int64_t b0 = data.sent_bytes(), h0 = head_bytes();
       const auto t0 = std::chrono::steady_clock::now();
       dev.begin_pass();
       pass();
@@ -234,6 +246,7 @@ ExecResult execute_plan(Communicator& host, Communicator& data, Device& dev, con
       const double t = st.device_ms >= 0 ? st.device_ms : detail::ms_since(t0);
       data.check_async_errors();
       bytes = data.sent_bytes() - b0;
+      bytes_head = head_bytes() - h0;
       if (i >= opt.warmup) {
         ms.push_back(t);
         waits.push_back(st.comm_wait_ms);
@@ -245,7 +258,7 @@ ExecResult execute_plan(Communicator& host, Communicator& data, Device& dev, con
   };
   bool have_fwd = false;
   if (opt.fwd && opt.warmup + opt.iters > 0) {
-    timed("forward", [&] { runner->forward(L); }, mine.fwd_ms, mine.fwd_sent_bytes,
+    timed("forward", [&] { runner->forward(L); }, mine.fwd_ms, mine.fwd_sent_bytes, mine.fwd_sent_head_bytes,
           mine.fwd_comm_wait_ms, mine.fwd_compute_ms);
     have_fwd = true;
   }
@@ -257,7 +270,7 @@ ExecResult execute_plan(Communicator& host, Communicator& data, Device& dev, con
   bool have_bwd = false;
   if (opt.bwd) {
     if (opt.warmup + opt.iters > 0) {
-      timed("backward", [&] { runner->backward(L); }, mine.bwd_ms, mine.bwd_sent_bytes,
+      timed("backward", [&] { runner->backward(L); }, mine.bwd_ms, mine.bwd_sent_bytes, mine.bwd_sent_head_bytes,
             mine.bwd_comm_wait_ms, mine.bwd_compute_ms);
     } else if (opt.check) {
       untimed([&] { runner->backward(L); });
@@ -275,7 +288,7 @@ ExecResult execute_plan(Communicator& host, Communicator& data, Device& dev, con
                         static_cast<int64_t>(mine.bwd_compute_ms.size())};
     host.all_reduce_max(steps, 2);
     const size_t sf = static_cast<size_t>(steps[0]), sb = static_cast<size_t>(steps[1]);
-    constexpr size_t kHead = 8, kHost = 128;
+    constexpr size_t kHead = 10, kHost = 128;
     const size_t doubles = kHead + nf + nb + sf + sb;
     std::vector<double> rec(doubles + kHost / sizeof(double), 0.0);
     rec[0] = r;
@@ -286,6 +299,8 @@ ExecResult execute_plan(Communicator& host, Communicator& data, Device& dev, con
     rec[5] = static_cast<double>(mine.peak_memory_bytes);
     rec[6] = static_cast<double>(mine.fwd_compute_ms.size());
     rec[7] = static_cast<double>(mine.bwd_compute_ms.size());
+    rec[8] = static_cast<double>(mine.fwd_sent_head_bytes);
+    rec[9] = static_cast<double>(mine.bwd_sent_head_bytes);
     auto at = rec.begin() + kHead;
     at = std::copy(mine.fwd_ms.begin(), mine.fwd_ms.end(), at);
     at = std::copy(mine.bwd_ms.begin(), mine.bwd_ms.end(), at);
@@ -304,6 +319,8 @@ ExecResult execute_plan(Communicator& host, Communicator& data, Device& dev, con
         t.fwd_comm_wait_ms = x[3];
         t.bwd_comm_wait_ms = x[4];
         t.peak_memory_bytes = static_cast<int64_t>(x[5]);
+        t.fwd_sent_head_bytes = static_cast<int64_t>(x[8]);
+        t.bwd_sent_head_bytes = static_cast<int64_t>(x[9]);
         const double* y = x + kHead;
         t.fwd_ms.assign(y, y + nf);
         t.bwd_ms.assign(y + nf, y + nf + nb);

@@ -32,6 +32,9 @@ struct RankTimes {
   std::string host;
   std::vector<double> fwd_ms, bwd_ms;  // per timed iteration
   int64_t fwd_sent_bytes = 0, bwd_sent_bytes = 0;  // one pass, counted from the real messages
+  // Of those, the bytes sent to the rank's head group (hybrid plans: the head dimension; the
+  // rest is the context dimension), from the data communicator's sent_bytes_to; 0 otherwise.
+  int64_t fwd_sent_head_bytes = 0, bwd_sent_head_bytes = 0;
   // Median over iterations of the time this rank waited on communication that compute did not
   // hide (waits after the overlapped compute finished, plus blocking collectives).
   double fwd_comm_wait_ms = 0, bwd_comm_wait_ms = 0;
@@ -48,7 +51,8 @@ struct ExecResult {
   std::vector<TensorError> checks;  // out, lse (forward), dq, dk, dv (backward); rank 0 only
 };
 
-// Collective over `host` and `data` (both of size plan.cp, the same ranks in the same order).
+// Collective over `host` and `data` (both of size plan.cp x plan.heads, the same ranks in the same
+// order; a hybrid plan's world rank g heads + i is head index i of group g, plan.h).
 // `host` (host memory) carries barriers, the times gathered to rank 0 and the check's gathers and
 // verdict; `data` moves the device's buffers, and its sent_bytes() over a pass are the pass's
 // bytes (for the CPU device both are the same MPI communicator). `mask` is the global slice list

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Checks a magi-bench results file (docs/results_schema.md; `run` or `kernel`): the schema tag,
 every case that ran was checked and passed, and the bytes counted from the real messages equal
-the plan's figures (forward and backward, summed over ranks; both 0 for the kernel alone); for
+the plan's figures (forward and backward, summed over ranks; both 0 for the kernel alone; hybrid
+plans per dimension too); for
 `run`, every rank reports its device's peak memory and the compute steps of each timed pass.
 Usage: check_report.py RESULTS.json [MIN_CASES]"""
 import json
@@ -35,8 +36,14 @@ for c in report["cases"]:
             for p in ("fwd", "bwd"):
                 if r[p]["count"] > 0 and not r[f"{p}_compute_ms"]:
                     bad.append(f"{name}: rank {r['rank']} timed {p} passes without compute steps")
-    if len(c["ranks"]) != c["cp"]:
-        bad.append(f"{name}: {len(c['ranks'])} rank rows for cp {c['cp']}")
+    hybrid = c.get("details", {}).get("hybrid")
+    world = c["cp"] * (hybrid["heads"] if hybrid else 1)
+    if len(c["ranks"]) != world:
+        bad.append(f"{name}: {len(c['ranks'])} rank rows for {world} ranks")
+    if hybrid:  # bytes per dimension (head all-to-all, context strategy) counted == planned
+        for key, planned in hybrid["planned"].items():
+            if hybrid["measured"][key] != planned:
+                bad.append(f"{name}: measured {key} {hybrid['measured'][key]} != planned {planned}")
 if ran < min_cases:
     bad.append(f"only {ran} cases ran, expected at least {min_cases}")
 for b in bad:

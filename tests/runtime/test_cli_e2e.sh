@@ -3,7 +3,8 @@
 # JSON report must show every case checked and passed with measured bytes equal to the plan's
 # (check_report.py; skipped when python3 is absent). OPTIONS default to `--backend cpu` (label
 # mpi); with `--backend gpu` (label gpu) the test skips with a message where no GPU is visible.
-# Usage: test_cli_e2e.sh MAGI_BENCH CONFIG.json MIN_CASES [OPTIONS...]
+# Usage: test_cli_e2e.sh MAGI_BENCH CONFIG.json MIN_CASES [OPTIONS...]; MAGI_E2E_NP sets the number
+# of ranks (default 4).
 set -u
 bench="$1"; config="$2"; min_cases="$3"; shift 3
 [ $# -eq 0 ] && set -- --backend cpu
@@ -16,7 +17,7 @@ case " $* " in
 esac
 here="$(cd "$(dirname "$0")" && pwd)"
 report="$(mktemp -u).json"; trap 'rm -f "$report"' EXIT
-"$here/run_mpi.sh" 4 "$bench" "$@" --config "$config" --check --out "$report"
+"$here/run_mpi.sh" "${MAGI_E2E_NP:-4}" "$bench" "$@" --config "$config" --check --out "$report"
 rc=$?
 [ "$rc" = 77 ] && exit 77
 if [ "$rc" != 0 ]; then echo "FAIL: magi-bench exited $rc"; exit 1; fi

@@ -2,6 +2,7 @@
 
 #include "core/base/checked.h"
 #include "core/base/error.h"
+#include "core/plan/hybrid_plan.h"
 
 #include <algorithm>
 
@@ -81,7 +82,10 @@ HeadSplit head_split(const Plan& plan, int rank) {
   return h;
 }
 
-PlannedBytes planned_bytes(const Plan& plan, int element_bytes) {
+namespace {
+
+// Per context rank (plan.ranks), the strategy's bytes on all heads (plan.heads ignored).
+PlannedBytes strategy_bytes(const Plan& plan, int element_bytes) {
   const size_t n = plan.ranks.size();
   PlannedBytes b;
   b.fwd.assign(n, RankBytes{});
@@ -155,6 +159,57 @@ PlannedBytes planned_bytes(const Plan& plan, int element_bytes) {
       }
       break;
     }
+  }
+  return b;
+}
+
+}  // namespace
+
+PlannedBytes planned_bytes(const Plan& plan, int element_bytes) {
+  if (plan.heads > 1) {
+    const HybridBytes hb = hybrid_planned_bytes(plan, element_bytes);
+    PlannedBytes b = hb.head;
+    for (size_t w = 0; w < b.fwd.size(); ++w) {
+      add_to(b.fwd[w].sent, hb.context.fwd[w].sent);
+      add_to(b.fwd[w].received, hb.context.fwd[w].received);
+      add_to(b.bwd[w].sent, hb.context.bwd[w].sent);
+      add_to(b.bwd[w].received, hb.context.bwd[w].received);
+    }
+    return b;
+  }
+  return strategy_bytes(plan, element_bytes);
+}
+
+HybridBytes hybrid_planned_bytes(const Plan& plan, int element_bytes) {
+  const int h = plan.heads;
+  const size_t n = static_cast<size_t>(world_size(plan));
+  HybridBytes b;
+  for (PlannedBytes* d : {&b.head, &b.context}) {
+    d->fwd.assign(n, RankBytes{});
+    d->bwd.assign(n, RankBytes{});
+  }
+  if (plan.skipped) return b;
+  const PlannedBytes ctx = strategy_bytes(plan, element_bytes);
+  const ModelShape& m = plan.model;
+  for (size_t w = 0; w < n; ++w) {
+    const HybridRank x = hybrid_rank(plan, static_cast<int>(w));
+    const size_t g = static_cast<size_t>(x.group);
+    for (auto [dst, src] : {std::pair{&b.context.fwd[w], &ctx.fwd[g]}, std::pair{&b.context.bwd[w], &ctx.bwd[g]}}) {
+      MAGI_CHECK(src->sent % h == 0 && src->received % h == 0, "group {} bytes {}/{} not divisible by heads {}", g,
+                 src->sent, src->received, h);
+      *dst = RankBytes{src->sent / h, src->received / h};
+    }
+    const int64_t q_own = x.heads.q_end - x.heads.q_begin, kv_own = x.heads.kv_end - x.heads.kv_begin;
+    const int64_t q_peers = m.heads_q - q_own, kv_peers = m.heads_kv - kv_own;
+    const int64_t t = x.tokens, peer_tokens = plan.ranks[g].tokens - t;
+    b.head.fwd[w].sent = checked_add(row_bytes(t, q_peers + 2 * kv_peers, m, element_bytes),
+                                     row_bytes(peer_tokens, q_own, m, element_bytes), kRankBytes);
+    b.head.fwd[w].received = checked_add(row_bytes(peer_tokens, q_own + 2 * kv_own, m, element_bytes),
+                                         row_bytes(t, q_peers, m, element_bytes), kRankBytes);
+    b.head.bwd[w].sent = checked_add(row_bytes(t, q_peers, m, element_bytes),
+                                     row_bytes(peer_tokens, q_own + 2 * kv_own, m, element_bytes), kRankBytes);
+    b.head.bwd[w].received = checked_add(row_bytes(peer_tokens, q_own, m, element_bytes),
+                                         row_bytes(t, q_peers + 2 * kv_peers, m, element_bytes), kRankBytes);
   }
   return b;
 }

@@ -50,6 +50,20 @@ struct RankBytes {
 struct PlannedBytes {
   std::vector<RankBytes> fwd, bwd;
 };
+// A hybrid plan (heads > 1): per WORLD rank (plan.h, "Hybrid"), the sums of hybrid_planned_bytes'
+// two dimensions.
 PlannedBytes planned_bytes(const Plan& plan, int element_bytes);
+
+// A hybrid plan's bytes per world rank w = g h + i and dimension:
+//   head    : the Ulysses all-to-alls inside group g (T_g tokens, w holding t_w of them): fwd sent
+//             = Q, K, V of its t_w tokens on its h - 1 peers' heads + out of the other T_g - t_w
+//             tokens on its own heads; bwd: dO out, dQ, dK, dV back (ulysses' per-rank rule with
+//             S -> T_g). Summed over the world: (h - 1) S (2 Hq + 2 Hkv) / h D b, ulysses_volume(h).
+//   context : the context strategy's bytes of rank g (the plan's ranks[g], all heads) / h: w moves
+//             only its Hkv / h K/V heads. Summed over the world: the strategy's volume at cp.
+struct HybridBytes {
+  PlannedBytes head, context;
+};
+HybridBytes hybrid_planned_bytes(const Plan& plan, int element_bytes);
 
 }  // namespace magi

@@ -40,6 +40,14 @@
 //   allgather: zigzag dispatch as ring; stage 1 holds every other rank's host buffer, sources
 //              ascending (one Transfer{1, src, dst, q_ranges of src} per pair); dK/dV go back by
 //              reduce-scatter (the same pairs reversed). overlap_degree = 1 (0 when cp = 1).
+//
+// Hybrid head x context parallelism (heads = h > 1, strategy magi or ring; core/plan/hybrid_plan.h):
+// everything above describes the context plan over cp GROUPS with the whole model: ranks[g] is
+// group g (its q_ranges, stages and slices on all heads), transfers run between groups, and
+// volume is what the plan moves over both dimensions. World rank w = g h + i (head index i) holds
+// rows [i T_g / h, (i+1) T_g / h) of group g's host buffer on all heads; an all-to-all inside the
+// group (Ulysses) gives it all of the group's rows on query heads [i Hq / h, (i+1) Hq / h) and the
+// matching K/V heads, on which it runs ranks[g]'s stages with the ranks of head index i.
 #pragma once
 
 #include "core/base/range.h"
@@ -132,6 +140,12 @@ struct Plan {
   double mean_rank_area = 0;            // total_area / cp
   int64_t min_rank_tokens = 0, max_rank_tokens = 0;  // differ by at most one unit
   bool short_last_unit = false;         // S is not a multiple of the unit size
+  // Head parallelism (see the top): h ranks per group, world = cp x heads. volume =
+  // head_volume (the all-to-alls inside groups) + context_volume (the strategy between groups,
+  // on all heads: the sum over head indices); with heads = 1 both are 0 and volume is the
+  // strategy's own.
+  int heads = 1;
+  CommVolume head_volume, context_volume;
 };
 
 }  // namespace magi

@@ -43,6 +43,11 @@ nlohmann::json plan_to_json(const Plan& p, const PlanJsonOptions& options) {
                   {"imbalance", p.imbalance}};
   j["volume"] = volume_json(p.volume);
   j["zero_redundancy_bound"] = volume_json(p.zero_redundancy_bound);
+  if (p.heads > 1) {
+    j["heads"] = p.heads;
+    j["head_volume"] = volume_json(p.head_volume);
+    j["context_volume"] = volume_json(p.context_volume);
+  }
 
   nlohmann::json ranks = nlohmann::json::array();
   size_t max_stages = 0;

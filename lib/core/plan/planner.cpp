@@ -1,6 +1,7 @@
 #include "core/plan/planner.h"
 
 #include "core/base/error.h"
+#include "core/plan/hybrid_plan.h"
 
 namespace magi {
 
@@ -8,6 +9,9 @@ std::string skip_reason(Strategy strategy, const Case& c) {
   const int cp = c.parallel.cp;
   const int64_t S = c.total_tokens;
   if (cp < 1) return fmt::format("cp = {} < 1", cp);
+  if (c.parallel.heads > 1) {
+    if (std::string why = hybrid_skip_reason(strategy, c); !why.empty()) return why;
+  }
   switch (strategy) {
     case Strategy::magi: {
       const int64_t ct = c.parallel.chunk_tokens;
@@ -38,6 +42,7 @@ Plan build_plan(const std::vector<AttnSlice>& mask, const Case& c, PlanDetail le
     MAGI_CHECK(s.q.start >= 0 && s.q.end <= c.total_tokens && s.k.start >= 0 && s.k.end <= c.total_tokens,
                "slice {} outside [0, {})", s, c.total_tokens);
   }
+  if (c.parallel.heads > 1) return build_hybrid_plan(mask, c, level);
   switch (c.parallel.strategy) {
     case Strategy::magi: return build_magi_plan(mask, c);
     case Strategy::ring: return build_ring_plan(mask, c, level);

@@ -29,6 +29,9 @@ Plan build_magi_plan(const std::vector<AttnSlice>& mask, const Case& c);
 Plan build_ring_plan(const std::vector<AttnSlice>& mask, const Case& c, PlanDetail level = PlanDetail::full);
 Plan build_ulysses_plan(const std::vector<AttnSlice>& mask, const Case& c, PlanDetail level = PlanDetail::full);
 Plan build_allgather_plan(const std::vector<AttnSlice>& mask, const Case& c, PlanDetail level = PlanDetail::full);
+// c.parallel.heads > 1: the context strategy's plan over cp groups with heads = h and the volume
+// split by dimension (plan.h, "Hybrid"; core/plan/hybrid_plan.h). build_plan calls it.
+Plan build_hybrid_plan(const std::vector<AttnSlice>& mask, const Case& c, PlanDetail level = PlanDetail::full);
 
 // Why `strategy` cannot run case `c` ("" when it can).
 std::string skip_reason(Strategy strategy, const Case& c);

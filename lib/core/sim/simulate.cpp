@@ -318,6 +318,12 @@ CaseSim simulate_case(const std::vector<AttnSlice>& mask, const Case& c0, const 
   CaseSim out;
   out.strategy = c.parallel.strategy;
   out.cp = c.parallel.cp;
+  if (c.parallel.heads > 1) {  // its schedule (all-to-alls, then the context strategy) is not modelled
+    out.skipped = true;
+    out.skip_reason = fmt::format("parallel.heads = {}: simulate does not price hybrid head x context plans",
+                                  c.parallel.heads);
+    return out;
+  }
   const bool outline = c.parallel.strategy != Strategy::magi;
   const Plan plan = build_plan(mask, c, outline ? PlanDetail::outline : PlanDetail::full);
   out.skipped = plan.skipped;

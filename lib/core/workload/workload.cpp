@@ -102,6 +102,11 @@ const std::vector<Field>& parallel_fields() {
          return r.integer(p, v, 1, kMaxCp);
        },
        d.cp, ""},
+      {"heads", true,
+       [](const JsonReader& r, const std::string& p, const json& v) -> json {
+         return r.integer(p, v, 1, kMaxHeads);
+       },
+       nullptr, ""},
       {"strategy", true,
        [](const JsonReader& r, const std::string& p, const json& v) -> json {
          return r.choice(p, v, enum_names(kStrategies), "strategy");
@@ -223,6 +228,7 @@ ModelShape model_of(const json& v) {
 ParallelSpec parallel_of(const json& v) {
   ParallelSpec p;
   p.cp = v["cp"].get<int>();
+  p.heads = v.contains("heads") ? v["heads"].get<int>() : 1;
   p.strategy = enum_named(v["strategy"].get<std::string>(), kStrategies);
   p.chunk_tokens = v["chunk_tokens"].get<int64_t>();
   p.overlap_degree = v["overlap_degree"].is_string() ? 0 : v["overlap_degree"].get<int>();
@@ -253,13 +259,16 @@ json model_json(const ModelShape& m) {
 }
 
 json parallel_json(const ParallelSpec& p) {
-  return {{"cp", p.cp},
-          {"strategy", to_string(p.strategy)},
-          {"chunk_tokens", p.chunk_tokens},
-          {"overlap_degree", p.overlap_degree == 0 ? json("auto") : json(p.overlap_degree)},
-          {"solver", to_string(p.solver)},
-          {"compute_tflops", p.compute_tflops},
-          {"comm_gbps", p.comm_gbps}};
+  json out = {{"cp", p.cp},
+              {"strategy", to_string(p.strategy)},
+              {"chunk_tokens", p.chunk_tokens},
+              {"overlap_degree", p.overlap_degree == 0 ? json("auto") : json(p.overlap_degree)},
+              {"solver", to_string(p.solver)},
+              {"compute_tflops", p.compute_tflops},
+              {"comm_gbps", p.comm_gbps}};
+  // Absent at its default, so that the case keys of results without it stay what they were.
+  if (p.heads != 1) out["heads"] = p.heads;
+  return out;
 }
 
 json run_json(const RunSpec& run) {
@@ -345,6 +354,22 @@ Workload parse_workload(const json& doc, const std::string& origin) {
       expand_sweep(r, "run", section(r, doc, "run"), run_fields(), run_resolved);
   MAGI_CHECK(runs.size() == 1, "run fields are not sweepable");
   const RunSpec run = run_of(runs.front().values);
+  // Head parallelism combines with a context strategy between groups: magi or ring.
+  for (const SweepPoint& p : parallels) {
+    if (!p.values.contains("heads")) continue;
+    const int64_t heads = p.values["heads"].get<int64_t>();
+    const int64_t cp = p.values["cp"].get<int64_t>();
+    const std::string strategy = p.values["strategy"].get<std::string>();
+    if (heads > 1 && strategy != "magi" && strategy != "ring") {
+      r.fail(p.paths.at("heads"), "head parallelism with a strategy that has its own layout", p.values["heads"],
+             fmt::format("1 with {} = \"{}\" (parallel.heads > 1 runs Ulysses inside groups of that many "
+                         "ranks and magi or ring between them)", p.paths.at("strategy"), strategy));
+    }
+    if (heads * cp > kMaxCp) {
+      r.fail(p.paths.at("heads"), "too many ranks", p.values["heads"],
+             fmt::format("parallel.heads x {} = {} <= {} ranks", p.paths.at("cp"), cp, kMaxCp));
+    }
+  }
 
   int64_t count = 1;
   for (size_t n : {models.size(), lengths.size(), masks.size(), parallels.size()}) {

@@ -52,7 +52,9 @@ enum class DispatchSolver { greedy, refine };
 std::string_view to_string(DispatchSolver s);
 
 struct ParallelSpec {
-  int cp = 1;
+  int cp = 1;                             // context-parallel degree (groups when heads > 1)
+  int heads = 1;                          // head-parallel degree h: world = cp x heads ranks,
+                                          // Ulysses inside each group of h (core/plan/hybrid_plan.h)
   Strategy strategy = Strategy::magi;
   int64_t chunk_tokens = 512;
   int overlap_degree = 0;                 // 0 = auto (chosen by the cost estimate)
