@@ -63,12 +63,23 @@ struct Stage {
 // For magi a stage's receive buffer is grouped by source rank ascending, so an all-to-all-v
 // lands every message contiguously. GroupReduce (backward) is the same list with src and dst
 // swapped: dK/dV partials travel back to the owner and are summed there.
+// Node-aware magi (core/plan/node_routing.h) also forwards: `from_stage` > 0 says the tokens leave
+// src's stage `from_stage` buffer (a relay passing on what it received from another node) instead
+// of its host buffer; the receiver's buffer then holds, per source, the host-sourced ranges first.
 struct Transfer {
   int stage = 0;
   int src = 0;
   int dst = 0;
   std::vector<Range> ranges;
   int64_t tokens = 0;              // total_size(ranges)
+  int from_stage = 0;              // 0: src's host buffer; s > 0: src's stage s buffer
+};
+
+// Forward bytes split by link tier: between ranks of one node and between nodes (rank r is on
+// node r / ranks_per_node). Backward moves each tier's bytes twice (K/V again, dK/dV back).
+struct TierBytes {
+  int64_t intra_node = 0;
+  int64_t inter_node = 0;
 };
 
 struct RankPlan {
@@ -120,6 +131,13 @@ struct Plan {
   // Communication: this plan's volume and the zero-redundancy bound for the same dispatch.
   CommVolume volume;
   CommVolume zero_redundancy_bound;
+  // Link tiers (magi; zero elsewhere): ranks_per_node as resolved (cp when the case gives none:
+  // one node), the plan's forward bytes per tier and each tier's zero-redundancy bound
+  // (core/plan/node_routing.h, DESIGN.md §3 "Node-aware GroupCast").
+  int ranks_per_node = 1;
+  TierBytes tier_volume;
+  TierBytes tier_bound;
+  TierBytes tier_flat;                  // the flat GroupCast's tiers on the same dispatch
   // A strategy that cannot run this case (ulysses with cp > heads_kv, ...).
   bool skipped = false;
   std::string skip_reason;
