@@ -32,6 +32,8 @@ struct RankTimes {
   std::string host;
   std::vector<double> fwd_ms, bwd_ms;  // per timed iteration
   int64_t fwd_sent_bytes = 0, bwd_sent_bytes = 0;  // one pass, counted from the real messages
+  // Of which to ranks on other nodes (node = rank / plan.ranks_per_node), from sent_bytes_to.
+  int64_t fwd_inter_node_sent_bytes = 0, bwd_inter_node_sent_bytes = 0;
   // Median over iterations of the time this rank waited on communication that compute did not
   // hide (waits after the overlapped compute finished, plus blocking collectives).
   double fwd_comm_wait_ms = 0, bwd_comm_wait_ms = 0;

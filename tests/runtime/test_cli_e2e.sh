@@ -1,8 +1,9 @@
 #!/bin/sh
-# MPI end-to-end suite: `mpirun -np 4 magi-bench --config F --check OPTIONS` must exit 0, and its
+# MPI end-to-end suite: `mpirun -np N magi-bench --config F --check OPTIONS` must exit 0, and its
 # JSON report must show every case checked and passed with measured bytes equal to the plan's
 # (check_report.py; skipped when python3 is absent). OPTIONS default to `--backend cpu` (label
 # mpi); with `--backend gpu` (label gpu) the test skips with a message where no GPU is visible.
+# N is MAGI_E2E_NP, 4 when unset.
 # Usage: test_cli_e2e.sh MAGI_BENCH CONFIG.json MIN_CASES [OPTIONS...]
 set -u
 bench="$1"; config="$2"; min_cases="$3"; shift 3
@@ -16,7 +17,7 @@ case " $* " in
 esac
 here="$(cd "$(dirname "$0")" && pwd)"
 report="$(mktemp -u).json"; trap 'rm -f "$report"' EXIT
-"$here/run_mpi.sh" 4 "$bench" "$@" --config "$config" --check --out "$report"
+"$here/run_mpi.sh" "${MAGI_E2E_NP:-4}" "$bench" "$@" --config "$config" --check --out "$report"
 rc=$?
 [ "$rc" = 77 ] && exit 77
 if [ "$rc" != 0 ]; then echo "FAIL: magi-bench exited $rc"; exit 1; fi
