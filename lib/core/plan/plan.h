@@ -23,6 +23,10 @@
 //              At cp 1 with an explicit overlap_degree d, the rank's keys are instead cut into
 //              d + 1 contiguous stages of nearly equal size, stage s = one range of the host
 //              buffer (stage 0 its first part), no transfers: the staged compute without comm.
+//              With several nodes (ranks_per_node < cp) the routing is node-aware instead
+//              (core/plan/node_routing.h): per node, rounds of equal token count, relays
+//              forwarding one round later (Transfer::from_stage), 2 + overlap_degree stages when
+//              anything is forwarded.
 //   ring     : zigzag dispatch: 2cp blocks, rank r hosts blocks r and 2cp-1-r (chunk_tokens =
 //              S / 2cp, the first block's size). cp stages: stage s of rank r holds the host
 //              buffer (same layout) of rank (r - s) mod cp, received from rank (r - 1) mod cp,
