@@ -440,6 +440,9 @@ json resolved_config(const Case& c) {
 std::string case_key(const Case& c) {
   json key = resolved_config(c);
   key.erase("name");
+  // One node (auto, or every rank) is the flat plan that existed before the field: the same key.
+  const json& rpn = key["parallel"]["ranks_per_node"];
+  if (rpn.is_string() || rpn.get<int>() == c.parallel.cp) key["parallel"].erase("ranks_per_node");
   key["parallel"].erase("cp");
   key["parallel"].erase("strategy");
   return key.dump();
