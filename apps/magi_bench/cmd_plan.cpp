@@ -116,8 +116,10 @@ std::string explain_plan(const Plan& p, int overlap_requested, int max_rows) {
     out += fmt::format("#   stages per rank {} (the keys cut into local stages by overlap_degree {}: no "
                        "transfers, the per-stage compute measured alone)\n", stages, p.overlap_degree);
   } else {
-    out += fmt::format("#   stages per rank {} (host + {} remote{})\n", stages,
+    const bool fan_out_stage = p.strategy == Strategy::magi && static_cast<int>(stages) == p.overlap_degree + 2;
+    out += fmt::format("#   stages per rank {} (host + {} remote{}{})\n", stages,
                        p.strategy == Strategy::ulysses ? 0 : p.overlap_degree,
+                       fan_out_stage ? " + 1 receiving the last round's intra-node fan-out" : "",
                        p.strategy == Strategy::magi && overlap_requested == 0 ? ", overlap_degree auto" : "");
   }
   out += fmt::format("#   area: total {}, max rank {}, mean {:.1f}, lower bound {}: imbalance (max/mean) {:.4f}\n",
@@ -131,6 +133,16 @@ std::string explain_plan(const Plan& p, int overlap_requested, int max_rows) {
   out += fmt::format("#   comm ({}) fwd {} (bwd {}), zero-redundancy bound of this dispatch {}, busiest sender {}\n",
                      bytes_dtype(p.model.dtype), human_bytes(p.volume.fwd_bytes), human_bytes(p.volume.bwd_bytes),
                      human_bytes(p.zero_redundancy_bound.fwd_bytes), human_bytes(p.volume.max_rank_fwd_bytes));
+  if (p.strategy == Strategy::magi) {
+    const int nodes = p.cp / p.ranks_per_node;
+    out += fmt::format("#   tiers ({} node{} of {} rank{}{}): inter-node fwd {} (bound {}, flat GroupCast {}), "
+                       "intra-node fwd {} (bound {}, flat {}); bwd moves each twice\n",
+                       nodes, nodes == 1 ? "" : "s", p.ranks_per_node, p.ranks_per_node == 1 ? "" : "s",
+                       nodes > 1 ? ", node-aware GroupCast" : "", human_bytes(p.tier_volume.inter_node),
+                       human_bytes(p.tier_bound.inter_node), human_bytes(p.tier_flat.inter_node),
+                       human_bytes(p.tier_volume.intra_node), human_bytes(p.tier_bound.intra_node),
+                       human_bytes(p.tier_flat.intra_node));
+  }
   out += fmt::format("# {:>5} {:>9} {:>14} {:>10} {:>10} {:>10} {:>6} {:>8}  {}\n", "rank", "tokens", "area",
                      "remote_kv", "sent_MB", "recv_MB", "stages", "slices", "q_ranges");
   const int n = static_cast<int>(p.ranks.size());

@@ -11,6 +11,7 @@
 
 #include "core/base/error.h"
 #include "core/plan/hybrid_plan.h"
+#include "core/plan/node_layout.h"
 #include "core/plan/plan_size.h"
 #include "core/plan/planner.h"
 #include "core/results/device_peak.h"
@@ -65,6 +66,21 @@ int default_threads() {
   return std::max(1, hw / local);
 }
 
+// Each world rank's host, as the world rank of the first rank sharing its memory
+// (MPI_COMM_TYPE_SHARED: the node split the backend picks devices by). Collective.
+std::vector<int> host_of_ranks(int world_size) {
+  MPI_Comm node;
+  MAGI_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
+  int me = 0, leader = 0;
+  MAGI_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &me));
+  leader = me;
+  MAGI_MPI_CHECK(MPI_Bcast(&leader, 1, MPI_INT, 0, node));
+  MAGI_MPI_CHECK(MPI_Comm_free(&node));
+  std::vector<int> hosts(static_cast<size_t>(world_size));
+  MAGI_MPI_CHECK(MPI_Allgather(&leader, 1, MPI_INT, hosts.data(), 1, MPI_INT, MPI_COMM_WORLD));
+  return hosts;
+}
+
 CaseRow measured_row(const Case& c, const Plan& plan, const ExecResult& result,
                      const std::string& backend, const std::string& device,
                      const std::vector<int64_t>& docs) {
@@ -77,6 +93,12 @@ CaseRow measured_row(const Case& c, const Plan& plan, const ExecResult& result,
   row.planned_bwd_bytes = plan.volume.bwd_bytes;
   row.bound_fwd_bytes = plan.zero_redundancy_bound.fwd_bytes;
   row.imbalance = plan.imbalance;
+  if (plan.strategy == Strategy::magi) {
+    row.ranks_per_node = plan.ranks_per_node;
+    row.planned_fwd_inter_node_bytes = plan.tier_volume.inter_node;
+    row.bound_fwd_inter_node_bytes = plan.tier_bound.inter_node;
+    row.flat_fwd_inter_node_bytes = plan.tier_flat.inter_node;
+  }
   row.peak_tflops = dense_peak_tflops(device, plan.model.dtype);
   for (const RankTimes& t : result.ranks) {
     RankRow r;
@@ -86,6 +108,8 @@ CaseRow measured_row(const Case& c, const Plan& plan, const ExecResult& result,
     r.bwd = summarize(t.bwd_ms);
     r.fwd_sent_bytes = t.fwd_sent_bytes;
     r.bwd_sent_bytes = t.bwd_sent_bytes;
+    r.fwd_inter_node_sent_bytes = t.fwd_inter_node_sent_bytes;
+    r.bwd_inter_node_sent_bytes = t.bwd_inter_node_sent_bytes;
     r.fwd_comm_wait_ms = t.fwd_comm_wait_ms;
     r.bwd_comm_wait_ms = t.bwd_comm_wait_ms;
     r.fwd_compute_ms = t.fwd_compute_ms;
@@ -206,8 +230,18 @@ void run_workload(Context& ctx, const RunOptions& opt) {
   }
   // Collective, so in a preflight of its own: every rank took the first one alike.
   BackendChoice choice;
+  std::vector<int> hosts;
   preflight(ctx, [&] {
+    hosts = host_of_ranks(ctx.world_size);
     choice = choose_backend(opt.backend, opt.comm);
+    // parallel.ranks_per_node against the job's real node split (auto: taken from it).
+    for (Case& c : workload.cases) {
+      try {
+        c.parallel.ranks_per_node = ranks_per_node_for_hosts(c.parallel.ranks_per_node, c.parallel.cp, hosts);
+      } catch (const ConfigError& e) {
+        throw ConfigError(fmt::format("{}: case {}: {}", opt.config, c.name, e.what()));
+      }
+    }
     for (const Case& c : workload.cases) {
       if (std::string why = case_misfit(choice, c); !why.empty()) {
         throw ConfigError(fmt::format("{}: case {}: {}", opt.config, c.name, why));

@@ -229,8 +229,17 @@ ExecResult execute_plan(Communicator& host, Communicator& data, Device& dev, con
     dev.end_pass();
     data.check_async_errors();
   };
+  // Bytes sent so far to ranks on other nodes than this one.
+  auto inter_node_sent = [&] {
+    int64_t b = 0;
+    for (int p = 0; p < plan.cp; ++p) {
+      if (p / plan.ranks_per_node != r / plan.ranks_per_node) b += data.sent_bytes_to(p);
+    }
+    return b;
+  };
   auto timed = [&](const char* pass_name, auto&& pass, std::vector<double>& ms, int64_t& bytes,
-                   int64_t& bytes_head, double& wait_ms, std::vector<double>& compute_ms) {
+                   int64_t& bytes_head, int64_t& inter_node_bytes, double& wait_ms,
+                   std::vector<double>& compute_ms) {
     std::vector<double> waits;
     std::vector<std::vector<double>> computes;
     for (int i = 0; i < opt.warmup + opt.iters; ++i) {
@@ -238,7 +247,7 @@ ExecResult execute_plan(Communicator& host, Communicator& data, Device& dev, con
                                         i + 1, opt.warmup + opt.iters));
       host.barrier();
       dev.synchronize();
-      const int64_t b0 = data.sent_bytes(), h0 = head_bytes();
+      const int64_t b0 = data.sent_bytes(), h0 = head_bytes(), i0 = inter_node_sent();
       const auto t0 = std::chrono::steady_clock::now();
       dev.begin_pass();
       pass();
@@ -247,6 +256,7 @@ ExecResult execute_plan(Communicator& host, Communicator& data, Device& dev, con
       data.check_async_errors();
       bytes = data.sent_bytes() - b0;
       bytes_head = head_bytes() - h0;
+      inter_node_bytes = inter_node_sent() - i0;
       if (i >= opt.warmup) {
         ms.push_back(t);
         waits.push_back(st.comm_wait_ms);
@@ -259,7 +269,7 @@ ExecResult execute_plan(Communicator& host, Communicator& data, Device& dev, con
   bool have_fwd = false;
   if (opt.fwd && opt.warmup + opt.iters > 0) {
     timed("forward", [&] { runner->forward(L); }, mine.fwd_ms, mine.fwd_sent_bytes, mine.fwd_sent_head_bytes,
-          mine.fwd_comm_wait_ms, mine.fwd_compute_ms);
+          mine.fwd_inter_node_sent_bytes, mine.fwd_comm_wait_ms, mine.fwd_compute_ms);
     have_fwd = true;
   }
   const bool want_bwd = opt.bwd && (opt.warmup + opt.iters > 0 || opt.check);
@@ -271,7 +281,7 @@ ExecResult execute_plan(Communicator& host, Communicator& data, Device& dev, con
   if (opt.bwd) {
     if (opt.warmup + opt.iters > 0) {
       timed("backward", [&] { runner->backward(L); }, mine.bwd_ms, mine.bwd_sent_bytes, mine.bwd_sent_head_bytes,
-            mine.bwd_comm_wait_ms, mine.bwd_compute_ms);
+            mine.bwd_inter_node_sent_bytes, mine.bwd_comm_wait_ms, mine.bwd_compute_ms);
     } else if (opt.check) {
       untimed([&] { runner->backward(L); });
     }
@@ -288,7 +298,7 @@ ExecResult execute_plan(Communicator& host, Communicator& data, Device& dev, con
                         static_cast<int64_t>(mine.bwd_compute_ms.size())};
     host.all_reduce_max(steps, 2);
     const size_t sf = static_cast<size_t>(steps[0]), sb = static_cast<size_t>(steps[1]);
-    constexpr size_t kHead = 10, kHost = 128;
+    constexpr size_t kHead = 12, kHost = 128;
     const size_t doubles = kHead + nf + nb + sf + sb;
     std::vector<double> rec(doubles + kHost / sizeof(double), 0.0);
     rec[0] = r;
@@ -301,6 +311,8 @@ ExecResult execute_plan(Communicator& host, Communicator& data, Device& dev, con
     rec[7] = static_cast<double>(mine.bwd_compute_ms.size());
     rec[8] = static_cast<double>(mine.fwd_sent_head_bytes);
     rec[9] = static_cast<double>(mine.bwd_sent_head_bytes);
+    rec[10] = static_cast<double>(mine.fwd_inter_node_sent_bytes);
+    rec[11] = static_cast<double>(mine.bwd_inter_node_sent_bytes);
     auto at = rec.begin() + kHead;
     at = std::copy(mine.fwd_ms.begin(), mine.fwd_ms.end(), at);
     at = std::copy(mine.bwd_ms.begin(), mine.bwd_ms.end(), at);
@@ -321,6 +333,8 @@ ExecResult execute_plan(Communicator& host, Communicator& data, Device& dev, con
         t.peak_memory_bytes = static_cast<int64_t>(x[5]);
         t.fwd_sent_head_bytes = static_cast<int64_t>(x[8]);
         t.bwd_sent_head_bytes = static_cast<int64_t>(x[9]);
+        t.fwd_inter_node_sent_bytes = static_cast<int64_t>(x[10]);
+        t.bwd_inter_node_sent_bytes = static_cast<int64_t>(x[11]);
         const double* y = x + kHead;
         t.fwd_ms.assign(y, y + nf);
         t.bwd_ms.assign(y + nf, y + nf + nb);

@@ -35,6 +35,8 @@ struct RankTimes {
   // Of those, the bytes sent to the rank's head group (hybrid plans: the head dimension; the
   // rest is the context dimension), from the data communicator's sent_bytes_to; 0 otherwise.
   int64_t fwd_sent_head_bytes = 0, bwd_sent_head_bytes = 0;
+  // Of which to ranks on other nodes (node = rank / plan.ranks_per_node), from sent_bytes_to.
+  int64_t fwd_inter_node_sent_bytes = 0, bwd_inter_node_sent_bytes = 0;
   // Median over iterations of the time this rank waited on communication that compute did not
   // hide (waits after the overlapped compute finished, plus blocking collectives).
   double fwd_comm_wait_ms = 0, bwd_comm_wait_ms = 0;

@@ -2,7 +2,8 @@
 """Checks a magi-bench results file (docs/results_schema.md; `run` or `kernel`): the schema tag,
 every case that ran was checked and passed, and the bytes counted from the real messages equal
 the plan's figures (forward and backward, summed over ranks; both 0 for the kernel alone; hybrid
-plans per dimension too); for
+plans per dimension too), per link tier where the case has tiers (magi: intra- and inter-node, the
+inter-node at its bound); for
 `run`, every rank reports its device's peak memory and the compute steps of each timed pass.
 Usage: check_report.py RESULTS.json [MIN_CASES]"""
 import json
@@ -29,6 +30,19 @@ for c in report["cases"]:
         bad.append(f"{name}: measured fwd bytes {fwd} != planned {c['planned_fwd_bytes']}")
     if bwd != c["planned_bwd_bytes"]:
         bad.append(f"{name}: measured bwd bytes {bwd} != planned {c['planned_bwd_bytes']}")
+    tiers = c.get("tiers")
+    if tiers is not None:
+        for p in ("fwd", "bwd"):
+            for t in ("intra_node", "inter_node"):
+                planned, measured = tiers[f"planned_{p}_{t}_bytes"], tiers[f"measured_{p}_{t}_bytes"]
+                if planned != measured:
+                    bad.append(f"{name}: measured {p} {t} bytes {measured} != planned {planned}")
+        if tiers["planned_fwd_inter_node_bytes"] != tiers["bound_fwd_inter_node_bytes"]:
+            bad.append(f"{name}: inter-node fwd bytes {tiers['planned_fwd_inter_node_bytes']} "
+                       f"above the bound {tiers['bound_fwd_inter_node_bytes']}")
+        inter = sum(r["fwd_inter_node_sent_bytes"] for r in c["ranks"])
+        if inter != tiers["measured_fwd_inter_node_bytes"]:
+            bad.append(f"{name}: ranks' inter-node bytes {inter} != {tiers['measured_fwd_inter_node_bytes']}")
     if c["strategy"] != "none":
         for r in c["ranks"]:
             if r["peak_memory_bytes"] <= 0:

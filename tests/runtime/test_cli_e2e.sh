@@ -1,5 +1,5 @@
 #!/bin/sh
-# MPI end-to-end suite: `mpirun -np 4 magi-bench --config F --check OPTIONS` must exit 0, and its
+# MPI end-to-end suite: `mpirun -np N magi-bench --config F --check OPTIONS` must exit 0, and its
 # JSON report must show every case checked and passed with measured bytes equal to the plan's
 # (check_report.py; skipped when python3 is absent). OPTIONS default to `--backend cpu` (label
 # mpi); with `--backend gpu` (label gpu) the test skips with a message where no GPU is visible.

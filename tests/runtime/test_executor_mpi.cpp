@@ -1,6 +1,7 @@
 // Distributed executors under mpirun -np 4: every strategy x every catalogue mask and an
 // explicit random slice list, forward and backward, at cp = 4 (multi-head), cp = 2 (GQA, on
-// a sub-communicator of the first two ranks; the others wait), cp = 3 and cp = 1. Each case must
+// a sub-communicator of the first two ranks; the others wait), cp = 3 and cp = 1; and node-aware
+// magi at cp = 4 as two nodes of two ranks (bytes to the other node counted per rank). Each case must
 // pass the check against the single-process reference, and the bytes counted from the real
 // messages must equal the executor's per-rank figure and the plan's CommVolume.
 #include "executor_test_util.h"
@@ -37,12 +38,14 @@ int world_size() {
 }
 
 // Runs one case on the first cp ranks; asserts on every participating rank.
-void run_case(const MaskCase& mc, Strategy strategy, int cp, ModelShape model, int overlap_degree) {
+void run_case(const MaskCase& mc, Strategy strategy, int cp, ModelShape model, int overlap_degree,
+              int ranks_per_node = 0) {
   if (world_size() < cp) GTEST_SKIP() << "needs " << cp << " ranks";
   MaskSpec spec = mc.spec;
   const int64_t S = 512;
   if (spec.type == "slices") spec.slices = testing::random_slices(magi::testing::test_seed("random slices", 42), S);
-  const Case c = testing::make_exec_case(spec, S, cp, strategy, model, overlap_degree);
+  Case c = testing::make_exec_case(spec, S, cp, strategy, model, overlap_degree);
+  c.parallel.ranks_per_node = ranks_per_node;
   const std::vector<AttnSlice> mask = testing::make_mask(c);
   const Plan plan = build_plan(mask, c);
   if (plan.skipped) GTEST_SKIP() << plan.skip_reason;
@@ -77,6 +80,18 @@ void run_case(const MaskCase& mc, Strategy strategy, int cp, ModelShape model, i
     EXPECT_EQ(me.fwd_sent_bytes, planned.fwd[r].sent) << "rank " << r << " forward";
     EXPECT_EQ(me.bwd_sent_bytes, planned.bwd[r].sent) << "rank " << r << " backward";
     EXPECT_EQ(me.fwd_sent_bytes, plan.ranks[r].send_bytes_fwd) << "rank " << r << " vs plan";
+    // Bytes to other nodes, from the plan's messages: forward K/V out, backward K/V out again and
+    // dK/dV of what it received back.
+    const int rpn = plan.ranks_per_node;
+    const int64_t kv = kv_bytes_per_token(plan.model, sizeof(float));
+    int64_t inter_out = 0, inter_in = 0;
+    for (const Transfer& t : plan.transfers) {
+      if (t.src / rpn == t.dst / rpn) continue;
+      if (t.src == r) inter_out += t.tokens * kv;
+      if (t.dst == r) inter_in += t.tokens * kv;
+    }
+    EXPECT_EQ(me.fwd_inter_node_sent_bytes, inter_out) << "rank " << r << " forward, inter-node";
+    EXPECT_EQ(me.bwd_inter_node_sent_bytes, inter_out + inter_in) << "rank " << r << " backward, inter-node";
     int64_t fwd = 0, bwd = 0;
     for (int p = 0; p < cp; ++p) {
       fwd += planned.fwd[p].sent;
@@ -122,6 +137,15 @@ TEST_P(ExecutorMpi, Cp3) {
   const auto [strategy, mi] = GetParam();
   const MaskCase mc = testing::test_masks().at(mi);
   run_case(mc, strategy, 3, ModelShape{6, 3, 16, DType::fp32}, 2);
+}
+
+// Node-aware magi: cp 4 as two nodes of two ranks (virtual nodes of this job), every overlap
+// degree from 1 to 3 across the masks; the inter-node tier at its bound.
+TEST_P(ExecutorMpi, Cp4TwoNodes) {
+  const auto [strategy, mi] = GetParam();
+  if (strategy != Strategy::magi) GTEST_SKIP() << "node-aware routing is magi's";
+  const MaskCase mc = testing::test_masks().at(mi);
+  run_case(mc, strategy, 4, ModelShape{4, 2, 32, DType::fp32}, 1 + mi % 3, 2);
 }
 
 std::string name_of(const ::testing::TestParamInfo<std::tuple<Strategy, int>>& info) {

@@ -4,6 +4,7 @@
 #include "core/cost/cost_model.h"
 #include "core/plan/clip.h"
 #include "core/plan/comm_volume.h"
+#include "core/plan/node_routing.h"
 #include "core/plan/planner.h"
 #include "core/plan/rank_layout.h"
 
@@ -69,7 +70,20 @@ Plan build_magi_plan(const std::vector<AttnSlice>& mask, const Case& c) {
     degree = choose_overlap_degree(stage_costs(p, pieces), CostRates{c.parallel.compute_tflops, c.parallel.comm_gbps});
   }
   p.overlap_degree = degree;
+  if (p.cp % p.ranks_per_node != 0) {
+    throw ConfigError(fmt::format("parallel.ranks_per_node = {} does not divide parallel.cp = {}",
+                                  p.ranks_per_node, p.cp));
+  }
 
+  if (p.cp / p.ranks_per_node > 1 && degree > 0) {
+    detail::route_node_aware(p, rp, owner, pieces, degree);
+    detail::sort_transfers(p);
+    p.volume = p.zero_redundancy_bound;
+    detail::fill_rank_bytes(p);
+    p.zero_redundancy_bound.max_rank_fwd_bytes = p.volume.max_rank_fwd_bytes;
+    detail::fill_tier_bytes(p, rp, owner);
+    return p;
+  }
   if (local_stages) {
     RankPlan& rk = p.ranks[0];
     rk.stages.assign(static_cast<size_t>(degree) + 1, Stage{});
@@ -83,6 +97,7 @@ Plan build_magi_plan(const std::vector<AttnSlice>& mask, const Case& c) {
     p.volume = p.zero_redundancy_bound;
     detail::fill_rank_bytes(p);
     p.zero_redundancy_bound.max_rank_fwd_bytes = p.volume.max_rank_fwd_bytes;
+    detail::fill_tier_bytes(p, rp, owner);
     return p;
   }
   for (size_t r = 0; r < p.ranks.size(); ++r) {
@@ -141,6 +156,7 @@ Plan build_magi_plan(const std::vector<AttnSlice>& mask, const Case& c) {
   p.volume = p.zero_redundancy_bound;
   detail::fill_rank_bytes(p);
   p.zero_redundancy_bound.max_rank_fwd_bytes = p.volume.max_rank_fwd_bytes;
+  detail::fill_tier_bytes(p, rp, owner);
   return p;
 }
 

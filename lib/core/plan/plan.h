@@ -23,6 +23,10 @@
 //              At cp 1 with an explicit overlap_degree d, the rank's keys are instead cut into
 //              d + 1 contiguous stages of nearly equal size, stage s = one range of the host
 //              buffer (stage 0 its first part), no transfers: the staged compute without comm.
+//              With several nodes (ranks_per_node < cp) the routing is node-aware instead
+//              (core/plan/node_routing.h): per node, rounds of equal token count, relays
+//              forwarding one round later (Transfer::from_stage), 2 + overlap_degree stages when
+//              anything is forwarded.
 //   ring     : zigzag dispatch: 2cp blocks, rank r hosts blocks r and 2cp-1-r (chunk_tokens =
 //              S / 2cp, the first block's size). cp stages: stage s of rank r holds the host
 //              buffer (same layout) of rank (r - s) mod cp, received from rank (r - 1) mod cp,
@@ -71,12 +75,23 @@ struct Stage {
 // For magi a stage's receive buffer is grouped by source rank ascending, so an all-to-all-v
 // lands every message contiguously. GroupReduce (backward) is the same list with src and dst
 // swapped: dK/dV partials travel back to the owner and are summed there.
+// Node-aware magi (core/plan/node_routing.h) also forwards: `from_stage` > 0 says the tokens leave
+// src's stage `from_stage` buffer (a relay passing on what it received from another node) instead
+// of its host buffer; the receiver's buffer then holds, per source, the host-sourced ranges first.
 struct Transfer {
   int stage = 0;
   int src = 0;
   int dst = 0;
   std::vector<Range> ranges;
   int64_t tokens = 0;              // total_size(ranges)
+  int from_stage = 0;              // 0: src's host buffer; s > 0: src's stage s buffer
+};
+
+// Forward bytes split by link tier: between ranks of one node and between nodes (rank r is on
+// node r / ranks_per_node). Backward moves each tier's bytes twice (K/V again, dK/dV back).
+struct TierBytes {
+  int64_t intra_node = 0;
+  int64_t inter_node = 0;
 };
 
 struct RankPlan {
@@ -128,6 +143,13 @@ struct Plan {
   // Communication: this plan's volume and the zero-redundancy bound for the same dispatch.
   CommVolume volume;
   CommVolume zero_redundancy_bound;
+  // Link tiers (magi; zero elsewhere): ranks_per_node as resolved (cp when the case gives none:
+  // one node), the plan's forward bytes per tier and each tier's zero-redundancy bound
+  // (core/plan/node_routing.h, DESIGN.md §3 "Node-aware GroupCast").
+  int ranks_per_node = 1;
+  TierBytes tier_volume;
+  TierBytes tier_bound;
+  TierBytes tier_flat;                  // the flat GroupCast's tiers on the same dispatch
   // A strategy that cannot run this case (ulysses with cp > heads_kv, ...).
   bool skipped = false;
   std::string skip_reason;

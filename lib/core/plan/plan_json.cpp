@@ -48,6 +48,16 @@ nlohmann::json plan_to_json(const Plan& p, const PlanJsonOptions& options) {
     j["head_volume"] = volume_json(p.head_volume);
     j["context_volume"] = volume_json(p.context_volume);
   }
+  if (p.strategy == Strategy::magi && !p.skipped) {
+    auto tier = [](const TierBytes& t) {
+      return nlohmann::json{{"intra_node_fwd_bytes", t.intra_node}, {"inter_node_fwd_bytes", t.inter_node}};
+    };
+    j["tiers"] = {{"ranks_per_node", p.ranks_per_node},
+                  {"nodes", p.cp / p.ranks_per_node},
+                  {"volume", tier(p.tier_volume)},
+                  {"bound", tier(p.tier_bound)},
+                  {"flat", tier(p.tier_flat)}};
+  }
 
   nlohmann::json ranks = nlohmann::json::array();
   size_t max_stages = 0;
@@ -90,7 +100,7 @@ nlohmann::json plan_to_json(const Plan& p, const PlanJsonOptions& options) {
   std::vector<int64_t> stage_messages(max_stages, 0);
   for (const Transfer& t : p.transfers) {
     cast.push_back({{"stage", t.stage}, {"src", t.src}, {"dst", t.dst}, {"ranges", ranges_json(t.ranges)},
-                    {"tokens", t.tokens}});
+                    {"tokens", t.tokens}, {"from_stage", t.from_stage}});
     if (static_cast<size_t>(t.stage) < max_stages) {
       stage_tokens[static_cast<size_t>(t.stage)] += t.tokens;
       ++stage_messages[static_cast<size_t>(t.stage)];

@@ -3,6 +3,7 @@
 #include "core/base/error.h"
 #include "core/plan/clip.h"
 #include "core/plan/comm_volume.h"
+#include "core/plan/node_routing.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -96,6 +97,7 @@ Plan plan_header(const Case& c, Strategy s) {
   p.chunk_tokens = c.parallel.chunk_tokens;
   p.model = c.model;
   p.solver = c.parallel.solver;
+  p.ranks_per_node = planned_ranks_per_node(c);
   return p;
 }
 
@@ -189,7 +191,8 @@ void sort_transfers(Plan& p) {
   std::sort(p.transfers.begin(), p.transfers.end(), [](const Transfer& a, const Transfer& b) {
     if (a.stage != b.stage) return a.stage < b.stage;
     if (a.src != b.src) return a.src < b.src;
-    return a.dst < b.dst;
+    if (a.dst != b.dst) return a.dst < b.dst;
+    return a.from_stage < b.from_stage;
   });
 }
 

@@ -39,7 +39,7 @@ std::vector<std::vector<AttnSlice>> fill_remote(Plan& p, const RowPieces& rp);
 // ranks[].send_bytes_fwd / recv_bytes_fwd and volume.max_rank_fwd_bytes, in the model dtype
 // (core/plan/comm_volume.h).
 void fill_rank_bytes(Plan& p);
-// Transfers by (stage, src, dst).
+// Transfers by (stage, src, dst, from_stage).
 void sort_transfers(Plan& p);
 
 // The rank's host keys (q_ranges at their host buffer offsets), stage 0.

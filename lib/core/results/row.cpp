@@ -77,6 +77,16 @@ int64_t CaseRow::measured_bwd_bytes() const {
   for (const RankRow& r : ranks) s += r.bwd_sent_bytes;
   return s;
 }
+int64_t CaseRow::measured_fwd_inter_node_bytes() const {
+  int64_t s = 0;
+  for (const RankRow& r : ranks) s += r.fwd_inter_node_sent_bytes;
+  return s;
+}
+int64_t CaseRow::measured_bwd_inter_node_bytes() const {
+  int64_t s = 0;
+  for (const RankRow& r : ranks) s += r.bwd_inter_node_sent_bytes;
+  return s;
+}
 double CaseRow::exposed_comm_pct() const {
   if (!fwd_ran || fwd_ms() <= 0) return kNaN;
   // Bytes sent by all ranks are the bytes received by all: none sent, none waited on. What a
@@ -88,8 +98,11 @@ double CaseRow::exposed_comm_pct() const {
 }
 
 bool CaseRow::bytes_match_plan() const {
-  return (!fwd_ran || measured_fwd_bytes() == planned_fwd_bytes) &&
-         (!bwd_ran || measured_bwd_bytes() == planned_bwd_bytes);
+  const bool tiers = ranks_per_node > 0;
+  return (!fwd_ran || (measured_fwd_bytes() == planned_fwd_bytes &&
+                       (!tiers || measured_fwd_inter_node_bytes() == planned_fwd_inter_node_bytes))) &&
+         (!bwd_ran || (measured_bwd_bytes() == planned_bwd_bytes &&
+                       (!tiers || measured_bwd_inter_node_bytes() == 2 * planned_fwd_inter_node_bytes)));
 }
 
 double Report::scaling_efficiency(size_t i) const {

@@ -25,6 +25,8 @@ struct RankRow {
   TimingSummary fwd, bwd;          // over the timed iterations of one pass
   int64_t fwd_sent_bytes = 0;      // counted from the messages the rank sent, one forward
   int64_t bwd_sent_bytes = 0;      // one backward
+  int64_t fwd_inter_node_sent_bytes = 0;  // of which to ranks on other nodes (`tiers` below)
+  int64_t bwd_inter_node_sent_bytes = 0;
   double fwd_comm_wait_ms = 0;     // median time waiting on communication compute did not hide
   double bwd_comm_wait_ms = 0;
   std::vector<double> fwd_compute_ms;  // per compute step of a pass: median time on the device
@@ -51,6 +53,11 @@ struct CaseRow {
   int64_t planned_bwd_bytes = 0;
   int64_t bound_fwd_bytes = 0;     // zero-redundancy bound, all ranks, one forward
   double imbalance = 1;            // max rank area / mean rank area
+  // Link tiers (magi runs; ranks_per_node 0: none planned). Intra-node = total - inter-node.
+  int ranks_per_node = 0;
+  int64_t planned_fwd_inter_node_bytes = 0;  // the plan's, all ranks, one forward (bwd: twice)
+  int64_t bound_fwd_inter_node_bytes = 0;    // each token once per destination node
+  int64_t flat_fwd_inter_node_bytes = 0;     // the flat GroupCast's on the same dispatch
   CheckState check = CheckState::not_run;
   std::vector<TensorError> errors;
   bool skipped = false;
@@ -76,9 +83,12 @@ struct CaseRow {
   int64_t max_rank_peak_memory_bytes() const;  // 0: not measured (the kernel alone)
   int64_t measured_fwd_bytes() const;        // sum over ranks
   int64_t measured_bwd_bytes() const;
+  int64_t measured_fwd_inter_node_bytes() const;  // sum over ranks
+  int64_t measured_bwd_inter_node_bytes() const;
   double exposed_comm_pct() const;           // 100 * max rank fwd_comm_wait_ms / fwd_ms; 0 when
                                              // no rank sent (hence received) a byte
-  bool bytes_match_plan() const;             // measured == planned for every pass that ran
+  bool bytes_match_plan() const;             // measured == planned for every pass that ran, in
+                                             // all and (ranks_per_node > 0) between nodes
 };
 
 struct Report {

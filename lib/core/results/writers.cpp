@@ -162,6 +162,20 @@ nlohmann::json row_json(const Report& report, size_t i) {
   j["max_rank_peak_memory_bytes"] = r.max_rank_peak_memory_bytes();
   j["exposed_comm_pct"] = finite_or_null(r.exposed_comm_pct());
   j["bytes_match_plan"] = r.bytes_match_plan();
+  if (r.ranks_per_node > 0) {
+    const int64_t pf = r.planned_fwd_inter_node_bytes, mf = r.measured_fwd_inter_node_bytes();
+    j["tiers"] = {{"ranks_per_node", r.ranks_per_node},
+                  {"planned_fwd_intra_node_bytes", r.planned_fwd_bytes - pf},
+                  {"planned_fwd_inter_node_bytes", pf},
+                  {"planned_bwd_intra_node_bytes", r.planned_bwd_bytes - 2 * pf},
+                  {"planned_bwd_inter_node_bytes", 2 * pf},
+                  {"measured_fwd_intra_node_bytes", r.measured_fwd_bytes() - mf},
+                  {"measured_fwd_inter_node_bytes", mf},
+                  {"measured_bwd_intra_node_bytes", r.measured_bwd_bytes() - r.measured_bwd_inter_node_bytes()},
+                  {"measured_bwd_inter_node_bytes", r.measured_bwd_inter_node_bytes()},
+                  {"bound_fwd_inter_node_bytes", r.bound_fwd_inter_node_bytes},
+                  {"flat_fwd_inter_node_bytes", r.flat_fwd_inter_node_bytes}};
+  }
   j["imbalance"] = r.imbalance;
   j["scaling_efficiency"] = finite_or_null(report.scaling_efficiency(i));
   j["check"] = check_name(r.check);
@@ -176,6 +190,8 @@ nlohmann::json row_json(const Report& report, size_t i) {
     j["ranks"].push_back({{"rank", k.rank}, {"host", k.host}, {"tokens", k.tokens},
                           {"area", k.area}, {"fwd", timing_json(k.fwd)}, {"bwd", timing_json(k.bwd)},
                           {"fwd_sent_bytes", k.fwd_sent_bytes}, {"bwd_sent_bytes", k.bwd_sent_bytes},
+                          {"fwd_inter_node_sent_bytes", k.fwd_inter_node_sent_bytes},
+                          {"bwd_inter_node_sent_bytes", k.bwd_inter_node_sent_bytes},
                           {"fwd_comm_wait_ms", k.fwd_comm_wait_ms},
                           {"bwd_comm_wait_ms", k.bwd_comm_wait_ms},
                           {"fwd_compute_ms", k.fwd_compute_ms}, {"bwd_compute_ms", k.bwd_compute_ms},

@@ -84,7 +84,8 @@ void finish(RankPassSim& p, double total, double compute) {
 // ---- magi: the plan's stages and transfers ----
 void sim_magi(const Plan& plan, const Ctx& x, CaseSim& out) {
   const size_t n = plan.ranks.size();
-  const size_t stages = static_cast<size_t>(plan.overlap_degree) + 1;
+  // overlap_degree + 1, or + 2 for a node-aware plan that forwards (core/plan/node_routing.h).
+  const size_t stages = plan.ranks.empty() ? 1 : plan.ranks[0].stages.size();
   const int64_t kv = kv_bytes_per_token(plan.model, x.elem);
   // Per rank and stage, per tier: max(sent, received) of the stage's all-to-all-v.
   std::vector<std::array<double, kTiers>> sent(n * stages), recv(n * stages);

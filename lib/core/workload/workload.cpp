@@ -130,6 +130,17 @@ const std::vector<Field>& parallel_fields() {
          return r.choice(p, v, enum_names(kSolvers), "solver");
        },
        std::string(to_string(d.solver)), ""},
+      {"ranks_per_node", true,
+       [](const JsonReader& r, const std::string& p, const json& v) -> json {
+         const std::string expected = fmt::format("an integer in [1, {}] dividing parallel.cp, or \"auto\"", kMaxCp);
+         if (v.is_string()) {
+           if (v.get_ref<const std::string&>() != "auto") r.fail(p, "unknown ranks per node", v, expected);
+           return "auto";
+         }
+         if (!v.is_number()) r.fail(p, "wrong type", v, expected);
+         return r.integer(p, v, 1, kMaxCp);
+       },
+       "auto", ""},
       {"compute_tflops", true,
        [](const JsonReader& r, const std::string& p, const json& v) -> json {
          return r.number(p, v, 0, kMaxRate, true);
@@ -233,6 +244,7 @@ ParallelSpec parallel_of(const json& v) {
   p.chunk_tokens = v["chunk_tokens"].get<int64_t>();
   p.overlap_degree = v["overlap_degree"].is_string() ? 0 : v["overlap_degree"].get<int>();
   p.solver = enum_named(v["solver"].get<std::string>(), kSolvers);
+  p.ranks_per_node = v["ranks_per_node"].is_string() ? 0 : v["ranks_per_node"].get<int>();
   p.compute_tflops = v["compute_tflops"].get<double>();
   p.comm_gbps = v["comm_gbps"].get<double>();
   return p;
@@ -264,6 +276,7 @@ json parallel_json(const ParallelSpec& p) {
               {"chunk_tokens", p.chunk_tokens},
               {"overlap_degree", p.overlap_degree == 0 ? json("auto") : json(p.overlap_degree)},
               {"solver", to_string(p.solver)},
+              {"ranks_per_node", p.ranks_per_node == 0 ? json("auto") : json(p.ranks_per_node)},
               {"compute_tflops", p.compute_tflops},
               {"comm_gbps", p.comm_gbps}};
   // Absent at its default, so that the case keys of results without it stay what they were.
@@ -350,6 +363,14 @@ Workload parse_workload(const json& doc, const std::string& origin) {
       read_masks(r, doc.contains("mask") ? doc["mask"] : json::object(), mask_resolved);
   const std::vector<SweepPoint> parallels =
       expand_sweep(r, "parallel", section(r, doc, "parallel"), parallel_fields(), parallel_resolved);
+  for (const SweepPoint& p : parallels) {
+    const int64_t cp = p.values["cp"].get<int64_t>();
+    const json& rpn = p.values["ranks_per_node"];
+    if (rpn.is_number() && cp % rpn.get<int64_t>() != 0) {
+      r.fail(p.paths.at("ranks_per_node"), "does not divide parallel.cp", rpn,
+             fmt::format("a divisor of {} = {} (whole nodes of equal size), or \"auto\"", p.paths.at("cp"), cp));
+    }
+  }
   const std::vector<SweepPoint> runs =
       expand_sweep(r, "run", section(r, doc, "run"), run_fields(), run_resolved);
   MAGI_CHECK(runs.size() == 1, "run fields are not sweepable");
@@ -444,6 +465,9 @@ json resolved_config(const Case& c) {
 std::string case_key(const Case& c) {
   json key = resolved_config(c);
   key.erase("name");
+  // One node (auto, or every rank) is the flat plan that existed before the field: the same key.
+  const json& rpn = key["parallel"]["ranks_per_node"];
+  if (rpn.is_string() || rpn.get<int>() == c.parallel.cp) key["parallel"].erase("ranks_per_node");
   key["parallel"].erase("cp");
   key["parallel"].erase("strategy");
   return key.dump();

@@ -59,6 +59,9 @@ struct ParallelSpec {
   int64_t chunk_tokens = 512;
   int overlap_degree = 0;                 // 0 = auto (chosen by the cost estimate)
   DispatchSolver solver = DispatchSolver::refine;
+  // Ranks per node for magi's node-aware GroupCast (0 = auto: `run` takes the MPI job's node
+  // split, `plan` one node of cp ranks). Must divide cp.
+  int ranks_per_node = 0;
   double compute_tflops = 400.0;          // cost estimate for `auto`: kernel rate per GPU
   double comm_gbps = 100.0;               // cost estimate for `auto`: per-rank bandwidth, GB/s
 };

@@ -47,6 +47,38 @@ TEST(Writers, PrintersCarryEveryRowAndTheVerdict) {
   EXPECT_NE(csv.find(",failed,"), std::string::npos);
 }
 
+// Bytes per link tier (magi rows with ranks_per_node): the JSON's `tiers` splits planned and
+// measured bytes into intra- and inter-node, and a measured inter-node tier that differs from the
+// plan's fails bytes_match_plan even when the totals agree.
+TEST(Writers, TiersSplitAndCheckedPerTier) {
+  Report rep;
+  rep.rows = {make_row(2, "magi", 8.0)};
+  CaseRow& r = rep.rows[0];
+  r.ranks_per_node = 1;
+  r.planned_fwd_inter_node_bytes = 600;
+  r.bound_fwd_inter_node_bytes = 600;
+  r.flat_fwd_inter_node_bytes = 900;
+  r.planned_bwd_bytes = 2000;
+  for (RankRow& k : r.ranks) {
+    k.bwd_sent_bytes = 1000;
+    k.fwd_inter_node_sent_bytes = 300;
+    k.bwd_inter_node_sent_bytes = 600;
+  }
+  EXPECT_TRUE(r.bytes_match_plan());
+  auto t = to_json(rep)["cases"][0]["tiers"];
+  EXPECT_EQ(t["ranks_per_node"], 1);
+  EXPECT_EQ(t["planned_fwd_intra_node_bytes"], 400);
+  EXPECT_EQ(t["measured_fwd_inter_node_bytes"], 600);
+  EXPECT_EQ(t["measured_bwd_intra_node_bytes"], 800);
+  EXPECT_EQ(t["planned_bwd_inter_node_bytes"], 1200);
+  EXPECT_EQ(t["flat_fwd_inter_node_bytes"], 900);
+  r.ranks[0].fwd_inter_node_sent_bytes -= 10;  // 10 bytes moved to the intra-node tier
+  EXPECT_FALSE(r.bytes_match_plan());
+  r.ranks_per_node = 0;  // no tiers planned: the totals alone
+  EXPECT_TRUE(r.bytes_match_plan());
+  EXPECT_FALSE(to_json(rep)["cases"][0].contains("tiers"));
+}
+
 // The device's per-step compute times and peak memory reach the JSON per rank, and the largest
 // peak the case fields.
 TEST(Writers, CarryComputeStepsAndPeakMemory) {

@@ -291,6 +291,17 @@ std::vector<BadCase> bad_cases() {
        }),
        cfg,
        {"parallel.overlap_degree[1]: out of range", "got 0"}},
+      {"ranks_per_node not dividing cp",
+       edited([](json& d) {
+         d["parallel"]["cp"] = 6;
+         d["parallel"]["ranks_per_node"] = {2, 4};
+       }),
+       cfg,
+       {"parallel.ranks_per_node[1]: does not divide parallel.cp", "got 4", "a divisor of parallel.cp = 6"}},
+      {"bad ranks_per_node string",
+       edited([](json& d) { d["parallel"]["ranks_per_node"] = "all"; }),
+       cfg,
+       {"parallel.ranks_per_node: unknown ranks per node", "got \"all\"", "\"auto\""}},
       {"duplicate pass",
        edited([](json& d) {
          d["run"]["passes"] = {"fwd", "fwd"};

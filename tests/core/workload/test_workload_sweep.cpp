@@ -40,6 +40,7 @@ TEST(WorkloadSweep, DefaultsAreTheContractsDefaults) {
   EXPECT_EQ(c.run.check, r.check);
   EXPECT_EQ(c.run.seed, r.seed);
   EXPECT_EQ(resolved_config(c)["parallel"]["overlap_degree"], "auto");
+  EXPECT_EQ(resolved_config(c)["parallel"]["ranks_per_node"], "auto");
   EXPECT_EQ(resolved_config(c)["sequence"]["documents"]["distribution"], "single");
   EXPECT_EQ(w.resolved["run"]["passes"], json({"fwd", "bwd"}));
   EXPECT_EQ(w.path, "");
@@ -133,6 +134,7 @@ TEST(WorkloadSweep, TypedValues) {
         {"chunk_tokens", 256},
         {"overlap_degree", {"auto", 3}},
         {"solver", "greedy"},
+        {"ranks_per_node", 4},
         {"compute_tflops", 500},
         {"comm_gbps", 25.5}}},
       {"run",
@@ -163,6 +165,8 @@ TEST(WorkloadSweep, TypedValues) {
   EXPECT_EQ(w.cases[0].parallel.overlap_degree, 0);
   EXPECT_EQ(c.parallel.overlap_degree, 3);
   EXPECT_EQ(c.parallel.solver, DispatchSolver::greedy);
+  EXPECT_EQ(c.parallel.ranks_per_node, 4);
+  EXPECT_EQ(resolved_config(c)["parallel"]["ranks_per_node"], 4);
   EXPECT_EQ(c.parallel.comm_gbps, 25.5);
   EXPECT_FALSE(c.run.fwd);
   EXPECT_TRUE(c.run.bwd);
