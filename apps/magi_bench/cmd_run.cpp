@@ -93,7 +93,7 @@ CaseRow measured_row(const Case& c, const Plan& plan, const ExecResult& result,
   row.planned_bwd_bytes = plan.volume.bwd_bytes;
   row.bound_fwd_bytes = plan.zero_redundancy_bound.fwd_bytes;
   row.imbalance = plan.imbalance;
-  if (plan.strategy == Strategy::magi) {
+  if (plan.strategy == Strategy::magi && plan.heads == 1) {  // tiers of a flat or node-aware magi plan
     row.ranks_per_node = plan.ranks_per_node;
     row.planned_fwd_inter_node_bytes = plan.tier_volume.inter_node;
     row.bound_fwd_inter_node_bytes = plan.tier_bound.inter_node;
@@ -234,8 +234,13 @@ void run_workload(Context& ctx, const RunOptions& opt) {
   preflight(ctx, [&] {
     hosts = host_of_ranks(ctx.world_size);
     choice = choose_backend(opt.backend, opt.comm);
-    // parallel.ranks_per_node against the job's real node split (auto: taken from it).
+    // parallel.ranks_per_node against the job's real node split (auto: taken from it). Hybrid
+    // cases route between head groups flat (one node; the workload refuses anything else).
     for (Case& c : workload.cases) {
+      if (c.parallel.heads > 1) {
+        c.parallel.ranks_per_node = c.parallel.cp;
+        continue;
+      }
       try {
         c.parallel.ranks_per_node = ranks_per_node_for_hosts(c.parallel.ranks_per_node, c.parallel.cp, hosts);
       } catch (const ConfigError& e) {

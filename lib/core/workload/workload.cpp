@@ -386,6 +386,11 @@ Workload parse_workload(const json& doc, const std::string& origin) {
              fmt::format("1 with {} = \"{}\" (parallel.heads > 1 runs Ulysses inside groups of that many "
                          "ranks and magi or ring between them)", p.paths.at("strategy"), strategy));
     }
+    const json& rpn = p.values["ranks_per_node"];
+    if (heads > 1 && rpn.is_number() && rpn.get<int64_t>() != cp) {
+      r.fail(p.paths.at("ranks_per_node"), "node-aware routing between head groups is not built", rpn,
+             fmt::format("\"auto\" or {} (one node) with {} > 1", p.paths.at("cp"), p.paths.at("heads")));
+    }
     if (heads * cp > kMaxCp) {
       r.fail(p.paths.at("heads"), "too many ranks", p.values["heads"],
              fmt::format("parallel.heads x {} = {} <= {} ranks", p.paths.at("cp"), cp, kMaxCp));
