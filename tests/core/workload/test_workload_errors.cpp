@@ -298,6 +298,16 @@ std::vector<BadCase> bad_cases() {
        }),
        cfg,
        {"parallel.ranks_per_node[1]: does not divide parallel.cp", "got 4", "a divisor of parallel.cp = 6"}},
+      {"ranks_per_node with head groups",
+       edited([](json& d) {
+         d["parallel"]["cp"] = 4;
+         d["parallel"]["heads"] = 2;
+         d["parallel"]["strategy"] = "magi";
+         d["parallel"]["ranks_per_node"] = 2;
+       }),
+       cfg,
+       {"parallel.ranks_per_node: node-aware routing between head groups is not built", "got 2",
+        "\"auto\" or parallel.cp (one node) with parallel.heads > 1"}},
       {"bad ranks_per_node string",
        edited([](json& d) { d["parallel"]["ranks_per_node"] = "all"; }),
        cfg,
