@@ -4,8 +4,10 @@
 #      mpirun (staged MPI at np 3 on shared GPUs, NCCL at np 1; np 2 where there are 2 GPUs), the
 #      kernel against the float64 CPU reference (test_kernels_cuda);
 #   2. every strategy x every catalogue mask at cp 2 and 4 on the GPU(s), ranks sharing them
-#      through MPI (configs/gpu_masks.json, bf16; configs/gpu_masks_fp16.json), --check, each
-#      results file read by tests/runtime/check_report.py (checked, bytes == plan);
+#      through MPI (configs/gpu_masks.json, bf16; configs/gpu_masks_fp16.json), node-aware magi
+#      (configs/gpu_nodes.json) and hybrid head x context plans (configs/gpu_hybrid.json), --check,
+#      each results file read by tests/runtime/check_report.py (checked, bytes == plan, per tier
+#      and per dimension);
 #   3. NCCL at np 1 on the staged-compute benchmark with --check (configs/gpu_stages_bench.json);
 #   4. the runtime against the bare kernel on the same cases (configs/gpu_runtime_bench.json, `run`
 #      and `kernel` in this call) and the per-stage figures: scripts/runtime_vs_kernel.py.
@@ -52,7 +54,7 @@ step test_comm_nccl_np1 $MPIRUN -np 1 "$T_COMM" --gtest_brief=1 --gtest_filter='
 [ "$GPUS" -ge 2 ] && step test_comm_nccl_np2 $MPIRUN -np 2 "$T_COMM" --gtest_brief=1 --gtest_filter='Nccl.*'
 [ -n "$T_KERNEL" ] && step test_kernels "$T_KERNEL" --gtest_brief=1
 
-for cfg in gpu_masks gpu_masks_fp16; do
+for cfg in gpu_masks gpu_masks_fp16 gpu_nodes gpu_hybrid; do
   step "$cfg" $MPIRUN -np 4 "$BENCH" --config "configs/$cfg.json" --backend gpu --comm mpi --check \
     --out "$OUT/$cfg.json"
   step "${cfg}_report" python3 tests/runtime/check_report.py "$OUT/$cfg.json" 20
