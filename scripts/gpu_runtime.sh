@@ -54,10 +54,11 @@ step test_comm_nccl_np1 $MPIRUN -np 1 "$T_COMM" --gtest_brief=1 --gtest_filter='
 [ "$GPUS" -ge 2 ] && step test_comm_nccl_np2 $MPIRUN -np 2 "$T_COMM" --gtest_brief=1 --gtest_filter='Nccl.*'
 [ -n "$T_KERNEL" ] && step test_kernels "$T_KERNEL" --gtest_brief=1
 
-for cfg in gpu_masks gpu_masks_fp16 gpu_nodes gpu_hybrid; do
+for cfg_min in gpu_masks=80 gpu_masks_fp16=30 gpu_nodes=22 gpu_hybrid=12; do  # config=its case count
+  cfg=${cfg_min%=*}
   step "$cfg" $MPIRUN -np 4 "$BENCH" --config "configs/$cfg.json" --backend gpu --comm mpi --check \
     --out "$OUT/$cfg.json"
-  step "${cfg}_report" python3 tests/runtime/check_report.py "$OUT/$cfg.json" 20
+  step "${cfg}_report" python3 tests/runtime/check_report.py "$OUT/$cfg.json" "${cfg_min#*=}"
 done
 step stages_nccl $MPIRUN -np 1 "$BENCH" --config configs/gpu_stages_bench.json --backend gpu \
   --comm nccl --check --out "$OUT/gpu_stages_bench.json"
