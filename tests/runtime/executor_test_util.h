@@ -7,9 +7,15 @@
 #include "core/plan/planner.h"
 #include "core/workload/documents.h"
 #include "core/workload/workload.h"
+#include "runtime/cpu_device.h"
+#include "runtime/executor.h"
+
+#include <mpi.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
+#include <exception>
 #include <random>
 #include <string>
 #include <vector>
@@ -92,6 +98,24 @@ inline std::vector<AttnSlice> make_mask(const Case& c) {
                                         ? sample_documents(c.documents, c.total_tokens)
                                         : std::vector<int64_t>{c.total_tokens};
   return build_mask(c.mask, c.total_tokens, docs);
+}
+
+// One checked pass of `plan` on `comm` (a one-thread CPU device, no warm-up, one iteration). An
+// exception takes the job down: the other ranks may be inside a collective, and would hang.
+inline ExecResult run_checked(Communicator& comm, const Plan& plan, const std::vector<AttnSlice>& mask) {
+  ExecOptions opt;
+  opt.check = true;
+  opt.warmup = 0;
+  opt.iters = 1;
+  CpuDevice dev(1);
+  try {
+    return execute_plan(comm, comm, dev, plan, mask, opt);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "[rank %d] execute_plan threw: %s\n", comm.rank(), e.what());
+    std::fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  return {};
 }
 
 }  // namespace magi::testing

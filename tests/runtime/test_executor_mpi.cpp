@@ -18,19 +18,12 @@
 #include <mpi.h>
 
 #include <cstdlib>
-#include <cstdio>
-#include <exception>
 
 namespace magi {
 namespace {
 
 using testing::MaskCase;
 
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
 int world_size() {
   int n = 0;
   MPI_Comm_size(MPI_COMM_WORLD, &n);
@@ -53,20 +46,7 @@ void run_case(const MaskCase& mc, Strategy strategy, int cp, ModelShape model, i
   auto world = MpiCommunicator::world();
   auto comm = world->split_first(cp);
   if (comm) {
-    ExecOptions opt;
-    opt.check = true;
-    opt.warmup = 0;
-    opt.iters = 1;
-    CpuDevice dev(1);
-    ExecResult res;
-    try {
-      res = execute_plan(*comm, *comm, dev, plan, mask, opt);
-    } catch (const std::exception& e) {
-      // Other ranks may be inside a collective: take the job down rather than hang.
-      std::fprintf(stderr, "[rank %d] execute_plan threw: %s\n", world_rank(), e.what());
-      std::fflush(stderr);
-      MPI_Abort(MPI_COMM_WORLD, 1);
-    }
+    const ExecResult res = testing::run_checked(*comm, plan, mask);
     const int r = comm->rank();
     EXPECT_TRUE(res.check_ran);
     EXPECT_TRUE(res.check_passed) << mc.name << " " << to_string(strategy) << " cp " << cp;

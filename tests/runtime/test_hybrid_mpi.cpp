@@ -17,8 +17,6 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
-#include <cstdio>
-#include <exception>
 
 namespace magi {
 namespace {
@@ -46,19 +44,7 @@ void run_hybrid(const std::string& mask_type, Strategy strategy, int heads, int 
   auto world = MpiCommunicator::world();
   auto comm = world->split_first(n);
   if (comm) {
-    ExecOptions opt;
-    opt.check = true;
-    opt.warmup = 0;
-    opt.iters = 1;
-    CpuDevice dev(1);
-    ExecResult res;
-    try {
-      res = execute_plan(*comm, *comm, dev, plan, mask, opt);
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "[rank %d] execute_plan threw: %s\n", comm->rank(), e.what());
-      std::fflush(stderr);
-      MPI_Abort(MPI_COMM_WORLD, 1);
-    }
+    const ExecResult res = testing::run_checked(*comm, plan, mask);
     const std::string what = fmt::format("{} {} heads {} x cp {}", mask_type, to_string(strategy), heads, cp);
     EXPECT_TRUE(res.check_passed) << what;
     for (const TensorError& t : res.checks) {

@@ -9,6 +9,7 @@
 #include "core/plan/rank_layout.h"
 
 #include <algorithm>
+#include <utility>
 
 namespace magi {
 
@@ -75,14 +76,18 @@ Plan build_magi_plan(const std::vector<AttnSlice>& mask, const Case& c) {
                                   p.ranks_per_node, p.cp));
   }
 
-  if (p.cp / p.ranks_per_node > 1 && degree > 0) {
-    detail::route_node_aware(p, rp, owner, pieces, degree);
+  // Messages in order, bytes per rank and tier: the last step of every magi plan.
+  auto finish = [&] {
     detail::sort_transfers(p);
     p.volume = p.zero_redundancy_bound;
     detail::fill_rank_bytes(p);
     p.zero_redundancy_bound.max_rank_fwd_bytes = p.volume.max_rank_fwd_bytes;
     detail::fill_tier_bytes(p, rp, owner);
-    return p;
+    return std::move(p);
+  };
+  if (p.cp / p.ranks_per_node > 1 && degree > 0) {
+    detail::route_node_aware(p, rp, owner, pieces, degree);
+    return finish();
   }
   if (local_stages) {
     RankPlan& rk = p.ranks[0];
@@ -94,11 +99,7 @@ Plan build_magi_plan(const std::vector<AttnSlice>& mask, const Case& c) {
       keys.push_back(detail::StageKeyRange{Range{b, e}, s, 0, s});
     }
     detail::fill_stage_slices(rk, pieces[0], std::move(keys));
-    p.volume = p.zero_redundancy_bound;
-    detail::fill_rank_bytes(p);
-    p.zero_redundancy_bound.max_rank_fwd_bytes = p.volume.max_rank_fwd_bytes;
-    detail::fill_tier_bytes(p, rp, owner);
-    return p;
+    return finish();
   }
   for (size_t r = 0; r < p.ranks.size(); ++r) {
     RankPlan& rk = p.ranks[r];
@@ -152,12 +153,7 @@ Plan build_magi_plan(const std::vector<AttnSlice>& mask, const Case& c) {
       for (const AttnSlice& x : mask) clip_slice_into(x, x.q, x.k, slices);
     }
   }
-  detail::sort_transfers(p);
-  p.volume = p.zero_redundancy_bound;
-  detail::fill_rank_bytes(p);
-  p.zero_redundancy_bound.max_rank_fwd_bytes = p.volume.max_rank_fwd_bytes;
-  detail::fill_tier_bytes(p, rp, owner);
-  return p;
+  return finish();
 }
 
 }  // namespace magi
