@@ -29,6 +29,13 @@ double mean_median(const std::vector<RankRow>& ranks, TimingSummary RankRow::*pa
   return s / static_cast<double>(ranks.size());
 }
 
+// One per-rank figure summed over the ranks.
+int64_t sum_over_ranks(const std::vector<RankRow>& ranks, int64_t RankRow::*field) {
+  int64_t s = 0;
+  for (const RankRow& r : ranks) s += r.*field;
+  return s;
+}
+
 }  // namespace
 
 std::string_view to_string(CheckState s) {
@@ -67,25 +74,13 @@ int64_t CaseRow::max_rank_peak_memory_bytes() const {
   for (const RankRow& r : ranks) m = std::max(m, r.peak_memory_bytes);
   return m;
 }
-int64_t CaseRow::measured_fwd_bytes() const {
-  int64_t s = 0;
-  for (const RankRow& r : ranks) s += r.fwd_sent_bytes;
-  return s;
-}
-int64_t CaseRow::measured_bwd_bytes() const {
-  int64_t s = 0;
-  for (const RankRow& r : ranks) s += r.bwd_sent_bytes;
-  return s;
-}
+int64_t CaseRow::measured_fwd_bytes() const { return sum_over_ranks(ranks, &RankRow::fwd_sent_bytes); }
+int64_t CaseRow::measured_bwd_bytes() const { return sum_over_ranks(ranks, &RankRow::bwd_sent_bytes); }
 int64_t CaseRow::measured_fwd_inter_node_bytes() const {
-  int64_t s = 0;
-  for (const RankRow& r : ranks) s += r.fwd_inter_node_sent_bytes;
-  return s;
+  return sum_over_ranks(ranks, &RankRow::fwd_inter_node_sent_bytes);
 }
 int64_t CaseRow::measured_bwd_inter_node_bytes() const {
-  int64_t s = 0;
-  for (const RankRow& r : ranks) s += r.bwd_inter_node_sent_bytes;
-  return s;
+  return sum_over_ranks(ranks, &RankRow::bwd_inter_node_sent_bytes);
 }
 double CaseRow::exposed_comm_pct() const {
   if (!fwd_ran || fwd_ms() <= 0) return kNaN;
