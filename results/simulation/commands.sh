@@ -13,15 +13,23 @@ $BIN calibrate --fit $K/2026-12-01_v10_h200_kernel_h100.json --fit-masks full,ca
   --held-out $K/2026-12-01_v10_h200_kernel_h100_gqa.json --device "NVIDIA H200 (v10 kernel, commit 3ab8848)" \
   --out $S/calibration_h200_kernel.json --force | tee $S/calibration_h200_kernel.log
 
-# 2. CPU ranks: measured runs (np = cp; np 4 oversubscribes the two cores), then the fit on cp 1 and 2
-#    (compute from every rank's measured compute steps, the link from what they leave)
-#    of full, causal and varlen causal (magi, ring), held out: other masks and sizes at cp 1 and 2,
-#    ulysses and allgather, and cp 4.
+# 2. CPU ranks: measured runs (np = cp; np 4 oversubscribes the two cores), three rounds of the
+#    five workloads (cpu/r1..r3), then the fit on cp 1 and 2 (compute from every rank's measured
+#    compute steps, the link from what they leave) of full, causal and varlen causal (magi, ring),
+#    held out: other masks and sizes at cp 1 and 2, ulysses and allgather, and cp 4. calibrate
+#    keeps each case's fastest round per pass.
 [ "${SKIP_RUNS:-0}" = 1 ] || bash $S/cpu/run_all.sh "$BIN"
-$BIN calibrate --fit $S/cpu/fit_cp1_result.json $S/cpu/fit_cp2_result.json \
-  --held-out $S/cpu/heldout_cp1_result.json $S/cpu/heldout_cp2_result.json $S/cpu/heldout_cp4_result.json \
+R=($S/cpu/r[0-9]*)
+$BIN calibrate --fit "${R[@]/%//fit_cp1_result.json}" "${R[@]/%//fit_cp2_result.json}" \
+  --held-out "${R[@]/%//heldout_cp1_result.json}" "${R[@]/%//heldout_cp2_result.json}" "${R[@]/%//heldout_cp4_result.json}" \
   --cluster configs/clusters/cpu_2core.json --device "2-core VM, CPU reference kernel (float32)" \
   --out $S/calibration_cpu_2core.json --force | tee $S/calibration_cpu_2core.log
+# ... and each round alone (how far one round's fit and held-out error move with the machine's load).
+for r in "${R[@]}"; do
+  $BIN calibrate --fit $r/fit_cp1_result.json $r/fit_cp2_result.json \
+    --held-out $r/heldout_cp1_result.json $r/heldout_cp2_result.json $r/heldout_cp4_result.json \
+    --cluster configs/clusters/cpu_2core.json --device "2-core VM, CPU reference kernel (float32)" > $r/calibration.log
+done
 
 # 3. The cluster-scale question: 4M tokens of pre-training documents, varlen causal, GQA 64:8, on
 #    512 nodes x 8 H100 (and the 16M-token version at cp 4096), timed.
@@ -34,9 +42,3 @@ $BIN calibrate --fit $S/cpu/fit_cp1_result.json $S/cpu/fit_cp2_result.json \
   --cp 4096 2>&1 | tee $S/speed_16m_cp4096.log
 $BIN simulate --config configs/sim_varlen_causal_4m.json --cluster configs/clusters/h100_sxm_8x_ib400.json \
   --cp 64,512 --tune 2>&1 | tee $S/h100_varlen_causal_4m_tune.log
-
-# The first repeat of the CPU runs (results/simulation/README.md, section 2), calibrated the same way.
-R=$S/cpu/run1
-$BIN calibrate --fit $R/fit_cp1_result.json $R/fit_cp2_result.json \
-  --held-out $R/heldout_cp1_result.json $R/heldout_cp2_result.json $R/heldout_cp4_result.json \
-  --cluster configs/clusters/cpu_2core.json --device "2-core VM, CPU reference kernel (float32)" | tee $R/calibration.log

@@ -9,7 +9,10 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <sstream>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -353,6 +356,46 @@ TEST_F(Cli, LargePlansAreRefusedUnlessAllowed) {
   const Outcome allowed = run("plan --config " + cfg + " --cp 16384 --strategy ulysses --no-compare --allow-large");
   EXPECT_EQ(allowed.exit_code, 0) << allowed.output;
   EXPECT_NE(allowed.output.find("SKIPPED: cp = 16384 > heads_kv = 2"), std::string::npos) << allowed.output;
+}
+
+// Repeated runs of one case (a case in several files) fold into one row with the fastest repeat
+// per pass: a copy of a committed kernel run slowed 2x and 3x leaves the predictions' count and
+// every measured time as they were.
+TEST_F(Cli, CalibrateKeepsTheFastestRepeatOfACase) {
+  const std::string base = std::string(MAGI_SOURCE_DIR) + "/results/kernel/2026-12-01_v10_h200_kernel_h100.json";
+  nlohmann::json doc = nlohmann::json::parse(magi::read_file(base));
+  const size_t cases = doc["cases"].size();
+  for (auto& c : doc["cases"]) c["fwd_ms"] = 2 * c["fwd_ms"].get<double>();
+  const std::string slow_fwd = write("slow_fwd.json", doc.dump());
+  for (auto& c : doc["cases"]) {
+    c["fwd_ms"] = 1.5 * c["fwd_ms"].get<double>();
+    c["bwd_ms"] = 3 * c["bwd_ms"].get<double>();
+  }
+  const std::string slow_both = write("slow_both.json", doc.dump());
+  const Outcome once = run("calibrate --fit " + base);
+  const Outcome thrice = run("calibrate --fit " + slow_fwd + " " + base + " " + slow_both);
+  ASSERT_EQ(once.exit_code, 0) << once.output;
+  ASSERT_EQ(thrice.exit_code, 0) << thrice.output;
+  EXPECT_NE(thrice.output.find("# " + std::to_string(3 * cases) + " measured rows are " + std::to_string(cases) + " cases measured several times"),
+            std::string::npos) << thrice.output;
+  // The model and every row's measured and predicted times are those of the single run: the
+  // lines of the fitted coefficients and, per row, all but its first column (file: case).
+  auto table = [](const std::string& out) {
+    std::istringstream in(out);
+    std::string rows, line;
+    while (std::getline(in, line)) {
+      if (line.rfind("#   ", 0) == 0) rows += line + "\n";
+      const size_t role = line.rfind(" fit");
+      if (line.rfind("  ", 0) != 0 || role == std::string::npos) continue;
+      std::istringstream fields(line);
+      std::vector<std::string> f{std::istream_iterator<std::string>(fields), {}};
+      for (size_t i = f.size() - 9; i < f.size(); ++i) rows += f[i] + " ";
+      rows += "\n";
+    }
+    return rows;
+  };
+  EXPECT_NE(table(once.output).find("full 8192 1 none fwd"), std::string::npos) << once.output;
+  EXPECT_EQ(table(thrice.output), table(once.output));
 }
 
 }  // namespace
