@@ -16,6 +16,7 @@
 #include <limits>
 #include <sstream>
 #include <stdexcept>
+#include <utility>
 
 namespace magi::kernels::cuda {
 
@@ -69,6 +70,29 @@ void check_aligned(std::initializer_list<Aligned> buffers) {
       throw std::invalid_argument(std::string("FlexAttention: ") + b.name + " is not " + std::to_string(b.bytes) +
                                   "-byte aligned");
   }
+}
+
+// kernel<<<grid, block, smem, stream>>>(args), or with Launch::overlap as a programmatic dependent
+// launch of the kernel before it on the stream.
+template <typename... Params, typename... Args>
+void launch_kernel(void (*kernel)(Params...), unsigned grid, unsigned block, int smem, cudaStream_t stream,
+                   Launch how, Args&&... args) {
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(grid);
+  cfg.blockDim = dim3(block);
+  cfg.dynamicSmemBytes = static_cast<size_t>(smem);
+  cfg.stream = stream;
+  cudaLaunchAttribute attr{};
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = how == Launch::overlap ? 1 : 0;
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
+  MAGI_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
+}
+
+void check_launch(Launch how, Into into) {
+  if (how == Launch::overlap && into != Into::accumulate)
+    throw std::invalid_argument("FlexAttention: Launch::overlap merges into an earlier stage's results: it needs Into::accumulate");
 }
 
 }  // namespace
@@ -163,8 +187,8 @@ detail::FwdParams<T> forward_params(const FlexAttention::Impl& im, const DeviceA
 }
 
 template <typename T, int D, bool MERGE>
-void launch_forward(const FlexAttention::Impl& im, const void* q, const void* k, const void* v,
-                    void* out, float* lse, float scale, cudaStream_t stream) {
+bool launch_forward(const FlexAttention::Impl& im, const void* q, const void* k, const void* v,
+                    void* out, float* lse, float scale, cudaStream_t stream, Launch how) {
   constexpr FlexTiles kTiles = flex_tiles(FlexPass::forward, D);
   constexpr int kWarpgroups = kTiles.rows / 64, kStages = 2;
   constexpr int smem = detail::fwd_wgmma_smem_bytes<D, kTiles.rows, kTiles.keys, kStages>();
@@ -173,16 +197,16 @@ void launch_forward(const FlexAttention::Impl& im, const void* q, const void* k,
   allow_smem<kernel>(smem);
   const DeviceArray<FwdItem>& items = MERGE ? im.fwd_merge_items : im.fwd_items;
   const unsigned grid = static_cast<unsigned>(items.n);
-  if (grid == 0) return;
-  kernel<<<grid, kWarpgroups * 128, smem, stream>>>(forward_params<T>(im, items, q, k, v, out, lse, scale));
-  MAGI_CUDA_CHECK(cudaGetLastError());
+  if (grid == 0) return false;
+  launch_kernel(kernel, grid, kWarpgroups * 128, smem, stream, how, forward_params<T>(im, items, q, k, v, out, lse, scale));
+  return true;
 }
 
 template <typename T, int D>
-void launch_forward(const FlexAttention::Impl& im, const void* q, const void* k, const void* v,
-                    void* out, float* lse, float scale, cudaStream_t stream, Into into) {
-  if (into == Into::accumulate) launch_forward<T, D, true>(im, q, k, v, out, lse, scale, stream);
-  else launch_forward<T, D, false>(im, q, k, v, out, lse, scale, stream);
+bool launch_forward(const FlexAttention::Impl& im, const void* q, const void* k, const void* v,
+                    void* out, float* lse, float scale, cudaStream_t stream, Into into, Launch how) {
+  if (into == Into::accumulate) return launch_forward<T, D, true>(im, q, k, v, out, lse, scale, stream, how);
+  return launch_forward<T, D, false>(im, q, k, v, out, lse, scale, stream, how);
 }
 
 // The tensor map through which the backward adds dQ tiles into the fp32 workspace [sq][hq][d]:
@@ -212,27 +236,34 @@ CUtensorMap make_dq_map(float* dq_acc, const AttnShape& sh) {
 }
 
 template <typename T, int D>
-void launch_backward(FlexAttention::Impl& im, const void* q, const void* k, const void* v,
+bool launch_backward(FlexAttention::Impl& im, const void* q, const void* k, const void* v,
                      const void* out, const void* dout, const float* lse, float scale, void* dq,
-                     void* dk, void* dv, cudaStream_t stream, Into dq_into) {
+                     void* dk, void* dv, cudaStream_t stream, Into dq_into, const float* delta, Launch how) {
   const AttnShape& sh = im.shape;
   const bool accumulate = dq_into == Into::accumulate;
+  bool enqueued = false;
   const int64_t qrows = sh.sq * sh.hq;
   const int64_t qelems = qrows * sh.d;
   if (qelems > 0) {
     if (!im.workspace_zeroed) {
+      how = Launch::after;  // the workspace's zeroing runs between this kernel and the previous one
       if (!im.dq_acc.ptr) im.dq_acc.allocate(static_cast<size_t>(qelems));
       if (!im.dq_count.ptr) im.dq_count.allocate(im.unit_tiles.n * static_cast<size_t>(sh.hq));
       MAGI_CUDA_CHECK(cudaMemsetAsync(im.dq_acc.ptr, 0, im.dq_acc.n * sizeof(float), stream));
       MAGI_CUDA_CHECK(cudaMemsetAsync(im.dq_count.ptr, 0, im.dq_count.n * sizeof(int), stream));
+      enqueued = true;
       im.dq_map = make_dq_map(im.dq_acc.ptr, sh);
       im.workspace_zeroed = true;
     }
-    if (!im.delta.ptr) im.delta.allocate(static_cast<size_t>(qrows));
-    detail::flex_bwd_prepare_kernel<T, D><<<static_cast<unsigned>(ceil_div(qrows, 8)), 256, 0, stream>>>(
-        static_cast<const T*>(out), static_cast<const T*>(dout), im.delta.ptr, im.unit_tiles.ptr,
-        static_cast<T*>(dq), sh.hq, kBwdBM, qrows, accumulate);
-    MAGI_CUDA_CHECK(cudaGetLastError());
+    // With the caller's Delta, only a writing call has something to prepare (uncovered dQ zeroed).
+    if (!delta && !im.delta.ptr) im.delta.allocate(static_cast<size_t>(qrows));
+    if (!delta || !accumulate) {
+      detail::flex_bwd_prepare_kernel<T, D><<<static_cast<unsigned>(ceil_div(qrows, 8)), 256, 0, stream>>>(
+          static_cast<const T*>(out), static_cast<const T*>(dout), delta ? nullptr : im.delta.ptr, im.unit_tiles.ptr,
+          static_cast<T*>(dq), sh.hq, kBwdBM, qrows, accumulate);
+      MAGI_CUDA_CHECK(cudaGetLastError());
+      enqueued = true;
+    }
   }
   constexpr FlexTiles kTiles = flex_tiles(FlexPass::backward, D);
   constexpr int smem = detail::bwd_wgmma_smem_bytes<D, kTiles.rows, kTiles.keys>();
@@ -245,7 +276,7 @@ void launch_backward(FlexAttention::Impl& im, const void* q, const void* k, cons
   p.v = static_cast<const T*>(v);
   p.dout = static_cast<const T*>(dout);
   p.lse = lse;
-  p.delta = im.delta.ptr;
+  p.delta = delta ? delta : im.delta.ptr;
   p.dq_acc = im.dq_acc.ptr;
   p.dq_count = im.dq_count.ptr;
   p.unit_tiles = im.unit_tiles.ptr;
@@ -263,10 +294,17 @@ void launch_backward(FlexAttention::Impl& im, const void* q, const void* k, cons
   p.scale = scale;
   p.scale_log2 = scale * detail::kLog2e;
   const unsigned grid = static_cast<unsigned>(im.bwd_items.n);
-  if (grid > 0) {
-    kernel<<<grid, 256, smem, stream>>>(p);
-    MAGI_CUDA_CHECK(cudaGetLastError());
-  }
+  if (grid == 0) return enqueued;
+  launch_kernel(kernel, grid, 256, smem, stream, how, p);
+  return true;
+}
+
+template <typename T, int D>
+void launch_delta(const void* out, const void* dout, float* delta, int64_t rows, cudaStream_t stream) {
+  if (rows == 0) return;
+  detail::flex_bwd_prepare_kernel<T, D><<<static_cast<unsigned>(ceil_div(rows, 8)), 256, 0, stream>>>(
+      static_cast<const T*>(out), static_cast<const T*>(dout), delta, nullptr, nullptr, 1, kBwdBM, rows, true);
+  MAGI_CUDA_CHECK(cudaGetLastError());
 }
 
 }  // namespace
@@ -317,8 +355,9 @@ int64_t FlexAttention::device_bytes() const {
                               im.dq_acc.bytes() + im.dq_count.bytes() + im.delta.bytes());
 }
 
-void FlexAttention::forward(const void* q, const void* k, const void* v, void* out, float* lse,
-                            float softmax_scale, void* stream, Into into) {
+bool FlexAttention::forward(const void* q, const void* k, const void* v, void* out, float* lse,
+                            float softmax_scale, void* stream, Into into, Launch launch) {
+  check_launch(launch, into);
   if (!(softmax_scale > 0.f) || !std::isfinite(softmax_scale))
     throw std::invalid_argument("FlexAttention: softmax scale must be positive and finite");
   check_aligned({{q, "q", 16}, {k, "k", 16}, {v, "v", 16}, {out, "out", 16}, {lse, "lse", 4}});
@@ -326,30 +365,49 @@ void FlexAttention::forward(const void* q, const void* k, const void* v, void* o
   auto st = static_cast<cudaStream_t>(stream);
   const int d = impl_->shape.d;
   if (impl_->dtype == DType::bf16) {
-    if (d == 64) launch_forward<__nv_bfloat16, 64>(*impl_, q, k, v, out, lse, softmax_scale, st, into);
-    else launch_forward<__nv_bfloat16, 128>(*impl_, q, k, v, out, lse, softmax_scale, st, into);
+    if (d == 64) return launch_forward<__nv_bfloat16, 64>(*impl_, q, k, v, out, lse, softmax_scale, st, into, launch);
+    return launch_forward<__nv_bfloat16, 128>(*impl_, q, k, v, out, lse, softmax_scale, st, into, launch);
   } else {
-    if (d == 64) launch_forward<__half, 64>(*impl_, q, k, v, out, lse, softmax_scale, st, into);
-    else launch_forward<__half, 128>(*impl_, q, k, v, out, lse, softmax_scale, st, into);
+    if (d == 64) return launch_forward<__half, 64>(*impl_, q, k, v, out, lse, softmax_scale, st, into, launch);
+    return launch_forward<__half, 128>(*impl_, q, k, v, out, lse, softmax_scale, st, into, launch);
   }
 }
 
-void FlexAttention::backward(const void* q, const void* k, const void* v, const void* out,
+bool FlexAttention::backward(const void* q, const void* k, const void* v, const void* out,
                              const void* dout, const float* lse, float softmax_scale, void* dq,
-                             void* dk, void* dv, void* stream, Into dq_into) {
+                             void* dk, void* dv, void* stream, Into dq_into, const float* delta,
+                             Launch launch) {
+  check_launch(launch, dq_into);
   if (!(softmax_scale > 0.f) || !std::isfinite(softmax_scale))
     throw std::invalid_argument("FlexAttention: softmax scale must be positive and finite");
   check_aligned({{q, "q", 16}, {k, "k", 16}, {v, "v", 16}, {out, "out", 16}, {dout, "dout", 16}, {lse, "lse", 4},
-                 {dq, "dq", 16}, {dk, "dk", 16}, {dv, "dv", 16}});
+                 {dq, "dq", 16}, {dk, "dk", 16}, {dv, "dv", 16}, {delta, "delta", 4}});
   MAGI_CUDA_CHECK(cudaSetDevice(impl_->device));
   auto st = static_cast<cudaStream_t>(stream);
   const int d = impl_->shape.d;
   if (impl_->dtype == DType::bf16) {
-    if (d == 64) launch_backward<__nv_bfloat16, 64>(*impl_, q, k, v, out, dout, lse, softmax_scale, dq, dk, dv, st, dq_into);
-    else launch_backward<__nv_bfloat16, 128>(*impl_, q, k, v, out, dout, lse, softmax_scale, dq, dk, dv, st, dq_into);
+    if (d == 64) return launch_backward<__nv_bfloat16, 64>(*impl_, q, k, v, out, dout, lse, softmax_scale, dq, dk, dv, st, dq_into, delta, launch);
+    return launch_backward<__nv_bfloat16, 128>(*impl_, q, k, v, out, dout, lse, softmax_scale, dq, dk, dv, st, dq_into, delta, launch);
   } else {
-    if (d == 64) launch_backward<__half, 64>(*impl_, q, k, v, out, dout, lse, softmax_scale, dq, dk, dv, st, dq_into);
-    else launch_backward<__half, 128>(*impl_, q, k, v, out, dout, lse, softmax_scale, dq, dk, dv, st, dq_into);
+    if (d == 64) return launch_backward<__half, 64>(*impl_, q, k, v, out, dout, lse, softmax_scale, dq, dk, dv, st, dq_into, delta, launch);
+    return launch_backward<__half, 128>(*impl_, q, k, v, out, dout, lse, softmax_scale, dq, dk, dv, st, dq_into, delta, launch);
+  }
+}
+
+void compute_delta(const void* out, const void* dout, float* delta, int64_t rows, int d, DType dtype, void* stream) {
+  if (!head_dim_supported(d))
+    throw std::invalid_argument("compute_delta: head dim " + std::to_string(d) + " not supported (64 or 128)");
+  if (rows < 0) throw std::invalid_argument("compute_delta: rows " + std::to_string(rows) + " < 0");
+  check_aligned({{out, "out", 16}, {dout, "dout", 16}, {delta, "delta", 4}});
+  auto st = static_cast<cudaStream_t>(stream);
+  if (dtype == DType::bf16) {
+    if (d == 64) launch_delta<__nv_bfloat16, 64>(out, dout, delta, rows, st);
+    else launch_delta<__nv_bfloat16, 128>(out, dout, delta, rows, st);
+  } else if (dtype == DType::fp16) {
+    if (d == 64) launch_delta<__half, 64>(out, dout, delta, rows, st);
+    else launch_delta<__half, 128>(out, dout, delta, rows, st);
+  } else {
+    throw std::invalid_argument("compute_delta: dtype fp32 not supported (bf16 or fp16)");
   }
 }
 

@@ -53,6 +53,17 @@ bool device_available();
 // "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs)" for the current device.
 std::string device_description();
 
+// How a call is ordered against the kernel enqueued just before it on the same stream.
+//   after   : as any launch, once that kernel has completed.
+//   overlap : it may start while that kernel's last blocks still run (programmatic dependent
+//             launch), so that a run of stage-wise calls does not idle the GPU at every launch's
+//             tail; it waits for that kernel only before reading what it merges into (out and
+//             lse, or dq). The caller promises that the previous kernel is an earlier stage of
+//             the same accumulation (this call has Into::accumulate into the out/lse or dq that
+//             kernel wrote, and writes no dk/dv row it wrote) and that every other input of this
+//             call was complete before that kernel started.
+enum class Launch { after, overlap };
+
 // Statistics of a plan (its work lists), for reports and tests.
 using FlexAttentionStats = flex::WorkListStats;
 
@@ -74,16 +85,22 @@ class FlexAttention {
   // out (dtype) and lse (fp32) are written for every row and head: rows that see no key get
   // out = 0, lse = -inf. With Into::accumulate (kernel_args.h) they are merged into instead: the
   // epilogue reads the rows' earlier out and lse, and items whose rows see no key do not run.
-  void forward(const void* q, const void* k, const void* v, void* out, float* lse,
-               float softmax_scale, void* stream = nullptr, Into into = Into::write);
+  // Both calls return whether they enqueued anything (an accumulating call with no tile to run
+  // enqueues nothing, and the kernel enqueued before it stays the stream's last).
+  bool forward(const void* q, const void* k, const void* v, void* out, float* lse,
+               float softmax_scale, void* stream = nullptr, Into into = Into::write,
+               Launch launch = Launch::after);
 
   // dq, dk, dv (dtype) are written entirely (zero where nothing contributes), but dq with
   // Into::accumulate: each dQ unit is added into dq as it completes, and rows no tile covers are
   // neither read nor written. out and lse must be the forward results of the rows' whole mask
-  // (this slice list alone, or merged with others).
-  void backward(const void* q, const void* k, const void* v, const void* out, const void* dout,
+  // (this slice list alone, or merged with others). delta: D = rowsum(dout * out) of every row
+  // ([sq, hq] fp32, compute_delta below), when several calls over the same rows share it; null:
+  // computed here for the rows this list covers.
+  bool backward(const void* q, const void* k, const void* v, const void* out, const void* dout,
                 const float* lse, float softmax_scale, void* dq, void* dk, void* dv,
-                void* stream = nullptr, Into dq_into = Into::write);
+                void* stream = nullptr, Into dq_into = Into::write, const float* delta = nullptr,
+                Launch launch = Launch::after);
 
   const FlexAttentionStats& stats() const;
   const AttnShape& shape() const;
@@ -96,6 +113,11 @@ class FlexAttention {
  private:
   std::unique_ptr<Impl> impl_;
 };
+
+// D = rowsum(dout * out) for every one of `rows` rows of head dim d (rows = sq x hq, the layout of
+// lse) into `delta`, on `stream`: what backward() reads, computed once for several calls.
+void compute_delta(const void* out, const void* dout, float* delta, int64_t rows, int d, DType dtype,
+                   void* stream = nullptr);
 
 // Supported head dims (the kernels are compiled for these).
 bool head_dim_supported(int d);

@@ -9,9 +9,12 @@
 // unit knows how many tiles cover it (from the work lists), an item counts its tiles into their
 // units once their sums have landed, and the item that completes a unit converts it to the input
 // dtype and zeroes it and its count again, so the workspace is clean for the next call (it is
-// zeroed once, when allocated). Preprocess: Delta = rowsum(dO * O) where a tile covers the row,
-// and dQ zeroed in the units no tile covers. dq_accumulate (Into::accumulate, kernel_args.h): a completed
-// unit is added into dq (fp32, one rounding) and uncovered units are left as they are.
+// zeroed once, when allocated). Preprocess: Delta = rowsum(dO * O) where a tile covers the row
+// (unless the caller hands Delta in, computed for every row once per pass), and dQ zeroed in the
+// units no tile covers. dq_accumulate (Into::accumulate, kernel_args.h): a completed unit is added
+// into dq (fp32, one rounding) and uncovered units are left as they are; launched to overlap the
+// previous stage's kernel (Launch::overlap), the block waits for that kernel before its first
+// conversion, the only read of what the previous stage wrote.
 #pragma once
 
 #include "cuda/flex_tiles.h"
@@ -140,6 +143,7 @@ __device__ __forceinline__ void finish_dq_units(const BwdParams<T>& p, const Bwd
     }
     __syncthreads();
     const int n = s_nunits;
+    if (n > 0 && p.dq_accumulate) pdl_wait_previous();  // dq as the previous stage left it
     for (int c = 0; c < n; ++c) convert_dq_unit<T, D, BM, NT>(p, s_units[c]);
     __syncthreads();
   }
@@ -173,6 +177,7 @@ __global__ void __launch_bounds__(256, 1) flex_bwd_wgmma_kernel(const __grid_con
   T* sdS = sdO + 2 * BM * D;  // [BN][BM], 128-byte swizzle (BM = 64)
   float* sdQ = reinterpret_cast<float*>(sdS + BN * BM);  // D / 32 TMA boxes [BM][32], 1024-aligned
   float* sLse = sdQ + BM * D;
+  pdl_launch_dependents();
   float* sDelta = sLse + 2 * BM;
   __shared__ int s_dq_pending[2];  // (q0, head) of the dQ tile staged in sdQ, not yet sent
 
@@ -402,10 +407,13 @@ __global__ void flex_bwd_prepare_kernel(const T* out, const T* dout, float* delt
   const int lane = static_cast<int>(threadIdx.x) % 32;
   if (row >= rows) return;
   const int64_t off = row * D + lane * kPerLane;
-  if (unit_tiles[row / hq / bm] == 0) {  // no tile reads this row's Delta or writes its dQ
+  // unit_tiles null: Delta of every row (the caller's, for several calls); delta null: the caller
+  // has Delta, only uncovered dQ is zeroed.
+  if (unit_tiles && unit_tiles[row / hq / bm] == 0) {  // no tile reads this row's Delta or writes its dQ
     if (!dq_accumulate) *reinterpret_cast<Vec*>(dq + off) = Vec{};
     return;
   }
+  if (!delta) return;
   const Vec ov = *reinterpret_cast<const Vec*>(out + off);
   const Vec gv = *reinterpret_cast<const Vec*>(dout + off);
   const T* o = reinterpret_cast<const T*>(&ov);

@@ -53,6 +53,13 @@ __device__ inline void cp_async4(void* dst, const void* src, bool pred) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
                "r"(pred ? 4 : 0));
 }
+// Programmatic dependent launch (sm_90; FlexAttention's Launch::overlap). launch_dependents: the
+// next kernel on the stream, if launched dependent, may start once every block of this one has
+// started or ended. wait_previous: returns once the kernel this one was launched dependent on has
+// completed with its memory visible (at once when it was launched plainly).
+__device__ inline void pdl_launch_dependents() { asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory"); }
+__device__ inline void pdl_wait_previous() { asm volatile("griddepcontrol.wait;\n" ::: "memory"); }
+
 __device__ inline void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N>
 __device__ inline void cp_async_wait() {

@@ -5,6 +5,8 @@
 // MERGE (FlexAttention::forward with Into::accumulate): the epilogue merges the item's result
 // into what out and lse already hold for its rows (the result over other keys) by log-sum-exp,
 // in fp32, rounding once; the earlier out rows are staged through shared memory like the output.
+// Launched to overlap the previous stage's kernel (Launch::overlap), a MERGE block computes its
+// item while that kernel's last blocks run and waits for it only before reading out and lse.
 #pragma once
 
 #include "flex_device_helpers.cuh"
@@ -52,6 +54,7 @@ __global__ void __launch_bounds__(NWG * 128, MINB) flex_fwd_wgmma_kernel(const F
   T* sK = sQ + BM * D;
   T* sV = sK + STAGES * BN * D;
 
+  pdl_launch_dependents();
   const FwdItem item = p.items[blockIdx.x];
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
   const int wg = warp / 4;
@@ -181,6 +184,7 @@ __global__ void __launch_bounds__(NWG * 128, MINB) flex_fwd_wgmma_kernel(const F
   T* sPrev = sK;
   static_assert(!MERGE || 2 * STAGES * BN >= BM, "the K/V ring holds the earlier out rows");
   if constexpr (MERGE) {
+    pdl_wait_previous();  // out and lse as the previous stage left them
     load_staged_rows<BM, D, NT>(sPrev, p.out + static_cast<int64_t>(q0) * q_stride + static_cast<int64_t>(h) * D,
                                 q_stride, q_end - q0);
     cp_async_commit();

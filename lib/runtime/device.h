@@ -111,7 +111,10 @@ struct PassStats {
   // Time compute stood still waiting for communication (Device::wait). Strategies use only the
   // communicator's non-blocking calls and Device::wait, so that this holds on every device.
   double comm_wait_ms = 0;
-  std::vector<double> compute_ms;  // per Device::compute call, in call order
+  // Per Device::compute call, in call order. A CUDA device runs the stage-wise attention calls of
+  // a pass back to back, each kernel starting under the previous one's tail: such steps are one
+  // entry, their time together (cuda_device.cu, StreamState).
+  std::vector<double> compute_ms;
   // The pass on the device's own clock, from begin_pass() to the end of the work it enqueued
   // (CUDA events: no host launch or polling latency in it); < 0 where the device has none and
   // the host's clock times the pass.

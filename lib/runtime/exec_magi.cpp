@@ -31,6 +31,10 @@ struct Exchange {
 // One stage's GroupCast as seen by this rank, and its reverse. Packed rows hold a token's K row
 // then its V row.
 struct StageComm {
+  // Whether the plan moves anything in this stage (on any rank): the local stages of a cp 1 plan
+  // with an explicit overlap degree do not, and posting nothing would still put the
+  // communicator's ordering between their kernels, which a device runs back to back.
+  bool any = false;
   Exchange cast;        // forward: per peer, its host rows then the rows it forwards
   RowMap pack;          // host rows -> send rows
   RowMap pack_relayed;  // previous stage's buffer rows -> send rows (rows this rank forwards)
@@ -84,6 +88,7 @@ class MagiRunner final : public PlanRunner {
     }
     stages_.resize(n);
     comms_.resize(n);
+    for (const Transfer& t : plan.transfers) comms_[static_cast<size_t>(t.stage)].any = true;
     const int64_t packed = 2 * kv_row_ * esz_;
     auto exchange = [&](Exchange& x, const std::vector<int64_t>& send_rows, const std::vector<int64_t>& recv_rows) {
       x.send_bytes.assign(cp_, 0);
@@ -316,8 +321,10 @@ class MagiRunner final : public PlanRunner {
       if (!forwards_) {
         reduces[s] = post_reduce(s);
       } else {
-        fans[s] = comm_.all_to_all_v_start(c.fan_send.data(), c.fan.send_bytes, c.fan.send_displs,
-                                           c.fan_recv.data(), c.fan.recv_bytes, c.fan.recv_displs);
+        if (c.any) {
+          fans[s] = comm_.all_to_all_v_start(c.fan_send.data(), c.fan.send_bytes, c.fan.send_displs,
+                                             c.fan_recv.data(), c.fan.recv_bytes, c.fan.recv_displs);
+        }
         if (s >= 2) {
           fan_in(s - 1, fans[s - 1].get());
           if (s >= 3) reduces[s - 2] = post_reduce(s - 2);
@@ -345,7 +352,7 @@ class MagiRunner final : public PlanRunner {
 
  private:
   std::unique_ptr<Request> post_kv(int s, const Local& local) {
-    if (s >= static_cast<int>(comms_.size())) return nullptr;
+    if (s >= static_cast<int>(comms_.size()) || !comms_[s].any) return nullptr;
     StageComm& c = comms_[s];
     dev_.copy_rows(c.pack, rows_of(local.k, kv_row_), rows_of(c.send, 2 * kv_row_), kv_row_);
     dev_.copy_rows(c.pack, rows_of(local.v, kv_row_), rows_of(c.send, 2 * kv_row_, kv_row_), kv_row_);
@@ -379,6 +386,7 @@ class MagiRunner final : public PlanRunner {
   // Stage s's GroupReduce to the owners, its relay rows (own partials plus the fan-in) in place.
   std::unique_ptr<Request> post_reduce(int s) {
     StageComm& c = comms_[s];
+    if (!c.any) return nullptr;
     if (c.relay_out.rows() > 0) {
       dev_.copy_rows(c.relay_out, rows_of(c.relay_acc, 2 * kv_row_), rows_of(c.red_send, 2 * kv_row_),
                      2 * kv_row_);

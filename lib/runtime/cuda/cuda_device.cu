@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -114,24 +115,214 @@ struct MemoryCount {
   void sub(int64_t bytes) { now.fetch_sub(bytes); }
 };
 
+struct EventPair {
+  cudaEvent_t start, end;
+};
+
+// What the compute stream holds: its events, the compute steps being timed, the attention call
+// enqueued last and the Delta its backward calls share. Shared by the device and its attention
+// ops (which may outlive it).
+//
+// Why: a stage-wise pass runs one kernel per stage, and each launch idles the GPU at its tail
+// while its last blocks finish. An attention call that accumulates into what the call just
+// before it on the stream wrote is launched to overlap it (kernels::cuda::Launch::overlap), and
+// that needs the two kernels adjacent on the stream: an event recorded between them, like any
+// other operation, makes the second wait for the first. So the events that time compute steps are
+// recorded lazily, by the first operation that is not such an overlapping call: steps whose
+// kernels overlap are timed together.
+class StreamState {
+ public:
+  explicit StreamState(cudaStream_t stream) : stream_(stream) {}
+  ~StreamState() {
+    for (cudaEvent_t e : events_) cudaEventDestroy(e);
+    if (delta_) cudaFree(delta_);
+  }
+  cudaStream_t stream() const { return stream_; }
+
+  // The attention call enqueued last, when nothing was enqueued after it.
+  struct Call {
+    const void* op = nullptr;
+    bool backward = false;
+    const void* out = nullptr;  // forward: out and lse written; backward: dq written
+    const void* lse = nullptr;
+    const char* dk = nullptr;   // backward: dk and dv rows written
+    const char* dv = nullptr;
+    int64_t kv_bytes = 0;
+  };
+
+  // Before any operation is enqueued other than an attention call that overlaps the last one.
+  void plain() {
+    last_.reset();
+    if (end_pending_) {
+      const cudaEvent_t end = next_event();
+      MAGI_CUDA_CHECK(cudaEventRecord(end, stream_));
+      compute_events_[pending_].end = end;
+      end_pending_ = false;
+    }
+    if (step_unstarted_) {
+      const cudaEvent_t start = next_event();
+      MAGI_CUDA_CHECK(cudaEventRecord(start, stream_));
+      pending_ = compute_events_.size();
+      compute_events_.push_back({start, nullptr});
+      step_unstarted_ = false;
+    }
+  }
+  // Whether `c` (Into::accumulate) may overlap the call enqueued just before it: that call is
+  // another op's of the same pass, writing the results `c` merges into and none of the dk/dv
+  // rows `c` writes. If so, a step `c` opens is timed together with the previous one.
+  bool overlaps(const Call& c) {
+    if (!last_ || last_->op == c.op || last_->backward != c.backward || last_->out != c.out || last_->lse != c.lse)
+      return false;
+    auto apart = [&](const char* a, const char* b) { return a + c.kv_bytes <= b || b + last_->kv_bytes <= a; };
+    if (c.backward && !(apart(c.dk, last_->dk) && apart(c.dv, last_->dv) && apart(c.dk, last_->dv) &&
+                        apart(c.dv, last_->dk)))
+      return false;
+    if (step_unstarted_ && !end_pending_) return false;  // a step's first operation, after a timed gap
+    step_unstarted_ = false;  // joins the open step (its end is still to be recorded)
+    return true;
+  }
+  // After an attention call that enqueued work.
+  void enqueued(const Call& c) { last_ = c; }
+
+  // Compute steps of a pass (Device::compute), timed by events recorded as above.
+  void begin_pass() {
+    forget_delta();
+    in_pass_ = true;
+    used_events_ = 0;
+    compute_events_.clear();
+  }
+  void begin_step() { step_unstarted_ = in_pass_; }
+  void end_step() {
+    if (!in_pass_) return;
+    if (step_unstarted_) {  // enqueued nothing: 0 ms, no event between its neighbours
+      compute_events_.push_back({nullptr, nullptr});
+      step_unstarted_ = false;
+    } else {
+      end_pending_ = true;
+    }
+  }
+  // Records what is pending; the steps' event pairs, in order.
+  std::vector<EventPair> end_pass() {
+    forget_delta();
+    plain();
+    in_pass_ = false;
+    return std::move(compute_events_);
+  }
+  cudaEvent_t next_event() {
+    if (used_events_ == events_.size()) {
+      cudaEvent_t e = nullptr;
+      MAGI_CUDA_CHECK(cudaEventCreate(&e));
+      events_.push_back(e);
+    }
+    return events_[used_events_++];
+  }
+  void reset_events() { used_events_ = 0; }
+
+  // D = rowsum(dout * out) of every row, for the backward calls that follow a writing one over
+  // the same out and dout (one backward pass over this rank's rows): computed by that call, and
+  // forgotten at every pass boundary, forward call and upload (what could change out or dout).
+  // Its buffer lives while attention ops do (a runner's ops: one case), counted in `memory`.
+  void op_created() { ++ops_; }
+  void op_destroyed(MemoryCount& memory) {
+    if (--ops_ > 0 || !delta_) return;
+    cudaFree(delta_);  // synchronizes; a destructor path, so no throw
+    memory.sub(delta_capacity_ * static_cast<int64_t>(sizeof(float)));
+    delta_ = nullptr;
+    delta_capacity_ = 0;
+    forget_delta();
+  }
+  void forget_delta() { delta_out_ = delta_dout_ = nullptr; }
+  const float* delta_for(const void* out, const void* dout, int64_t rows, int d, DType dtype, kernels::Into into,
+                         MemoryCount& memory);
+
+ private:
+  cudaStream_t stream_;
+  std::vector<cudaEvent_t> events_;  // the pool, reused by every pass
+  size_t used_events_ = 0;
+  bool in_pass_ = false;
+  bool step_unstarted_ = false;  // in a step that has enqueued nothing yet
+  bool end_pending_ = false;     // the last timed step's end is not recorded yet
+  size_t pending_ = 0;           // that step's entry
+  std::vector<EventPair> compute_events_;
+  std::optional<Call> last_;
+  int ops_ = 0;  // attention ops alive
+  float* delta_ = nullptr;
+  int64_t delta_capacity_ = 0;
+  const void* delta_out_ = nullptr;
+  const void* delta_dout_ = nullptr;
+  int64_t delta_rows_ = 0;
+};
+
+const float* StreamState::delta_for(const void* out, const void* dout, int64_t rows, int d, DType dtype,
+                                    kernels::Into into, MemoryCount& memory) {
+  if (into == kernels::Into::accumulate)
+    return out == delta_out_ && dout == delta_dout_ && rows == delta_rows_ ? delta_ : nullptr;
+  forget_delta();
+  if (rows > delta_capacity_) {
+    if (delta_) {
+      MAGI_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the old buffer may still be read
+      MAGI_CUDA_CHECK(cudaFree(delta_));
+      memory.sub(delta_capacity_ * static_cast<int64_t>(sizeof(float)));
+      delta_ = nullptr;
+      delta_capacity_ = 0;
+    }
+    MAGI_CUDA_CHECK(cudaMalloc(&delta_, static_cast<size_t>(rows) * sizeof(float)));
+    delta_capacity_ = rows;
+    memory.add(rows * static_cast<int64_t>(sizeof(float)));
+  }
+  plain();
+  kernels::cuda::compute_delta(out, dout, delta_, rows, d, dtype, stream_);
+  delta_out_ = out;
+  delta_dout_ = dout;
+  delta_rows_ = rows;
+  return delta_;
+}
+
 class CudaAttentionOp final : public AttentionOp {
  public:
   CudaAttentionOp(const kernels::AttnShape& shape, const std::vector<kernels::KernelSlice>& slices,
-                  DType dtype, int device, cudaStream_t stream, std::shared_ptr<MemoryCount> memory)
+                  DType dtype, int device, std::shared_ptr<StreamState> state, std::shared_ptr<MemoryCount> memory)
       : attn_(shape, slices.data(), slices.size(), dtype, device),
+        shape_(shape),
+        dtype_(dtype),
         scale_(1.f / std::sqrt(static_cast<float>(shape.d))),
-        stream_(stream),
+        state_(std::move(state)),
         memory_(std::move(memory)) {
+    state_->op_created();
     account();
   }
-  ~CudaAttentionOp() override { memory_->sub(accounted_); }
+  ~CudaAttentionOp() override {
+    memory_->sub(accounted_);
+    state_->op_destroyed(*memory_);
+  }
 
   void forward(const void* q, const void* k, const void* v, void* out, float* lse, kernels::Into into) override {
-    attn_.forward(q, k, v, out, lse, scale_, stream_, into);
+    StreamState::Call c;
+    c.op = this;
+    c.out = out;
+    c.lse = lse;
+    const bool overlap = into == kernels::Into::accumulate && state_->overlaps(c);
+    if (!overlap) state_->plain();
+    state_->forget_delta();
+    if (attn_.forward(q, k, v, out, lse, scale_, state_->stream(), into,
+                      overlap ? kernels::cuda::Launch::overlap : kernels::cuda::Launch::after))
+      state_->enqueued(c);
   }
   void backward(const void* q, const void* k, const void* v, const void* out, const void* dout,
                 const float* lse, void* dq, void* dk, void* dv, kernels::Into dq_into) override {
-    attn_.backward(q, k, v, out, dout, lse, scale_, dq, dk, dv, stream_, dq_into);
+    const float* delta = state_->delta_for(out, dout, shape_.sq * shape_.hq, shape_.d, dtype_, dq_into, *memory_);
+    StreamState::Call c;
+    c.op = this;
+    c.backward = true;
+    c.out = dq;
+    c.dk = static_cast<const char*>(dk);
+    c.dv = static_cast<const char*>(dv);
+    c.kv_bytes = shape_.sk * shape_.hkv * shape_.d * dtype_bytes(dtype_);
+    const bool overlap = dq_into == kernels::Into::accumulate && delta && state_->overlaps(c);
+    if (!overlap) state_->plain();
+    if (attn_.backward(q, k, v, out, dout, lse, scale_, dq, dk, dv, state_->stream(), dq_into, delta,
+                       overlap ? kernels::cuda::Launch::overlap : kernels::cuda::Launch::after))
+      state_->enqueued(c);
     account();  // the first backward allocates the workspace
   }
   int64_t workspace_bytes() const override { return attn_.device_bytes(); }
@@ -144,8 +335,10 @@ class CudaAttentionOp final : public AttentionOp {
   }
 
   kernels::cuda::FlexAttention attn_;
+  kernels::AttnShape shape_;
+  DType dtype_;
   float scale_;
-  cudaStream_t stream_;
+  std::shared_ptr<StreamState> state_;
   std::shared_ptr<MemoryCount> memory_;
   int64_t accounted_ = 0;
 };
@@ -160,6 +353,7 @@ class CudaDevice final : public Device {
                                   " out of range (" + std::to_string(count) + " CUDA devices visible)");
     MAGI_CUDA_CHECK(cudaSetDevice(index_));
     MAGI_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    state_ = std::make_shared<StreamState>(stream_);
     description_ = kernels::cuda::device_description() + ", " + std::string(to_string(dtype_));
   }
 
@@ -167,7 +361,6 @@ class CudaDevice final : public Device {
     // Destructors do not throw: work still queued is waited for, errors are left to the context.
     cudaSetDevice(index_);
     cudaStreamSynchronize(stream_);
-    for (cudaEvent_t e : events_) cudaEventDestroy(e);
     cudaStreamDestroy(stream_);
   }
 
@@ -182,6 +375,7 @@ class CudaDevice final : public Device {
     if (bytes > 0) {
       MAGI_CUDA_CHECK(cudaMalloc(&p, static_cast<size_t>(bytes)));
       // Ordered before everything later on the compute stream, as device.h promises.
+      state_->plain();
       const cudaError_t e = cudaMemsetAsync(p, 0, static_cast<size_t>(bytes), stream_);
       if (e != cudaSuccess) cudaFree(p);
       MAGI_CUDA_CHECK(e);
@@ -230,7 +424,7 @@ class CudaDevice final : public Device {
   std::unique_ptr<AttentionOp> attention(const kernels::AttnShape& shape,
                                          std::vector<kernels::KernelSlice> slices) override {
     set_device();
-    return std::make_unique<CudaAttentionOp>(shape, slices, dtype_, index_, stream_, memory_);
+    return std::make_unique<CudaAttentionOp>(shape, slices, dtype_, index_, state_, memory_);
   }
 
   // Through a float staging buffer on the stream: the conversion runs on the device. The host array
@@ -239,6 +433,8 @@ class CudaDevice final : public Device {
     check_range("upload", dst, offset, n);
     if (n == 0) return;
     set_device();
+    state_->plain();
+    state_->forget_delta();
     const size_t bytes = static_cast<size_t>(n) * sizeof(float);
     if (dst.dtype() == DType::fp32) {
       MAGI_CUDA_CHECK(cudaMemcpyAsync(dst.at(offset), host, bytes, cudaMemcpyHostToDevice, stream_));
@@ -254,6 +450,7 @@ class CudaDevice final : public Device {
     check_range("download", src, offset, n);
     if (n == 0) return;
     set_device();
+    state_->plain();
     const size_t bytes = static_cast<size_t>(n) * sizeof(float);
     if (src.dtype() == DType::fp32) {
       MAGI_CUDA_CHECK(cudaMemcpyAsync(host, src.at(offset), bytes, cudaMemcpyDeviceToHost, stream_));
@@ -283,6 +480,7 @@ class CudaDevice final : public Device {
     check_count("fill", "n", n);
     if (n == 0) return;
     set_device();
+    state_->plain();
     with_type(dtype, [&](auto d) {
       using D = decltype(d);
       fill_kernel<D><<<blocks_for(n, kThreads), kThreads, 0, stream_>>>(static_cast<D*>(dst), n, value);
@@ -290,18 +488,13 @@ class CudaDevice final : public Device {
     MAGI_CUDA_CHECK(cudaGetLastError());
   }
 
+  // A step's events are recorded by its first and after its last operation (StreamState): steps
+  // whose attention kernels overlap are one timed interval, steps that enqueue nothing none.
   void compute(const std::function<void()>& work, const std::vector<Request*>& progress) override {
     set_device();
-    if (!in_pass_) {
-      work();
-    } else {
-      const cudaEvent_t start = next_event();
-      MAGI_CUDA_CHECK(cudaEventRecord(start, stream_));
-      work();
-      const cudaEvent_t end = next_event();
-      MAGI_CUDA_CHECK(cudaEventRecord(end, stream_));
-      compute_events_.push_back({start, end});
-    }
+    state_->begin_step();
+    work();
+    state_->end_step();
     // Device communicators progress on their own; host-staged ones move inside test().
     for (Request* r : progress)
       if (r) r->test();
@@ -310,6 +503,7 @@ class CudaDevice final : public Device {
   void wait(Request* req) override {
     if (!req) return;
     set_device();
+    state_->plain();
     if (!in_pass_) {
       req->wait();
       return;
@@ -323,25 +517,25 @@ class CudaDevice final : public Device {
   }
 
   void begin_pass() override {
+    state_->plain();
+    state_->begin_pass();
     in_pass_ = true;
-    used_events_ = 0;
-    compute_events_.clear();
     wait_events_.clear();
     pass_start_ = next_event();
     MAGI_CUDA_CHECK(cudaEventRecord(pass_start_, stream_));
   }
 
   PassStats end_pass() override {
+    const std::vector<EventPair> compute_events = state_->end_pass();
     const cudaEvent_t pass_end = next_event();
     MAGI_CUDA_CHECK(cudaEventRecord(pass_end, stream_));
     synchronize();
     PassStats stats;
     stats.device_ms = elapsed_ms(EventPair{pass_start_, pass_end});
-    stats.compute_ms.reserve(compute_events_.size());
-    for (const EventPair& e : compute_events_) stats.compute_ms.push_back(elapsed_ms(e));
+    stats.compute_ms.reserve(compute_events.size());
+    for (const EventPair& e : compute_events) stats.compute_ms.push_back(elapsed_ms(e));
     for (const EventPair& e : wait_events_) stats.comm_wait_ms += elapsed_ms(e);
     in_pass_ = false;
-    compute_events_.clear();
     wait_events_.clear();
     return stats;
   }
@@ -363,23 +557,13 @@ class CudaDevice final : public Device {
   void* stream() const override { return stream_; }
 
  private:
-  struct EventPair {
-    cudaEvent_t start, end;
-  };
-
   void set_device() const { MAGI_CUDA_CHECK(cudaSetDevice(index_)); }
 
   // Events are created once and reused by every pass.
-  cudaEvent_t next_event() {
-    if (used_events_ == events_.size()) {
-      cudaEvent_t e = nullptr;
-      MAGI_CUDA_CHECK(cudaEventCreate(&e));
-      events_.push_back(e);
-    }
-    return events_[used_events_++];
-  }
+  cudaEvent_t next_event() { return state_->next_event(); }
 
   double elapsed_ms(const EventPair& e) const {
+    if (!e.start) return 0;  // a step that enqueued nothing
     float ms = 0.f;
     MAGI_CUDA_CHECK(cudaEventElapsedTime(&ms, e.start, e.end));
     return ms;
@@ -409,6 +593,7 @@ class CudaDevice final : public Device {
     check_count(kAdd ? "add" : "copy", "n", n);
     if (n == 0) return;
     set_device();
+    state_->plain();
     with_type(src_dtype, [&](auto s) {
       with_type(dst_dtype, [&](auto d) {
         using S = decltype(s);
@@ -428,6 +613,7 @@ class CudaDevice final : public Device {
     if (!map.on_device())
       throw std::invalid_argument(std::string("CudaDevice::") + what + ": the RowMap was not prepared by a CUDA device");
     set_device();
+    state_->plain();
     // Threads across a row's elements up to kThreads; the rest of the block takes further rows.
     const int tx = static_cast<int>(std::min<int64_t>(kThreads, (width + 31) / 32 * 32));
     const int ty = kThreads / tx;
@@ -452,10 +638,9 @@ class CudaDevice final : public Device {
   cudaStream_t stream_ = nullptr;
   std::string description_;
   std::shared_ptr<MemoryCount> memory_ = std::make_shared<MemoryCount>();
-  std::vector<cudaEvent_t> events_;  // the pool
-  size_t used_events_ = 0;
+  std::shared_ptr<StreamState> state_;  // events, step timing, the last attention call, Delta
   bool in_pass_ = false;
-  std::vector<EventPair> compute_events_, wait_events_;
+  std::vector<EventPair> wait_events_;
   cudaEvent_t pass_start_ = nullptr;  // recorded by begin_pass
 };
 

@@ -244,9 +244,12 @@ void check_case(const AttnShape& sh, const std::vector<KernelSlice>& slices, uin
 // The stage-wise use (Into): the slices dealt at random to `parts` plans (some may get none),
 // the first writing out/lse and dq, the others accumulating into them; each plan writes its own
 // dk/dv, summed here. Everything against the float64 reference over the whole list.
+// overlapped: the parts as a runtime's stages on one stream, back to back without a synchronize:
+// every accumulating part launched to overlap the one before it (Launch::overlap), the backward
+// parts sharing one Delta (compute_delta) and writing dK/dV into buffers of their own.
 void check_parts(const AttnShape& sh, const std::vector<KernelSlice>& slices, int parts, uint64_t seed,
-                 const std::string& what, magi::DType dt = magi::DType::bf16) {
-  SCOPED_TRACE(what + " sq=" + std::to_string(sh.sq) + " sk=" + std::to_string(sh.sk) + " d=" +
+                 const std::string& what, magi::DType dt = magi::DType::bf16, bool overlapped = false) {
+  SCOPED_TRACE(std::string(overlapped ? "overlapped " : "") + what + " sq=" + std::to_string(sh.sq) + " sk=" + std::to_string(sh.sk) + " d=" +
                std::to_string(sh.d) + " slices=" + std::to_string(slices.size()) + " parts=" +
                std::to_string(parts) + " seed=" + std::to_string(seed));
   std::mt19937_64 rng(seed);
@@ -272,23 +275,54 @@ void check_parts(const AttnShape& sh, const std::vector<KernelSlice>& slices, in
   out.poison();
   lse.poison();
   dq.poison();
+  auto into = [](int i) { return i == 0 ? magi::kernels::Into::write : magi::kernels::Into::accumulate; };
+  auto launch = [&](int i) { return overlapped && i > 0 ? kc::Launch::overlap : kc::Launch::after; };
   for (int i = 0; i < parts; ++i) {
-    plans[i]->forward(gq.p, gk.p, gv.p, out.p, static_cast<float*>(lse.p), scale, nullptr,
-                      i == 0 ? magi::kernels::Into::write : magi::kernels::Into::accumulate);
+    plans[i]->forward(gq.p, gk.p, gv.p, out.p, static_cast<float*>(lse.p), scale, nullptr, into(i), launch(i));
   }
   ASSERT_CUDA(cudaDeviceSynchronize());
   const double e_out = expect_forward(download16(out, nq, dt), download_f32(lse, nl), ref_out, ref_lse, sh.d, dt);
   std::vector<float> sum_dk(nk, 0.f), sum_dv(nk, 0.f);
-  for (int i = 0; i < parts; ++i) {
-    dk.poison();
-    dv.poison();
-    plans[i]->backward(gq.p, gk.p, gv.p, out.p, gdo.p, static_cast<const float*>(lse.p), scale, dq.p, dk.p,
-                       dv.p, nullptr, i == 0 ? magi::kernels::Into::write : magi::kernels::Into::accumulate);
+  if (overlapped) {
+    DevBuf delta(nl * 4);
+    delta.poison();  // rows no part covers are never read
+    kc::compute_delta(out.p, gdo.p, static_cast<float*>(delta.p), static_cast<int64_t>(nl), sh.d, dt);
+    std::vector<std::unique_ptr<DevBuf>> pdk, pdv;
+    for (int i = 0; i < parts; ++i) {  // the first call of a plan zeroes its workspace: not overlapped
+      pdk.push_back(std::make_unique<DevBuf>(nk * 2));
+      pdv.push_back(std::make_unique<DevBuf>(nk * 2));
+      plans[i]->backward(gq.p, gk.p, gv.p, out.p, gdo.p, static_cast<const float*>(lse.p), scale, dq.p, pdk[i]->p,
+                         pdv[i]->p, nullptr, into(i), static_cast<const float*>(delta.p), launch(i));
+    }
+    dq.poison();
+    for (int i = 0; i < parts; ++i) {
+      pdk[i]->poison();
+      pdv[i]->poison();
+    }
+    for (int i = 0; i < parts; ++i) {
+      plans[i]->backward(gq.p, gk.p, gv.p, out.p, gdo.p, static_cast<const float*>(lse.p), scale, dq.p, pdk[i]->p,
+                         pdv[i]->p, nullptr, into(i), static_cast<const float*>(delta.p), launch(i));
+    }
     ASSERT_CUDA(cudaDeviceSynchronize());
-    const std::vector<float> pk = download16(dk, nk, dt), pv = download16(dv, nk, dt);
-    for (size_t j = 0; j < nk; ++j) {
-      sum_dk[j] += pk[j];
-      sum_dv[j] += pv[j];
+    for (int i = 0; i < parts; ++i) {
+      const std::vector<float> pk = download16(*pdk[i], nk, dt), pv = download16(*pdv[i], nk, dt);
+      for (size_t j = 0; j < nk; ++j) {
+        sum_dk[j] += pk[j];
+        sum_dv[j] += pv[j];
+      }
+    }
+  } else {
+    for (int i = 0; i < parts; ++i) {
+      dk.poison();
+      dv.poison();
+      plans[i]->backward(gq.p, gk.p, gv.p, out.p, gdo.p, static_cast<const float*>(lse.p), scale, dq.p, dk.p,
+                         dv.p, nullptr, into(i));
+      ASSERT_CUDA(cudaDeviceSynchronize());
+      const std::vector<float> pk = download16(dk, nk, dt), pv = download16(dv, nk, dt);
+      for (size_t j = 0; j < nk; ++j) {
+        sum_dk[j] += pk[j];
+        sum_dv[j] += pv[j];
+      }
     }
   }
   const double e_dq = rel_l2(download16(dq, nq, dt), ref_dq);
@@ -407,20 +441,32 @@ TEST_F(FlexAttentionGpu, AccumulateIntoEarlierResults) {
   const uint64_t seed = magi::testing::fresh_test_seed("FlexAttentionGpu.AccumulateIntoEarlierResults");
   std::mt19937_64 rng(seed);
   using T = KernelSliceType;
-  for (int d : {64, 128}) {
-    for (int i = 0; i < 3; ++i) {
-      AttnShape sh{std::uniform_int_distribution<int64_t>(1, 700)(rng), std::uniform_int_distribution<int64_t>(1, 700)(rng),
-                   4, 2, d};
-      check_parts(sh, random_slices(sh.sq, sh.sk, rng), 2 + i, rng(), "accumulate random");
+  for (bool overlapped : {false, true}) {
+    for (int d : {64, 128}) {
+      for (int i = 0; i < 3; ++i) {
+        AttnShape sh{std::uniform_int_distribution<int64_t>(1, 700)(rng), std::uniform_int_distribution<int64_t>(1, 700)(rng),
+                     4, 2, d};
+        check_parts(sh, random_slices(sh.sq, sh.sk, rng), 2 + i, rng(), "accumulate random", magi::DType::bf16, overlapped);
+      }
+      // Documents cut at key ranges, as the runtime's stages cut them: rows merged across parts.
+      check_parts(AttnShape{900, 900, 2, 2, d},
+                  {sl(0, 300, 0, 150, T::full), sl(150, 300, 150, 300, T::causal), sl(300, 900, 300, 640, T::full),
+                   sl(300, 900, 640, 900, T::causal), sl(0, 300, 150, 150, T::full)},
+                  3, rng(), "accumulate documents", magi::DType::bf16, overlapped);
+      check_parts(AttnShape{400, 400, 2, 1, d}, {sl(0, 400, 0, 400, T::causal)}, 2, rng(), "accumulate one part empty",
+                  magi::DType::bf16, overlapped);
+      check_parts(AttnShape{333, 517, 2, 2, d}, random_slices(333, 517, rng), 3, rng(), "accumulate fp16",
+                  magi::DType::fp16, overlapped);
+      // Many parts of one long causal mask: each kernel's tail overlapped by the next.
+      if (overlapped) {
+        std::vector<KernelSlice> cuts;
+        for (int64_t a = 0; a < 4000; a += 500) {
+          cuts.push_back(sl(a, a + 500, a, a + 500, T::causal));
+          if (a + 500 < 4000) cuts.push_back(sl(a + 500, 4000, a, a + 500, T::full));
+        }
+        check_parts(AttnShape{4000, 4000, 8, 2, d}, cuts, 8, rng(), "accumulate 8 parts", magi::DType::bf16, true);
+      }
     }
-    // Documents cut at key ranges, as the runtime's stages cut them: rows merged across parts.
-    check_parts(AttnShape{900, 900, 2, 2, d},
-                {sl(0, 300, 0, 150, T::full), sl(150, 300, 150, 300, T::causal), sl(300, 900, 300, 640, T::full),
-                 sl(300, 900, 640, 900, T::causal), sl(0, 300, 150, 150, T::full)},
-                3, rng(), "accumulate documents");
-    check_parts(AttnShape{400, 400, 2, 1, d}, {sl(0, 400, 0, 400, T::causal)}, 2, rng(), "accumulate one part empty");
-    check_parts(AttnShape{333, 517, 2, 2, d}, random_slices(333, 517, rng), 3, rng(), "accumulate fp16",
-                magi::DType::fp16);
   }
 }
 
@@ -452,6 +498,13 @@ TEST_F(FlexAttentionGpu, RejectsBadInput) {
   EXPECT_THROW(attn.forward(good, good, good, odd, lse, 0.1f), std::invalid_argument);
   EXPECT_THROW(attn.backward(good, good, good, good, good, lse, 0.1f, good, good, odd), std::invalid_argument);
   EXPECT_THROW(attn.forward(good, good, good, good, static_cast<float*>(odd), 0.1f), std::invalid_argument);
+  EXPECT_THROW(attn.backward(good, good, good, good, good, lse, 0.1f, good, good, good, nullptr, magi::kernels::Into::write,
+                             static_cast<const float*>(odd)), std::invalid_argument);
+  // Overlapping the previous kernel is for merging into its results only.
+  EXPECT_THROW(attn.forward(good, good, good, good, lse, 0.1f, nullptr, magi::kernels::Into::write, kc::Launch::overlap),
+               std::invalid_argument);
+  EXPECT_THROW(attn.backward(good, good, good, good, good, lse, 0.1f, good, good, good, nullptr, magi::kernels::Into::write,
+                             nullptr, kc::Launch::overlap), std::invalid_argument);
 }
 
 }  // namespace
