@@ -216,7 +216,6 @@ class StreamState {
     }
     return events_[used_events_++];
   }
-  void reset_events() { used_events_ = 0; }
 
   // D = rowsum(dout * out) of every row, for the backward calls that follow a writing one over
   // the same out and dout (one backward pass over this rank's rows): computed by that call, and
