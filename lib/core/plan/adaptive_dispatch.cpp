@@ -82,7 +82,7 @@ AdaptiveDispatch adaptive_dispatch(const std::vector<AttnSlice>& mask, int64_t t
         }
       }
       const size_t slots = pool.size() / m;
-      const std::vector<int> slot_of = assign_greedy(pool_area, static_cast<int>(slots));
+      const std::vector<int> slot_of = assign_units(pool_area, static_cast<int>(slots), solver);
       // Dispatch units: the uncut chunks in order, then the slots.
       unit_area.clear();
       for (size_t u = 0; u < n; ++u) {
