@@ -423,7 +423,7 @@ void add_plan_command(CLI::App& app, Context& ctx) {
   cmd->add_option("--json", opt->json_out, "Write the plans as JSON (refuses to overwrite an existing file)")
       ->check(output_file_name());
   cmd->add_flag("-f,--force", opt->force, "Overwrite a --json file that already exists");
-  cmd->add_option("--bench", opt->bench, "Time build_plan N times per case and print min / median ms");
+  cmd->add_option("--bench", opt->bench, "Time build_plan N times per case and print min / median ms and the peak RSS");
   cmd->add_option("--show-rank", opt->show_rank, "Print one rank's stages in detail (buffers, sources, slices)");
   cmd->add_flag("--no-compare", opt->no_compare, "Skip the per-strategy comparison");
   cmd->add_flag("--no-slices", opt->no_slices, "Leave ranks[].stages[].slices out of the JSON");
