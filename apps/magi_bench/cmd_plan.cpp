@@ -90,7 +90,7 @@ std::string explain_adaptive(const Plan& p) {
   for (const UnitSizeCount& u : p.unit_sizes) sizes += fmt::format("{}{} x {}", sizes.empty() ? "" : ", ", u.tokens, u.count);
   const double zr = static_cast<double>(p.zero_redundancy_bound.fwd_bytes);
   const double fixed_zr = static_cast<double>(p.fixed_chunk_bound.fwd_bytes);
-  out += fmt::format("#   units by size (tokens x count): {}; {} chunk{} cut into tiles\n", sizes, p.split_chunks,
+  out += fmt::format("#   units by size (tokens x count): {}; {} chunk{} cut (at 128-row tile boundaries)\n", sizes, p.split_chunks,
                      p.split_chunks == 1 ? "" : "s");
   if (p.split_chunks > 0) {
     out += fmt::format("#   against the same chunks uncut: imbalance {:.4f} -> {:.4f}, zero-redundancy fwd {} -> {} ({:+.2f}%)\n",

@@ -89,6 +89,7 @@ Plan build_magi_plan(const std::vector<AttnSlice>& mask, const Case& c) {
     detail::fill_stage_slices(rk, pieces[0], std::move(keys));
     return finish();
   }
+  std::vector<std::vector<std::pair<int, Range>>> runs(static_cast<size_t>(degree) + 1);
   for (size_t r = 0; r < p.ranks.size(); ++r) {
     RankPlan& rk = p.ranks[r];
     rk.stages.assign(static_cast<size_t>(degree) + 1, Stage{});
@@ -97,13 +98,15 @@ Plan build_magi_plan(const std::vector<AttnSlice>& mask, const Case& c) {
     // Remote tokens, ascending, cut into `degree` runs of equal token count, each run split at
     // unit boundaries by owner, then grouped by owner ascending.
     const int64_t R = rk.remote_kv_tokens;
-    std::vector<std::vector<std::pair<int, Range>>> runs(static_cast<size_t>(degree) + 1);
+    for (auto& run : runs) run.clear();
     int64_t pos = 0;
     auto unit = rp.units.begin();
     for (const Range& rr : rk.remote_kv_ranges) {
+      // The unit holding rr.start: remote ranges ascend, so it is never behind the last one.
+      unit = std::upper_bound(unit, rp.units.end(), rr.start, [](int64_t x, const Range& u) { return x < u.end; });
       int64_t t = rr.start;
       while (t < rr.end) {
-        while (unit->end <= t) ++unit;  // remote ranges ascend: the unit holding t is never behind
+        while (unit->end <= t) ++unit;
         const size_t u = static_cast<size_t>(unit - rp.units.begin());
         const int s = degree > 0 ? static_cast<int>(pos * degree / R) + 1 : 0;
         const int64_t stage_end_pos = (static_cast<int64_t>(s) * R + degree - 1) / degree;  // first pos of stage s + 1

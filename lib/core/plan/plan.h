@@ -14,7 +14,7 @@
 // bi_causal slice always lies inside one range of each layout.
 //
 // Per strategy (builders in core/plan/planner.h, one file each; JSON schema in docs/plan_schema.md):
-//   magi     : chunks of chunk_tokens (adaptive: some cut into tiles, core/plan/adaptive_dispatch.h)
+//   magi     : chunks of chunk_tokens (adaptive: heavy ones cut at tile boundaries, core/plan/adaptive_dispatch.h)
 //              dispatched by the solver; stage 0 = host; stages
 //              1..overlap_degree hold remote KV: the rank's remote tokens in ascending global
 //              order are cut into overlap_degree runs of equal token count, and each run's buffer
@@ -104,7 +104,7 @@ struct RankPlan {
   std::vector<Stage> stages;            // stage 0 first
   int head_begin = 0, head_end = 0;     // query heads this rank computes ([0, Hq) but ulysses)
   // Summaries of the above.
-  std::vector<int64_t> units;           // dispatch units (chunks, tiles / zigzag blocks) it hosts, ascending
+  std::vector<int64_t> units;           // dispatch units (chunks, parts of cut chunks / zigzag blocks) it hosts, ascending
   int64_t remote_kv_tokens = 0;         // total_size(remote_kv_ranges)
   int64_t send_bytes_fwd = 0;           // forward bytes this rank sends, model dtype
   int64_t recv_bytes_fwd = 0;           // forward bytes this rank receives (core/plan/comm_volume.h)
@@ -181,9 +181,10 @@ struct Plan {
   int64_t min_rank_tokens = 0, max_rank_tokens = 0;  // differ by at most one unit (magi: one chunk)
   bool short_last_unit = false;         // S is not a multiple of the unit size
   // Adaptive dispatch (magi; core/plan/adaptive_dispatch.h): chunks too heavy for balance cut into
-  // tiles. Units then have different sizes; tokens per rank are still those of the fixed chunks.
+  // tile-aligned parts. Units then have different sizes; tokens per rank are still those of the
+  // fixed chunks.
   std::vector<UnitSizeCount> unit_sizes;  // the units' size histogram, sizes ascending
-  int64_t split_chunks = 0;             // chunks cut into tiles (heavy ones and their light fillers)
+  int64_t split_chunks = 0;             // chunks cut (heavy ones and their light fillers)
   int64_t indivisible_area = 0;         // the largest area no cut can split: a lower bound on max_rank_area
   double fixed_chunk_imbalance = 1.0;   // the same chunks dispatched uncut
   CommVolume fixed_chunk_bound;         // zero-redundancy volume of that uncut dispatch
