@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
-"""Planning-speed benchmark (issue 3): times build_plan for magi on 1M tokens of varlen causal
-documents from the real-corpus histogram, at several cp, single-threaded, and writes one JSON
-result file with the machine, commit and commands. Usage:
+"""Planning-speed benchmark (issues 3 and 16): times build_plan for magi on varlen causal documents
+from the real-corpus histogram (1M tokens, or the workload --config names), at several cp,
+single-threaded, and writes one JSON result file with the machine, commit and commands, each
+plan's balance and zero-redundancy bytes (and, for adaptive plans, those of the same chunks uncut),
+and the peak memory: `plan --bench`'s getrusage figure and /usr/bin/time -v's of the whole command.
+Usage:
 
-    scripts/bench_plan.py BUILD_DIR OUT.json [--runs N] [--cp 8 16 64 1024]
+    scripts/bench_plan.py BUILD_DIR OUT.json [--runs N] [--cp 8 16 64 1024] [--config F] [--exe PATH]
+
+--exe times another magi-bench (an older build, for before/after figures).
 """
 import argparse
 import datetime
@@ -14,7 +19,8 @@ import subprocess
 import sys
 import tempfile
 
-TARGETS_MS = {64: 100.0, 1024: 1000.0}
+# build_plan targets (ms) by (S, cp): issue 3 for 1M tokens, issue 16 for 16M tokens at cp 4096.
+TARGETS_MS = {(1048576, 64): 100.0, (1048576, 1024): 1000.0, (16777216, 4096): 2000.0}
 CONFIG = "configs/varlen_causal_pretrain.json"
 
 
@@ -32,49 +38,77 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--cp", type=int, nargs="+", default=[8, 16, 64, 1024])
+    ap.add_argument("--config", default=CONFIG)
+    ap.add_argument("--exe", help="the magi-bench to time (default BUILD_DIR/magi-bench)")
     args = ap.parse_args()
     if os.path.exists(args.out):
         sys.exit(f"{args.out}: refusing to overwrite an existing file")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    exe = os.path.join(args.build_dir, "magi-bench")
+    exe = args.exe or os.path.join(args.build_dir, "magi-bench")
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for cp in args.cp:
             plan_json = os.path.join(tmp, f"plan_{cp}.json")
-            cmd = [exe, "plan", "--config", CONFIG, "--cp", str(cp), "--strategy", "magi",
+            cmd = [exe, "plan", "--config", args.config, "--cp", str(cp), "--strategy", "magi",
                    "--bench", str(args.runs), "--no-compare", "--no-slices", "--max-rank-rows", "0",
                    "--json", plan_json]
             load = os.getloadavg()
-            subprocess.run(cmd, cwd=root, check=True, stdout=subprocess.DEVNULL)
+            timed = subprocess.run(["/usr/bin/time", "-v"] + cmd, cwd=root, check=True,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            max_rss_kb = next(int(line.split(":")[1]) for line in timed.stderr.splitlines()
+                              if "Maximum resident set size" in line)
             with open(plan_json) as f:
                 doc = json.load(f)
             case = doc["cases"][0]
             plan = case["plan"]
             bench = case["bench"]
-            runs.append({
-                "command": " ".join(cmd[:-2]),
+            S = plan["total_tokens"]
+            target = TARGETS_MS.get((S, cp))
+            dispatch = plan["dispatch"]
+            run = {
+                "command": "/usr/bin/time -v " + " ".join(cmd[:-2]),
+                "total_tokens": S,
                 "cp": cp,
+                "chunk_tokens": plan["chunk_tokens"],
                 "documents": case["documents"],
                 "build_plan_ms": bench,
-                "target_ms": TARGETS_MS.get(cp),
-                "meets_target": None if cp not in TARGETS_MS else bench["median_ms"] < TARGETS_MS[cp],
-                "imbalance": plan["balance"]["imbalance"],
-                "overlap_degree": plan.get("overlap_degree"),
+                "target_ms": target,
+                "meets_target": None if target is None else bench["cpu_median_ms"] < target,
+                "skipped": plan["skipped"],
+                "skip_reason": plan["skip_reason"],
+                "max_rss_kb_whole_command": max_rss_kb,
                 "load_average_before": [round(x, 2) for x in load],
-            })
-            print(f"cp {cp:5d}: build_plan median {bench['median_ms']:.2f} ms "
-                  f"(cpu {bench['cpu_median_ms']:.2f} ms), imbalance {plan['balance']['imbalance']:.4f}")
+            }
+            if not plan["skipped"]:
+                run.update({
+                    "imbalance": plan["balance"]["imbalance"],
+                    "zero_redundancy_fwd_bytes": plan["zero_redundancy_bound"]["fwd_bytes"],
+                    "overlap_degree": plan.get("overlap_degree"),
+                })
+                if "unit_sizes" in dispatch:
+                    run.update({
+                        "unit_sizes": dispatch["unit_sizes"],
+                        "split_chunks": dispatch["split_chunks"],
+                        "fixed_chunk": dispatch["fixed_chunk"],
+                    })
+            runs.append(run)
+            print(f"S {S} cp {cp:5d}: build_plan median {bench['median_ms']:.2f} ms "
+                  f"(cpu {bench['cpu_median_ms']:.2f} ms), "
+                  + ("skipped" if plan["skipped"] else f"imbalance {plan['balance']['imbalance']:.4f}")
+                  + f", max RSS {max_rss_kb / 1024:.1f} MB")
     sha = doc["metadata"]["git_sha"]
     result = {
         "what": "magi-bench planning speed: build_plan for magi (dispatch + comm plan + overlap "
-                "stages for every rank, one process, one thread), varlen causal, S = 1,048,576, "
-                "real-corpus length preset, chunk 512, GQA 64:8, D 128, bf16",
+                f"stages for every rank, one process, one thread), {args.config}: varlen causal, "
+                "real-corpus length preset, GQA 64:8, D 128, bf16",
         "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": {"cpu_model": cpu_model(), "cores": os.cpu_count(), "kernel": platform.release()},
         "commit": sha,
         "generator": "scripts/bench_plan.py " + " ".join(sys.argv[1:]),
         "anchor": "MagiAttention's Python planner (shared/docs/ANCHORS.md): 2.23 s at cp 8, 3.53 s "
                   "at cp 16 per rank; its dispatch alone 0.035 s at cp 64, 0.26 s at cp 1024",
+        "target_on": "cpu_median_ms: build_plan is single-threaded and this machine is shared, so its "
+                     "process CPU time is the planning cost; wall-clock figures are beside it",
         "runs": runs,
     }
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -26,6 +26,8 @@
 #include <optional>
 #include <set>
 
+#include <sys/resource.h>
+
 namespace magi::app {
 
 namespace {
@@ -80,20 +82,54 @@ std::string ranges_brief(const std::vector<Range>& r) {
   return s;
 }
 
+// magi's adaptive dispatch: the unit sizes, what the cuts bought against the same chunks uncut,
+// what bounds the balance, and chunk_tokens auto's candidates.
+std::string explain_adaptive(const Plan& p) {
+  std::string out;
+  std::string sizes;
+  for (const UnitSizeCount& u : p.unit_sizes) sizes += fmt::format("{}{} x {}", sizes.empty() ? "" : ", ", u.tokens, u.count);
+  const double zr = static_cast<double>(p.zero_redundancy_bound.fwd_bytes);
+  const double fixed_zr = static_cast<double>(p.fixed_chunk_bound.fwd_bytes);
+  out += fmt::format("#   units by size (tokens x count): {}; {} chunk{} cut (at 128-row tile boundaries)\n", sizes, p.split_chunks,
+                     p.split_chunks == 1 ? "" : "s");
+  if (p.split_chunks > 0) {
+    out += fmt::format("#   against the same chunks uncut: imbalance {:.4f} -> {:.4f}, zero-redundancy fwd {} -> {} ({:+.2f}%)\n",
+                       p.fixed_chunk_imbalance, p.imbalance, human_bytes(p.fixed_chunk_bound.fwd_bytes),
+                       human_bytes(p.zero_redundancy_bound.fwd_bytes),
+                       fixed_zr > 0 ? 100.0 * (zr - fixed_zr) / fixed_zr : 0.0);
+  }
+  if (p.indivisible_area > p.lower_bound_area) {
+    out += fmt::format("#   the largest indivisible piece (a tile, or a chunk no cut applies to) has area {} > total / cp: "
+                       "imbalance >= {:.4f} however it is cut\n",
+                       p.indivisible_area, static_cast<double>(p.indivisible_area) / p.mean_rank_area);
+  }
+  if (!p.chunk_candidates.empty()) {
+    out += "#   chunk_tokens auto (cost model: slowest rank's forward estimate at its best overlap degree):\n";
+    for (const ChunkCandidate& x : p.chunk_candidates) {
+      out += fmt::format("#     {:>5} tokens: {:9.3f} ms (degree {}), imbalance {:.4f}, {} cut, zero-redundancy fwd {}{}\n",
+                         x.chunk_tokens, x.forward_s * 1e3, x.overlap_degree, x.imbalance, x.split_chunks,
+                         human_bytes(x.zero_redundancy_fwd_bytes), x.chunk_tokens == p.chunk_tokens ? "  <- chosen" : "");
+    }
+  }
+  return out;
+}
+
 std::string explain_plan(const Plan& p, int overlap_requested, int max_rows) {
   std::string out;
   if (p.skipped) {
     return fmt::format("# Plan: {} cp={}{}: SKIPPED: {}\n", to_string(p.strategy), p.cp,
                        p.heads > 1 ? fmt::format(" heads={}", p.heads) : "", p.skip_reason);
   }
-  const int64_t per_rank = p.num_units / p.cp;
   std::string dispatch;
   switch (p.strategy) {
-    case Strategy::magi:
-      dispatch = fmt::format("{} chunks of {} tokens ({}{} per rank), solver {}", p.num_units, p.chunk_tokens,
-                             per_rank, p.num_units % p.cp ? "-" + std::to_string(per_rank + 1) : "",
-                             to_string(p.solver));
+    case Strategy::magi: {
+      const int64_t chunks = (p.total_tokens + p.chunk_tokens - 1) / p.chunk_tokens;
+      const int64_t chunks_per_rank = chunks / p.cp;
+      dispatch = fmt::format("{} chunks of {} tokens{} ({}{} per rank), solver {}", chunks, p.chunk_tokens,
+                             p.chunk_candidates.empty() ? "" : " (chunk_tokens auto)", chunks_per_rank,
+                             chunks % p.cp ? "-" + std::to_string(chunks_per_rank + 1) : "", to_string(p.solver));
       break;
+    }
     case Strategy::ring:
     case Strategy::allgather:
       dispatch = fmt::format("zigzag: {} blocks of about {} tokens, rank r hosts blocks r and 2cp-1-r",
@@ -124,11 +160,11 @@ std::string explain_plan(const Plan& p, int overlap_requested, int max_rows) {
   }
   out += fmt::format("#   area: total {}, max rank {}, mean {:.1f}, lower bound {}: imbalance (max/mean) {:.4f}\n",
                      p.total_area, p.max_rank_area, p.mean_rank_area, p.lower_bound_area, p.imbalance);
-  if (p.max_unit_area > p.lower_bound_area) {
-    out += fmt::format("#   the largest single {} has area {} > total / cp: imbalance >= {:.4f} at this granularity{}\n",
-                       p.strategy == Strategy::magi ? "chunk" : "block", p.max_unit_area,
-                       static_cast<double>(p.max_unit_area) / p.mean_rank_area,
-                       p.strategy == Strategy::magi ? " (a smaller chunk_tokens balances better)" : "");
+  if (p.strategy == Strategy::magi) {
+    out += explain_adaptive(p);
+  } else if (p.max_unit_area > p.lower_bound_area) {
+    out += fmt::format("#   the largest single block has area {} > total / cp: imbalance >= {:.4f} at this granularity\n",
+                       p.max_unit_area, static_cast<double>(p.max_unit_area) / p.mean_rank_area);
   }
   out += fmt::format("#   comm ({}) fwd {} (bwd {}), zero-redundancy bound of this dispatch {}, busiest sender {}\n",
                      bytes_dtype(p.model.dtype), human_bytes(p.volume.fwd_bytes), human_bytes(p.volume.bwd_bytes),
@@ -218,6 +254,7 @@ std::string explain_strategies(const std::vector<StrategySummary>& all, const Co
 
 struct BenchResult {
   double min_ms = 0, median_ms = 0;          // wall clock (steady_clock)
+  double peak_rss_mb = 0;                    // the process's peak resident memory after the runs
   double cpu_min_ms = 0, cpu_median_ms = 0;  // process CPU time (std::clock): planning is single-threaded,
                                              // so this is the figure on a busy machine
 };
@@ -234,7 +271,9 @@ BenchResult bench_plan(const std::vector<AttnSlice>& mask, const Case& c, int ru
     wall.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
     cpu.push_back(1e3 * static_cast<double>(c1 - c0) / CLOCKS_PER_SEC);
   }
-  return {*std::min_element(wall.begin(), wall.end()), median(wall),
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);  // ru_maxrss: kilobytes on Linux
+  return {*std::min_element(wall.begin(), wall.end()), median(wall), static_cast<double>(usage.ru_maxrss) / 1024.0,
           *std::min_element(cpu.begin(), cpu.end()), median(cpu)};
 }
 
@@ -335,11 +374,12 @@ void plan_workload(const Context& ctx, const PlanOptions& opt) {
       const BenchResult b = bench_plan(mask, c, opt.bench);
       print0(ctx, fmt::format("# bench: build_plan {} cp={} S={}: wall min {:.2f} ms, median {:.2f} ms; cpu min "
                               "{:.2f} ms, median {:.2f} ms; over {} runs (single thread; mask build {:.2f} ms "
-                              "not included)\n",
+                              "not included); peak RSS of the process so far {:.1f} MB\n",
                               to_string(c.parallel.strategy), c.parallel.cp, c.total_tokens, b.min_ms, b.median_ms,
-                              b.cpu_min_ms, b.cpu_median_ms, opt.bench, mask_ms));
+                              b.cpu_min_ms, b.cpu_median_ms, opt.bench, mask_ms, b.peak_rss_mb));
       cj["bench"] = {{"runs", opt.bench}, {"min_ms", b.min_ms}, {"median_ms", b.median_ms},
-                     {"cpu_min_ms", b.cpu_min_ms}, {"cpu_median_ms", b.cpu_median_ms}};
+                     {"cpu_min_ms", b.cpu_min_ms}, {"cpu_median_ms", b.cpu_median_ms},
+                     {"peak_rss_mb", b.peak_rss_mb}};
     }
     if (!opt.json_out.empty()) {
       cj["plan"] = plan_to_json(plan, PlanJsonOptions{!opt.no_slices});
@@ -383,7 +423,7 @@ void add_plan_command(CLI::App& app, Context& ctx) {
   cmd->add_option("--json", opt->json_out, "Write the plans as JSON (refuses to overwrite an existing file)")
       ->check(output_file_name());
   cmd->add_flag("-f,--force", opt->force, "Overwrite a --json file that already exists");
-  cmd->add_option("--bench", opt->bench, "Time build_plan N times per case and print min / median ms");
+  cmd->add_option("--bench", opt->bench, "Time build_plan N times per case and print min / median ms and the peak RSS");
   cmd->add_option("--show-rank", opt->show_rank, "Print one rank's stages in detail (buffers, sources, slices)");
   cmd->add_flag("--no-compare", opt->no_compare, "Skip the per-strategy comparison");
   cmd->add_flag("--no-slices", opt->no_slices, "Leave ranks[].stages[].slices out of the JSON");

@@ -151,6 +151,7 @@ CaseRow measured_row(const Case& c, const Plan& plan, const ExecResult& result,
   row.details["documents"] = to_json(document_stats(docs));
   row.details["plan"] = {{"overlap_degree", plan.overlap_degree},
                          {"chunk_tokens", plan.chunk_tokens},
+                         {"split_chunks", plan.split_chunks},
                          {"max_rank_area", plan.max_rank_area},
                          {"planned_bwd_bytes", plan.volume.bwd_bytes},
                          {"zero_redundancy_bwd_bytes", plan.zero_redundancy_bound.bwd_bytes}};

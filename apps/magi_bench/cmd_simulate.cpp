@@ -299,7 +299,8 @@ void simulate_workload(Context& ctx, const SimulateOptions& opt) {
       }
       print0(ctx, fmt::format("#   cp {:>6}: given {} chunk {} degree {}: {:.3f} ms -> best {} chunk {} degree {}: {:.3f} ms "
                               "(predicted gain {:.1f}%)\n",
-                              cp, to_string(given.parallel.strategy), given.parallel.chunk_tokens,
+                              cp, to_string(given.parallel.strategy),
+                              given.parallel.chunk_tokens == 0 ? std::string("auto") : std::to_string(given.parallel.chunk_tokens),
                               given.parallel.overlap_degree == 0 ? std::string("auto") : std::to_string(given.parallel.overlap_degree),
                               given_t * 1e3, to_string(best.parallel.strategy), best.parallel.chunk_tokens,
                               best.parallel.strategy == Strategy::magi

@@ -4,8 +4,10 @@ every case that ran was checked and passed, and the bytes counted from the real 
 the plan's figures (forward and backward, summed over ranks; both 0 for the kernel alone; hybrid
 plans per dimension too), per link tier where the case has tiers (magi: intra- and inter-node, the
 inter-node at its bound); for
-`run`, every rank reports its device's peak memory and the compute steps of each timed pass.
+`run`, every rank reports its device's peak memory and the compute steps of each timed pass; with
+MAGI_E2E_CUT_CHUNKS=1 in the environment, every case's plan has cut chunks (adaptive dispatch).
 Usage: check_report.py RESULTS.json [MIN_CASES]"""
+import os
 import json
 import sys
 
@@ -13,6 +15,7 @@ SCHEMA = "magi-bench/results/1"
 
 report = json.load(open(sys.argv[1]))
 min_cases = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+want_cuts = os.environ.get("MAGI_E2E_CUT_CHUNKS") == "1"
 bad = []
 if report.get("schema") != SCHEMA:
     bad.append(f"schema {report.get('schema')!r}, expected {SCHEMA!r}")
@@ -50,6 +53,8 @@ for c in report["cases"]:
             for p in ("fwd", "bwd"):
                 if r[p]["count"] > 0 and not r[f"{p}_compute_ms"]:
                     bad.append(f"{name}: rank {r['rank']} timed {p} passes without compute steps")
+    if want_cuts and c["details"]["plan"]["split_chunks"] <= 0:
+        bad.append(f"{name}: the plan cuts no chunk (details.plan.split_chunks 0): not the cut dispatch this suite tests")
     hybrid = c.get("details", {}).get("hybrid")
     world = c["cp"] * (hybrid["heads"] if hybrid else 1)
     if len(c["ranks"]) != world:

@@ -1,9 +1,11 @@
-// magi (plan.h): chunks dispatched by the solver, remote KV received exactly once per rank in
+// magi (plan.h): chunks (adaptive: the heavy ones cut into tiles; chunk_tokens auto: the size the
+// cost model prefers) dispatched by the solver, remote KV received exactly once per rank in
 // overlap_degree stages (GroupCast), dK/dV sent back the same way (GroupReduce).
 #include "core/base/error.h"
 #include "core/cost/cost_model.h"
 #include "core/plan/clip.h"
 #include "core/plan/comm_volume.h"
+#include "core/plan/magi_dispatch.h"
 #include "core/plan/node_routing.h"
 #include "core/plan/planner.h"
 #include "core/plan/rank_layout.h"
@@ -13,49 +15,34 @@
 
 namespace magi {
 
-namespace {
-
-// Each rank's forward work and bytes for the overlap estimate: host-stage flops (pairs whose keys
-// the rank hosts), remote flops and remote K/V bytes.
-std::vector<RankStageCost> stage_costs(const Plan& p, const std::vector<std::vector<AttnSlice>>& pieces) {
-  const ModelShape& m = p.model;
-  const double kv = static_cast<double>(kv_bytes_per_token(m, dtype_bytes(m.dtype)));
-  std::vector<RankStageCost> costs(p.ranks.size());
-  std::vector<AttnSlice> tmp;
-  for (size_t r = 0; r < p.ranks.size(); ++r) {
-    const RankPlan& rk = p.ranks[r];
-    int64_t host_area = 0;
-    for (const AttnSlice& s : pieces[r]) {
-      auto it = std::upper_bound(rk.q_ranges.begin(), rk.q_ranges.end(), s.k.start,
-                                 [](int64_t t, const Range& x) { return t < x.end; });
-      for (; it != rk.q_ranges.end() && it->start < s.k.end; ++it) {
-        tmp.clear();
-        clip_slice_into(s, s.q, *it, tmp);
-        for (const AttnSlice& x : tmp) host_area += slice_area(x);
-      }
-    }
-    costs[r] = RankStageCost{attention_fwd_flops(host_area, m.head_dim, m.heads_q),
-                             attention_fwd_flops(rk.area - host_area, m.head_dim, m.heads_q),
-                             static_cast<double>(rk.remote_kv_tokens) * kv};
-  }
-  return costs;
-}
-
-}  // namespace
-
 Plan build_magi_plan(const std::vector<AttnSlice>& mask, const Case& c) {
   if (std::string why = skip_reason(Strategy::magi, c); !why.empty()) {
     return detail::skipped_plan(c, Strategy::magi, why);
   }
-  Plan p = detail::plan_header(c, Strategy::magi);
+  std::vector<ChunkCandidate> candidates;
+  int64_t chunk = c.parallel.chunk_tokens;
+  if (chunk == 0) {
+    candidates = chunk_candidates(mask, c);
+    chunk = chosen_chunk_tokens(candidates);
+  }
+  detail::MagiDispatch md = detail::magi_dispatch(mask, c, chunk);
+  Plan p = std::move(md.plan);
+  p.chunk_candidates = std::move(candidates);
   const int cp = p.cp;
-  const int64_t chunk = c.parallel.chunk_tokens;
-  const RowPieces rp = split_rows(mask, chunk_units(c.total_tokens, chunk));
-  const int64_t short_unit = c.total_tokens % chunk != 0 ? static_cast<int64_t>(rp.units.size()) - 1 : -1;
-  const std::vector<int> owner = assign_units(rp.areas, cp, c.parallel.solver, short_unit);
-  detail::fill_ranks(p, rp, owner);
-  detail::fill_balance(p);
-  const std::vector<std::vector<AttnSlice>> pieces = detail::fill_remote(p, rp);
+  const RowPieces& rp = md.dispatch.units;
+  const std::vector<int>& owner = md.dispatch.owner;
+  const std::vector<std::vector<AttnSlice>> pieces = std::move(md.pieces);
+  // The same chunks uncut, for the report: what the cuts bought in balance and cost in bytes.
+  p.fixed_chunk_imbalance = p.imbalance;
+  p.fixed_chunk_bound = p.zero_redundancy_bound;
+  if (p.split_chunks > 0) {
+    Plan fixed = detail::plan_header(c, Strategy::magi);
+    detail::fill_ranks(fixed, md.dispatch.chunks, md.dispatch.chunk_owner);
+    detail::fill_balance(fixed);
+    detail::fill_remote(fixed, md.dispatch.chunks);
+    p.fixed_chunk_imbalance = fixed.imbalance;
+    p.fixed_chunk_bound = fixed.zero_redundancy_bound;
+  }
 
   int degree = c.parallel.overlap_degree;
   // At cp 1 nothing is remote and there is nothing to overlap. An explicit overlap_degree d there
@@ -68,7 +55,8 @@ Plan build_magi_plan(const std::vector<AttnSlice>& mask, const Case& c) {
   } else if (p.zero_redundancy_bound.fwd_bytes == 0) {  // nothing remote anywhere: the host stage only
     degree = 0;
   } else if (degree <= 0) {
-    degree = choose_overlap_degree(stage_costs(p, pieces), CostRates{c.parallel.compute_tflops, c.parallel.comm_gbps});
+    degree = choose_overlap_degree(detail::stage_costs(p, pieces),
+                                   CostRates{c.parallel.compute_tflops, c.parallel.comm_gbps});
   }
   p.overlap_degree = degree;
   if (p.cp % p.ranks_per_node != 0) {
@@ -101,23 +89,28 @@ Plan build_magi_plan(const std::vector<AttnSlice>& mask, const Case& c) {
     detail::fill_stage_slices(rk, pieces[0], std::move(keys));
     return finish();
   }
+  std::vector<std::vector<std::pair<int, Range>>> runs(static_cast<size_t>(degree) + 1);
   for (size_t r = 0; r < p.ranks.size(); ++r) {
     RankPlan& rk = p.ranks[r];
     rk.stages.assign(static_cast<size_t>(degree) + 1, Stage{});
     rk.stages[0].kv_ranges = rk.q_ranges;
     std::vector<detail::StageKeyRange> keys = detail::host_key_ranges(rk);
     // Remote tokens, ascending, cut into `degree` runs of equal token count, each run split at
-    // chunk boundaries by owner, then grouped by owner ascending.
+    // unit boundaries by owner, then grouped by owner ascending.
     const int64_t R = rk.remote_kv_tokens;
-    std::vector<std::vector<std::pair<int, Range>>> runs(static_cast<size_t>(degree) + 1);
+    for (auto& run : runs) run.clear();
     int64_t pos = 0;
+    auto unit = rp.units.begin();
     for (const Range& rr : rk.remote_kv_ranges) {
+      // The unit holding rr.start: remote ranges ascend, so it is never behind the last one.
+      unit = std::upper_bound(unit, rp.units.end(), rr.start, [](int64_t x, const Range& u) { return x < u.end; });
       int64_t t = rr.start;
       while (t < rr.end) {
-        const size_t u = static_cast<size_t>(t / chunk);
+        while (unit->end <= t) ++unit;
+        const size_t u = static_cast<size_t>(unit - rp.units.begin());
         const int s = degree > 0 ? static_cast<int>(pos * degree / R) + 1 : 0;
         const int64_t stage_end_pos = (static_cast<int64_t>(s) * R + degree - 1) / degree;  // first pos of stage s + 1
-        const int64_t e = std::min({rr.end, rp.units[u].end, t + (stage_end_pos - pos)});
+        const int64_t e = std::min({rr.end, unit->end, t + (stage_end_pos - pos)});
         MAGI_CHECK(e > t, "empty remote piece at {}", t);
         auto& run = runs[static_cast<size_t>(s)];
         if (!run.empty() && run.back().first == owner[u] && run.back().second.end == t) {

@@ -157,12 +157,13 @@ void fill_tier_bytes(Plan& p, const RowPieces& rp, const std::vector<int>& owner
     }
     return n;
   };
+  const bool one_node = p.cp / rpn == 1;  // nothing is off-node: skip the walks over every range
   int64_t remote = 0, flat_inter = 0, bound_inter = 0;
   for (const RankPlan& rk : p.ranks) {
     remote += rk.remote_kv_tokens;
-    flat_inter += off_node(rk.remote_kv_ranges, rk.rank / rpn);
+    if (!one_node) flat_inter += off_node(rk.remote_kv_ranges, rk.rank / rpn);
   }
-  for (int n = 0; n < p.cp / rpn; ++n) {
+  for (int n = 0; n < (one_node ? 0 : p.cp / rpn); ++n) {
     std::vector<Range> needed;
     for_each_needed_run(p, n, [&](Range r, const std::vector<int>&) {
       if (!needed.empty() && needed.back().end == r.start) {

@@ -14,7 +14,8 @@
 // bi_causal slice always lies inside one range of each layout.
 //
 // Per strategy (builders in core/plan/planner.h, one file each; JSON schema in docs/plan_schema.md):
-//   magi     : chunks of chunk_tokens dispatched by the solver; stage 0 = host; stages
+//   magi     : chunks of chunk_tokens (adaptive: heavy ones cut at tile boundaries, core/plan/adaptive_dispatch.h)
+//              dispatched by the solver; stage 0 = host; stages
 //              1..overlap_degree hold remote KV: the rank's remote tokens in ascending global
 //              order are cut into overlap_degree runs of equal token count, and each run's buffer
 //              is grouped by source rank ascending (ascending global within a source). One
@@ -103,7 +104,7 @@ struct RankPlan {
   std::vector<Stage> stages;            // stage 0 first
   int head_begin = 0, head_end = 0;     // query heads this rank computes ([0, Hq) but ulysses)
   // Summaries of the above.
-  std::vector<int64_t> units;           // dispatch units (chunks / zigzag blocks) it hosts, ascending
+  std::vector<int64_t> units;           // dispatch units (chunks, parts of cut chunks / zigzag blocks) it hosts, ascending
   int64_t remote_kv_tokens = 0;         // total_size(remote_kv_ranges)
   int64_t send_bytes_fwd = 0;           // forward bytes this rank sends, model dtype
   int64_t recv_bytes_fwd = 0;           // forward bytes this rank receives (core/plan/comm_volume.h)
@@ -125,6 +126,23 @@ struct CommVolume {
   int64_t fwd_bytes = 0;
   int64_t bwd_bytes = 0;
   int64_t max_rank_fwd_bytes = 0;  // the busiest rank's sent bytes, forward
+};
+
+// Units of one size and how many there are (the dispatch's unit-size histogram).
+struct UnitSizeCount {
+  int64_t tokens = 0;
+  int64_t count = 0;
+};
+
+// One chunk size `chunk_tokens: auto` tried (magi): its adaptive dispatch and the cost model's
+// forward estimate of the slowest rank at its best overlap degree (core/cost/cost_model.h).
+struct ChunkCandidate {
+  int64_t chunk_tokens = 0;
+  double forward_s = 0;
+  int overlap_degree = 0;
+  double imbalance = 1.0;
+  int64_t split_chunks = 0;
+  int64_t zero_redundancy_fwd_bytes = 0;
 };
 
 struct Plan {
@@ -160,8 +178,17 @@ struct Plan {
   int64_t max_unit_area = 0;            // the largest single unit's area: also a lower bound on
                                         // max_rank_area (coarse chunks cannot balance below it)
   double mean_rank_area = 0;            // total_area / cp
-  int64_t min_rank_tokens = 0, max_rank_tokens = 0;  // differ by at most one unit
+  int64_t min_rank_tokens = 0, max_rank_tokens = 0;  // differ by at most one unit (magi: one chunk)
   bool short_last_unit = false;         // S is not a multiple of the unit size
+  // Adaptive dispatch (magi; core/plan/adaptive_dispatch.h): chunks too heavy for balance cut into
+  // tile-aligned parts. Units then have different sizes; tokens per rank are still those of the
+  // fixed chunks.
+  std::vector<UnitSizeCount> unit_sizes;  // the units' size histogram, sizes ascending
+  int64_t split_chunks = 0;             // chunks cut (heavy ones and their light fillers)
+  int64_t indivisible_area = 0;         // the largest area no cut can split: a lower bound on max_rank_area
+  double fixed_chunk_imbalance = 1.0;   // the same chunks dispatched uncut
+  CommVolume fixed_chunk_bound;         // zero-redundancy volume of that uncut dispatch
+  std::vector<ChunkCandidate> chunk_candidates;  // chunk_tokens auto: the sizes tried (else empty)
   // Head parallelism (see the top): h ranks per group, world = cp x heads. volume =
   // head_volume (the all-to-alls inside groups) + context_volume (the strategy between groups,
   // on all heads: the sum over head indices); with heads = 1 both are 0 and volume is the

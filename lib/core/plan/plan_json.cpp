@@ -35,11 +35,28 @@ nlohmann::json plan_to_json(const Plan& p, const PlanJsonOptions& options) {
                    {"short_last_unit", p.short_last_unit},
                    {"min_rank_tokens", p.min_rank_tokens},
                    {"max_rank_tokens", p.max_rank_tokens}};
+  if (p.strategy == Strategy::magi && !p.skipped) {
+    nlohmann::json sizes = nlohmann::json::array();
+    for (const UnitSizeCount& u : p.unit_sizes) sizes.push_back({{"tokens", u.tokens}, {"count", u.count}});
+    j["dispatch"]["unit_sizes"] = std::move(sizes);
+    j["dispatch"]["split_chunks"] = p.split_chunks;
+    j["dispatch"]["fixed_chunk"] = {{"imbalance", p.fixed_chunk_imbalance},
+                                    {"zero_redundancy_bound", volume_json(p.fixed_chunk_bound)}};
+    nlohmann::json candidates = nlohmann::json::array();
+    for (const ChunkCandidate& x : p.chunk_candidates) {
+      candidates.push_back({{"chunk_tokens", x.chunk_tokens}, {"forward_ms", x.forward_s * 1e3},
+                            {"overlap_degree", x.overlap_degree}, {"imbalance", x.imbalance},
+                            {"split_chunks", x.split_chunks},
+                            {"zero_redundancy_fwd_bytes", x.zero_redundancy_fwd_bytes}});
+    }
+    j["dispatch"]["chunk_candidates"] = std::move(candidates);
+  }
   j["balance"] = {{"total_area", p.total_area},
                   {"max_rank_area", p.max_rank_area},
                   {"mean_rank_area", p.mean_rank_area},
                   {"lower_bound_area", p.lower_bound_area},
                   {"max_unit_area", p.max_unit_area},
+                  {"indivisible_area", p.indivisible_area},
                   {"imbalance", p.imbalance}};
   j["volume"] = volume_json(p.volume);
   j["zero_redundancy_bound"] = volume_json(p.zero_redundancy_bound);

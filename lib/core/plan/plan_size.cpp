@@ -1,5 +1,7 @@
 #include "core/plan/plan_size.h"
 
+#include "core/plan/adaptive_dispatch.h"
+
 #include <fmt/format.h>
 
 namespace magi {
@@ -15,7 +17,9 @@ PlanSizeEstimate estimate_plan_size(const Case& c) {
   PlanSizeEstimate e;
   switch (c.parallel.strategy) {
     case Strategy::magi: {
-      const int64_t chunk = c.parallel.chunk_tokens > 0 ? c.parallel.chunk_tokens : 1;
+      // Adaptive dispatch may cut chunks into tiles, and auto may pick the finest candidate: the
+      // bound counts chunks at the given size (cuts are bounded by the balance they need).
+      const int64_t chunk = c.parallel.chunk_tokens > 0 ? c.parallel.chunk_tokens : kSplitTileTokens;
       e.units = (c.total_tokens + chunk - 1) / chunk;
       break;
     }

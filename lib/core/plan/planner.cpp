@@ -15,6 +15,13 @@ std::string skip_reason(Strategy strategy, const Case& c) {
   switch (strategy) {
     case Strategy::magi: {
       const int64_t ct = c.parallel.chunk_tokens;
+      if (ct == 0) {  // auto: the finest candidate must give every rank a chunk
+        if ((S + kSplitTileTokens - 1) / kSplitTileTokens < cp) {
+          return fmt::format("chunk_tokens auto: S = {} gives fewer than cp = {} chunks even of {} tokens", S, cp,
+                             kSplitTileTokens);
+        }
+        return "";
+      }
       if (ct < 1) return fmt::format("chunk_tokens = {} < 1", ct);
       const int64_t n = (S + ct - 1) / ct;
       if (n < cp) {

@@ -7,6 +7,7 @@
 #pragma once
 
 #include "core/base/slice.h"
+#include "core/plan/adaptive_dispatch.h"
 #include "core/plan/plan.h"
 #include "core/workload/workload.h"
 
@@ -32,6 +33,16 @@ Plan build_allgather_plan(const std::vector<AttnSlice>& mask, const Case& c, Pla
 // c.parallel.heads > 1: the context strategy's plan over cp groups with heads = h and the volume
 // split by dimension (plan.h, "Hybrid"; core/plan/hybrid_plan.h). build_plan calls it.
 Plan build_hybrid_plan(const std::vector<AttnSlice>& mask, const Case& c, PlanDetail level = PlanDetail::full);
+
+// chunk_tokens `auto` (magi; parallel.chunk_tokens = 0): the sizes kSplitTileTokens x 2^j up to
+// kMaxAutoChunkTokens that give at least cp chunks, each through the adaptive dispatch
+// (core/plan/adaptive_dispatch.h) and the cost model of `overlap_degree: auto` (the slowest rank's
+// forward estimate at its best degree, at parallel.compute_tflops and comm_gbps). Finer chunks
+// balance better and move more K/V; the estimate weighs the two. chosen_chunk_tokens: the fastest
+// (ties: the larger chunk), 0 when there is no candidate.
+inline constexpr int64_t kMaxAutoChunkTokens = 4096;
+std::vector<ChunkCandidate> chunk_candidates(const std::vector<AttnSlice>& mask, const Case& c);
+int64_t chosen_chunk_tokens(const std::vector<ChunkCandidate>& candidates);
 
 // Why `strategy` cannot run case `c` ("" when it can).
 std::string skip_reason(Strategy strategy, const Case& c);

@@ -112,7 +112,16 @@ const std::vector<Field>& parallel_fields() {
          return r.choice(p, v, enum_names(kStrategies), "strategy");
        },
        std::string(to_string(d.strategy)), ""},
-      {"chunk_tokens", true, positive_tokens, d.chunk_tokens, ""},
+      {"chunk_tokens", true,
+       [](const JsonReader& r, const std::string& p, const json& v) -> json {
+         if (v.is_string()) {  // auto: the size the cost model prefers (core/plan/planner.h)
+           if (v.get_ref<const std::string&>() != "auto")
+             r.fail(p, "unknown chunk size", v, fmt::format("an integer in [1, {}] or \"auto\"", kMaxTokens));
+           return "auto";
+         }
+         return positive_tokens(r, p, v);
+       },
+       d.chunk_tokens, ""},
       {"overlap_degree", true,
        [](const JsonReader& r, const std::string& p, const json& v) -> json {
          const std::string expected = fmt::format("an integer in [1, {}] or \"auto\"", kMaxOverlap);
@@ -241,7 +250,7 @@ ParallelSpec parallel_of(const json& v) {
   p.cp = v["cp"].get<int>();
   p.heads = v.contains("heads") ? v["heads"].get<int>() : 1;
   p.strategy = enum_named(v["strategy"].get<std::string>(), kStrategies);
-  p.chunk_tokens = v["chunk_tokens"].get<int64_t>();
+  p.chunk_tokens = v["chunk_tokens"].is_string() ? 0 : v["chunk_tokens"].get<int64_t>();
   p.overlap_degree = v["overlap_degree"].is_string() ? 0 : v["overlap_degree"].get<int>();
   p.solver = enum_named(v["solver"].get<std::string>(), kSolvers);
   p.ranks_per_node = v["ranks_per_node"].is_string() ? 0 : v["ranks_per_node"].get<int>();
@@ -273,7 +282,7 @@ json model_json(const ModelShape& m) {
 json parallel_json(const ParallelSpec& p) {
   json out = {{"cp", p.cp},
               {"strategy", to_string(p.strategy)},
-              {"chunk_tokens", p.chunk_tokens},
+              {"chunk_tokens", p.chunk_tokens == 0 ? json("auto") : json(p.chunk_tokens)},
               {"overlap_degree", p.overlap_degree == 0 ? json("auto") : json(p.overlap_degree)},
               {"solver", to_string(p.solver)},
               {"ranks_per_node", p.ranks_per_node == 0 ? json("auto") : json(p.ranks_per_node)},

@@ -295,6 +295,19 @@ TEST(WorkloadSweep, ResolvedConfigFollowsTheCase) {
   EXPECT_EQ(r["name"], "o");
 }
 
+// chunk_tokens "auto" is 0 in the case (the planner resolves it) and "auto" in the resolved config;
+// in a list it is one sweep point among sizes.
+TEST(WorkloadSweep, ChunkTokensAuto) {
+  const Workload w = parse_workload(
+      {{"name", "a"}, {"sequence", {{"total_tokens", 256}}}, {"parallel", {{"chunk_tokens", {"auto", 64}}}}},
+      "<memory>");
+  ASSERT_EQ(w.cases.size(), 2u);
+  EXPECT_EQ(w.cases[0].parallel.chunk_tokens, 0);
+  EXPECT_EQ(resolved_config(w.cases[0])["parallel"]["chunk_tokens"], "auto");
+  EXPECT_EQ(w.cases[1].parallel.chunk_tokens, 64);
+  EXPECT_EQ(resolved_config(w.cases[1])["parallel"]["chunk_tokens"], 64);
+}
+
 TEST(WorkloadSweep, PassesResolveInTheOrderTheyRun) {
   const Workload w = parse_workload(
       {{"name", "p"}, {"sequence", {{"total_tokens", 256}}}, {"run", {{"passes", {"bwd", "fwd"}}}}},

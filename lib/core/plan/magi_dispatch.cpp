@@ -1,0 +1,62 @@
+#include "core/plan/magi_dispatch.h"
+
+#include "core/plan/clip.h"
+#include "core/plan/comm_volume.h"
+#include "core/plan/rank_layout.h"
+
+#include <algorithm>
+#include <map>
+
+namespace magi::detail {
+
+MagiDispatch magi_dispatch(const std::vector<AttnSlice>& mask, const Case& c, int64_t chunk_tokens) {
+  MagiDispatch md;
+  Plan& p = md.plan;
+  p = plan_header(c, Strategy::magi);
+  p.chunk_tokens = chunk_tokens;
+  md.dispatch = adaptive_dispatch(mask, c.total_tokens, chunk_tokens, p.cp, c.parallel.solver);
+  const AdaptiveDispatch& d = md.dispatch;
+  fill_ranks(p, d.units, d.owner);
+  p.short_last_unit = c.total_tokens % chunk_tokens != 0;
+  p.split_chunks = d.split_chunks;
+  p.indivisible_area = d.indivisible_area;
+  std::map<int64_t, int64_t> sizes;
+  for (const Range& u : d.units.units) ++sizes[u.size()];
+  for (const auto& [tokens, count] : sizes) p.unit_sizes.push_back(UnitSizeCount{tokens, count});
+  fill_balance(p);
+  md.pieces = fill_remote(p, d.units);
+  return md;
+}
+
+std::vector<RankStageCost> stage_costs(const Plan& p, const std::vector<std::vector<AttnSlice>>& pieces) {
+  const ModelShape& m = p.model;
+  const double kv = static_cast<double>(kv_bytes_per_token(m, dtype_bytes(m.dtype)));
+  std::vector<RankStageCost> costs(p.ranks.size());
+  std::vector<AttnSlice> tmp;
+  for (size_t r = 0; r < p.ranks.size(); ++r) {
+    const RankPlan& rk = p.ranks[r];
+    int64_t host_area = 0;
+    for (const AttnSlice& s : pieces[r]) {
+      auto it = std::upper_bound(rk.q_ranges.begin(), rk.q_ranges.end(), s.k.start,
+                                 [](int64_t t, const Range& x) { return t < x.end; });
+      for (; it != rk.q_ranges.end() && it->start < s.k.end; ++it) {
+        tmp.clear();
+        clip_slice_into(s, s.q, *it, tmp);
+        for (const AttnSlice& x : tmp) host_area += slice_area(x);
+      }
+    }
+    costs[r] = RankStageCost{attention_fwd_flops(host_area, m.head_dim, m.heads_q),
+                             attention_fwd_flops(rk.area - host_area, m.head_dim, m.heads_q),
+                             static_cast<double>(rk.remote_kv_tokens) * kv};
+  }
+  return costs;
+}
+
+ForwardEstimate forward_estimate(const std::vector<RankStageCost>& costs, const CostRates& rates) {
+  ForwardEstimate e;
+  e.overlap_degree = choose_overlap_degree(costs, rates);
+  for (const RankStageCost& r : costs) e.seconds = std::max(e.seconds, estimate_rank_time_s(r, e.overlap_degree, rates));
+  return e;
+}
+
+}  // namespace magi::detail

@@ -1,0 +1,36 @@
+// magi's dispatch of a case at one chunk size, as far as the cost model needs it, and the cost
+// model's forward estimate of it: what build_magi_plan and chunk_tokens `auto` share. Internal to
+// core/plan.
+#pragma once
+
+#include "core/cost/cost_model.h"
+#include "core/plan/adaptive_dispatch.h"
+#include "core/plan/plan.h"
+#include "core/workload/workload.h"
+
+#include <vector>
+
+namespace magi::detail {
+
+struct MagiDispatch {
+  Plan plan;                                   // header, ranks (no stages), balance, zero-redundancy
+                                               // bound and the adaptive report (unit sizes, cuts)
+  AdaptiveDispatch dispatch;
+  std::vector<std::vector<AttnSlice>> pieces;  // per rank: its rows' pieces, global coordinates
+};
+
+// The adaptive dispatch of `c` (its cp, solver) at `chunk_tokens`.
+MagiDispatch magi_dispatch(const std::vector<AttnSlice>& mask, const Case& c, int64_t chunk_tokens);
+
+// Each rank's forward work and bytes for the cost model: host-stage flops (pairs whose keys the
+// rank hosts), remote flops and remote K/V bytes.
+std::vector<RankStageCost> stage_costs(const Plan& p, const std::vector<std::vector<AttnSlice>>& pieces);
+
+// The slowest rank's forward estimate (seconds) at the overlap degree `auto` picks for it.
+struct ForwardEstimate {
+  double seconds = 0;
+  int overlap_degree = 1;
+};
+ForwardEstimate forward_estimate(const std::vector<RankStageCost>& costs, const CostRates& rates);
+
+}  // namespace magi::detail
