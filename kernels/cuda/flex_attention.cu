@@ -168,7 +168,7 @@ void allow_smem(int smem) {
 template <typename T>
 detail::FwdParams<T> forward_params(const FlexAttention::Impl& im, const DeviceArray<FwdItem>& items,
                                     const void* q, const void* k, const void* v, void* out, float* lse,
-                                    float scale, RowOrder order) {
+                                    float scale) {
   detail::FwdParams<T> p{};
   p.q = static_cast<const T*>(q);
   p.k = static_cast<const T*>(k);
@@ -183,14 +183,12 @@ detail::FwdParams<T> forward_params(const FlexAttention::Impl& im, const DeviceA
   p.hq = im.shape.hq;
   p.hkv = im.shape.hkv;
   p.scale_log2 = scale * detail::kLog2e;
-  p.row_order = order.slots;
-  p.call = order.call;
   return p;
 }
 
 template <typename T, int D, bool MERGE>
 bool launch_forward(const FlexAttention::Impl& im, const void* q, const void* k, const void* v,
-                    void* out, float* lse, float scale, cudaStream_t stream, Launch how, RowOrder order) {
+                    void* out, float* lse, float scale, cudaStream_t stream, Launch how) {
   constexpr FlexTiles kTiles = flex_tiles(FlexPass::forward, D);
   constexpr int kWarpgroups = kTiles.rows / 64, kStages = 2;
   constexpr int smem = detail::fwd_wgmma_smem_bytes<D, kTiles.rows, kTiles.keys, kStages>();
@@ -200,16 +198,15 @@ bool launch_forward(const FlexAttention::Impl& im, const void* q, const void* k,
   const DeviceArray<FwdItem>& items = MERGE ? im.fwd_merge_items : im.fwd_items;
   const unsigned grid = static_cast<unsigned>(items.n);
   if (grid == 0) return false;
-  launch_kernel(kernel, grid, kWarpgroups * 128, smem, stream, how, forward_params<T>(im, items, q, k, v, out, lse, scale, order));
+  launch_kernel(kernel, grid, kWarpgroups * 128, smem, stream, how, forward_params<T>(im, items, q, k, v, out, lse, scale));
   return true;
 }
 
 template <typename T, int D>
 bool launch_forward(const FlexAttention::Impl& im, const void* q, const void* k, const void* v,
-                    void* out, float* lse, float scale, cudaStream_t stream, Into into, Launch how,
-                    RowOrder order) {
-  if (into == Into::accumulate) return launch_forward<T, D, true>(im, q, k, v, out, lse, scale, stream, how, order);
-  return launch_forward<T, D, false>(im, q, k, v, out, lse, scale, stream, how, order);
+                    void* out, float* lse, float scale, cudaStream_t stream, Into into, Launch how) {
+  if (into == Into::accumulate) return launch_forward<T, D, true>(im, q, k, v, out, lse, scale, stream, how);
+  return launch_forward<T, D, false>(im, q, k, v, out, lse, scale, stream, how);
 }
 
 // The tensor map through which the backward adds dQ tiles into the fp32 workspace [sq][hq][d]:
@@ -359,22 +356,20 @@ int64_t FlexAttention::device_bytes() const {
 }
 
 bool FlexAttention::forward(const void* q, const void* k, const void* v, void* out, float* lse,
-                            float softmax_scale, void* stream, Into into, Launch launch, RowOrder order) {
+                            float softmax_scale, void* stream, Into into, Launch launch) {
   check_launch(launch, into);
-  if (order.slots && order.call == 0) throw std::invalid_argument("FlexAttention: a row order's call id must not be 0");
   if (!(softmax_scale > 0.f) || !std::isfinite(softmax_scale))
     throw std::invalid_argument("FlexAttention: softmax scale must be positive and finite");
-  check_aligned({{q, "q", 16}, {k, "k", 16}, {v, "v", 16}, {out, "out", 16}, {lse, "lse", 4},
-                 {order.slots, "row order", 16}});
+  check_aligned({{q, "q", 16}, {k, "k", 16}, {v, "v", 16}, {out, "out", 16}, {lse, "lse", 4}});
   MAGI_CUDA_CHECK(cudaSetDevice(impl_->device));
   auto st = static_cast<cudaStream_t>(stream);
   const int d = impl_->shape.d;
   if (impl_->dtype == DType::bf16) {
-    if (d == 64) return launch_forward<__nv_bfloat16, 64>(*impl_, q, k, v, out, lse, softmax_scale, st, into, launch, order);
-    return launch_forward<__nv_bfloat16, 128>(*impl_, q, k, v, out, lse, softmax_scale, st, into, launch, order);
+    if (d == 64) return launch_forward<__nv_bfloat16, 64>(*impl_, q, k, v, out, lse, softmax_scale, st, into, launch);
+    return launch_forward<__nv_bfloat16, 128>(*impl_, q, k, v, out, lse, softmax_scale, st, into, launch);
   } else {
-    if (d == 64) return launch_forward<__half, 64>(*impl_, q, k, v, out, lse, softmax_scale, st, into, launch, order);
-    return launch_forward<__half, 128>(*impl_, q, k, v, out, lse, softmax_scale, st, into, launch, order);
+    if (d == 64) return launch_forward<__half, 64>(*impl_, q, k, v, out, lse, softmax_scale, st, into, launch);
+    return launch_forward<__half, 128>(*impl_, q, k, v, out, lse, softmax_scale, st, into, launch);
   }
 }
 
@@ -397,10 +392,6 @@ bool FlexAttention::backward(const void* q, const void* k, const void* v, const 
     if (d == 64) return launch_backward<__half, 64>(*impl_, q, k, v, out, dout, lse, softmax_scale, dq, dk, dv, st, dq_into, delta, launch);
     return launch_backward<__half, 128>(*impl_, q, k, v, out, dout, lse, softmax_scale, dq, dk, dv, st, dq_into, delta, launch);
   }
-}
-
-int64_t forward_order_words(const AttnShape& shape) {
-  return (shape.sq + detail::kOrderRows - 1) / detail::kOrderRows * shape.hq * detail::kOrderSlotWords;
 }
 
 void compute_delta(const void* out, const void* dout, float* delta, int64_t rows, int d, DType dtype, void* stream) {

@@ -64,17 +64,6 @@ std::string device_description();
 //             call was complete before that kernel started.
 enum class Launch { after, overlap };
 
-// The order of the forward calls that write into the same out rows (flex_fwd.cuh, FwdParams):
-// forward_order_words(shape) counters, 16-byte aligned, zeroed once and then shared by all of
-// them, and an id per call, different from the ids of the calls still running and never 0. With
-// it a call waits, per 64-row block of out, only for the earlier calls' writers of those rows, not
-// for the whole previous kernel: a stage's rows that the previous stage's long items do not touch
-// are merged at once. Blocks of one call never wait for each other.
-struct RowOrder {
-  unsigned* slots = nullptr;
-  unsigned call = 0;
-};
-
 // Statistics of a plan (its work lists), for reports and tests.
 using FlexAttentionStats = flex::WorkListStats;
 
@@ -100,7 +89,7 @@ class FlexAttention {
   // enqueues nothing, and the kernel enqueued before it stays the stream's last).
   bool forward(const void* q, const void* k, const void* v, void* out, float* lse,
                float softmax_scale, void* stream = nullptr, Into into = Into::write,
-               Launch launch = Launch::after, RowOrder order = {});
+               Launch launch = Launch::after);
 
   // dq, dk, dv (dtype) are written entirely (zero where nothing contributes), but dq with
   // Into::accumulate: each dQ unit is added into dq as it completes, and rows no tile covers are
@@ -124,9 +113,6 @@ class FlexAttention {
  private:
   std::unique_ptr<Impl> impl_;
 };
-
-// Counters of a RowOrder for `shape` (four per 64 query rows and head).
-int64_t forward_order_words(const AttnShape& shape);
 
 // D = rowsum(dout * out) for every one of `rows` rows of head dim d (rows = sq x hq, the layout of
 // lse) into `delta`, on `stream`: what backward() reads, computed once for several calls.

@@ -60,18 +60,6 @@ __device__ inline void cp_async4(void* dst, const void* src, bool pred) {
 __device__ inline void pdl_launch_dependents() { asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory"); }
 __device__ inline void pdl_wait_previous() { asm volatile("griddepcontrol.wait;\n" ::: "memory"); }
 
-// Acquire loads and a release store at GPU scope (the forward's row order, flex_fwd.cuh).
-__device__ inline unsigned ld_acquire_gpu(const unsigned* p) {
-  unsigned v;
-  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(p) : "memory");
-  return v;
-}
-__device__ inline unsigned long long ld_acquire_gpu(const unsigned long long* p) {
-  unsigned long long v;
-  asm volatile("ld.acquire.gpu.global.u64 %0, [%1];\n" : "=l"(v) : "l"(p) : "memory");
-  return v;
-}
-
 __device__ inline void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N>
 __device__ inline void cp_async_wait() {

@@ -6,8 +6,7 @@
 // into what out and lse already hold for its rows (the result over other keys) by log-sum-exp,
 // in fp32, rounding once; the earlier out rows are staged through shared memory like the output.
 // Launched to overlap the previous stage's kernel (Launch::overlap), a MERGE block computes its
-// item while that kernel's last blocks run and waits for it only before reading out and lse; with
-// a row order (FwdParams::row_order), only for the earlier calls' writers of its own rows.
+// item while that kernel's last blocks run and waits for it only before reading out and lse.
 #pragma once
 
 #include "flex_device_helpers.cuh"
@@ -29,21 +28,7 @@ struct FwdParams {
   const FwdItem* items;
   int sq, sk, hq, hkv;
   float scale_log2;  // softmax scale * log2(e)
-  // The writers of each block of kOrderRows rows (and head) across calls, or null: a slot of
-  // {mark: u64 (call id | base << 32), registered: u32, done: u32}. A block of call `call` finds
-  // (or, first of its call, sets) the mark of each row block it writes: base = the writers that
-  // earlier calls registered there, read before any block of this call registers (they register
-  // only once the mark names their call). It registers, and lets the next kernel start only then,
-  // so an earlier call's writers are always registered before a later call reads its base. In
-  // its epilogue it waits until `done` reaches base and counts itself done after its stores. A
-  // writer counts itself done only after its own wait, so `done` reaches a call's base exactly
-  // when that call's earlier writers are all done: blocks of one call never wait for each other.
-  unsigned* row_order;
-  unsigned call;  // never 0 (a fresh slot's mark)
 };
-
-constexpr int kOrderRows = 64;
-constexpr int kOrderSlotWords = 4;
 
 template <int D, int BM, int BN, int STAGES>
 constexpr int fwd_wgmma_smem_bytes() {
@@ -69,6 +54,7 @@ __global__ void __launch_bounds__(NWG * 128, MINB) flex_fwd_wgmma_kernel(const F
   T* sK = sQ + BM * D;
   T* sV = sK + STAGES * BN * D;
 
+  pdl_launch_dependents();
   const FwdItem item = p.items[blockIdx.x];
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
   const int wg = warp / 4;
@@ -81,34 +67,6 @@ __global__ void __launch_bounds__(NWG * 128, MINB) flex_fwd_wgmma_kernel(const F
   const T* gq = p.q + static_cast<int64_t>(h) * D;
   const T* gk = p.k + static_cast<int64_t>(kvh) * D;
   const T* gv = p.v + static_cast<int64_t>(kvh) * D;
-  __shared__ unsigned s_base[BM / kOrderRows + 1];
-  const int b_first = q0 / kOrderRows, b_last = (q_end - 1) / kOrderRows;
-  auto order_slot = [&](int b) { return p.row_order + kOrderSlotWords * (static_cast<int64_t>(b) * p.hq + h); };
-  if (p.row_order) {
-    if (threadIdx.x == 0) {
-      for (int b = b_first; b <= b_last; ++b) {
-        unsigned* slot = order_slot(b);
-        auto* mark = reinterpret_cast<unsigned long long*>(slot);
-        unsigned base;
-        for (;;) {
-          const unsigned long long m = ld_acquire_gpu(mark);
-          if (static_cast<unsigned>(m) == p.call) {
-            base = static_cast<unsigned>(m >> 32);
-            break;
-          }
-          const unsigned registered = ld_acquire_gpu(slot + 2);  // earlier calls' writers only
-          if (atomicCAS(mark, m, static_cast<unsigned long long>(registered) << 32 | p.call) == m) {
-            base = registered;
-            break;
-          }
-        }
-        s_base[b - b_first] = base;
-        atomicAdd(slot + 2, 1u);
-      }
-    }
-    __syncthreads();
-  }
-  pdl_launch_dependents();
 
   load_tile_sw128<BM, D, NT>(sQ, gq, q_stride, q0, p.sq);
 
@@ -225,18 +183,8 @@ __global__ void __launch_bounds__(NWG * 128, MINB) flex_fwd_wgmma_kernel(const F
   T* sO = sQ;
   T* sPrev = sK;
   static_assert(!MERGE || 2 * STAGES * BN >= BM, "the K/V ring holds the earlier out rows");
-  if (p.row_order) {
-    if (threadIdx.x == 0) {
-      for (int b = b_first; b <= b_last; ++b) {
-        const unsigned* done = order_slot(b) + 3;
-        while (static_cast<int>(ld_acquire_gpu(done) - s_base[b - b_first]) < 0) __nanosleep(64);
-      }
-    }
-    __syncthreads();  // out and lse of these rows as the earlier calls left them
-  } else if constexpr (MERGE) {
-    pdl_wait_previous();  // out and lse as the previous stage left them
-  }
   if constexpr (MERGE) {
+    pdl_wait_previous();  // out and lse as the previous stage left them
     load_staged_rows<BM, D, NT>(sPrev, p.out + static_cast<int64_t>(q0) * q_stride + static_cast<int64_t>(h) * D,
                                 q_stride, q_end - q0);
     cp_async_commit();
@@ -254,7 +202,7 @@ __global__ void __launch_bounds__(NWG * 128, MINB) flex_fwd_wgmma_kernel(const F
       // lse' = log(e^prev + e^new); a side at -inf weighs 0 (its out is never read). The quad's
       // writer reads prev and hands it round, so no lane reads after the writer stored.
       const bool reader = (lane & 3) == 0 && mine;
-      const float prev = __shfl_sync(0xffffffffu, reader ? __ldcg(p.lse + static_cast<int64_t>(q0 + row) * p.hq + h) : -INFINITY,
+      const float prev = __shfl_sync(0xffffffffu, reader ? p.lse[static_cast<int64_t>(q0 + row) * p.hq + h] : -INFINITY,
                                      lane & ~3);
       const float mx = fmaxf(prev, lse_new);
       if (mx != -INFINITY) {
@@ -278,13 +226,6 @@ __global__ void __launch_bounds__(NWG * 128, MINB) flex_fwd_wgmma_kernel(const F
   }
   __syncthreads();
   store_staged_rows<BM, D, NT>(sO, p.out + static_cast<int64_t>(q0) * q_stride + static_cast<int64_t>(h) * D, q_stride, q_end - q0);
-  if (p.row_order) {
-    __syncthreads();  // every thread's out and lse stores issued
-    if (threadIdx.x == 0) {
-      __threadfence();
-      for (int b = b_first; b <= b_last; ++b) atomicAdd(order_slot(b) + 3, 1u);
-    }
-  }
 }
 
 

@@ -136,7 +136,6 @@ class StreamState {
   ~StreamState() {
     for (cudaEvent_t e : events_) cudaEventDestroy(e);
     if (delta_) cudaFree(delta_);
-    if (order_) cudaFree(order_);
   }
   cudaStream_t stream() const { return stream_; }
 
@@ -224,25 +223,13 @@ class StreamState {
   // Its buffer lives while attention ops do (a runner's ops: one case), counted in `memory`.
   void op_created() { ++ops_; }
   void op_destroyed(MemoryCount& memory) {
-    if (--ops_ > 0) return;
-    if (delta_) {
-      cudaFree(delta_);  // synchronizes; a destructor path, so no throw
-      memory.sub(delta_capacity_ * static_cast<int64_t>(sizeof(float)));
-      delta_ = nullptr;
-      delta_capacity_ = 0;
-      forget_delta();
-    }
-    if (order_) {
-      cudaFree(order_);
-      memory.sub(order_words_ * static_cast<int64_t>(sizeof(unsigned)));
-      order_ = nullptr;
-      order_words_ = 0;
-    }
+    if (--ops_ > 0 || !delta_) return;
+    cudaFree(delta_);  // synchronizes; a destructor path, so no throw
+    memory.sub(delta_capacity_ * static_cast<int64_t>(sizeof(float)));
+    delta_ = nullptr;
+    delta_capacity_ = 0;
+    forget_delta();
   }
-  // The forward's row order (kernels::cuda::RowOrder), one for every forward call on this stream:
-  // slots of other shapes alias, which only orders calls that never overlap anyway. Call ids
-  // count the forward calls (skipping 0).
-  kernels::cuda::RowOrder order_for(const kernels::AttnShape& shape, MemoryCount& memory);
   void forget_delta() { delta_out_ = delta_dout_ = nullptr; }
   const float* delta_for(const void* out, const void* dout, int64_t rows, int d, DType dtype, kernels::Into into,
                          MemoryCount& memory);
@@ -258,9 +245,6 @@ class StreamState {
   std::vector<EventPair> compute_events_;
   std::optional<Call> last_;
   int ops_ = 0;  // attention ops alive
-  unsigned* order_ = nullptr;
-  int64_t order_words_ = 0;
-  unsigned calls_ = 0;
   float* delta_ = nullptr;
   int64_t delta_capacity_ = 0;
   const void* delta_out_ = nullptr;
@@ -293,26 +277,6 @@ const float* StreamState::delta_for(const void* out, const void* dout, int64_t r
   return delta_;
 }
 
-kernels::cuda::RowOrder StreamState::order_for(const kernels::AttnShape& shape, MemoryCount& memory) {
-  const int64_t words = kernels::cuda::forward_order_words(shape);
-  if (words > order_words_) {
-    if (order_) {  // every writer is done once the stream is idle: a fresh zeroed buffer continues
-      MAGI_CUDA_CHECK(cudaStreamSynchronize(stream_));
-      MAGI_CUDA_CHECK(cudaFree(order_));
-      memory.sub(order_words_ * static_cast<int64_t>(sizeof(unsigned)));
-      order_ = nullptr;
-      order_words_ = 0;
-    }
-    MAGI_CUDA_CHECK(cudaMalloc(&order_, static_cast<size_t>(words) * sizeof(unsigned)));
-    order_words_ = words;
-    memory.add(words * static_cast<int64_t>(sizeof(unsigned)));
-    plain();
-    MAGI_CUDA_CHECK(cudaMemsetAsync(order_, 0, static_cast<size_t>(words) * sizeof(unsigned), stream_));
-  }
-  if (++calls_ == 0) ++calls_;
-  return {order_, calls_};
-}
-
 class CudaAttentionOp final : public AttentionOp {
  public:
   CudaAttentionOp(const kernels::AttnShape& shape, const std::vector<kernels::KernelSlice>& slices,
@@ -332,7 +296,6 @@ class CudaAttentionOp final : public AttentionOp {
   }
 
   void forward(const void* q, const void* k, const void* v, void* out, float* lse, kernels::Into into) override {
-    const kernels::cuda::RowOrder order = state_->order_for(shape_, *memory_);
     StreamState::Call c;
     c.op = this;
     c.out = out;
@@ -341,7 +304,7 @@ class CudaAttentionOp final : public AttentionOp {
     if (!overlap) state_->plain();
     state_->forget_delta();
     if (attn_.forward(q, k, v, out, lse, scale_, state_->stream(), into,
-                      overlap ? kernels::cuda::Launch::overlap : kernels::cuda::Launch::after, order))
+                      overlap ? kernels::cuda::Launch::overlap : kernels::cuda::Launch::after))
       state_->enqueued(c);
   }
   void backward(const void* q, const void* k, const void* v, const void* out, const void* dout,

@@ -245,9 +245,8 @@ void check_case(const AttnShape& sh, const std::vector<KernelSlice>& slices, uin
 // the first writing out/lse and dq, the others accumulating into them; each plan writes its own
 // dk/dv, summed here. Everything against the float64 reference over the whole list.
 // overlapped: the parts as a runtime's stages on one stream, back to back without a synchronize:
-// every accumulating part launched to overlap the one before it (Launch::overlap), the forward
-// parts ordered per row block (RowOrder), the backward parts sharing one Delta (compute_delta)
-// and writing dK/dV into buffers of their own.
+// every accumulating part launched to overlap the one before it (Launch::overlap), the backward
+// parts sharing one Delta (compute_delta) and writing dK/dV into buffers of their own.
 void check_parts(const AttnShape& sh, const std::vector<KernelSlice>& slices, int parts, uint64_t seed,
                  const std::string& what, magi::DType dt = magi::DType::bf16, bool overlapped = false) {
   SCOPED_TRACE(std::string(overlapped ? "overlapped " : "") + what + " sq=" + std::to_string(sh.sq) + " sk=" + std::to_string(sh.sk) + " d=" +
@@ -278,20 +277,8 @@ void check_parts(const AttnShape& sh, const std::vector<KernelSlice>& slices, in
   dq.poison();
   auto into = [](int i) { return i == 0 ? magi::kernels::Into::write : magi::kernels::Into::accumulate; };
   auto launch = [&](int i) { return overlapped && i > 0 ? kc::Launch::overlap : kc::Launch::after; };
-  // Overlapped, the forward parts are ordered per row block (RowOrder) rather than by waiting for
-  // the whole previous kernel; the counters carry on from the first round to the second.
-  DevBuf order(overlapped ? static_cast<size_t>(kc::forward_order_words(sh)) * 4 : 0);
-  if (overlapped) {
-    ASSERT_CUDA(cudaMemset(order.p, 0, order.bytes));
-  }
-  unsigned call = 0;
-  for (int round = 0; round < (overlapped ? 2 : 1); ++round) {
-    out.poison();
-    lse.poison();
-    for (int i = 0; i < parts; ++i) {
-      plans[i]->forward(gq.p, gk.p, gv.p, out.p, static_cast<float*>(lse.p), scale, nullptr, into(i), launch(i),
-                        {static_cast<unsigned*>(order.p), ++call});
-    }
+  for (int i = 0; i < parts; ++i) {
+    plans[i]->forward(gq.p, gk.p, gv.p, out.p, static_cast<float*>(lse.p), scale, nullptr, into(i), launch(i));
   }
   ASSERT_CUDA(cudaDeviceSynchronize());
   const double e_out = expect_forward(download16(out, nq, dt), download_f32(lse, nl), ref_out, ref_lse, sh.d, dt);
@@ -518,9 +505,6 @@ TEST_F(FlexAttentionGpu, RejectsBadInput) {
                std::invalid_argument);
   EXPECT_THROW(attn.backward(good, good, good, good, good, lse, 0.1f, good, good, good, nullptr, magi::kernels::Into::write,
                              nullptr, kc::Launch::overlap), std::invalid_argument);
-  // A row order's call id is never 0 (a fresh slot's mark).
-  EXPECT_THROW(attn.forward(good, good, good, good, lse, 0.1f, nullptr, magi::kernels::Into::write, kc::Launch::after,
-                            {static_cast<unsigned*>(good), 0}), std::invalid_argument);
 }
 
 }  // namespace
