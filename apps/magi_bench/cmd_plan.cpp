@@ -98,6 +98,10 @@ std::string explain_adaptive(const Plan& p) {
                        human_bytes(p.zero_redundancy_bound.fwd_bytes),
                        fixed_zr > 0 ? 100.0 * (zr - fixed_zr) / fixed_zr : 0.0);
   }
+  if (p.cuts_declined) {
+    out += "#   cuts declined: the cost model (overlap_degree auto's) estimates the cut dispatch's forward slower than these\n"
+           "#   chunks uncut (the K/V the cuts add outweighs the balance they buy)\n";
+  }
   if (p.indivisible_area > p.lower_bound_area) {
     out += fmt::format("#   the largest indivisible piece (a tile, or a chunk no cut applies to) has area {} > total / cp: "
                        "imbalance >= {:.4f} however it is cut\n",

@@ -41,8 +41,10 @@
 // within 1.2x of max(target, indivisible / mean).
 //
 // Cost: every piece beyond a chunk's first puts its document's earlier keys on one more rank. The
-// plan reports the zero-redundancy bytes of the same chunks uncut beside its own, and chunk_tokens
-// `auto` weighs bytes against balance with the cost model (core/plan/planner.h).
+// plan reports the zero-redundancy bytes of the same chunks uncut beside its own, keeps the chunks
+// uncut when the cost model of overlap_degree auto estimates the cut plan slower (magi_plan.cpp;
+// the plan says `cuts_declined`), and chunk_tokens `auto` weighs bytes against balance with the
+// same model (core/plan/planner.h).
 #pragma once
 
 #include "core/plan/dispatch.h"

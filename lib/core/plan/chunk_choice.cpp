@@ -1,5 +1,6 @@
-// chunk_tokens `auto` (planner.h): every candidate chunk size through the adaptive dispatch and the
-// cost model that `overlap_degree: auto` uses; the fastest forward estimate wins.
+// chunk_tokens `auto` (planner.h): every candidate chunk size through the dispatch plans use (cut,
+// or uncut where the cost model prices the cuts slower) and the cost model that
+// `overlap_degree: auto` uses; the fastest forward estimate wins.
 #include "core/plan/magi_dispatch.h"
 #include "core/plan/planner.h"
 
@@ -7,13 +8,11 @@ namespace magi {
 
 std::vector<ChunkCandidate> chunk_candidates(const std::vector<AttnSlice>& mask, const Case& c) {
   std::vector<ChunkCandidate> out;
-  const CostRates rates{c.parallel.compute_tflops, c.parallel.comm_gbps};
   for (int64_t chunk = kSplitTileTokens; chunk <= kMaxAutoChunkTokens; chunk *= 2) {
     if ((c.total_tokens + chunk - 1) / chunk < c.parallel.cp) break;  // fewer chunks than ranks
-    const detail::MagiDispatch md = detail::magi_dispatch(mask, c, chunk);
-    const detail::ForwardEstimate e = detail::forward_estimate(detail::stage_costs(md.plan, md.pieces), rates);
-    out.push_back(ChunkCandidate{chunk, e.seconds, e.overlap_degree, md.plan.imbalance, md.plan.split_chunks,
-                                 md.plan.zero_redundancy_bound.fwd_bytes});
+    const detail::GatedDispatch g = detail::gated_dispatch(mask, c, chunk);
+    out.push_back(ChunkCandidate{chunk, g.forward_s, g.overlap_degree, g.md.plan.imbalance, g.md.plan.split_chunks,
+                                 g.md.plan.zero_redundancy_bound.fwd_bytes});
   }
   return out;
 }

@@ -9,12 +9,14 @@
 
 namespace magi::detail {
 
-MagiDispatch magi_dispatch(const std::vector<AttnSlice>& mask, const Case& c, int64_t chunk_tokens) {
+namespace {
+
+MagiDispatch from_dispatch(AdaptiveDispatch dispatch, const Case& c, int64_t chunk_tokens) {
   MagiDispatch md;
   Plan& p = md.plan;
   p = plan_header(c, Strategy::magi);
   p.chunk_tokens = chunk_tokens;
-  md.dispatch = adaptive_dispatch(mask, c.total_tokens, chunk_tokens, p.cp, c.parallel.solver);
+  md.dispatch = std::move(dispatch);
   const AdaptiveDispatch& d = md.dispatch;
   fill_ranks(p, d.units, d.owner);
   p.short_last_unit = c.total_tokens % chunk_tokens != 0;
@@ -26,6 +28,40 @@ MagiDispatch magi_dispatch(const std::vector<AttnSlice>& mask, const Case& c, in
   fill_balance(p);
   md.pieces = fill_remote(p, d.units);
   return md;
+}
+
+}  // namespace
+
+MagiDispatch magi_dispatch(const std::vector<AttnSlice>& mask, const Case& c, int64_t chunk_tokens) {
+  return from_dispatch(adaptive_dispatch(mask, c.total_tokens, chunk_tokens, c.parallel.cp, c.parallel.solver), c,
+                       chunk_tokens);
+}
+
+GatedDispatch gated_dispatch(const std::vector<AttnSlice>& mask, const Case& c, int64_t chunk_tokens) {
+  GatedDispatch g;
+  g.md = magi_dispatch(mask, c, chunk_tokens);
+  const CostRates rates{c.parallel.compute_tflops, c.parallel.comm_gbps};
+  ForwardEstimate e = forward_estimate(stage_costs(g.md.plan, g.md.pieces), rates);
+  g.fixed_imbalance = g.md.plan.imbalance;
+  g.fixed_bound = g.md.plan.zero_redundancy_bound;
+  if (g.md.plan.split_chunks > 0) {
+    AdaptiveDispatch d = g.md.dispatch;
+    d.units = d.chunks;
+    d.owner = d.chunk_owner;
+    d.split_chunks = 0;
+    MagiDispatch fixed = from_dispatch(std::move(d), c, chunk_tokens);
+    g.fixed_imbalance = fixed.plan.imbalance;
+    g.fixed_bound = fixed.plan.zero_redundancy_bound;
+    const ForwardEstimate f = forward_estimate(stage_costs(fixed.plan, fixed.pieces), rates);
+    if (f.seconds < e.seconds) {
+      g.md = std::move(fixed);
+      e = f;
+      g.cuts_declined = true;
+    }
+  }
+  g.forward_s = e.seconds;
+  g.overlap_degree = e.overlap_degree;
+  return g;
 }
 
 std::vector<RankStageCost> stage_costs(const Plan& p, const std::vector<std::vector<AttnSlice>>& pieces) {

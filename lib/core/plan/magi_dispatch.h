@@ -21,6 +21,19 @@ struct MagiDispatch {
 
 // The adaptive dispatch of `c` (its cp, solver) at `chunk_tokens`.
 MagiDispatch magi_dispatch(const std::vector<AttnSlice>& mask, const Case& c, int64_t chunk_tokens);
+// magi's dispatch at `chunk_tokens` as plans use it: the adaptive dispatch, unless the cost model
+// (forward_estimate at the case's compute_tflops and comm_gbps) estimates the same chunks uncut
+// faster, then those (cuts_declined). Cuts that spread a long document over many ranks can cost
+// more in K/V than their balance saves. Also what the uncut chunks give, for the plan's report.
+struct GatedDispatch {
+  MagiDispatch md;
+  double forward_s = 0;  // its forward estimate
+  int overlap_degree = 1;
+  bool cuts_declined = false;
+  double fixed_imbalance = 1.0;
+  CommVolume fixed_bound;
+};
+GatedDispatch gated_dispatch(const std::vector<AttnSlice>& mask, const Case& c, int64_t chunk_tokens);
 
 // Each rank's forward work and bytes for the cost model: host-stage flops (pairs whose keys the
 // rank hosts), remote flops and remote K/V bytes.

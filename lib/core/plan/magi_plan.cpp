@@ -25,24 +25,19 @@ Plan build_magi_plan(const std::vector<AttnSlice>& mask, const Case& c) {
     candidates = chunk_candidates(mask, c);
     chunk = chosen_chunk_tokens(candidates);
   }
-  detail::MagiDispatch md = detail::magi_dispatch(mask, c, chunk);
+  // The cut dispatch, or the same chunks uncut where the cost model prices the cuts slower
+  // (magi_dispatch.h); the uncut chunks' balance and bytes for the report either way.
+  detail::GatedDispatch g = detail::gated_dispatch(mask, c, chunk);
+  detail::MagiDispatch& md = g.md;
   Plan p = std::move(md.plan);
   p.chunk_candidates = std::move(candidates);
+  p.fixed_chunk_imbalance = g.fixed_imbalance;
+  p.fixed_chunk_bound = g.fixed_bound;
+  p.cuts_declined = g.cuts_declined;
   const int cp = p.cp;
   const RowPieces& rp = md.dispatch.units;
   const std::vector<int>& owner = md.dispatch.owner;
   const std::vector<std::vector<AttnSlice>> pieces = std::move(md.pieces);
-  // The same chunks uncut, for the report: what the cuts bought in balance and cost in bytes.
-  p.fixed_chunk_imbalance = p.imbalance;
-  p.fixed_chunk_bound = p.zero_redundancy_bound;
-  if (p.split_chunks > 0) {
-    Plan fixed = detail::plan_header(c, Strategy::magi);
-    detail::fill_ranks(fixed, md.dispatch.chunks, md.dispatch.chunk_owner);
-    detail::fill_balance(fixed);
-    detail::fill_remote(fixed, md.dispatch.chunks);
-    p.fixed_chunk_imbalance = fixed.imbalance;
-    p.fixed_chunk_bound = fixed.zero_redundancy_bound;
-  }
 
   int degree = c.parallel.overlap_degree;
   // At cp 1 nothing is remote and there is nothing to overlap. An explicit overlap_degree d there

@@ -186,6 +186,7 @@ struct Plan {
   std::vector<UnitSizeCount> unit_sizes;  // the units' size histogram, sizes ascending
   int64_t split_chunks = 0;             // chunks cut (heavy ones and their light fillers)
   int64_t indivisible_area = 0;         // the largest area no cut can split: a lower bound on max_rank_area
+  bool cuts_declined = false;           // cuts were estimated slower than the chunks uncut (kept)
   double fixed_chunk_imbalance = 1.0;   // the same chunks dispatched uncut
   CommVolume fixed_chunk_bound;         // zero-redundancy volume of that uncut dispatch
   std::vector<ChunkCandidate> chunk_candidates;  // chunk_tokens auto: the sizes tried (else empty)

@@ -40,6 +40,7 @@ nlohmann::json plan_to_json(const Plan& p, const PlanJsonOptions& options) {
     for (const UnitSizeCount& u : p.unit_sizes) sizes.push_back({{"tokens", u.tokens}, {"count", u.count}});
     j["dispatch"]["unit_sizes"] = std::move(sizes);
     j["dispatch"]["split_chunks"] = p.split_chunks;
+    j["dispatch"]["cuts_declined"] = p.cuts_declined;
     j["dispatch"]["fixed_chunk"] = {{"imbalance", p.fixed_chunk_imbalance},
                                     {"zero_redundancy_bound", volume_json(p.fixed_chunk_bound)}};
     nlohmann::json candidates = nlohmann::json::array();

@@ -123,7 +123,8 @@ TEST(AdaptiveDispatch, PlanWithCutsCoversTheMaskAndReportsTheUncutChunks) {
   const int64_t S = 4096;
   for (int cp : {4, 8}) {  // the long document's last chunk alone is 1.7x (cp 4), 3.5x (cp 8) the mean
     const auto mask = heavy_tail_mask(rng, S, 2048);
-    const Case c = make_case(S, cp, 512);
+    Case c = make_case(S, cp, 512);
+    c.parallel.comm_gbps = 1e6;  // the cuts' bytes priced at nearly nothing: the cut plan is kept
     const Plan p = build_plan(mask, c);
     ASSERT_FALSE(p.skipped) << p.skip_reason;
     EXPECT_GT(p.split_chunks, 0);
@@ -156,6 +157,30 @@ TEST(AdaptiveDispatch, PlanWithCutsCoversTheMaskAndReportsTheUncutChunks) {
     EXPECT_DOUBLE_EQ(p.fixed_chunk_imbalance,
                      static_cast<double>(*std::max_element(load.begin(), load.end())) / p.mean_rank_area);
   }
+}
+
+// The cuts stay only where the cost model estimates them faster: with K/V nearly free they stay,
+// with a link a million times slower the same chunks are kept uncut (and the plan says so).
+TEST(AdaptiveDispatch, CutsDeclinedWhereTheModelPricesThemSlower) {
+  std::mt19937_64 rng(testing::test_seed("AdaptiveDispatch.CutsDeclinedWhereTheModelPricesThemSlower", 37));
+  const int64_t S = 4096;
+  const auto mask = heavy_tail_mask(rng, S, 2048);
+  Case c = make_case(S, 8, 512);
+  c.parallel.comm_gbps = 1e6;
+  const Plan cut = build_plan(mask, c);
+  ASSERT_FALSE(cut.skipped) << cut.skip_reason;
+  EXPECT_GT(cut.split_chunks, 0);
+  EXPECT_FALSE(cut.cuts_declined);
+  c.parallel.comm_gbps = 1e-3;
+  const Plan kept = build_plan(mask, c);
+  EXPECT_TRUE(kept.cuts_declined);
+  EXPECT_EQ(kept.split_chunks, 0);
+  EXPECT_DOUBLE_EQ(kept.imbalance, cut.fixed_chunk_imbalance);
+  EXPECT_DOUBLE_EQ(kept.fixed_chunk_imbalance, cut.fixed_chunk_imbalance);
+  EXPECT_EQ(kept.zero_redundancy_bound.fwd_bytes, cut.fixed_chunk_bound.fwd_bytes);
+  EXPECT_LT(kept.zero_redundancy_bound.fwd_bytes, cut.zero_redundancy_bound.fwd_bytes);
+  testing::expect_covers_exactly(kept, mask);
+  EXPECT_EQ(plan_to_json(kept)["dispatch"]["cuts_declined"], true);
 }
 
 // Balance at cp 256..4096 on random packs: real-corpus documents (varlen causal) and random
@@ -302,17 +327,25 @@ TEST(ChunkAuto, FollowsTheRates) {
   c.model = ModelShape{64, 8, 128, DType::bf16};
   const std::vector<ChunkCandidate> cands = chunk_candidates(mask, c);
   ASSERT_GE(cands.size(), 2u);
-  int64_t fewest_bytes = 0, least_area = 0;
-  int64_t min_bytes = std::numeric_limits<int64_t>::max(), min_area = std::numeric_limits<int64_t>::max();
-  for (const ChunkCandidate& x : cands) {
-    Case fixed = c;
-    fixed.parallel.chunk_tokens = x.chunk_tokens;
-    const Plan f = build_plan(mask, fixed);
-    int64_t busiest = 0;
-    for (const RankPlan& rk : f.ranks) busiest = std::max(busiest, rk.recv_bytes_fwd);
-    if (busiest <= min_bytes) min_bytes = busiest, fewest_bytes = x.chunk_tokens;
-    if (f.max_rank_area <= min_area) min_area = f.max_rank_area, least_area = x.chunk_tokens;
-  }
+  // Per rates, the candidate whose plan (as build_plan makes it at those rates: cut, or kept
+  // uncut where the model prices the cuts slower) moves the fewest bytes into its busiest rank,
+  // and the one with the least area on its busiest rank.
+  auto best = [&](double tflops, double gbps, bool by_bytes) {
+    int64_t chosen = 0, least = std::numeric_limits<int64_t>::max();
+    for (const ChunkCandidate& x : cands) {
+      Case fixed = c;
+      fixed.parallel.chunk_tokens = x.chunk_tokens;
+      fixed.parallel.compute_tflops = tflops;
+      fixed.parallel.comm_gbps = gbps;
+      const Plan f = build_plan(mask, fixed);
+      int64_t busiest = 0;
+      for (const RankPlan& rk : f.ranks) busiest = std::max(busiest, rk.recv_bytes_fwd);
+      const int64_t v = by_bytes ? busiest : f.max_rank_area;
+      if (v <= least) least = v, chosen = x.chunk_tokens;
+    }
+    return chosen;
+  };
+  const int64_t fewest_bytes = best(1e6, 1e-3, true), least_area = best(1e-3, 1e6, false);
   c.parallel.compute_tflops = 1e6;
   c.parallel.comm_gbps = 1e-3;
   const Plan slow_link = build_plan(mask, c);
