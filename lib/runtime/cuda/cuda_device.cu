@@ -191,6 +191,7 @@ class StreamState {
     used_events_ = 0;
     compute_events_.clear();
   }
+  bool in_pass() const { return in_pass_; }
   void begin_step() { step_unstarted_ = in_pass_; }
   void end_step() {
     if (!in_pass_) return;
@@ -503,7 +504,7 @@ class CudaDevice final : public Device {
     if (!req) return;
     set_device();
     state_->plain();
-    if (!in_pass_) {
+    if (!state_->in_pass()) {
       req->wait();
       return;
     }
@@ -518,7 +519,6 @@ class CudaDevice final : public Device {
   void begin_pass() override {
     state_->plain();
     state_->begin_pass();
-    in_pass_ = true;
     wait_events_.clear();
     pass_start_ = next_event();
     MAGI_CUDA_CHECK(cudaEventRecord(pass_start_, stream_));
@@ -534,7 +534,6 @@ class CudaDevice final : public Device {
     stats.compute_ms.reserve(compute_events.size());
     for (const EventPair& e : compute_events) stats.compute_ms.push_back(elapsed_ms(e));
     for (const EventPair& e : wait_events_) stats.comm_wait_ms += elapsed_ms(e);
-    in_pass_ = false;
     wait_events_.clear();
     return stats;
   }
@@ -638,7 +637,6 @@ class CudaDevice final : public Device {
   std::string description_;
   std::shared_ptr<MemoryCount> memory_ = std::make_shared<MemoryCount>();
   std::shared_ptr<StreamState> state_;  // events, step timing, the last attention call, Delta
-  bool in_pass_ = false;
   std::vector<EventPair> wait_events_;
   cudaEvent_t pass_start_ = nullptr;  // recorded by begin_pass
 };
