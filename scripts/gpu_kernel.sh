@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The one script run on the GPU machine for issue 5 (the flexible CUDA attention kernel):
+# The one script run on the GPU machine for the flexible CUDA attention kernel (issues 5 and 13):
 #   1. the gpu tests (test_kernels_cuda: kernel vs the float64 CPU reference),
-#   2. `magi-bench kernel` on configs/kernel_h100.json and configs/kernel_h100_gqa.json (with check;
-#      each results file then read by tests/runtime/check_report.py),
+#   2. `magi-bench kernel` on configs/kernel_h100.json, kernel_h100_gqa.json and the rest of the
+#      mask catalogue, kernel_catalogue.json and kernel_catalogue_gqa.json (with check; each
+#      results file then read by tests/runtime/check_report.py),
 #   3. the peers (PyTorch SDPA flash / cuDNN, FlexAttention) on the same cases, same card, same run.
 # Binaries come from $BIN: a folder holding magi-bench and test_kernels_cuda (default
 # build-gpu-carry, what the device tool carries) or a CUDA build tree (BIN=build after
-# scripts/setup.sh). Everything lands in $OUT (default ./kernel-out): at most 6 files.
+# scripts/setup.sh). Everything lands in $OUT (default ./kernel-out): at most 8 files.
 # Usage (device tool): [PEER_GQA=1] bash scripts/gpu_kernel.sh [quick]
 #   quick: tests and our benchmark only, no peers; PEER_GQA=1: also the peers on the GQA 32k cases.
 set -uo pipefail
@@ -34,7 +35,7 @@ echo "# gpu tests: rc=$t ($(grep -c 'Failure' "$OUT/gpu_tests.log") failures)" |
 grep -E '^\[  (PASSED|FAILED)' "$OUT/gpu_tests.log" | tee -a "$LOG"
 [ $t -ne 0 ] && rc=1
 
-for cfg in kernel_h100 kernel_h100_gqa; do
+for cfg in kernel_h100 kernel_h100_gqa kernel_catalogue kernel_catalogue_gqa; do
   "$BIN/magi-bench" kernel --config "configs/$cfg.json" --out "$OUT/$cfg.json" 2>&1 | tee -a "$LOG"
   [ "${PIPESTATUS[0]}" -ne 0 ] && rc=1
   # The results file as every consumer reads it: schema tag, every case checked and passed.

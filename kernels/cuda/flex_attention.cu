@@ -16,6 +16,7 @@
 #include <limits>
 #include <sstream>
 #include <stdexcept>
+#include <type_traits>
 #include <utility>
 
 namespace magi::kernels::cuda {
@@ -165,53 +166,11 @@ void allow_smem(int smem) {
   }
 }
 
-template <typename T>
-detail::FwdParams<T> forward_params(const FlexAttention::Impl& im, const DeviceArray<FwdItem>& items,
-                                    const void* q, const void* k, const void* v, void* out, float* lse,
-                                    float scale) {
-  detail::FwdParams<T> p{};
-  p.q = static_cast<const T*>(q);
-  p.k = static_cast<const T*>(k);
-  p.v = static_cast<const T*>(v);
-  p.out = static_cast<T*>(out);
-  p.lse = lse;
-  p.slices = im.slices.ptr;
-  p.entries = im.fwd_entries.ptr;
-  p.items = items.ptr;
-  p.sq = static_cast<int>(im.shape.sq);
-  p.sk = static_cast<int>(im.shape.sk);
-  p.hq = im.shape.hq;
-  p.hkv = im.shape.hkv;
-  p.scale_log2 = scale * detail::kLog2e;
-  return p;
-}
-
-template <typename T, int D, bool MERGE>
-bool launch_forward(const FlexAttention::Impl& im, const void* q, const void* k, const void* v,
-                    void* out, float* lse, float scale, cudaStream_t stream, Launch how) {
-  constexpr FlexTiles kTiles = flex_tiles(FlexPass::forward, D);
-  constexpr int kWarpgroups = kTiles.rows / 64, kStages = 2;
-  constexpr int smem = detail::fwd_wgmma_smem_bytes<D, kTiles.rows, kTiles.keys, kStages>();
-  constexpr auto kernel =
-      detail::flex_fwd_wgmma_kernel<T, D, kWarpgroups, kTiles.keys, kStages, kTiles.blocks_per_sm, MERGE>;
-  allow_smem<kernel>(smem);
-  const DeviceArray<FwdItem>& items = MERGE ? im.fwd_merge_items : im.fwd_items;
-  const unsigned grid = static_cast<unsigned>(items.n);
-  if (grid == 0) return false;
-  launch_kernel(kernel, grid, kWarpgroups * 128, smem, stream, how, forward_params<T>(im, items, q, k, v, out, lse, scale));
-  return true;
-}
-
-template <typename T, int D>
-bool launch_forward(const FlexAttention::Impl& im, const void* q, const void* k, const void* v,
-                    void* out, float* lse, float scale, cudaStream_t stream, Into into, Launch how) {
-  if (into == Into::accumulate) return launch_forward<T, D, true>(im, q, k, v, out, lse, scale, stream, how);
-  return launch_forward<T, D, false>(im, q, k, v, out, lse, scale, stream, how);
-}
-
-// The tensor map through which the backward adds dQ tiles into the fp32 workspace [sq][hq][d]:
-// boxes of 32 columns x 1 head x kBwdBM rows, 128-byte swizzle (the kernel's staging layout).
-CUtensorMap make_dq_map(float* dq_acc, const AttnShape& sh) {
+// A tensor map over a [rows][heads][cols] buffer of `type` (elements of `elem_bytes`), boxes of
+// box_cols columns x 1 head x box_rows rows, 128-byte swizzle: the shared-memory layout the
+// kernels' wgmma operands and staging tiles use. Elements outside the buffer load as zeros.
+CUtensorMap make_map(const void* buffer, CUtensorMapDataType type, int elem_bytes, int64_t rows, int heads, int cols,
+                     int box_cols, int box_rows) {
   static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
     void* fn = nullptr;
     cudaDriverEntryPointQueryResult found{};
@@ -220,19 +179,68 @@ CUtensorMap make_dq_map(float* dq_acc, const AttnShape& sh) {
       throw std::runtime_error("FlexAttention: the driver has no cuTensorMapEncodeTiled");
     return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
   }();
-  const cuuint64_t dims[3] = {static_cast<cuuint64_t>(sh.d), static_cast<cuuint64_t>(sh.hq),
-                              static_cast<cuuint64_t>(sh.sq)};
-  const cuuint64_t strides[2] = {static_cast<cuuint64_t>(sh.d) * sizeof(float),
-                                 static_cast<cuuint64_t>(sh.hq) * sh.d * sizeof(float)};
-  const cuuint32_t box[3] = {detail::kDqBoxCols, 1, kBwdBM};
+  const cuuint64_t dims[3] = {static_cast<cuuint64_t>(cols), static_cast<cuuint64_t>(heads),
+                              static_cast<cuuint64_t>(rows)};
+  const cuuint64_t strides[2] = {static_cast<cuuint64_t>(cols) * elem_bytes,
+                                 static_cast<cuuint64_t>(heads) * cols * elem_bytes};
+  const cuuint32_t box[3] = {static_cast<cuuint32_t>(box_cols), 1, static_cast<cuuint32_t>(box_rows)};
   const cuuint32_t elem_strides[3] = {1, 1, 1};
   CUtensorMap map{};
-  const CUresult r = encode(&map, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 3, dq_acc, dims, strides, box, elem_strides,
+  const CUresult r = encode(&map, type, 3, const_cast<void*>(buffer), dims, strides, box, elem_strides,
                             CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
                             CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   if (r != CUDA_SUCCESS)
     throw std::runtime_error("FlexAttention: cuTensorMapEncodeTiled failed (CUresult " + std::to_string(r) + ")");
   return map;
+}
+
+// The tensor map through which the backward adds dQ tiles into the fp32 workspace [sq][hq][d]:
+// boxes of 32 columns x 1 head x kBwdBM rows (the kernel's staging layout).
+CUtensorMap make_dq_map(float* dq_acc, const AttnShape& sh) {
+  return make_map(dq_acc, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, sizeof(float), sh.sq, sh.hq, sh.d, detail::kDqBoxCols,
+                  kBwdBM);
+}
+
+template <typename T, int D, bool MERGE>
+bool launch_forward(const FlexAttention::Impl& im, const void* q, const void* k, const void* v,
+                    void* out, float* lse, float scale, cudaStream_t stream, Launch how) {
+  constexpr FlexTiles kTiles = flex_tiles(FlexPass::forward, D);
+  static_assert(kTiles.rows == detail::kFwdRows, "the forward kernel's item height");
+  constexpr int kStages = 2;
+  constexpr int smem = detail::fwd_smem_bytes<D, kTiles.keys, kStages>();
+  constexpr auto kernel = detail::flex_fwd_kernel<T, D, kTiles.keys, kStages, MERGE>;
+  allow_smem<kernel>(smem);
+  const DeviceArray<FwdItem>& items = MERGE ? im.fwd_merge_items : im.fwd_items;
+  const unsigned grid = static_cast<unsigned>(items.n);
+  if (grid == 0) return false;
+  const AttnShape& sh = im.shape;
+  constexpr CUtensorMapDataType kType =
+      std::is_same_v<T, __nv_bfloat16> ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+  detail::FwdParams<T> p{};
+  p.q_map = make_map(q, kType, sizeof(T), sh.sq, sh.hq, D, 64, kTiles.rows);
+  if (sh.sk > 0) {  // else no item has a key tile and the maps are never read
+    p.k_map = make_map(k, kType, sizeof(T), sh.sk, sh.hkv, D, 64, kTiles.keys);
+    p.v_map = make_map(v, kType, sizeof(T), sh.sk, sh.hkv, D, 64, kTiles.keys);
+  }
+  p.out = static_cast<T*>(out);
+  p.lse = lse;
+  p.slices = im.slices.ptr;
+  p.entries = im.fwd_entries.ptr;
+  p.items = items.ptr;
+  p.sq = static_cast<int>(sh.sq);
+  p.sk = static_cast<int>(sh.sk);
+  p.hq = sh.hq;
+  p.hkv = sh.hkv;
+  p.scale_log2 = scale * detail::kLog2e;
+  launch_kernel(kernel, grid, detail::kFwdThreads, smem, stream, how, p);
+  return true;
+}
+
+template <typename T, int D>
+bool launch_forward(const FlexAttention::Impl& im, const void* q, const void* k, const void* v,
+                    void* out, float* lse, float scale, cudaStream_t stream, Into into, Launch how) {
+  if (into == Into::accumulate) return launch_forward<T, D, true>(im, q, k, v, out, lse, scale, stream, how);
+  return launch_forward<T, D, false>(im, q, k, v, out, lse, scale, stream, how);
 }
 
 template <typename T, int D>

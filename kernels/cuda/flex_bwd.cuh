@@ -387,8 +387,8 @@ __global__ void __launch_bounds__(256, 1) flex_bwd_wgmma_kernel(const __grid_con
   }
   __syncthreads();
   const int64_t kv_off = static_cast<int64_t>(k0) * k_stride + static_cast<int64_t>(kvh) * D;
-  store_staged_rows<BN, D, NT>(sdK, p.dk + kv_off, k_stride, k_end - k0);
-  store_staged_rows<BN, D, NT>(sdV, p.dv + kv_off, k_stride, k_end - k0);
+  store_staged_rows<BN, D, NT>(sdK, p.dk + kv_off, k_stride, k_end - k0, static_cast<int>(threadIdx.x));
+  store_staged_rows<BN, D, NT>(sdV, p.dv + kv_off, k_stride, k_end - k0, static_cast<int>(threadIdx.x));
   if (ntot > 0) finish_dq_units<T, D, BM, NT>(p, item, group);
 }
 

@@ -1,7 +1,15 @@
-// Forward kernel (Hopper wgmma, a two-stage cp.async K/V ring, exp2 online softmax). One thread
-// block per work item (query block of BM rows, query head). The item walks the key tiles of every
-// slice that meets its rows (host-built entries), so rows shared by several slices get one softmax
-// over the union of their keys: the merge is exact and needs no second pass.
+// Forward kernel (Hopper: TMA loads, wgmma, exp2 online softmax), warp-specialised in FlashAttention-3's
+// manner. One thread block per work item (query block of 128 rows, query head) with three
+// warpgroups: a producer (one thread) walks the item's key tiles and loads Q once and K, V per tile
+// by TMA into a STAGES-deep ring guarded by full/empty mbarriers; two consumer warpgroups of 64 query
+// rows each compute, with the registers the producer gave back (setmaxnreg).
+// Each consumer overlaps inside itself: S(t) = Q K(t)^T and O += P(t-1) V(t-1) are issued together,
+// the softmax of tile t runs while P(t-1) V(t-1) is still on the tensor cores, and O is rescaled
+// once that product has landed. The two consumers take turns issuing (ping-pong on named
+// barriers), so one's softmax runs under the other's products.
+// The item walks the key tiles of every slice that meets its rows (host-built entries), so rows
+// shared by several slices get one softmax over the union of their keys: the merge is exact and
+// needs no second pass.
 // MERGE (FlexAttention::forward with Into::accumulate): the epilogue merges the item's result
 // into what out and lse already hold for its rows (the result over other keys) by log-sum-exp,
 // in fp32, rounding once; the earlier out rows are staged through shared memory like the output.
@@ -10,7 +18,10 @@
 #pragma once
 
 #include "flex_device_helpers.cuh"
+#include "flex_pipeline.cuh"
 #include "flex_wgmma.cuh"
+
+#include <cuda.h>  // CUtensorMap (a plain struct; no driver call here)
 
 #include <type_traits>
 
@@ -18,9 +29,9 @@ namespace magi::kernels::cuda::detail {
 
 template <typename T>
 struct FwdParams {
-  const T* q;
-  const T* k;
-  const T* v;
+  // q as [sq][hq][d], k and v as [sk][hkv][d]; boxes of 64 columns x 1 head x 128 rows (q) or
+  // BN rows (k, v), 128-byte swizzle: the layout wgmma reads.
+  CUtensorMap q_map, k_map, v_map;
   T* out;
   float* lse;
   const DevSlice* slices;
@@ -30,84 +41,111 @@ struct FwdParams {
   float scale_log2;  // softmax scale * log2(e)
 };
 
-template <int D, int BM, int BN, int STAGES>
-constexpr int fwd_wgmma_smem_bytes() {
-  return (BM * D + 2 * STAGES * BN * D) * 2 + 1024;
+constexpr int kFwdRows = 128;            // query rows per item: two consumer warpgroups of 64
+constexpr int kFwdThreads = 3 * 128;     // producer warpgroup + two consumers
+constexpr int kFwdConsumerThreads = 256;
+
+template <int D, int BN, int STAGES>
+constexpr int fwd_smem_bytes() {
+  return (kFwdRows * D + 2 * STAGES * BN * D) * 2 + 1024;
 }
 
-// The two matrix products on wgmma: S = Q K^T (both operands from shared memory) and O += P V (P from registers,
-// V from shared memory, transposed). NWG warpgroups of 64 query rows each; every thread also
-// issues cp.async loads into a STAGES-deep K/V ring (no producer specialisation yet).
-template <typename T, int D, int NWG, int BN, int STAGES, int MINB, bool MERGE>
-__global__ void __launch_bounds__(NWG * 128, MINB) flex_fwd_wgmma_kernel(const FwdParams<T> p) {
-  constexpr int NW = NWG * 4;
-  constexpr int BM = NWG * 64;
-  constexpr int NT = NW * 32;
+// Named barriers of the forward: 1 joins the two consumers before the epilogue; 2 + c is
+// consumer c's turn to issue its products.
+constexpr int kFwdBarEpilogue = 1, kFwdBarTurn = 2;
+
+// Consumer c (0, 1) waits for its turn to issue products; after issuing it hands the turn to the
+// other one. Consumer 1 starts by handing the first turn to consumer 0 and skips its hand-over
+// after its item's last issue, so every bar.sync meets exactly one bar.arrive.
+__device__ inline void fwd_take_turn(int c) { named_sync(kFwdBarTurn + c, kFwdConsumerThreads); }
+__device__ inline void fwd_pass_turn(int c, bool last) {
+  if (!(c == 1 && last)) named_arrive(kFwdBarTurn + (1 - c), kFwdConsumerThreads);
+}
+
+template <typename T, int D, int BN, int STAGES, bool MERGE>
+__global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_constant__ FwdParams<T> p) {
+  constexpr int BM = kFwdRows;
+  constexpr int NC = kFwdConsumerThreads;
   static_assert(BN % 64 == 0 && D % 64 == 0 && STAGES >= 2, "tile shapes");
   constexpr bool kBF16 = std::is_same_v<T, __nv_bfloat16>;
   using WS = Wgmma<BN, kBF16>;
   using WO = Wgmma<D, kBF16>;
   using E = ElemTraits<T>;
+  constexpr uint32_t kQBytes = BM * D * sizeof(T), kKVBytes = BN * D * sizeof(T);
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   unsigned char* base = smem_raw + ((1024u - (smem_addr(smem_raw) & 1023u)) & 1023u);
   T* sQ = reinterpret_cast<T*>(base);
   T* sK = sQ + BM * D;
   T* sV = sK + STAGES * BN * D;
+  __shared__ __align__(8) uint64_t q_full, k_full[STAGES], k_free[STAGES], v_full[STAGES], v_free[STAGES];
 
   pdl_launch_dependents();
   const FwdItem item = p.items[blockIdx.x];
-  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
-  const int wg = warp / 4;
-  const int q0 = item.q0;   // first row of the item (host: segment start)
-  const int q_end = item.q_end;  // rows [q0, q_end) are this item's to write
-  const int h = item.head;
-  const int kvh = h / (p.hq / p.hkv);
-  const int64_t q_stride = static_cast<int64_t>(p.hq) * D;
-  const int64_t k_stride = static_cast<int64_t>(p.hkv) * D;
-  const T* gq = p.q + static_cast<int64_t>(h) * D;
-  const T* gk = p.k + static_cast<int64_t>(kvh) * D;
-  const T* gv = p.v + static_cast<int64_t>(kvh) * D;
-
-  load_tile_sw128<BM, D, NT>(sQ, gq, q_stride, q0, p.sq);
-
   const int ntot = item.ntiles;
-  int le = item.entry_begin, lt = 0;
-  int ce = item.entry_begin, ct = 0;
-  auto issue = [&](int tile_index) {
-    if (tile_index < ntot) {
-      if (tile_index > 0 && ++lt == p.entries[le].ntiles) { ++le; lt = 0; }
-      const int k0n = tile_index == 0 ? item.k_first : p.entries[le].k_lo + lt * BN;
-      const int st = tile_index % STAGES;
-      load_tile_sw128<BN, D, NT>(sK + st * BN * D, gk, k_stride, k0n, p.sk);
-      load_tile_sw128<BN, D, NT>(sV + st * BN * D, gv, k_stride, k0n, p.sk);
-    }
-    cp_async_commit();
-  };
+  if (threadIdx.x == 0) {
+    mbar_init(&q_full, 1);
 #pragma unroll
-  for (int i = 0; i < STAGES - 1; ++i) issue(i);
+    for (int s = 0; s < STAGES; ++s) {
+      mbar_init(&k_full[s], 1);
+      mbar_init(&v_full[s], 1);
+      mbar_init(&k_free[s], NC);
+      mbar_init(&v_free[s], NC);
+    }
+    mbar_init_fence();
+  }
+  __syncthreads();
+  const int h = item.head;
+  const int wg = static_cast<int>(threadIdx.x) / 128;
+
+  if (wg == 0) {
+    // Producer: Q once, then K and V of every tile, each into its stage once the consumers freed it.
+    regs_release<24>();
+    if (threadIdx.x == 0 && ntot > 0) {
+      const int kvh = h / (p.hq / p.hkv);
+      mbar_arrive_expect_tx(&q_full, kQBytes);
+#pragma unroll
+      for (int c = 0; c < D / 64; ++c) tma_load_3d(sQ + c * BM * 64, &p.q_map, &q_full, c * 64, h, item.q0);
+      int le = item.entry_begin, lt = 0;
+      for (int t = 0; t < ntot; ++t) {
+        if (t > 0 && ++lt == p.entries[le].ntiles) { ++le; lt = 0; }
+        const int k0 = t == 0 ? item.k_first : p.entries[le].k_lo + lt * BN;
+        const int s = t % STAGES;
+        const uint32_t use = static_cast<uint32_t>(t / STAGES);
+        if (use > 0) mbar_wait(&k_free[s], (use - 1) & 1);
+        mbar_arrive_expect_tx(&k_full[s], kKVBytes);
+#pragma unroll
+        for (int c = 0; c < D / 64; ++c) tma_load_3d(sK + s * BN * D + c * BN * 64, &p.k_map, &k_full[s], c * 64, kvh, k0);
+        if (use > 0) mbar_wait(&v_free[s], (use - 1) & 1);
+        mbar_arrive_expect_tx(&v_full[s], kKVBytes);
+#pragma unroll
+        for (int c = 0; c < D / 64; ++c) tma_load_3d(sV + s * BN * D + c * BN * 64, &p.v_map, &v_full[s], c * 64, kvh, k0);
+      }
+    }
+    return;
+  }
+
+  regs_claim<240>();
+  const int c = wg - 1;  // consumer: query rows [64 c, 64 c + 64) of the item
+  const int tid = static_cast<int>(threadIdx.x) - 128;
+  const int warp = tid / 32, lane = tid % 32;
+  const int q0 = item.q0;        // first row of the item (host: segment start)
+  const int q_end = item.q_end;  // rows [q0, q_end) are this item's to write
+  const int64_t q_stride = static_cast<int64_t>(p.hq) * D;
+  const int row_in_blk = warp * 16 + lane / 4;
+  const uint32_t q_addr = smem_addr(sQ) + c * 64 * 128;
 
   float o[D / 2];
 #pragma unroll
   for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
   float m_run[2] = {-INFINITY, -INFINITY};
   float l_run[2] = {0.f, 0.f};
-  const int row_in_blk = warp * 16 + lane / 4;
-  const uint32_t q_addr = smem_addr(sQ) + wg * 64 * 128;
+  uint32_t pk[BN / 16][4];  // P of the tile whose P V is issued next, packed to the input dtype
+  float sacc[BN / 2];
+  int ce = item.entry_begin, ct = 0;  // the entry and tile of the next S
 
-  for (int it = 0; it < ntot; ++it) {
-    cp_async_wait<STAGES - 2>();
-    fence_proxy_async();  // cp.async wrote what the tensor cores read next
-    __syncthreads();
-    issue(it + STAGES - 1);
-
-    const FwdEntry ent = p.entries[ce];
-    const DevSlice sl = p.slices[ent.slice];
-    const int k0 = ent.k_lo + ct * BN;
-    const uint32_t k_addr = smem_addr(sK + (it % STAGES) * BN * D);
-    const uint32_t v_addr = smem_addr(sV + (it % STAGES) * BN * D);
-
-    float sacc[BN / 2];
-    wgmma_fence();
+  // S = Q K^T of tile t (stage t % STAGES) into sacc: issued, not waited for.
+  auto issue_s = [&](int t) {
+    const uint32_t k_addr = smem_addr(sK + (t % STAGES) * BN * D);
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
       const uint64_t da = wgmma_desc(q_addr + (kk / 4) * (BM * 128) + (kk % 4) * 32, 0, 1024);
@@ -115,8 +153,21 @@ __global__ void __launch_bounds__(NWG * 128, MINB) flex_fwd_wgmma_kernel(const F
       WS::ss(sacc, da, db, kk > 0 ? 1 : 0);
     }
     wgmma_commit();
-    wgmma_wait<0>();
-
+  };
+  // O += P V of tile t from pk: issued, not waited for.
+  auto issue_pv = [&](int t) {
+    const uint32_t v_addr = smem_addr(sV + (t % STAGES) * BN * D);
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; ++kk) WO::rs_t(o, pk[kk], wgmma_desc(v_addr + kk * 16 * 128, BN * 128, 1024));
+    wgmma_commit();
+  };
+  // Masks sacc (tile of the cursor), turns it into P (base 2, m_run in units of score * scale *
+  // log2(e)) with the row sums, and returns in corr what O must be scaled by once the products
+  // issued before have landed; advances the cursor.
+  auto softmax = [&](float (&corr)[2]) {
+    const FwdEntry ent = p.entries[ce];
+    const DevSlice sl = p.slices[ent.slice];
+    const int k0 = ent.k_lo + ct * BN;
     if (!tile_inside(sl, q0, q_end, k0, k0 + BN)) {
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
@@ -126,15 +177,14 @@ __global__ void __launch_bounds__(NWG * 128, MINB) flex_fwd_wgmma_kernel(const F
 #pragma unroll
         for (int j = 0; j < BN / 8; ++j) {
 #pragma unroll
-          for (int c = 0; c < 2; ++c) {
-            const int k = k0 + j * 8 + (lane & 3) * 2 + c;
-            if (k < lo || k >= hi) sacc[4 * j + 2 * r + c] = -INFINITY;
+          for (int e = 0; e < 2; ++e) {
+            const int k = k0 + j * 8 + (lane & 3) * 2 + e;
+            if (k < lo || k >= hi) sacc[4 * j + 2 * r + e] = -INFINITY;
           }
         }
       }
     }
-
-    // Online softmax (base 2); m_run is in units of score * scale * log2(e).
+    if (++ct == ent.ntiles) { ++ce; ct = 0; }
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       float mx = -INFINITY;
@@ -143,40 +193,79 @@ __global__ void __launch_bounds__(NWG * 128, MINB) flex_fwd_wgmma_kernel(const F
       mx = quad_max(mx);
       const float m_new = fmaxf(m_run[r], mx * p.scale_log2);
       const float m_use = m_new == -INFINITY ? 0.f : m_new;
-      const float corr = exp2f(m_run[r] - m_use);
+      corr[r] = exp2f(m_run[r] - m_use);
       m_run[r] = m_new;
       float sum = 0.f;
 #pragma unroll
       for (int j = 0; j < BN / 8; ++j) {
 #pragma unroll
-        for (int c = 0; c < 2; ++c) {
-          const float e = exp2f(fmaf(sacc[4 * j + 2 * r + c], p.scale_log2, -m_use));
-          sacc[4 * j + 2 * r + c] = e;
-          sum += e;
+        for (int e = 0; e < 2; ++e) {
+          const float x = exp2f(fmaf(sacc[4 * j + 2 * r + e], p.scale_log2, -m_use));
+          sacc[4 * j + 2 * r + e] = x;
+          sum += x;
         }
       }
-      l_run[r] = l_run[r] * corr + sum;
-#pragma unroll
-      for (int i = 0; i < D / 8; ++i) { o[4 * i + 2 * r] *= corr; o[4 * i + 2 * r + 1] *= corr; }
+      l_run[r] = l_run[r] * corr[r] + sum;
     }
-
-    // O += P V.
-    wgmma_fence();
+  };
+  auto pack_p = [&]() {
 #pragma unroll
     for (int kk = 0; kk < BN / 16; ++kk) {
-      uint32_t a[4];
-      a[0] = E::pack(sacc[8 * kk + 0], sacc[8 * kk + 1]);
-      a[1] = E::pack(sacc[8 * kk + 2], sacc[8 * kk + 3]);
-      a[2] = E::pack(sacc[8 * kk + 4], sacc[8 * kk + 5]);
-      a[3] = E::pack(sacc[8 * kk + 6], sacc[8 * kk + 7]);
-      WO::rs_t(o, a, wgmma_desc(v_addr + kk * 16 * 128, BN * 128, 1024));
+#pragma unroll
+      for (int i = 0; i < 4; ++i) pk[kk][i] = E::pack(sacc[8 * kk + 2 * i], sacc[8 * kk + 2 * i + 1]);
     }
-    wgmma_commit();
+  };
+
+  if (ntot > 0) {
+    if (c == 1) named_arrive(kFwdBarTurn, NC);  // consumer 0 issues first
+    mbar_wait(&q_full, 0);
+    mbar_wait(&k_full[0], 0);
+    fwd_take_turn(c);
+    wgmma_fence();
+    issue_s(0);
+    fwd_pass_turn(c, false);
     wgmma_wait<0>();
-    if (++ct == ent.ntiles) { ++ce; ct = 0; }
+    fence_operands(sacc);
+    mbar_arrive(&k_free[0]);
+    float corr[2];
+    softmax(corr);
+    pack_p();
+    for (int t = 1; t < ntot; ++t) {
+      const int s = t % STAGES, sp = (t - 1) % STAGES;
+      mbar_wait(&k_full[s], static_cast<uint32_t>(t / STAGES) & 1);
+      mbar_wait(&v_full[sp], static_cast<uint32_t>((t - 1) / STAGES) & 1);
+      fwd_take_turn(c);
+      wgmma_fence();
+      issue_s(t);
+      issue_pv(t - 1);
+      fwd_pass_turn(c, false);
+      wgmma_wait<1>();  // S(t) has landed; P(t-1) V(t-1) may still run
+      fence_operands(sacc);
+      mbar_arrive(&k_free[s]);
+      softmax(corr);
+      wgmma_wait<0>();
+      fence_operands(o);
+      mbar_arrive(&v_free[sp]);
+#pragma unroll
+      for (int i = 0; i < D / 8; ++i) {
+        o[4 * i] *= corr[0];
+        o[4 * i + 1] *= corr[0];
+        o[4 * i + 2] *= corr[1];
+        o[4 * i + 3] *= corr[1];
+      }
+      pack_p();
+    }
+    const int sl = (ntot - 1) % STAGES;
+    mbar_wait(&v_full[sl], static_cast<uint32_t>((ntot - 1) / STAGES) & 1);
+    fwd_take_turn(c);
+    wgmma_fence();
+    issue_pv(ntot - 1);
+    fwd_pass_turn(c, true);
+    wgmma_wait<0>();
+    fence_operands(o);
+    mbar_arrive(&v_free[sl]);
   }
-  cp_async_wait<0>();
-  __syncthreads();  // every warpgroup is done with sQ, which stages the output
+  named_sync(kFwdBarEpilogue, NC);  // both consumers are done with sQ, which stages the output
 
   // Epilogue: normalise, out (input dtype) through shared memory to whole rows, lse (natural log,
   // -inf for empty rows). MERGE: the rows' earlier out staged in the free K/V ring first.
@@ -185,11 +274,11 @@ __global__ void __launch_bounds__(NWG * 128, MINB) flex_fwd_wgmma_kernel(const F
   static_assert(!MERGE || 2 * STAGES * BN >= BM, "the K/V ring holds the earlier out rows");
   if constexpr (MERGE) {
     pdl_wait_previous();  // out and lse as the previous stage left them
-    load_staged_rows<BM, D, NT>(sPrev, p.out + static_cast<int64_t>(q0) * q_stride + static_cast<int64_t>(h) * D,
-                                q_stride, q_end - q0);
+    load_staged_rows<BM, D, NC>(sPrev, p.out + static_cast<int64_t>(q0) * q_stride + static_cast<int64_t>(h) * D,
+                                q_stride, q_end - q0, tid);
     cp_async_commit();
     cp_async_wait<0>();
-    __syncthreads();
+    named_sync(kFwdBarEpilogue, NC);
   }
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
@@ -224,9 +313,9 @@ __global__ void __launch_bounds__(NWG * 128, MINB) flex_fwd_wgmma_kernel(const F
     }
     if ((lane & 3) == 0 && mine) p.lse[static_cast<int64_t>(q0 + row) * p.hq + h] = lse_new;
   }
-  __syncthreads();
-  store_staged_rows<BM, D, NT>(sO, p.out + static_cast<int64_t>(q0) * q_stride + static_cast<int64_t>(h) * D, q_stride, q_end - q0);
+  named_sync(kFwdBarEpilogue, NC);
+  store_staged_rows<BM, D, NC>(sO, p.out + static_cast<int64_t>(q0) * q_stride + static_cast<int64_t>(h) * D, q_stride,
+                               q_end - q0, tid);
 }
-
 
 }  // namespace magi::kernels::cuda::detail

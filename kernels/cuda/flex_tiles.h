@@ -18,15 +18,12 @@ struct FlexTiles {
 
 constexpr FlexTiles flex_tiles(FlexPass pass, int head_dim) {
   if (pass == FlexPass::forward) {
-    // Two warpgroups of 64 query rows (128 rows per item). A second resident block hides one
-    // block's cold start (the first Q/K/V loads) and its softmax behind the other's products, but
-    // needs the kernel in 128 registers per thread.
-    // Head dim 128: 128-key tiles, one block per SM: O and S take 64 floats each per thread, and
-    // at 128 registers the kernel spills (slower than one block). Three warpgroups of 64-key
-    // tiles were faster at long sequences only.
-    // Head dim 64: O is half as large, so 64-key tiles fit two blocks per SM without spills.
-    // (The A/B figures: results/kernel/NOTES.md, v2 and v7.)
-    return head_dim == 64 ? FlexTiles{128, 64, 2} : FlexTiles{128, 128, 1};
+    // Two consumer warpgroups of 64 query rows (128 rows per item) and 128-key tiles, one block
+    // per SM: with a producer warpgroup loading by TMA, the consumers hold O, S and the packed P
+    // of the tile before (64 + 64 + 32 registers at head dim 128) in the 240 registers they take
+    // from it. Head dim 64 uses the same tiles: its O is half as large. The two-blocks-per-SM and
+    // three-warpgroup variants of the earlier, unspecialised kernel: results/kernel/NOTES.md.
+    return FlexTiles{128, 128, 1};
   }
   // Backward, both head dims: dK and dV of 128 keys stay in registers (each warpgroup 64 keys),
   // walking 64-row query tiles, double-buffered, whose Q, dO, dS and fp32 dQ staging fill the

@@ -1,6 +1,7 @@
 // Developer tool: times the flexible CUDA attention on catalogue masks without the app or a
 // workload file. Usage: flex_bench_quick S HQ HKV D mask[,mask...] [iters] [check 0/1]
-// Documents for varlen masks: uniform lengths in [512, 8192], seed 7 (like ANCHORS.md's peers).
+// Documents for varlen masks: uniform lengths in [512, 8192], seed 7 (like ANCHORS.md's peers);
+// mask parameters as configs/kernel_h100.json and configs/kernel_catalogue.json.
 #include "core/base/stats.h"
 #include "core/mask/catalogue.h"
 #include "core/model/vocabulary.h"
@@ -43,8 +44,11 @@ int main(int argc, char** argv) {
   for (const std::string& m : masks) {
     magi::MaskSpec spec;
     spec.type = m;
-    if (m.find("sliding_window") != std::string::npos) spec.window = 4096;
+    if (m.find("sliding_window") != std::string::npos) spec.window = m == "varlen_sliding_window" ? 1024 : 4096;
     if (m.find("block_causal") != std::string::npos) spec.block_tokens = 2048;
+    if (m == "sink_sliding_window") spec.sink_tokens = 64;
+    if (m == "shared_question") spec.question_tokens = std::min<int64_t>(4096, S);
+    if (m == "prefix_lm") spec.prefix_tokens = S / 4;
     const auto mask = magi::build_mask(spec, S, magi::mask_uses_documents(m) ? docs : std::vector<int64_t>{S});
     const magi::KernelBenchResult r = magi::run_kernel_benchmark(sh, mask, o);
     const double fwd_ms = magi::median(r.fwd_ms), bwd_ms = magi::median(r.bwd_ms);

@@ -438,6 +438,28 @@ TEST_F(FlexAttentionGpu, EdgeCases) {
   }
 }
 
+// Shapes that stress the kernels' load pipelines (a two-stage ring, one tile ahead): items of one,
+// two, three and five key tiles (the ring wraps, a stage is reused while the other is in flight),
+// items with none beside items with many, and items whose key walk switches slice while loads of
+// the next slice's tiles are in flight, from unaligned key starts, with rows no key is visible to.
+TEST_F(FlexAttentionGpu, PipelineShapes) {
+  const uint64_t seed = magi::testing::fresh_test_seed("FlexAttentionGpu.PipelineShapes");
+  std::mt19937_64 rng(seed);
+  using T = KernelSliceType;
+  for (int d : {64, 128}) {
+    for (int64_t sk : {100, 200, 300, 600})
+      check_case(AttnShape{128, sk, 2, 1, d}, {sl(0, 128, 0, sk, T::full)}, rng(), "tiles of sk " + std::to_string(sk));
+    check_case(AttnShape{384, 700, 2, 2, d}, {sl(0, 128, 0, 700, T::full), sl(256, 384, 0, 50, T::causal)}, rng(),
+               "items without tiles between");
+    check_case(AttnShape{256, 1000, 4, 2, d},
+               {sl(0, 256, 3, 133, T::full), sl(0, 256, 501, 770, T::causal), sl(0, 256, 900, 1000, T::inv_causal),
+                sl(40, 200, 133, 134, T::full)},
+               rng(), "slice switches mid-walk");
+    check_case(AttnShape{500, 300, 2, 1, d}, {sl(0, 500, 0, 300, T::causal), sl(0, 100, 10, 20, T::bi_causal)}, rng(),
+               "masked rows, ragged end");
+  }
+}
+
 TEST_F(FlexAttentionGpu, AccumulateIntoEarlierResults) {
   const uint64_t seed = magi::testing::fresh_test_seed("FlexAttentionGpu.AccumulateIntoEarlierResults");
   std::mt19937_64 rng(seed);
