@@ -4,11 +4,14 @@ from the real-corpus histogram (1M tokens, or the workload --config names), at s
 single-threaded, and writes one JSON result file with the machine, commit and commands, each
 plan's balance and zero-redundancy bytes (and, for adaptive plans, those of the same chunks uncut),
 and the peak memory: `plan --bench`'s getrusage figure and /usr/bin/time -v's of the whole command.
-Usage:
+For adaptive plans also the cost gate's decision: both dispatches it weighed, the one it declined
+included (the plan JSON's dispatch.cut_gate). Usage:
 
     scripts/bench_plan.py BUILD_DIR OUT.json [--runs N] [--cp 8 16 64 1024] [--config F] [--exe PATH]
+                          [--compute-tflops X] [--comm-gbps X]
 
---exe times another magi-bench (an older build, for before/after figures).
+--exe times another magi-bench (an older build, for before/after figures); --compute-tflops and
+--comm-gbps pass `plan`'s overrides of the rates the cost model assumes.
 """
 import argparse
 import datetime
@@ -40,6 +43,8 @@ def main():
     ap.add_argument("--cp", type=int, nargs="+", default=[8, 16, 64, 1024])
     ap.add_argument("--config", default=CONFIG)
     ap.add_argument("--exe", help="the magi-bench to time (default BUILD_DIR/magi-bench)")
+    ap.add_argument("--compute-tflops", help="plan's --compute-tflops (default: the workload's)")
+    ap.add_argument("--comm-gbps", help="plan's --comm-gbps (default: the workload's)")
     args = ap.parse_args()
     if os.path.exists(args.out):
         sys.exit(f"{args.out}: refusing to overwrite an existing file")
@@ -52,6 +57,9 @@ def main():
             cmd = [exe, "plan", "--config", args.config, "--cp", str(cp), "--strategy", "magi",
                    "--bench", str(args.runs), "--no-compare", "--no-slices", "--max-rank-rows", "0",
                    "--json", plan_json]
+            for opt in ("compute_tflops", "comm_gbps"):
+                if getattr(args, opt) is not None:
+                    cmd[-2:-2] = ["--" + opt.replace("_", "-"), getattr(args, opt)]
             load = os.getloadavg()
             timed = subprocess.run(["/usr/bin/time", "-v"] + cmd, cwd=root, check=True,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -78,6 +86,7 @@ def main():
                 "skip_reason": plan["skip_reason"],
                 "max_rss_kb_whole_command": max_rss_kb,
                 "load_average_before": [round(x, 2) for x in load],
+                "cost_rates": {k: case["resolved"]["parallel"][k] for k in ("compute_tflops", "comm_gbps")},
             }
             if not plan["skipped"]:
                 run.update({
@@ -91,6 +100,8 @@ def main():
                         "split_chunks": dispatch["split_chunks"],
                         "fixed_chunk": dispatch["fixed_chunk"],
                     })
+                if "cut_gate" in dispatch:
+                    run.update({"cuts_declined": dispatch["cuts_declined"], "cut_gate": dispatch["cut_gate"]})
             runs.append(run)
             print(f"S {S} cp {cp:5d}: build_plan median {bench['median_ms']:.2f} ms "
                   f"(cpu {bench['cpu_median_ms']:.2f} ms), "

@@ -6,6 +6,7 @@
 // memory bound (core/plan/plan_size.h) is refused before any work unless --allow-large.
 #include "commands.h"
 #include "hybrid_details.h"
+#include "rate_options.h"
 #include "system_info.h"
 
 #include "core/base/error.h"
@@ -38,6 +39,7 @@ struct PlanOptions {
   std::optional<int> heads;
   std::optional<std::string> strategy;
   std::optional<std::string> dtype;
+  RateOverrides rates;
   std::string json_out;
   int bench = 0;
   bool no_compare = false;
@@ -98,9 +100,23 @@ std::string explain_adaptive(const Plan& p) {
                        human_bytes(p.zero_redundancy_bound.fwd_bytes),
                        fixed_zr > 0 ? 100.0 * (zr - fixed_zr) / fixed_zr : 0.0);
   }
-  if (p.cuts_declined) {
-    out += "#   cuts declined: the cost model (overlap_degree auto's) estimates the cut dispatch's forward slower than these\n"
-           "#   chunks uncut (the K/V the cuts add outweighs the balance they buy)\n";
+  if (p.cut_gate.weighed) {
+    // Both sides of the decision, so that a plan shows what the other choice would have been.
+    const CutGate& g = p.cut_gate;
+    const double cut_zr = static_cast<double>(g.cut.zero_redundancy_fwd_bytes);
+    const double uncut_zr = static_cast<double>(g.uncut.zero_redundancy_fwd_bytes);
+    out += fmt::format("#   cuts {}: the cost model (overlap_degree auto's, at {:g} TF/s and {:g} GB/s) estimates the forward "
+                       "at {:.4g} ms cut (degree {}) against {:.4g} ms uncut (degree {})\n",
+                       p.cuts_declined ? "declined" : "kept", g.compute_tflops, g.comm_gbps, g.cut.forward_s * 1e3,
+                       g.cut.overlap_degree, g.uncut.forward_s * 1e3, g.uncut.overlap_degree);
+    if (p.cuts_declined) {
+      out += fmt::format("#   the declined cut dispatch: {} chunk{} cut, imbalance {:.4f} (this plan {:.4f}), "
+                         "zero-redundancy fwd {} ({:.3f}x this plan's {}): the K/V the cuts add outweighs the balance "
+                         "they buy at these rates (--comm-gbps, --compute-tflops price it at others)\n",
+                         g.cut.split_chunks, g.cut.split_chunks == 1 ? "" : "s", g.cut.imbalance, g.uncut.imbalance,
+                         human_bytes(g.cut.zero_redundancy_fwd_bytes), uncut_zr > 0 ? cut_zr / uncut_zr : 0.0,
+                         human_bytes(g.uncut.zero_redundancy_fwd_bytes));
+    }
   }
   if (p.indivisible_area > p.lower_bound_area) {
     out += fmt::format("#   the largest indivisible piece (a tile, or a chunk no cut applies to) has area {} > total / cp: "
@@ -299,6 +315,7 @@ void plan_workload(const Context& ctx, const PlanOptions& opt) {
     throw UsageError(fmt::format("--cp {}: expected 1 to {}", *opt.cp, kMaxCp));
   if (opt.heads && (*opt.heads < 1 || *opt.heads > kMaxCp))
     throw UsageError(fmt::format("--heads {}: expected 1 to {}", *opt.heads, kMaxCp));
+  opt.rates.validate();
   if (opt.bench < 0) throw UsageError(fmt::format("--bench {}: expected >= 0", opt.bench));
   if (opt.show_rank && *opt.show_rank < 0)
     throw UsageError(fmt::format("--show-rank {}: expected a rank >= 0", *opt.show_rank));
@@ -315,6 +332,7 @@ void plan_workload(const Context& ctx, const PlanOptions& opt) {
     if (opt.heads) c.parallel.heads = *opt.heads;
     if (strategy) c.parallel.strategy = *strategy;
     if (dtype) c.model.dtype = *dtype;
+    opt.rates.apply(c);
     if (!opt.allow_large) {
       refuse_large_plan(opt.config, c, "");
       // The comparison builds the magi plan too (the others as outlines, linear in cp).
@@ -360,7 +378,7 @@ void plan_workload(const Context& ctx, const PlanOptions& opt) {
 
     nlohmann::json cj;
     cj["case"] = c.name;
-    cj["resolved"] = resolved_config(c);  // with --cp / --strategy / --dtype applied
+    cj["resolved"] = resolved_config(c);  // with the command line's overrides applied
     cj["bytes_dtype"] = std::string(to_string(c.model.dtype));
     cj["documents"] = to_json(ds);
     cj["timing_ms"] = {{"mask", mask_ms}, {"build_plan", plan_ms}};
@@ -422,6 +440,7 @@ void add_plan_command(CLI::App& app, Context& ctx) {
   cmd->add_option("-s,--strategy", opt->strategy, "Override parallel.strategy: magi, ring, ulysses or allgather");
   cmd->add_option("--dtype", opt->dtype,
                   "Override model.dtype, the element type the bytes assume: bf16, fp16 or fp32 (the CPU run's)");
+  opt->rates.add_to(*cmd);
   cmd->add_flag("--allow-large", opt->allow_large,
                 "Plan cases whose plan is estimated beyond 4 GB (refused by default, naming the field)");
   cmd->add_option("--json", opt->json_out, "Write the plans as JSON (refuses to overwrite an existing file)")

@@ -331,6 +331,74 @@ TEST_F(Cli, PlanBytesStateTheirDtypeAndDtypeOverridesIt) {
   EXPECT_EQ(run("plan --config " + cfg + " --dtype fp64").exit_code, 2);
 }
 
+// A 4096-token pack led by one 2560-token document at cp 8, 512-token chunks: magi cuts the
+// heavy chunks for balance, and at the workload's slow link (0.01 GB/s) the cost gate declines them.
+const char* kHeavyDoc = R"({
+  "name": "heavy_doc",
+  "model": {"heads_q": 4, "heads_kv": 2, "head_dim": 16, "dtype": "bf16"},
+  "sequence": {"total_tokens": 4096,
+               "documents": {"distribution": "list", "lengths": [2560, 40, 100, 7, 300, 64, 150, 90, 1, 230],
+                             "max_doc_fraction": 1.0}},
+  "mask": [{"type": "varlen_causal"}],
+  "parallel": {"cp": 8, "strategy": "magi", "chunk_tokens": 512, "comm_gbps": 0.01}
+})";
+
+// `plan --comm-gbps` and `--compute-tflops` override the rates the cost gate prices magi's cuts
+// at: the workload's slow link declines them and the plan states what the declined cut dispatch
+// would have been; a fast link, or a slow kernel, given on the command line keeps them, and the
+// kept plan is exactly that dispatch. Bad values are usage errors naming the option.
+TEST_F(Cli, PlanRateOverridesDecideTheCuts) {
+  const Outcome help = run("plan --help");
+  for (const char* s : {"--compute-tflops", "--comm-gbps"}) EXPECT_NE(help.output.find(s), std::string::npos) << s;
+  const std::string cfg = write("heavy.json", kHeavyDoc);
+  const std::string slow_json = (dir_ / "slow.json").string(), fast_json = (dir_ / "fast.json").string();
+  const Outcome slow = run("plan --config " + cfg + " --no-compare --json " + slow_json);
+  ASSERT_EQ(slow.exit_code, 0) << slow.output;
+  EXPECT_NE(slow.output.find("#   cuts declined: the cost model (overlap_degree auto's, at 400 TF/s and 0.01 GB/s) "
+                             "estimates the forward at "),
+            std::string::npos)
+      << slow.output;
+  EXPECT_NE(slow.output.find("#   the declined cut dispatch: "), std::string::npos) << slow.output;
+  const Outcome fast = run("plan --config " + cfg + " --no-compare --comm-gbps 100000 --json " + fast_json);
+  ASSERT_EQ(fast.exit_code, 0) << fast.output;
+  EXPECT_NE(fast.output.find("#   cuts kept: the cost model (overlap_degree auto's, at 400 TF/s and 100000 GB/s)"),
+            std::string::npos)
+      << fast.output;
+  EXPECT_EQ(fast.output.find("the declined cut dispatch"), std::string::npos) << fast.output;
+  const Outcome kernel = run("plan --config " + cfg + " --no-compare --compute-tflops 0.001");
+  ASSERT_EQ(kernel.exit_code, 0) << kernel.output;
+  EXPECT_NE(kernel.output.find("#   cuts kept: the cost model (overlap_degree auto's, at 0.001 TF/s and 0.01 GB/s)"),
+            std::string::npos)
+      << kernel.output;
+
+  const auto a = nlohmann::json::parse(magi::read_file(slow_json))["cases"][0];
+  const auto b = nlohmann::json::parse(magi::read_file(fast_json))["cases"][0];
+  EXPECT_EQ(a["resolved"]["parallel"]["comm_gbps"], 0.01);
+  EXPECT_EQ(b["resolved"]["parallel"]["comm_gbps"], 100000.0);
+  const auto& declined = a["plan"]["dispatch"];
+  EXPECT_EQ(declined["cuts_declined"], true);
+  EXPECT_EQ(declined["split_chunks"], 0);
+  EXPECT_EQ(declined["cut_gate"]["comm_gbps"], 0.01);
+  EXPECT_GT(declined["cut_gate"]["cut"]["forward_ms"].get<double>(), declined["cut_gate"]["uncut"]["forward_ms"].get<double>());
+  EXPECT_EQ(b["plan"]["dispatch"]["cuts_declined"], false);
+  EXPECT_GT(b["plan"]["dispatch"]["split_chunks"].get<int64_t>(), 0);
+  EXPECT_EQ(b["plan"]["dispatch"]["split_chunks"], declined["cut_gate"]["cut"]["split_chunks"]);
+  EXPECT_EQ(b["plan"]["balance"]["imbalance"], declined["cut_gate"]["cut"]["imbalance"]);
+  EXPECT_EQ(b["plan"]["zero_redundancy_bound"]["fwd_bytes"], declined["cut_gate"]["cut"]["zero_redundancy_fwd_bytes"]);
+  EXPECT_EQ(a["plan"]["balance"]["imbalance"], declined["cut_gate"]["uncut"]["imbalance"]);
+  EXPECT_LT(b["plan"]["balance"]["imbalance"].get<double>(), a["plan"]["balance"]["imbalance"].get<double>());
+
+  for (const char* flag : {"--comm-gbps 0", "--comm-gbps -3", "--compute-tflops nan", "--compute-tflops inf",
+                           "--comm-gbps 2e9"}) {
+    const Outcome o = run("plan --config " + cfg + " " + flag);
+    EXPECT_EQ(o.exit_code, 2) << flag << ": " << o.output;
+    const std::string option = std::string(flag).substr(0, std::string(flag).find(' '));
+    EXPECT_NE(o.output.find(option + " "), std::string::npos) << o.output;
+    EXPECT_NE(o.output.find(": expected "), std::string::npos) << o.output;
+    EXPECT_NE(o.output.find("in (0, 1e+09]"), std::string::npos) << o.output;
+  }
+}
+
 // A valid workload whose plan would not fit is refused before any work, naming the field and the
 // estimate; --allow-large lets it through.
 TEST_F(Cli, LargePlansAreRefusedUnlessAllowed) {

@@ -30,6 +30,10 @@ MagiDispatch from_dispatch(AdaptiveDispatch dispatch, const Case& c, int64_t chu
   return md;
 }
 
+DispatchPrice price(const Plan& p, const ForwardEstimate& e) {
+  return DispatchPrice{p.split_chunks, p.imbalance, p.zero_redundancy_bound.fwd_bytes, e.seconds, e.overlap_degree};
+}
+
 }  // namespace
 
 MagiDispatch magi_dispatch(const std::vector<AttnSlice>& mask, const Case& c, int64_t chunk_tokens) {
@@ -53,6 +57,7 @@ GatedDispatch gated_dispatch(const std::vector<AttnSlice>& mask, const Case& c, 
     g.fixed_imbalance = fixed.plan.imbalance;
     g.fixed_bound = fixed.plan.zero_redundancy_bound;
     const ForwardEstimate f = forward_estimate(stage_costs(fixed.plan, fixed.pieces), rates);
+    g.gate = CutGate{true, rates.compute_tflops, rates.comm_gbps, price(g.md.plan, e), price(fixed.plan, f)};
     if (f.seconds < e.seconds) {
       g.md = std::move(fixed);
       e = f;

@@ -24,7 +24,8 @@ MagiDispatch magi_dispatch(const std::vector<AttnSlice>& mask, const Case& c, in
 // magi's dispatch at `chunk_tokens` as plans use it: the adaptive dispatch, unless the cost model
 // (forward_estimate at the case's compute_tflops and comm_gbps) estimates the same chunks uncut
 // faster, then those (cuts_declined). Cuts that spread a long document over many ranks can cost
-// more in K/V than their balance saves. Also what the uncut chunks give, for the plan's report.
+// more in K/V than their balance saves. Also what the uncut chunks give, and both sides as the
+// gate priced them (the dispatch not kept included), for the plan's report.
 struct GatedDispatch {
   MagiDispatch md;
   double forward_s = 0;  // its forward estimate
@@ -32,6 +33,7 @@ struct GatedDispatch {
   bool cuts_declined = false;
   double fixed_imbalance = 1.0;
   CommVolume fixed_bound;
+  CutGate gate;
 };
 GatedDispatch gated_dispatch(const std::vector<AttnSlice>& mask, const Case& c, int64_t chunk_tokens);
 

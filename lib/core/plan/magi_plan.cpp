@@ -34,6 +34,7 @@ Plan build_magi_plan(const std::vector<AttnSlice>& mask, const Case& c) {
   p.fixed_chunk_imbalance = g.fixed_imbalance;
   p.fixed_chunk_bound = g.fixed_bound;
   p.cuts_declined = g.cuts_declined;
+  p.cut_gate = g.gate;
   const int cp = p.cp;
   const RowPieces& rp = md.dispatch.units;
   const std::vector<int>& owner = md.dispatch.owner;

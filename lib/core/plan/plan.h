@@ -145,6 +145,23 @@ struct ChunkCandidate {
   int64_t zero_redundancy_fwd_bytes = 0;
 };
 
+// magi's cost gate (core/plan/magi_dispatch.h) at one chunk size: the adaptive dispatch with its
+// cuts and the same chunks uncut, each priced by the cost model (the slowest rank's forward
+// estimate at overlap_degree auto's degree, core/cost/cost_model.h) at the rates given; the faster
+// one is the plan, the other is reported beside it.
+struct DispatchPrice {
+  int64_t split_chunks = 0;
+  double imbalance = 1.0;
+  int64_t zero_redundancy_fwd_bytes = 0;
+  double forward_s = 0;
+  int overlap_degree = 1;
+};
+struct CutGate {
+  bool weighed = false;  // the adaptive dispatch cut chunks (else there was nothing to weigh)
+  double compute_tflops = 0, comm_gbps = 0;
+  DispatchPrice cut, uncut;
+};
+
 struct Plan {
   Strategy strategy = Strategy::magi;
   int cp = 1;
@@ -187,6 +204,7 @@ struct Plan {
   int64_t split_chunks = 0;             // chunks cut (heavy ones and their light fillers)
   int64_t indivisible_area = 0;         // the largest area no cut can split: a lower bound on max_rank_area
   bool cuts_declined = false;           // cuts were estimated slower than the chunks uncut (kept)
+  CutGate cut_gate;                     // what the decision weighed
   double fixed_chunk_imbalance = 1.0;   // the same chunks dispatched uncut
   CommVolume fixed_chunk_bound;         // zero-redundancy volume of that uncut dispatch
   std::vector<ChunkCandidate> chunk_candidates;  // chunk_tokens auto: the sizes tried (else empty)

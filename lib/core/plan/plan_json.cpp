@@ -16,6 +16,22 @@ nlohmann::json volume_json(const CommVolume& v) {
 
 double ratio(int64_t a, int64_t b) { return b > 0 ? static_cast<double>(a) / static_cast<double>(b) : 0.0; }
 
+nlohmann::json price_json(const DispatchPrice& d) {
+  return {{"split_chunks", d.split_chunks}, {"imbalance", d.imbalance},
+          {"zero_redundancy_fwd_bytes", d.zero_redundancy_fwd_bytes}, {"forward_ms", d.forward_s * 1e3},
+          {"overlap_degree", d.overlap_degree}};
+}
+
+// null when the adaptive dispatch cut nothing: there was no decision.
+nlohmann::json cut_gate_json(const CutGate& g) {
+  if (!g.weighed) return nullptr;
+  return {{"compute_tflops", g.compute_tflops},
+          {"comm_gbps", g.comm_gbps},
+          {"cut", price_json(g.cut)},
+          {"uncut", price_json(g.uncut)},
+          {"cut_to_uncut_fwd_bytes", ratio(g.cut.zero_redundancy_fwd_bytes, g.uncut.zero_redundancy_fwd_bytes)}};
+}
+
 }  // namespace
 
 nlohmann::json plan_to_json(const Plan& p, const PlanJsonOptions& options) {
@@ -41,6 +57,7 @@ nlohmann::json plan_to_json(const Plan& p, const PlanJsonOptions& options) {
     j["dispatch"]["unit_sizes"] = std::move(sizes);
     j["dispatch"]["split_chunks"] = p.split_chunks;
     j["dispatch"]["cuts_declined"] = p.cuts_declined;
+    j["dispatch"]["cut_gate"] = cut_gate_json(p.cut_gate);
     j["dispatch"]["fixed_chunk"] = {{"imbalance", p.fixed_chunk_imbalance},
                                     {"zero_redundancy_bound", volume_json(p.fixed_chunk_bound)}};
     nlohmann::json candidates = nlohmann::json::array();

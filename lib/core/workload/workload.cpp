@@ -44,7 +44,6 @@ constexpr int64_t kMaxOverlap = 1024;
 constexpr int64_t kMaxInt = std::numeric_limits<int>::max();
 constexpr size_t kMaxNameChars = 200;
 constexpr size_t kMaxFileBytes = size_t{16} << 20;
-constexpr double kMaxRate = 1e9;  // TFLOP/s or GB/s: anything larger is a typo
 
 constexpr std::array kDTypes{DType::bf16, DType::fp16, DType::fp32};
 constexpr std::array kStrategies{Strategy::magi, Strategy::ring, Strategy::ulysses,

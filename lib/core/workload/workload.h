@@ -18,6 +18,8 @@ namespace magi {
 // The largest parallel.cp a workload may ask for (configs/README.md); command-line overrides
 // keep to it too.
 inline constexpr int kMaxCp = 1 << 20;
+// The largest parallel.compute_tflops (TFLOP/s) or comm_gbps (GB/s): anything larger is a typo.
+inline constexpr double kMaxRate = 1e9;
 // The longest packed sequence (and any token position) a workload may name: below 2^31, every
 // mask area fits in int64.
 inline constexpr int64_t kMaxTokens = int64_t{1} << 31;

@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <limits>
 #include <numeric>
+#include <utility>
 
 namespace magi {
 namespace {
@@ -181,6 +182,84 @@ TEST(AdaptiveDispatch, CutsDeclinedWhereTheModelPricesThemSlower) {
   EXPECT_LT(kept.zero_redundancy_bound.fwd_bytes, cut.zero_redundancy_bound.fwd_bytes);
   testing::expect_covers_exactly(kept, mask);
   EXPECT_EQ(plan_to_json(kept)["dispatch"]["cuts_declined"], true);
+}
+
+// The slowest rank's forward estimate of a built plan at `rates` and the degree auto picks there,
+// from its stages: host flops those of stage 0 (keys the rank hosts), the rest remote, remote bytes
+// its remote K/V.
+std::pair<double, int> plan_forward_estimate(const Plan& p, const CostRates& rates) {
+  const double kv = static_cast<double>(kv_bytes_per_token(p.model, dtype_bytes(p.model.dtype)));
+  std::vector<RankStageCost> costs;
+  for (const RankPlan& rk : p.ranks) {
+    const int64_t host = rk.stages.at(0).area;
+    costs.push_back(RankStageCost{4.0 * static_cast<double>(host) * p.model.head_dim * p.model.heads_q,
+                                  4.0 * static_cast<double>(rk.area - host) * p.model.head_dim * p.model.heads_q,
+                                  static_cast<double>(rk.remote_kv_tokens) * kv});
+  }
+  const int degree = choose_overlap_degree(costs, rates);
+  double slowest = 0;
+  for (const RankStageCost& r : costs) slowest = std::max(slowest, estimate_rank_time_s(r, degree, rates));
+  return {slowest, degree};
+}
+
+// The gate reports both sides, the one it declined included: the cut side's figures are those of
+// the plan built where the cuts are kept, the uncut side's those of the plan built where they are
+// declined, and each forward estimate is that plan's (from its stages) at the gate's rates, so a
+// declined plan states exactly what the balanced alternative would cost.
+TEST(AdaptiveDispatch, CutGateReportsTheDispatchItDeclined) {
+  std::mt19937_64 rng(testing::test_seed("AdaptiveDispatch.CutGateReportsTheDispatchItDeclined", 38));
+  const int64_t S = 4096;
+  for (int cp : {4, 8}) {
+    const auto mask = heavy_tail_mask(rng, S, 2048);
+    Case c = make_case(S, cp, 512);
+    c.parallel.comm_gbps = 1e6;
+    const Plan cut = build_plan(mask, c);
+    c.parallel.compute_tflops = 300;
+    c.parallel.comm_gbps = 1e-3;
+    const Plan uncut = build_plan(mask, c);
+    ASSERT_FALSE(cut.cuts_declined);
+    ASSERT_TRUE(uncut.cuts_declined);
+    ASSERT_GT(cut.split_chunks, 0);
+    for (const Plan* p : {&cut, &uncut}) {
+      const CutGate& g = p->cut_gate;
+      ASSERT_TRUE(g.weighed);
+      EXPECT_EQ(g.comm_gbps, p == &cut ? 1e6 : 1e-3);
+      EXPECT_EQ(g.compute_tflops, p == &cut ? 400 : 300);
+      EXPECT_EQ(g.cut.split_chunks, cut.split_chunks);
+      EXPECT_DOUBLE_EQ(g.cut.imbalance, cut.imbalance);
+      EXPECT_EQ(g.cut.zero_redundancy_fwd_bytes, cut.zero_redundancy_bound.fwd_bytes);
+      EXPECT_EQ(g.uncut.split_chunks, 0);
+      EXPECT_DOUBLE_EQ(g.uncut.imbalance, uncut.imbalance);
+      EXPECT_EQ(g.uncut.zero_redundancy_fwd_bytes, uncut.zero_redundancy_bound.fwd_bytes);
+      const CostRates rates{g.compute_tflops, g.comm_gbps};
+      const auto [cut_s, cut_degree] = plan_forward_estimate(cut, rates);
+      const auto [uncut_s, uncut_degree] = plan_forward_estimate(uncut, rates);
+      EXPECT_DOUBLE_EQ(g.cut.forward_s, cut_s);
+      EXPECT_EQ(g.cut.overlap_degree, cut_degree);
+      EXPECT_DOUBLE_EQ(g.uncut.forward_s, uncut_s);
+      EXPECT_EQ(g.uncut.overlap_degree, uncut_degree);
+      EXPECT_EQ(p->cuts_declined, g.uncut.forward_s < g.cut.forward_s);
+    }
+    EXPECT_LT(cut.imbalance, uncut.imbalance);  // what was declined: balance bought with bytes
+    EXPECT_GT(cut.zero_redundancy_bound.fwd_bytes, uncut.zero_redundancy_bound.fwd_bytes);
+    const nlohmann::json j = plan_to_json(uncut)["dispatch"]["cut_gate"];
+    EXPECT_EQ(j["comm_gbps"], 1e-3);
+    EXPECT_EQ(j["cut"]["split_chunks"], cut.split_chunks);
+    EXPECT_EQ(j["cut"]["zero_redundancy_fwd_bytes"], cut.zero_redundancy_bound.fwd_bytes);
+    EXPECT_DOUBLE_EQ(j["cut"]["forward_ms"].get<double>(), uncut.cut_gate.cut.forward_s * 1e3);
+    EXPECT_DOUBLE_EQ(j["cut_to_uncut_fwd_bytes"].get<double>(),
+                     static_cast<double>(cut.zero_redundancy_bound.fwd_bytes) /
+                         static_cast<double>(uncut.zero_redundancy_bound.fwd_bytes));
+  }
+}
+
+// Without cuts there is nothing to weigh: a mask whose chunks balance as they are.
+TEST(AdaptiveDispatch, NoCutGateWithoutCuts) {
+  const std::vector<AttnSlice> mask{{{0, 4096}, {0, 4096}, SliceType::full}};
+  const Plan p = build_plan(mask, make_case(4096, 8, 512));
+  EXPECT_EQ(p.split_chunks, 0);
+  EXPECT_FALSE(p.cut_gate.weighed);
+  EXPECT_TRUE(plan_to_json(p)["dispatch"]["cut_gate"].is_null());
 }
 
 // Balance at cp 256..4096 on random packs: real-corpus documents (varlen causal) and random
