@@ -227,8 +227,6 @@ bool launch_forward(const FlexAttention::Impl& im, const void* q, const void* k,
   p.slices = im.slices.ptr;
   p.entries = im.fwd_entries.ptr;
   p.items = items.ptr;
-  p.sq = static_cast<int>(sh.sq);
-  p.sk = static_cast<int>(sh.sk);
   p.hq = sh.hq;
   p.hkv = sh.hkv;
   p.scale_log2 = scale * detail::kLog2e;

@@ -37,7 +37,7 @@ struct FwdParams {
   const DevSlice* slices;
   const FwdEntry* entries;
   const FwdItem* items;
-  int sq, sk, hq, hkv;
+  int hq, hkv;
   float scale_log2;  // softmax scale * log2(e)
 };
 
