@@ -6,7 +6,6 @@
 #include "core/plan/rank_layout.h"
 
 #include <algorithm>
-#include <map>
 #include <tuple>
 
 namespace magi::detail {
@@ -65,42 +64,51 @@ void route_node_aware(Plan& p, const RowPieces& rp, const std::vector<int>& owne
   MAGI_CHECK(rpn > 0 && p.cp % rpn == 0 && p.cp / rpn > 1 && degree >= 1,
              "node routing of cp {} with {} ranks per node, degree {}", p.cp, rpn, degree);
   const int nodes = p.cp / rpn;
-  // (stage, src, dst, from_stage) -> ranges, ascending; the map's order is the transfers' order.
-  std::map<std::tuple<int, int, int, int>, std::vector<Range>> msgs;
-  auto add = [&](int stage, int src, int dst, int from, Range r) {
-    std::vector<Range>& v = msgs[{stage, src, dst, from}];
-    if (!v.empty() && v.back().end == r.start) {
-      v.back().end = r.end;
-    } else {
-      v.push_back(r);
-    }
+  // The messages are those of a map (stage, src, dst, from_stage) -> ranges in routing order.
+  // Every message of node n has its dst on n, so each node's pieces are gathered in routing
+  // order, stably sorted by key and merged on their own (one node's at a time, in cache). A
+  // rank's stage buffer thus takes its messages in key order, all from its node's list, and the
+  // nodes' lists concatenated are the plan's messages (sort_transfers lists them by key).
+  struct Piece {
+    int stage, src, dst, from;
+    Range r;
   };
+  auto key_less = [](const Piece& a, const Piece& b) {
+    return std::tie(a.stage, a.src, a.dst, a.from) < std::tie(b.stage, b.src, b.dst, b.from);
+  };
+  std::vector<Piece> node_pieces;
+  p.transfers.clear();
   bool forwards = false;
   std::vector<int64_t> relayed(static_cast<size_t>(rpn));
   for (int n = 0; n < nodes; ++n) {
     int64_t union_tokens = 0;
     for_each_needed_run(p, n, [&](Range r, const std::vector<int>&) { union_tokens += r.size(); });
     std::fill(relayed.begin(), relayed.end(), 0);
+    node_pieces.clear();
     int64_t pos = 0;
+    auto unit = rp.units.begin();
     for_each_needed_run(p, n, [&](Range run, const std::vector<int>& needers) {
+      // Runs ascend, so the unit holding run.start is never behind the last one.
+      unit = std::upper_bound(unit, rp.units.end(), run.start, [](int64_t x, const Range& u) { return x < u.end; });
       for (int64_t t = run.start; t < run.end;) {
-        const size_t u = unit_of(rp, t);
+        while (unit != rp.units.end() && unit->end <= t) ++unit;
+        MAGI_CHECK(unit != rp.units.end() && unit->contains(t), "token {} in no dispatch unit", t);
         const int k = static_cast<int>(pos * degree / union_tokens) + 1;
         const int64_t next_round = (static_cast<int64_t>(k) * union_tokens + degree - 1) / degree;
-        const int64_t e = std::min({run.end, rp.units[u].end, t + (next_round - pos)});
+        const int64_t e = std::min({run.end, unit->end, t + (next_round - pos)});
         const Range piece{t, e};
-        const int o = owner[u];
+        const int o = owner[static_cast<size_t>(unit - rp.units.begin())];
         if (o / rpn == n) {
-          for (int l : needers) add(k, o, n * rpn + l, 0, piece);
+          for (int l : needers) node_pieces.push_back({k, o, n * rpn + l, 0, piece});
         } else {
           int relay = needers.front();
           for (int l : needers) {
             if (relayed[static_cast<size_t>(l)] < relayed[static_cast<size_t>(relay)]) relay = l;
           }
-          add(k, o, n * rpn + relay, 0, piece);
+          node_pieces.push_back({k, o, n * rpn + relay, 0, piece});
           for (int l : needers) {
             if (l == relay) continue;
-            add(k + 1, n * rpn + relay, n * rpn + l, k, piece);
+            node_pieces.push_back({k + 1, n * rpn + relay, n * rpn + l, k, piece});
             relayed[static_cast<size_t>(relay)] += piece.size();
             forwards = true;
           }
@@ -109,20 +117,27 @@ void route_node_aware(Plan& p, const RowPieces& rp, const std::vector<int>& owne
         t = e;
       }
     });
+    std::stable_sort(node_pieces.begin(), node_pieces.end(), key_less);
+    for (size_t i = 0; i < node_pieces.size(); ++i) {
+      const Piece& x = node_pieces[i];
+      if (i == 0 || key_less(node_pieces[i - 1], x)) {
+        p.transfers.push_back(Transfer{x.stage, x.src, x.dst, {x.r}, 0, x.from});
+      } else if (std::vector<Range>& v = p.transfers.back().ranges; v.back().end == x.r.start) {
+        v.back().end = x.r.end;
+      } else {
+        v.push_back(x.r);
+      }
+    }
   }
   const int stages = 1 + degree + (forwards ? 1 : 0);
   for (RankPlan& rk : p.ranks) {
     rk.stages.assign(static_cast<size_t>(stages), Stage{});
     rk.stages[0].kv_ranges = rk.q_ranges;
   }
-  p.transfers.clear();
-  for (auto& [key, ranges] : msgs) {
-    const auto [stage, src, dst, from] = key;
-    Transfer t{stage, src, dst, std::move(ranges), 0, from};
+  for (Transfer& t : p.transfers) {
     t.tokens = total_size(t.ranges);
-    std::vector<Range>& layout = p.ranks[static_cast<size_t>(dst)].stages[static_cast<size_t>(stage)].kv_ranges;
+    std::vector<Range>& layout = p.ranks[static_cast<size_t>(t.dst)].stages[static_cast<size_t>(t.stage)].kv_ranges;
     layout.insert(layout.end(), t.ranges.begin(), t.ranges.end());
-    p.transfers.push_back(std::move(t));
   }
   for (size_t r = 0; r < p.ranks.size(); ++r) {
     RankPlan& rk = p.ranks[r];

@@ -15,6 +15,14 @@
 // one holds what round `degree` forwards); one without (every rank its own node) has degree.
 // GroupReduce is the same messages reversed: a relay adds its node-mates' dK/dV partials to its
 // own before the one message back to the owner (docs/execution.md).
+//
+// Cost of route_node_aware: a walk of each node's union (the needed runs, sorted from its ranks'
+// remote ranges), one piece per (run cut at unit and round boundaries) x needing rank, then per
+// node a stable sort of its P_n pieces by message key: O(sum_n P_n log P_n) time and O(max P_n)
+// scratch. Every message of a node has its destination on that node, so the nodes' sorted lists
+// concatenate into the plan's; sorting per node keeps the work in cache, where one ordered map of
+// all the plan's messages (a million at 16M tokens cp 4096, 8 ranks per node) cost a cache miss
+// per tree level on every piece (results/planning/ADAPTIVE.md, "Node-aware planning time").
 #pragma once
 
 #include "core/base/slice.h"

@@ -184,6 +184,40 @@ TEST(NodeRouting, RandomMasksCoverEachPairOnceAtTheBounds) {
   }
 }
 
+// The message list of node routing (gathered and sorted node by node): one message per (stage,
+// src, dst, from_stage), listed in that order; each message's ranges ascending and merged (no two
+// touch); a rank's stage buffer the concatenation of the messages into it, in list order.
+TEST(NodeRouting, MessagesOncePerKeyInKeyOrderWithMergedRanges) {
+  std::mt19937_64 rng(testing::test_seed("NodeRouting.MessagesOncePerKeyInKeyOrderWithMergedRanges", 23));
+  for (int iter = 0; iter < 40; ++iter) {
+    const int rpn = static_cast<int>(uniform(rng, 1, 4));
+    const int cp = rpn * static_cast<int>(uniform(rng, 2, 4));
+    const int64_t chunk = uniform(rng, 1, 6);
+    const int64_t S = uniform(rng, cp * chunk, 200);
+    const auto mask = testing::random_mask(rng, S);
+    const int degree = static_cast<int>(uniform(rng, 1, 4));
+    SCOPED_TRACE(fmt::format("iter {} S {} cp {} rpn {} chunk {} degree {}", iter, S, cp, rpn, chunk, degree));
+    const Plan p = build_plan(mask, node_case(S, cp, rpn, chunk, degree));
+    ASSERT_FALSE(p.skipped) << p.skip_reason;
+    auto key = [](const Transfer& t) { return std::tie(t.stage, t.src, t.dst, t.from_stage); };
+    std::map<std::pair<int, int>, std::vector<Range>> into;  // (dst, stage) -> ranges in list order
+    for (size_t i = 0; i < p.transfers.size(); ++i) {
+      const Transfer& t = p.transfers[i];
+      if (i > 0) EXPECT_LT(key(p.transfers[i - 1]), key(t)) << "transfer " << i;
+      for (size_t j = 1; j < t.ranges.size(); ++j) {
+        EXPECT_GT(t.ranges[j].start, t.ranges[j - 1].end) << "transfer " << i << " range " << j;
+      }
+      std::vector<Range>& v = into[{t.dst, t.stage}];
+      v.insert(v.end(), t.ranges.begin(), t.ranges.end());
+    }
+    for (const RankPlan& rk : p.ranks) {
+      for (size_t s = 1; s < rk.stages.size(); ++s) {
+        EXPECT_EQ(rk.stages[s].kv_ranges, (into[{rk.rank, static_cast<int>(s)}])) << "rank " << rk.rank << " stage " << s;
+      }
+    }
+  }
+}
+
 void expect_same_plan(const Plan& a, const Plan& b) {
   ASSERT_EQ(a.ranks.size(), b.ranks.size());
   ASSERT_EQ(a.transfers.size(), b.transfers.size());
