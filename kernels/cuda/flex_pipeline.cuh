@@ -38,8 +38,8 @@ __device__ inline void mbar_wait(uint64_t* bar, uint32_t parity) {
 }
 
 // TMA load of a 3D box (c0, c1, c2 its first element) through a tensor map (the address of a
-// __grid_constant__ kernel parameter) into shared memory; completes `bytes` on `bar`. Elements
-// outside the tensor arrive as zeros.
+// __grid_constant__ kernel parameter) into shared memory; its bytes complete on `bar` (which
+// mbar_arrive_expect_tx announced them to). Elements outside the tensor arrive as zeros.
 __device__ inline void tma_load_3d(void* dst, const void* tensor_map, uint64_t* bar, int c0, int c1, int c2) {
   asm volatile(
       "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4, %5}], [%2];\n" ::"r"(
