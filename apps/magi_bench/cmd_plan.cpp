@@ -37,6 +37,7 @@ struct PlanOptions {
   std::string config;
   std::optional<int> cp;
   std::optional<int> heads;
+  std::optional<int> ranks_per_node;
   std::optional<std::string> strategy;
   std::optional<std::string> dtype;
   RateOverrides rates;
@@ -315,6 +316,8 @@ void plan_workload(const Context& ctx, const PlanOptions& opt) {
     throw UsageError(fmt::format("--cp {}: expected 1 to {}", *opt.cp, kMaxCp));
   if (opt.heads && (*opt.heads < 1 || *opt.heads > kMaxCp))
     throw UsageError(fmt::format("--heads {}: expected 1 to {}", *opt.heads, kMaxCp));
+  if (opt.ranks_per_node && (*opt.ranks_per_node < 1 || *opt.ranks_per_node > kMaxCp))
+    throw UsageError(fmt::format("--ranks-per-node {}: expected 1 to {}", *opt.ranks_per_node, kMaxCp));
   opt.rates.validate();
   if (opt.bench < 0) throw UsageError(fmt::format("--bench {}: expected >= 0", opt.bench));
   if (opt.show_rank && *opt.show_rank < 0)
@@ -330,6 +333,16 @@ void plan_workload(const Context& ctx, const PlanOptions& opt) {
     Case c = original;
     if (opt.cp) c.parallel.cp = *opt.cp;
     if (opt.heads) c.parallel.heads = *opt.heads;
+    if (opt.ranks_per_node) {
+      // The checks the workload's own field gets (core/workload/workload.cpp), for the option.
+      const int rpn = *opt.ranks_per_node, cp = c.parallel.cp;
+      if (cp % rpn != 0)
+        throw UsageError(fmt::format("--ranks-per-node {}: does not divide parallel.cp = {} (case {})", rpn, cp, c.name));
+      if (c.parallel.heads > 1 && rpn != cp)
+        throw UsageError(fmt::format("--ranks-per-node {}: node-aware routing between head groups is not built "
+                                     "(case {} has parallel.heads = {})", rpn, c.name, c.parallel.heads));
+      c.parallel.ranks_per_node = rpn;
+    }
     if (strategy) c.parallel.strategy = *strategy;
     if (dtype) c.model.dtype = *dtype;
     opt.rates.apply(c);
@@ -437,6 +450,9 @@ void add_plan_command(CLI::App& app, Context& ctx) {
   cmd->add_option("--heads", opt->heads,
                   "Override parallel.heads (head-parallel degree: Ulysses inside groups of that many ranks, "
                   "magi or ring between the cp groups)");
+  cmd->add_option("--ranks-per-node", opt->ranks_per_node,
+                  "Override parallel.ranks_per_node: nodes of that many consecutive ranks, for magi's node-aware "
+                  "GroupCast and the bytes per tier (must divide cp; pure context parallelism only)");
   cmd->add_option("-s,--strategy", opt->strategy, "Override parallel.strategy: magi, ring, ulysses or allgather");
   cmd->add_option("--dtype", opt->dtype,
                   "Override model.dtype, the element type the bytes assume: bf16, fp16 or fp32 (the CPU run's)");

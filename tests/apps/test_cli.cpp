@@ -399,6 +399,45 @@ TEST_F(Cli, PlanRateOverridesDecideTheCuts) {
   }
 }
 
+// --ranks-per-node turns a one-node plan into a node-aware one (the tiers as the config's own field
+// gives them) and is refused, naming the option, where the field would be.
+TEST_F(Cli, PlanRanksPerNodeOverride) {
+  EXPECT_NE(run("plan --help").output.find("--ranks-per-node"), std::string::npos);
+  const std::string flat = write("flat.json", R"({
+  "name": "flat",
+  "model": {"heads_q": 2, "heads_kv": 2, "head_dim": 16},
+  "sequence": {"total_tokens": 512, "documents": {"distribution": "uniform", "min_tokens": 16, "max_tokens": 128, "seed": 3}},
+  "mask": {"type": "varlen_causal"},
+  "parallel": {"cp": 8, "strategy": "magi", "chunk_tokens": 32}
+})");
+  const std::string with_field = write("field.json", R"({
+  "name": "field",
+  "model": {"heads_q": 2, "heads_kv": 2, "head_dim": 16},
+  "sequence": {"total_tokens": 512, "documents": {"distribution": "uniform", "min_tokens": 16, "max_tokens": 128, "seed": 3}},
+  "mask": {"type": "varlen_causal"},
+  "parallel": {"cp": 8, "ranks_per_node": 2, "strategy": "magi", "chunk_tokens": 32}
+})");
+  const Outcome one = run("plan --config " + flat + " --no-compare");
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  EXPECT_NE(one.output.find("tiers (1 node of 8 ranks"), std::string::npos) << one.output;
+  const std::string a_json = (dir_ / "override.json").string(), b_json = (dir_ / "field_plan.json").string();
+  const Outcome over = run("plan --config " + flat + " --no-compare --ranks-per-node 2 --json " + a_json);
+  ASSERT_EQ(over.exit_code, 0) << over.output;
+  EXPECT_NE(over.output.find("tiers (4 nodes of 2 ranks, node-aware GroupCast)"), std::string::npos) << over.output;
+  ASSERT_EQ(run("plan --config " + with_field + " --no-compare --json " + b_json).exit_code, 0);
+  const auto a = nlohmann::json::parse(magi::read_file(a_json))["cases"][0]["plan"];
+  const auto b = nlohmann::json::parse(magi::read_file(b_json))["cases"][0]["plan"];
+  EXPECT_EQ(a["tiers"]["ranks_per_node"], 2);
+  EXPECT_EQ(a, b);  // the same plan as the field's
+
+  for (const char* flag : {"--ranks-per-node 0", "--ranks-per-node 3", "--ranks-per-node 2 --heads 2"}) {
+    const Outcome o = run("plan --config " + flat + " " + flag);
+    EXPECT_EQ(o.exit_code, 2) << flag << ": " << o.output;
+    EXPECT_NE(o.output.find(std::string(flag).substr(0, std::string(flag).find(' ', 17))), std::string::npos)
+        << flag << ": " << o.output;
+  }
+}
+
 // A valid workload whose plan would not fit is refused before any work, naming the field and the
 // estimate; --allow-large lets it through.
 TEST_F(Cli, LargePlansAreRefusedUnlessAllowed) {

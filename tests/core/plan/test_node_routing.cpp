@@ -203,7 +203,9 @@ TEST(NodeRouting, MessagesOncePerKeyInKeyOrderWithMergedRanges) {
     std::map<std::pair<int, int>, std::vector<Range>> into;  // (dst, stage) -> ranges in list order
     for (size_t i = 0; i < p.transfers.size(); ++i) {
       const Transfer& t = p.transfers[i];
-      if (i > 0) EXPECT_LT(key(p.transfers[i - 1]), key(t)) << "transfer " << i;
+      if (i > 0) {
+        EXPECT_LT(key(p.transfers[i - 1]), key(t)) << "transfer " << i;
+      }
       for (size_t j = 1; j < t.ranges.size(); ++j) {
         EXPECT_GT(t.ranges[j].start, t.ranges[j - 1].end) << "transfer " << i << " range " << j;
       }
