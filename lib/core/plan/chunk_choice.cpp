@@ -4,17 +4,31 @@
 #include "core/plan/magi_dispatch.h"
 #include "core/plan/planner.h"
 
+#include <utility>
+
 namespace magi {
 
-std::vector<ChunkCandidate> chunk_candidates(const std::vector<AttnSlice>& mask, const Case& c) {
-  std::vector<ChunkCandidate> out;
+namespace detail {
+
+AutoChunk auto_chunk(const std::vector<AttnSlice>& mask, const Case& c) {
+  AutoChunk a;
   for (int64_t chunk = kSplitTileTokens; chunk <= kMaxAutoChunkTokens; chunk *= 2) {
     if ((c.total_tokens + chunk - 1) / chunk < c.parallel.cp) break;  // fewer chunks than ranks
-    const detail::GatedDispatch g = detail::gated_dispatch(mask, c, chunk);
-    out.push_back(ChunkCandidate{chunk, g.forward_s, g.overlap_degree, g.md.plan.imbalance, g.md.plan.split_chunks,
-                                 g.md.plan.zero_redundancy_bound.fwd_bytes});
+    GatedDispatch g = gated_dispatch(mask, c, chunk);
+    a.candidates.push_back(ChunkCandidate{chunk, g.forward_s, g.overlap_degree, g.md.plan.imbalance,
+                                          g.md.plan.split_chunks, g.md.plan.zero_redundancy_bound.fwd_bytes});
+    if (chosen_chunk_tokens(a.candidates) == chunk) {  // the best so far: keep its dispatch
+      a.chunk_tokens = chunk;
+      a.chosen = std::move(g);
+    }
   }
-  return out;
+  return a;
+}
+
+}  // namespace detail
+
+std::vector<ChunkCandidate> chunk_candidates(const std::vector<AttnSlice>& mask, const Case& c) {
+  return detail::auto_chunk(mask, c).candidates;
 }
 
 int64_t chosen_chunk_tokens(const std::vector<ChunkCandidate>& candidates) {

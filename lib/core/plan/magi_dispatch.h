@@ -37,6 +37,15 @@ struct GatedDispatch {
 };
 GatedDispatch gated_dispatch(const std::vector<AttnSlice>& mask, const Case& c, int64_t chunk_tokens);
 
+// chunk_tokens `auto` as build_magi_plan runs it (planner.h, chunk_candidates): every candidate,
+// and the gated dispatch of the chosen one, kept from the search so that it is not built twice.
+struct AutoChunk {
+  std::vector<ChunkCandidate> candidates;
+  int64_t chunk_tokens = 0;  // chosen_chunk_tokens(candidates); 0: no candidate, `chosen` empty
+  GatedDispatch chosen;
+};
+AutoChunk auto_chunk(const std::vector<AttnSlice>& mask, const Case& c);
+
 // Each rank's forward work and bytes for the cost model: host-stage flops (pairs whose keys the
 // rank hosts), remote flops and remote K/V bytes.
 std::vector<RankStageCost> stage_costs(const Plan& p, const std::vector<std::vector<AttnSlice>>& pieces);

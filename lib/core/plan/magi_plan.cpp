@@ -19,15 +19,18 @@ Plan build_magi_plan(const std::vector<AttnSlice>& mask, const Case& c) {
   if (std::string why = skip_reason(Strategy::magi, c); !why.empty()) {
     return detail::skipped_plan(c, Strategy::magi, why);
   }
-  std::vector<ChunkCandidate> candidates;
-  int64_t chunk = c.parallel.chunk_tokens;
-  if (chunk == 0) {
-    candidates = chunk_candidates(mask, c);
-    chunk = chosen_chunk_tokens(candidates);
-  }
   // The cut dispatch, or the same chunks uncut where the cost model prices the cuts slower
-  // (magi_dispatch.h); the uncut chunks' balance and bytes for the report either way.
-  detail::GatedDispatch g = detail::gated_dispatch(mask, c, chunk);
+  // (magi_dispatch.h); the uncut chunks' balance and bytes for the report either way. chunk_tokens
+  // auto hands over the one it chose.
+  std::vector<ChunkCandidate> candidates;
+  detail::GatedDispatch g;
+  if (c.parallel.chunk_tokens == 0) {
+    detail::AutoChunk a = detail::auto_chunk(mask, c);
+    candidates = std::move(a.candidates);
+    g = a.chunk_tokens > 0 ? std::move(a.chosen) : detail::gated_dispatch(mask, c, 0);
+  } else {
+    g = detail::gated_dispatch(mask, c, c.parallel.chunk_tokens);
+  }
   detail::MagiDispatch& md = g.md;
   Plan p = std::move(md.plan);
   p.chunk_candidates = std::move(candidates);
