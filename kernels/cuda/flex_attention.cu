@@ -10,6 +10,7 @@
 
 #include <cudaTypedefs.h>  // PFN_cuTensorMapEncodeTiled
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <initializer_list>
@@ -139,6 +140,15 @@ struct FlexAttention::Impl {
   bool workspace_zeroed = false;
   DeviceArray<float> delta;
   CUtensorMap dq_map{};  // over dq_acc, for the backward's TMA reduce-add
+  // The persistent forward's ticket counters (flex_fwd.cuh), zeroed once and never reset: launch
+  // n draws from slot n % kTicketSlots, whose count the host follows in ticket_base. A slot is
+  // used again kTicketSlots launches later, long after its last ticket was drawn: launches of one
+  // plan are stream-ordered and only neighbours overlap (Launch::overlap).
+  static constexpr int kTicketSlots = 8;
+  DeviceArray<unsigned long long> tickets;
+  unsigned long long ticket_base[kTicketSlots] = {};
+  unsigned launches = 0;
+  int sm_count = 0;
 
   ~Impl() {
     slices.reset();
@@ -151,6 +161,7 @@ struct FlexAttention::Impl {
     dq_acc.reset();
     dq_count.reset();
     delta.reset();
+    tickets.reset();
   }
 };
 
@@ -202,7 +213,7 @@ CUtensorMap make_dq_map(float* dq_acc, const AttnShape& sh) {
 }
 
 template <typename T, int D, bool MERGE>
-bool launch_forward(const FlexAttention::Impl& im, const void* q, const void* k, const void* v,
+bool launch_forward(FlexAttention::Impl& im, const void* q, const void* k, const void* v,
                     void* out, float* lse, float scale, cudaStream_t stream, Launch how) {
   constexpr FlexTiles kTiles = flex_tiles(FlexPass::forward, D);
   static_assert(kTiles.rows == detail::kFwdRows, "the forward kernel's item height");
@@ -211,8 +222,8 @@ bool launch_forward(const FlexAttention::Impl& im, const void* q, const void* k,
   constexpr auto kernel = detail::flex_fwd_kernel<T, D, kTiles.keys, kStages, MERGE>;
   allow_smem<kernel>(smem);
   const DeviceArray<FwdItem>& items = MERGE ? im.fwd_merge_items : im.fwd_items;
-  const unsigned grid = static_cast<unsigned>(items.n);
-  if (grid == 0) return false;
+  if (items.n == 0) return false;
+  const unsigned grid = static_cast<unsigned>(std::min<size_t>(items.n, static_cast<size_t>(im.sm_count)));
   const AttnShape& sh = im.shape;
   constexpr CUtensorMapDataType kType =
       std::is_same_v<T, __nv_bfloat16> ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
@@ -227,15 +238,21 @@ bool launch_forward(const FlexAttention::Impl& im, const void* q, const void* k,
   p.slices = im.slices.ptr;
   p.entries = im.fwd_entries.ptr;
   p.items = items.ptr;
+  const int slot = static_cast<int>(im.launches % FlexAttention::Impl::kTicketSlots);
+  p.ticket = im.tickets.ptr + slot;
+  p.ticket_base = im.ticket_base[slot];
+  p.nitems = static_cast<int>(items.n);
   p.hq = sh.hq;
   p.hkv = sh.hkv;
   p.scale_log2 = scale * detail::kLog2e;
   launch_kernel(kernel, grid, detail::kFwdThreads, smem, stream, how, p);
+  im.ticket_base[slot] += items.n + grid;
+  ++im.launches;
   return true;
 }
 
 template <typename T, int D>
-bool launch_forward(const FlexAttention::Impl& im, const void* q, const void* k, const void* v,
+bool launch_forward(FlexAttention::Impl& im, const void* q, const void* k, const void* v,
                     void* out, float* lse, float scale, cudaStream_t stream, Into into, Launch how) {
   if (into == Into::accumulate) return launch_forward<T, D, true>(im, q, k, v, out, lse, scale, stream, how);
   return launch_forward<T, D, false>(im, q, k, v, out, lse, scale, stream, how);
@@ -346,6 +363,9 @@ FlexAttention::FlexAttention(const AttnShape& shape, const KernelSlice* slices, 
   impl_->bwd_entries.upload(wl.bwd_entries);
   impl_->bwd_items.upload(wl.bwd_items);
   impl_->unit_tiles.upload(wl.bwd_unit_tiles);
+  MAGI_CUDA_CHECK(cudaDeviceGetAttribute(&impl_->sm_count, cudaDevAttrMultiProcessorCount, impl_->device));
+  impl_->tickets.allocate(FlexAttention::Impl::kTicketSlots);
+  MAGI_CUDA_CHECK(cudaMemset(impl_->tickets.ptr, 0, impl_->tickets.bytes()));
 }
 
 FlexAttention::~FlexAttention() = default;
@@ -356,7 +376,7 @@ const AttnShape& FlexAttention::shape() const { return impl_->shape; }
 int64_t FlexAttention::device_bytes() const {
   const Impl& im = *impl_;
   return static_cast<int64_t>(im.slices.bytes() + im.fwd_entries.bytes() + im.fwd_items.bytes() +
-                              im.fwd_merge_items.bytes() +
+                              im.fwd_merge_items.bytes() + im.tickets.bytes() +
                               im.bwd_entries.bytes() + im.bwd_items.bytes() + im.unit_tiles.bytes() +
                               im.dq_acc.bytes() + im.dq_count.bytes() + im.delta.bytes());
 }

@@ -24,9 +24,10 @@
 //    unit to the dtype and zeroes it for the next call. Key segments follow slices when key ranges
 //    are disjoint, else a fixed grid.
 //  - tiles fully inside a slice's band run unmasked; tiles outside it are never visited.
-//  - items are ordered on the host (the hardware hands out blocks in order): grouped by the
-//    operands they stream, (kv head, first slice), so that blocks running together share them in
-//    L2; groups and items within a group heaviest first.
+//  - items are ordered on the host (the hardware hands the backward's blocks out in order; the
+//    forward runs one persistent block per SM, each taking the next item from a counter):
+//    grouped by the operands they stream, (kv head, first slice), so that blocks running together
+//    share them in L2; groups and items within a group heaviest first.
 //  - the matrix products run on Hopper's wgmma (sm_90a); the tiles per pass and head dim are
 //    flex_tiles.h.
 // Memory: the work lists (O(slices + tokens / tile)) and, for backward, an fp32 dQ buffer
