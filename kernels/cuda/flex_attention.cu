@@ -258,6 +258,16 @@ bool launch_forward(FlexAttention::Impl& im, const void* q, const void* k, const
   return launch_forward<T, D, false>(im, q, k, v, out, lse, scale, stream, how);
 }
 
+// The backward's pre-pass over `rows` (row, head) pairs (flex_bwd_prepare_kernel).
+template <typename T, int D>
+void launch_prepare(const void* out, const void* dout, float* delta, const int* unit_tiles, void* dq, int hq,
+                    int64_t rows, bool dq_accumulate, cudaStream_t stream) {
+  detail::flex_bwd_prepare_kernel<T, D><<<static_cast<unsigned>(ceil_div(rows, 8)), 256, 0, stream>>>(
+      static_cast<const T*>(out), static_cast<const T*>(dout), delta, unit_tiles, static_cast<T*>(dq), hq, kBwdBM,
+      rows, dq_accumulate);
+  MAGI_CUDA_CHECK(cudaGetLastError());
+}
+
 template <typename T, int D>
 bool launch_backward(FlexAttention::Impl& im, const void* q, const void* k, const void* v,
                      const void* out, const void* dout, const float* lse, float scale, void* dq,
@@ -281,10 +291,8 @@ bool launch_backward(FlexAttention::Impl& im, const void* q, const void* k, cons
     // With the caller's Delta, only a writing call has something to prepare (uncovered dQ zeroed).
     if (!delta && !im.delta.ptr) im.delta.allocate(static_cast<size_t>(qrows));
     if (!delta || !accumulate) {
-      detail::flex_bwd_prepare_kernel<T, D><<<static_cast<unsigned>(ceil_div(qrows, 8)), 256, 0, stream>>>(
-          static_cast<const T*>(out), static_cast<const T*>(dout), delta ? nullptr : im.delta.ptr, im.unit_tiles.ptr,
-          static_cast<T*>(dq), sh.hq, kBwdBM, qrows, accumulate);
-      MAGI_CUDA_CHECK(cudaGetLastError());
+      launch_prepare<T, D>(out, dout, delta ? nullptr : im.delta.ptr, im.unit_tiles.ptr, dq, sh.hq, qrows, accumulate,
+                           stream);
       enqueued = true;
     }
   }
@@ -324,10 +332,7 @@ bool launch_backward(FlexAttention::Impl& im, const void* q, const void* k, cons
 
 template <typename T, int D>
 void launch_delta(const void* out, const void* dout, float* delta, int64_t rows, cudaStream_t stream) {
-  if (rows == 0) return;
-  detail::flex_bwd_prepare_kernel<T, D><<<static_cast<unsigned>(ceil_div(rows, 8)), 256, 0, stream>>>(
-      static_cast<const T*>(out), static_cast<const T*>(dout), delta, nullptr, nullptr, 1, kBwdBM, rows, true);
-  MAGI_CUDA_CHECK(cudaGetLastError());
+  if (rows > 0) launch_prepare<T, D>(out, dout, delta, nullptr, nullptr, 1, rows, true, stream);
 }
 
 }  // namespace

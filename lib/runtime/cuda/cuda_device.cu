@@ -181,8 +181,15 @@ class StreamState {
     step_unstarted_ = false;  // joins the open step (its end is still to be recorded)
     return true;
   }
-  // After an attention call that enqueued work.
-  void enqueued(const Call& c) { last_ = c; }
+  // Enqueues attention call `c` by launcher(how), which returns whether it enqueued work: as a
+  // programmatic dependent launch of the call before it when `may_overlap` (Into::accumulate,
+  // with what the overlap needs) and overlaps(c) allow, else after everything before it.
+  template <typename Launcher>
+  void launch(const Call& c, bool may_overlap, Launcher&& launcher) {
+    const bool overlap = may_overlap && overlaps(c);
+    if (!overlap) plain();
+    if (launcher(overlap ? kernels::cuda::Launch::overlap : kernels::cuda::Launch::after)) last_ = c;
+  }
 
   // Compute steps of a pass (Device::compute), timed by events recorded as above.
   void begin_pass() {
@@ -301,12 +308,10 @@ class CudaAttentionOp final : public AttentionOp {
     c.op = this;
     c.out = out;
     c.lse = lse;
-    const bool overlap = into == kernels::Into::accumulate && state_->overlaps(c);
-    if (!overlap) state_->plain();
     state_->forget_delta();
-    if (attn_.forward(q, k, v, out, lse, scale_, state_->stream(), into,
-                      overlap ? kernels::cuda::Launch::overlap : kernels::cuda::Launch::after))
-      state_->enqueued(c);
+    state_->launch(c, into == kernels::Into::accumulate, [&](kernels::cuda::Launch how) {
+      return attn_.forward(q, k, v, out, lse, scale_, state_->stream(), into, how);
+    });
   }
   void backward(const void* q, const void* k, const void* v, const void* out, const void* dout,
                 const float* lse, void* dq, void* dk, void* dv, kernels::Into dq_into) override {
@@ -318,11 +323,9 @@ class CudaAttentionOp final : public AttentionOp {
     c.dk = static_cast<const char*>(dk);
     c.dv = static_cast<const char*>(dv);
     c.kv_bytes = shape_.sk * shape_.hkv * shape_.d * dtype_bytes(dtype_);
-    const bool overlap = dq_into == kernels::Into::accumulate && delta && state_->overlaps(c);
-    if (!overlap) state_->plain();
-    if (attn_.backward(q, k, v, out, dout, lse, scale_, dq, dk, dv, state_->stream(), dq_into, delta,
-                       overlap ? kernels::cuda::Launch::overlap : kernels::cuda::Launch::after))
-      state_->enqueued(c);
+    state_->launch(c, dq_into == kernels::Into::accumulate && delta, [&](kernels::cuda::Launch how) {
+      return attn_.backward(q, k, v, out, dout, lse, scale_, dq, dk, dv, state_->stream(), dq_into, delta, how);
+    });
     account();  // the first backward allocates the workspace
   }
   int64_t workspace_bytes() const override { return attn_.device_bytes(); }
