@@ -52,7 +52,12 @@ struct Measured {
   std::vector<RankStepSeconds> compute;  // run rows: each rank's measured compute steps (may be empty)
   bool fit = false;
   int64_t recorded_fwd_tiles = -1, recorded_bwd_tiles = -1;  // kernel rows: the work lists' counts
+  KernelTiles tiles;  // kernel rows: the tiles the kernel ran (details.kernel.tiles)
 };
+
+// Kernel rows written before the results recorded the tiles (up to the v11 kernel, 2026-12-02) ran
+// 128 x 128 forward and 64 x 128 backward tiles at every head dim.
+constexpr KernelTiles kTilesBeforeRecorded{128, 128, 64, 128};
 
 std::vector<Measured> read_rows(const std::string& path, bool fit, const std::set<std::string>& fit_masks) {
   const nlohmann::json doc = parse_json(path, read_file(path, size_t{1} << 30));
@@ -118,8 +123,12 @@ std::vector<Measured> read_rows(const std::string& path, bool fit, const std::se
     m.threads = threads;
     m.fit = fit && (fit_masks.empty() || fit_masks.count(m.c.mask.type));
     if (m.kernel && r["details"].contains("kernel")) {
-      m.recorded_fwd_tiles = r["details"]["kernel"].value("forward_tiles", int64_t{-1});
-      m.recorded_bwd_tiles = r["details"]["kernel"].value("backward_tiles", int64_t{-1});
+      const nlohmann::json& k = r["details"]["kernel"];
+      m.recorded_fwd_tiles = k.value("forward_tiles", int64_t{-1});
+      m.recorded_bwd_tiles = k.value("backward_tiles", int64_t{-1});
+      m.tiles = kTilesBeforeRecorded;
+      if (k.contains("tiles"))
+        m.tiles = kernel_tiles_from_json(k["tiles"], path, child_path(child_path(child_path(where, "details"), "kernel"), "tiles"));
     }
     out.push_back(std::move(m));
   }
@@ -259,16 +268,21 @@ void calibrate(Context& ctx, const CalibrateOptions& opt) {
   }
   std::vector<KernelSample> samples;
   std::vector<int> sample_ranks;
-  std::set<int> dims;
+  std::map<int, const Measured*> dims;  // head dim -> a kernel row of it (whose tiles the model takes)
   for (size_t i = 0; i < rows.size(); ++i) {
     const Measured& m = rows[i];
     if (!m.fit) continue;
     const ModelShape& s = m.c.model;
     if (m.kernel) {
-      const KernelWork w = count_kernel_work(m.mask, gpu_kernel_tiles(s.head_dim));
+      const auto [at, fresh] = dims.emplace(s.head_dim, &m);
+      if (!fresh && !at->second) at->second = &m;
+      if (!fresh && !(at->second->tiles == m.tiles)) {
+        throw UsageError(fmt::format("calibrate: {} and {} ran head dim {} with different kernel tiles "
+                                     "(details.kernel.tiles): fit them separately", at->second->file, m.file, s.head_dim));
+      }
+      const KernelWork w = count_kernel_work(m.mask, m.tiles);
       samples.push_back({Pass::fwd, s.head_dim, double(w.fwd_tiles) * s.heads_q, double(w.fwd_items) * s.heads_q, 1.0, m.fwd_ms * 1e-3});
       samples.push_back({Pass::bwd, s.head_dim, double(w.bwd_tiles) * s.heads_q, double(w.bwd_items) * s.heads_kv, 1.0, m.bwd_ms * 1e-3});
-      dims.insert(s.head_dim);
       continue;
     }
     if (m.compute.empty()) {
@@ -292,7 +306,7 @@ void calibrate(Context& ctx, const CalibrateOptions& opt) {
         sample_ranks.insert(sample_ranks.end(), 2, on_node);
       }
     }
-    dims.insert(s.head_dim);
+    dims.emplace(s.head_dim, nullptr);
   }
   if (samples.empty()) throw UsageError("calibrate: the fit set has no kernel row or measured compute step to fit the kernel model from");
   if (cpu) {
@@ -303,8 +317,9 @@ void calibrate(Context& ctx, const CalibrateOptions& opt) {
       cl.thread_efficiency = f.thread_efficiency;
     }
   } else {
-    for (int d : dims) {
-      for (Pass p : {Pass::fwd, Pass::bwd}) cal.kernel.coeffs.push_back(fit_kernel(samples, p, d, gpu_kernel_tiles(d), true));
+    for (const auto& [d, row] : dims) {
+      const KernelTiles t = row ? row->tiles : gpu_kernel_tiles(d);
+      for (Pass p : {Pass::fwd, Pass::bwd}) cal.kernel.coeffs.push_back(fit_kernel(samples, p, d, t, true));
     }
   }
   text += fmt::format("# Kernel model (t = call + tile x tiles x heads + item x items x heads{}), from {} {}:\n",
@@ -393,7 +408,7 @@ void calibrate(Context& ctx, const CalibrateOptions& opt) {
     const Prediction p = predict(m, cl, cal.kernel);
     const std::string role = m.fit ? "fit" : "held_out";
     if (m.kernel && m.recorded_fwd_tiles >= 0) {
-      const KernelWork w = count_kernel_work(m.mask, gpu_kernel_tiles(m.c.model.head_dim));
+      const KernelWork w = count_kernel_work(m.mask, cal.kernel.tiles(m.c.model.head_dim));
       if (w.fwd_tiles * m.c.model.heads_q != m.recorded_fwd_tiles || w.bwd_tiles * m.c.model.heads_q != m.recorded_bwd_tiles) ++tile_mismatch;
     }
     for (Pass pass : {Pass::fwd, Pass::bwd}) {

@@ -16,16 +16,17 @@ struct FlexTiles {
   int rows, keys, blocks_per_sm;
 };
 
-// Every head dim takes the same tiles today; the head dim stays a parameter because the choice
-// depends on it (registers per thread and shared memory scale with it).
-constexpr FlexTiles flex_tiles(FlexPass pass, [[maybe_unused]] int head_dim) {
+// Registers per thread and shared memory scale with the head dim, so the tiles depend on it.
+constexpr FlexTiles flex_tiles(FlexPass pass, int head_dim) {
   if (pass == FlexPass::forward) {
     // Two consumer warpgroups of 64 query rows (128 rows per item) and 128-key tiles, one block
     // per SM: with a producer warpgroup loading by TMA, the consumers hold O, S and the packed P
     // of the tile before (64 + 64 + 32 registers at head dim 128) in the 240 registers they take
-    // from it. Head dim 64 uses the same tiles: its O is half as large. The two-blocks-per-SM and
-    // three-warpgroup variants of the earlier, unspecialised kernel: results/kernel/NOTES.md.
-    return FlexTiles{128, 128, 1};
+    // from it. Head dim 64 takes 192-key tiles (S 96 registers, P 48, O 32): a tile's products
+    // are half as long there, and the larger tile pays its fixed costs (turn, waits, row max and
+    // sum, O's rescale) over more of them. The two-blocks-per-SM and three-warpgroup variants of
+    // the earlier, unspecialised kernel: results/kernel/NOTES.md.
+    return FlexTiles{128, head_dim == 64 ? 192 : 128, 1};
   }
   // Backward, both head dims: dK and dV of 128 keys stay in registers (each warpgroup 64 keys),
   // walking 64-row query tiles, double-buffered, whose Q, dO, dS and fp32 dQ staging fill the

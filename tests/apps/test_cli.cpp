@@ -465,6 +465,37 @@ TEST_F(Cli, LargePlansAreRefusedUnlessAllowed) {
   EXPECT_NE(allowed.output.find("SKIPPED: cp = 16384 > heads_kv = 2"), std::string::npos) << allowed.output;
 }
 
+// The kernel model of a head dim is per tile of the tiles its rows ran: rows written before the
+// results recorded them are the 128 x 128 / 64 x 128 kernel's, recorded ones are taken as they
+// are (a committed run's d 64 rows given 192-key forward tiles: the fit says so and counts in them),
+// and two fit files that ran one head dim with different tiles are refused.
+TEST_F(Cli, CalibrateFitsEachHeadDimInTheTilesItsRowsRan) {
+  const std::string base = std::string(MAGI_SOURCE_DIR) + "/results/kernel/2026-12-02_v11_h200_kernel_h100.json";
+  const Outcome before = run("calibrate --fit " + base);
+  ASSERT_EQ(before.exit_code, 0) << before.output;
+  EXPECT_NE(before.output.find("#   fwd d  64 tiles 128x128/64x128"), std::string::npos) << before.output;
+  nlohmann::json doc = nlohmann::json::parse(magi::read_file(base));
+  for (auto& c : doc["cases"]) {
+    const bool d64 = c["head_dim"].get<int>() == 64;
+    c["details"]["kernel"]["tiles"] = {{"fwd_rows", 128}, {"fwd_keys", d64 ? 192 : 128}, {"bwd_rows", 64}, {"bwd_keys", 128}};
+  }
+  const std::string recorded = write("recorded.json", doc.dump());
+  const Outcome after = run("calibrate --fit " + recorded);
+  ASSERT_EQ(after.exit_code, 0) << after.output;
+  EXPECT_NE(after.output.find("#   fwd d  64 tiles 128x192/64x128"), std::string::npos) << after.output;
+  EXPECT_NE(after.output.find("#   fwd d 128 tiles 128x128/64x128"), std::string::npos) << after.output;
+  // The counts the rows recorded are of 128-key tiles: against the 192-key model they differ.
+  const Outcome mixed_held_out = run("calibrate --fit " + recorded + " --held-out " + base);
+  ASSERT_EQ(mixed_held_out.exit_code, 0) << mixed_held_out.output;
+  EXPECT_NE(mixed_held_out.output.find("kernel rows recorded tile counts other than the model's"), std::string::npos)
+      << mixed_held_out.output;
+  for (auto& c : doc["cases"]) c["details"]["config"]["run"]["seed"] = c["details"]["config"]["run"]["seed"].get<int>() + 1;
+  const std::string other = write("other_cases.json", doc.dump());  // other measurements, not repeats
+  const Outcome mixed = run("calibrate --fit " + base + " " + other);
+  EXPECT_EQ(mixed.exit_code, 2) << mixed.output;
+  EXPECT_NE(mixed.output.find("ran head dim 64 with different kernel tiles"), std::string::npos) << mixed.output;
+}
+
 // Repeated runs of one case (a case in several files) fold into one row with the fastest repeat
 // per pass: a copy of a committed kernel run slowed 2x and 3x leaves the predictions' count and
 // every measured time as they were.

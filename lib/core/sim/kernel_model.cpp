@@ -47,6 +47,20 @@ nlohmann::json to_json(const KernelCoeffs& k) {
           {"item_s", k.item_s}};
 }
 
+KernelTiles kernel_tiles_from_json(const nlohmann::json& t, const std::string& origin, const std::string& path) {
+  const JsonReader rd(origin);
+  rd.object(path, t, "fwd_rows, fwd_keys, bwd_rows, bwd_keys");
+  rd.known_keys(path, t, {"fwd_rows", "fwd_keys", "bwd_rows", "bwd_keys"});
+  KernelTiles out;
+  int* dst[4] = {&out.fwd_rows, &out.fwd_keys, &out.bwd_rows, &out.bwd_keys};
+  const char* names[4] = {"fwd_rows", "fwd_keys", "bwd_rows", "bwd_keys"};
+  for (int i = 0; i < 4; ++i) {
+    if (!t.contains(names[i])) rd.missing(child_path(path, names[i]), "an integer >= 1");
+    *dst[i] = static_cast<int>(rd.integer(child_path(path, names[i]), t[names[i]], 1, 1 << 16));
+  }
+  return out;
+}
+
 KernelCoeffs kernel_coeffs_from_json(const nlohmann::json& j, const std::string& origin, const std::string& path) {
   const JsonReader rd(origin);
   rd.object(path, j, "kernel coefficients");
@@ -57,15 +71,7 @@ KernelCoeffs kernel_coeffs_from_json(const nlohmann::json& j, const std::string&
   KernelCoeffs k;
   k.pass = rd.enumerator(child_path(path, "pass"), j["pass"], std::array{Pass::fwd, Pass::bwd}, "unknown pass");
   k.head_dim = static_cast<int>(rd.integer(child_path(path, "head_dim"), j["head_dim"], 1, 1 << 16));
-  const std::string tp = child_path(path, "tiles");
-  const nlohmann::json& t = rd.object(tp, j["tiles"], "fwd_rows, fwd_keys, bwd_rows, bwd_keys");
-  rd.known_keys(tp, t, {"fwd_rows", "fwd_keys", "bwd_rows", "bwd_keys"});
-  int* dst[4] = {&k.tiles.fwd_rows, &k.tiles.fwd_keys, &k.tiles.bwd_rows, &k.tiles.bwd_keys};
-  const char* names[4] = {"fwd_rows", "fwd_keys", "bwd_rows", "bwd_keys"};
-  for (int i = 0; i < 4; ++i) {
-    if (!t.contains(names[i])) rd.missing(child_path(tp, names[i]), "an integer >= 1");
-    *dst[i] = static_cast<int>(rd.integer(child_path(tp, names[i]), t[names[i]], 1, 1 << 16));
-  }
+  k.tiles = kernel_tiles_from_json(j["tiles"], origin, child_path(path, "tiles"));
   k.call_s = rd.number(child_path(path, "call_s"), j["call_s"], 0, 1e6, false);
   k.tile_s = rd.number(child_path(path, "tile_s"), j["tile_s"], 0, 1e6, false);
   k.item_s = rd.number(child_path(path, "item_s"), j["item_s"], 0, 1e6, false);

@@ -45,5 +45,8 @@ struct KernelModel {
 
 nlohmann::json to_json(const KernelCoeffs& k);
 KernelCoeffs kernel_coeffs_from_json(const nlohmann::json& j, const std::string& origin, const std::string& path);
+// {"fwd_rows", "fwd_keys", "bwd_rows", "bwd_keys"} (integers >= 1, all present, no other key) at
+// `path` of file `origin`; a bad one is a ConfigError naming it.
+KernelTiles kernel_tiles_from_json(const nlohmann::json& t, const std::string& origin, const std::string& path);
 
 }  // namespace magi
