@@ -160,7 +160,7 @@ template <typename T, int D>
 __global__ void __launch_bounds__(256, 1) flex_bwd_wgmma_kernel(const __grid_constant__ BwdParams<T> p) {
   constexpr FlexTiles kTiles = flex_tiles(FlexPass::backward, D);
   constexpr int BM = kTiles.rows, BN = kTiles.keys, NT = 256;
-  static_assert(BN == 2 * 64 && kTiles.blocks_per_sm == 1, "two warpgroups of 64 keys, __launch_bounds__(256, 1)");
+  static_assert(BN == 2 * 64, "two warpgroups of 64 keys");
   constexpr bool kBF16 = std::is_same_v<T, __nv_bfloat16>;
   constexpr int DQN = 64;                        // dQ columns per participating warpgroup
   constexpr int DQ_WGS = D == 128 ? 2 : 1;       // warpgroups computing dQ

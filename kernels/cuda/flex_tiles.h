@@ -10,10 +10,10 @@ namespace magi::kernels::cuda {
 enum class FlexPass { forward, backward };
 
 // rows: the query rows of a forward item (warpgroups of 64 rows) or of a backward query tile;
-// keys: the key tile of the forward, or the keys of a backward item (two warpgroups of 64);
-// blocks_per_sm: the blocks the kernel is compiled to fit on one SM (__launch_bounds__).
+// keys: the key tile of the forward, or the keys of a backward item (two warpgroups of 64).
+// Both kernels run one block per SM (__launch_bounds__(..., 1)).
 struct FlexTiles {
-  int rows, keys, blocks_per_sm;
+  int rows, keys;
 };
 
 // Registers per thread and shared memory scale with the head dim, so the tiles depend on it.
@@ -26,12 +26,12 @@ constexpr FlexTiles flex_tiles(FlexPass pass, int head_dim) {
     // are half as long there, and the larger tile pays its fixed costs (turn, waits, row max and
     // sum, O's rescale) over more of them. The two-blocks-per-SM and three-warpgroup variants of
     // the earlier, unspecialised kernel: results/kernel/NOTES.md.
-    return FlexTiles{128, head_dim == 64 ? 192 : 128, 1};
+    return FlexTiles{128, head_dim == 64 ? 192 : 128};
   }
   // Backward, both head dims: dK and dV of 128 keys stay in registers (each warpgroup 64 keys),
   // walking 64-row query tiles, double-buffered, whose Q, dO, dS and fp32 dQ staging fill the
   // shared memory of one block per SM.
-  return FlexTiles{64, 128, 1};
+  return FlexTiles{64, 128};
 }
 
 // The work-list tiles of both passes at one head dim.
