@@ -300,12 +300,18 @@ bool launch_backward(FlexAttention::Impl& im, const void* q, const void* k, cons
   constexpr int smem = detail::bwd_wgmma_smem_bytes<D, kTiles.rows, kTiles.keys>();
   constexpr auto kernel = detail::flex_bwd_wgmma_kernel<T, D>;
   allow_smem<kernel>(smem);
+  const unsigned grid = static_cast<unsigned>(im.bwd_items.n);
+  if (grid == 0) return enqueued;
+  constexpr CUtensorMapDataType kType =
+      std::is_same_v<T, __nv_bfloat16> ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
   detail::BwdParams<T> p{};
+  if (sh.sq > 0) {  // else no item has a query tile and the maps are never read
+    p.q_map = make_map(q, kType, sizeof(T), sh.sq, sh.hq, D, 64, kTiles.rows);
+    p.do_map = make_map(dout, kType, sizeof(T), sh.sq, sh.hq, D, 64, kTiles.rows);
+  }
+  p.k_map = make_map(k, kType, sizeof(T), sh.sk, sh.hkv, D, 64, kTiles.keys);
+  p.v_map = make_map(v, kType, sizeof(T), sh.sk, sh.hkv, D, 64, kTiles.keys);
   p.dq_map = im.dq_map;
-  p.q = static_cast<const T*>(q);
-  p.k = static_cast<const T*>(k);
-  p.v = static_cast<const T*>(v);
-  p.dout = static_cast<const T*>(dout);
   p.lse = lse;
   p.delta = delta ? delta : im.delta.ptr;
   p.dq_acc = im.dq_acc.ptr;
@@ -324,9 +330,7 @@ bool launch_backward(FlexAttention::Impl& im, const void* q, const void* k, cons
   p.hkv = sh.hkv;
   p.scale = scale;
   p.scale_log2 = scale * detail::kLog2e;
-  const unsigned grid = static_cast<unsigned>(im.bwd_items.n);
-  if (grid == 0) return enqueued;
-  launch_kernel(kernel, grid, 256, smem, stream, how, p);
+  launch_kernel(kernel, grid, detail::kBwdThreads, smem, stream, how, p);
   return true;
 }
 

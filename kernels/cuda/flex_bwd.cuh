@@ -1,10 +1,18 @@
-// Backward kernel, FlashAttention-2 style with the key block as the outer loop: one thread block
-// per work item (key block of BN keys, kv head) keeps the dK and dV rows of its keys in registers
-// while the item walks, for every query head of the GQA group, the query tiles of every slice
-// that sees its keys. Per query tile of BM rows:
+// Backward kernel, FlashAttention-2 style with the key block as the outer loop, warp-specialised in
+// FlashAttention-3's manner: one thread block per work item (key block of BN keys, kv head) keeps
+// the dK and dV rows of its keys in registers while the item walks, for every query head of the
+// GQA group, the query tiles of every slice that sees its keys. Per query tile of BM rows:
 //   S^T = K Q^T, P^T = exp(S^T * scale - lse), dP^T = V dO^T, dS^T = P^T (dP^T - Delta),
 //   dV += P^T dO, dK += dS^T Q, dQ += dS K (dS through shared memory; the dQ tile staged in
 //   shared memory and added into the fp32 workspace by TMA reduce-adds).
+// Three warpgroups. The producer gives its registers away (setmaxnreg): its first warp loads K and
+// V once and every query tile's Q and dO (TMA) with its lse and Delta rows (cp.async) into a
+// two-stage ring guarded by full/free mbarriers; its second warp sends each staged dQ tile to the
+// workspace (TMA reduce-add) and frees the staging once the TMA has read it. Two consumer
+// warpgroups of 64 keys each compute, meeting once per tile at a named barrier, where both halves
+// of dS^T are in shared memory for dQ; dS^T is double-buffered, so the next tile's dS^T can be
+// written while the other warpgroup's dQ still reads this one, and dV, dK are issued before that
+// barrier and run while a consumer waits at it.
 // dQ is converted inside the kernel: the workspace is cut into units of BM rows x one head; each
 // unit knows how many tiles cover it (from the work lists), an item counts its tiles into their
 // units once their sums have landed, and the item that completes a unit converts it to the input
@@ -19,6 +27,7 @@
 
 #include "cuda/flex_tiles.h"
 #include "flex_device_helpers.cuh"
+#include "flex_pipeline.cuh"
 #include "flex_wgmma.cuh"
 
 #include <cuda.h>  // CUtensorMap (a plain struct; no driver call here)
@@ -29,11 +38,10 @@ namespace magi::kernels::cuda::detail {
 
 template <typename T>
 struct BwdParams {
-  CUtensorMap dq_map;  // the fp32 dQ workspace as [sq][hq][d], boxes of 32 columns x 1 head x 64 rows
-  const T* q;
-  const T* k;
-  const T* v;
-  const T* dout;
+  // q and dout as [sq][hq][d], boxes of 64 columns x 1 head x BM rows; k and v as [sk][hkv][d],
+  // boxes of 64 columns x 1 head x BN rows (128-byte swizzle: the layout wgmma reads); the fp32 dQ
+  // workspace as [sq][hq][d], boxes of 32 columns x 1 head x BM rows (the staging layout).
+  CUtensorMap q_map, do_map, k_map, v_map, dq_map;
   const float* lse;
   const float* delta;
   float* dq_acc;            // [sq, hq, d] fp32, zero between calls
@@ -54,10 +62,34 @@ struct BwdParams {
 // dQ staging boxes for the TMA: 32 fp32 columns x 64 rows each (8 KB, 128-byte swizzle).
 constexpr int kDqBoxCols = 32;
 
+constexpr int kBwdThreads = 3 * 128;  // producer warpgroup (loader warp, dQ writer warp) + two consumers
+constexpr int kBwdConsumerThreads = 256;
+
+// Named barriers of the backward: 1 joins the consumers once both halves of a tile's dS^T are
+// stored; 2 joins them at the item's end; 3 joins them with the dQ writer once its sums have landed.
+constexpr int kBwdBarDs = 1, kBwdBarItem = 2, kBwdBarDqLanded = 3;
+
+// K, V; Q and dO in two stages; dS^T in two buffers; the fp32 dQ staging; lse and Delta in two stages.
 template <int D, int BM, int BN>
 constexpr int bwd_wgmma_smem_bytes() {
-  return (2 * BN * D + 4 * BM * D + BN * BM) * 2 + BM * D * 4 + 4 * BM * 4 + 1024;
+  return (2 * BN * D + 4 * BM * D + 2 * BN * BM) * 2 + BM * D * 4 + 4 * BM * 4 + 1024;
 }
+
+// The item's query tiles in the order every role walks them: per query head of the GQA group
+// (h), the item's entries (e) and each entry's tiles (t).
+struct BwdTileCursor {
+  int e, t, h;
+  __device__ explicit BwdTileCursor(const BwdItem& item) : e(item.entry_begin), t(0), h(0) {}
+  __device__ void next(const BwdEntry* entries, const BwdItem& item) {
+    if (++t == entries[e].ntiles) {
+      t = 0;
+      if (++e == item.entry_end) {
+        e = item.entry_begin;
+        ++h;
+      }
+    }
+  }
+};
 
 // One thread sends a staged dQ tile (query rows [q0, q0 + BM) of head h) to the workspace: one
 // TMA reduce-add per 32-column box.
@@ -69,9 +101,10 @@ __device__ __forceinline__ void send_dq_tile(const P& p, const float* sdQ, int q
 }
 
 // Converts dQ unit `unit` (rows [u BM, (u + 1) BM) of head h, unit = u * hq + h), whose sums have
-// all landed, to the input dtype, and leaves its workspace rows and count at zero.
+// all landed, to the input dtype, and leaves its workspace rows and count at zero. tid: the
+// thread's index among the NT that share the work.
 template <typename T, int D, int BM, int NT>
-__device__ __forceinline__ void convert_dq_unit(const BwdParams<T>& p, int unit) {
+__device__ __forceinline__ void convert_dq_unit(const BwdParams<T>& p, int unit, int tid) {
   using E = ElemTraits<T>;
   constexpr int kCols4 = D / 4, kPer = BM * kCols4 / NT;  // float4s per thread
   const int u = unit / p.hq, h = unit % p.hq;
@@ -80,7 +113,7 @@ __device__ __forceinline__ void convert_dq_unit(const BwdParams<T>& p, int unit)
   int64_t off[kPer];
 #pragma unroll
   for (int j = 0; j < kPer; ++j) {
-    const int i = static_cast<int>(threadIdx.x) + j * NT, q = u * BM + i / kCols4;
+    const int i = tid + j * NT, q = u * BM + i / kCols4;
     off[j] = q < p.sq ? (static_cast<int64_t>(q) * p.hq + h) * D + (i % kCols4) * 4 : -1;
     if (off[j] >= 0) {
       v[j] = __ldcg(reinterpret_cast<const float4*>(p.dq_acc + off[j]));
@@ -100,24 +133,20 @@ __device__ __forceinline__ void convert_dq_unit(const BwdParams<T>& p, int unit)
     *reinterpret_cast<uint2*>(p.dq + off[j]) = make_uint2(E::pack(v[j].x, v[j].y), E::pack(v[j].z, v[j].w));
     __stcg(reinterpret_cast<float4*>(p.dq_acc + off[j]), make_float4(0.f, 0.f, 0.f, 0.f));
   }
-  if (threadIdx.x == 0) p.dq_count[unit] = 0;
+  if (tid == 0) p.dq_count[unit] = 0;
 }
 
-// An item's end, after its last dQ tile was sent: once every reduce-add it issued has landed, the
-// item counts its tiles into the units they cover, one atomic per (query head, entry, unit) with
-// the number of the entry's tiles that cover the unit (release); the units this completes
-// (acquire) are converted by the whole block. Tile t of an entry starting at q_lo covers units
-// u0 + t and, unless q_lo is a multiple of BM, u0 + t + 1 (u0 = q_lo / BM): so unit u0 + k gets
-// one tile when aligned, else two but at k = 0 and k = ntiles.
+// An item's end, once every reduce-add it issued has landed (the dQ writer waited for them and
+// fenced before the consumers, NT threads of index tid, met it at kBwdBarDqLanded): the item
+// counts its tiles into the units they cover, one atomic per (query head, entry, unit) with the
+// number of the entry's tiles that cover the unit (release); the units this completes (acquire)
+// are converted by the consumers. Tile t of an entry starting at q_lo covers units u0 + t and,
+// unless q_lo is a multiple of BM, u0 + t + 1 (u0 = q_lo / BM): so unit u0 + k gets one tile
+// when aligned, else two but at k = 0 and k = ntiles.
 template <typename T, int D, int BM, int NT>
-__device__ __forceinline__ void finish_dq_units(const BwdParams<T>& p, const BwdItem& item, int group) {
+__device__ __forceinline__ void finish_dq_units(const BwdParams<T>& p, const BwdItem& item, int group, int tid) {
   __shared__ int s_units[NT];
   __shared__ int s_nunits;
-  const int tid = static_cast<int>(threadIdx.x);
-  if (tid == 0) {
-    bulk_wait_all_writes();
-    fence_acq_rel_gpu();  // the sums, seen by this thread, ordered before the block's counts
-  }
   const int nunits_all = (p.sq + BM - 1) / BM;
   auto entry_units = [&](const BwdEntry& en) {
     const int u0 = en.q_lo / BM;
@@ -128,7 +157,7 @@ __device__ __forceinline__ void finish_dq_units(const BwdParams<T>& p, const Bwd
   const int ntot = per_head * group;
   for (int base = 0; base < ntot; base += NT) {
     if (tid == 0) s_nunits = 0;
-    __syncthreads();
+    named_sync(kBwdBarItem, NT);
     if (base + tid < ntot) {
       const int h = item.kvhead * group + (base + tid) / per_head;
       int k = (base + tid) % per_head, e = item.entry_begin;
@@ -141,122 +170,166 @@ __device__ __forceinline__ void finish_dq_units(const BwdParams<T>& p, const Bwd
       const int u = en.q_lo / BM + k, unit = u * p.hq + h;
       if (atomic_add_acq_rel_gpu(p.dq_count + unit, tiles) + tiles == p.unit_tiles[u]) s_units[atomicAdd(&s_nunits, 1)] = unit;
     }
-    __syncthreads();
+    named_sync(kBwdBarItem, NT);
     const int n = s_nunits;
     if (n > 0 && p.dq_accumulate) pdl_wait_previous();  // dq as the previous stage left it
-    for (int c = 0; c < n; ++c) convert_dq_unit<T, D, BM, NT>(p, s_units[c]);
-    __syncthreads();
+    for (int c = 0; c < n; ++c) convert_dq_unit<T, D, BM, NT>(p, s_units[c], tid);
+    named_sync(kBwdBarItem, NT);
   }
 }
 
-// Every matrix product on Hopper's wgmma. Two warpgroups, each owning 64 of the block's BN = 128 keys:
+// Every matrix product on Hopper's wgmma. Two consumer warpgroups, each owning 64 of the block's
+// BN = 128 keys:
 //   S^T = K Q^T, dP^T = V dO^T            (A and B from shared memory, K-major)
 //   dV += P^T dO, dK += dS^T Q            (A from registers, B = dO / Q transposed)
 //   dQ = dS K                             (A = dS^T in shared memory transposed, B = K transposed;
-//                                          warpgroup w takes dQ columns [w D/2, (w+1) D/2) for
-//                                          D = 128, warpgroup 0 all of them for D = 64)
-// Query tiles of BM = 64 rows; Q, dO, lse and Delta double-buffered through cp.async.
+//                                          consumer c takes dQ columns [c D/2, (c+1) D/2) for
+//                                          D = 128, consumer 0 all of them for D = 64)
+// Query tiles of BM = 64 rows.
 template <typename T, int D>
-__global__ void __launch_bounds__(256, 1) flex_bwd_wgmma_kernel(const __grid_constant__ BwdParams<T> p) {
+__global__ void __launch_bounds__(kBwdThreads, 1) flex_bwd_wgmma_kernel(const __grid_constant__ BwdParams<T> p) {
   constexpr FlexTiles kTiles = flex_tiles(FlexPass::backward, D);
-  constexpr int BM = kTiles.rows, BN = kTiles.keys, NT = 256;
-  static_assert(BN == 2 * 64, "two warpgroups of 64 keys");
+  constexpr int BM = kTiles.rows, BN = kTiles.keys, NC = kBwdConsumerThreads;
+  static_assert(BN == 2 * 64 && BM == 64, "two consumer warpgroups of 64 keys, 64-row query tiles");
   constexpr bool kBF16 = std::is_same_v<T, __nv_bfloat16>;
-  constexpr int DQN = 64;                        // dQ columns per participating warpgroup
-  constexpr int DQ_WGS = D == 128 ? 2 : 1;       // warpgroups computing dQ
+  constexpr int DQN = 64;                        // dQ columns per participating consumer
+  constexpr int DQ_WGS = D == 128 ? 2 : 1;       // consumers computing dQ
   using WSt = Wgmma<BM, kBF16>;   // m64 x BM
   using WD = Wgmma<D, kBF16>;     // m64 x D
   using WQ = Wgmma<DQN, kBF16>;   // m64 x DQN
   using E = ElemTraits<T>;
+  constexpr uint32_t kKVBytes = 2u * BN * D * sizeof(T), kQBytes = 2u * BM * D * sizeof(T);
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   unsigned char* base = smem_raw + ((1024u - (smem_addr(smem_raw) & 1023u)) & 1023u);
   T* sK = reinterpret_cast<T*>(base);
   T* sV = sK + BN * D;
   T* sQ = sV + BN * D;        // 2 stages
   T* sdO = sQ + 2 * BM * D;   // 2 stages
-  T* sdS = sdO + 2 * BM * D;  // [BN][BM], 128-byte swizzle (BM = 64)
-  float* sdQ = reinterpret_cast<float*>(sdS + BN * BM);  // D / 32 TMA boxes [BM][32], 1024-aligned
-  float* sLse = sdQ + BM * D;
-  pdl_launch_dependents();
+  T* sdS = sdO + 2 * BM * D;  // 2 buffers [BN][BM], 128-byte swizzle (BM = 64)
+  float* sdQ = reinterpret_cast<float*>(sdS + 2 * BN * BM);  // D / 32 TMA boxes [BM][32], 1024-aligned
+  float* sLse = sdQ + BM * D;  // 2 stages
   float* sDelta = sLse + 2 * BM;
-  __shared__ int s_dq_pending[2];  // (q0, head) of the dQ tile staged in sdQ, not yet sent
+  // kv_full: K and V landed. q_full[s] / q_free[s]: stage s holds a query tile (TMA bytes, and the
+  // loader warp's 32 lse/Delta arrivals) / the consumers are done with it. dq_full / dq_free: the
+  // dQ staging holds a tile / the writer's TMA has read it.
+  __shared__ __align__(8) uint64_t kv_full, q_full[2], q_free[2], dq_full, dq_free;
 
+  pdl_launch_dependents();
   const BwdItem item = p.items[blockIdx.x];
-  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
-  const int wg = warp / 4;
-  const int k0 = item.k0;   // first key of the item (host: segment start)
-  const int k_end = item.k_end;  // keys [k0, k_end) are this item's to write
-  const int kvh = item.kvhead;
   const int group = p.hq / p.hkv;
-  const int64_t q_stride = static_cast<int64_t>(p.hq) * D;
-  const int64_t k_stride = static_cast<int64_t>(p.hkv) * D;
-
-  load_tile_sw128<BN, D, NT>(sK, p.k + static_cast<int64_t>(kvh) * D, k_stride, k0, p.sk);
-  load_tile_sw128<BN, D, NT>(sV, p.v + static_cast<int64_t>(kvh) * D, k_stride, k0, p.sk);
-  cp_async_commit();
-
-  auto load_q_tile = [&](int stage, int q0, int h) {
-    const int64_t hoff = static_cast<int64_t>(h) * D;
-    load_tile_sw128<BM, D, NT>(sQ + stage * BM * D, p.q + hoff, q_stride, q0, p.sq);
-    load_tile_sw128<BM, D, NT>(sdO + stage * BM * D, p.dout + hoff, q_stride, q0, p.sq);
-    for (int i = static_cast<int>(threadIdx.x); i < 2 * BM; i += NT) {
-      const int r = i % BM;
-      const int q = q0 + r;
-      const bool ok = q >= 0 && q < p.sq;
-      const int64_t off = ok ? static_cast<int64_t>(q) * p.hq + h : 0;
-      if (i < BM) cp_async4(sLse + stage * BM + r, p.lse + off, ok);
-      else cp_async4(sDelta + stage * BM + r, p.delta + off, ok);
+  const int ntot = item.ntiles * group;
+  const int kvh = item.kvhead;
+  if (threadIdx.x == 0) {
+    mbar_init(&kv_full, 1);
+#pragma unroll
+    for (int s = 0; s < 2; ++s) {
+      mbar_init(&q_full[s], 1 + 32);
+      mbar_init(&q_free[s], NC);
     }
-  };
-
-  const int per_head = item.ntiles;
-  const int ntot = per_head * group;
-  int le = item.entry_begin, lt = 0, lh = 0;
-  int ce = item.entry_begin, ct = 0, ch = 0;
-  if (ntot > 0) {
-    load_q_tile(0, item.q_first, kvh * group);
-    cp_async_commit();
+    mbar_init(&dq_full, DQ_WGS * 128);
+    mbar_init(&dq_free, 1);
+    mbar_init_fence();
   }
+  __syncthreads();
+  const int wg = static_cast<int>(threadIdx.x) / 128;
+  const int lane = static_cast<int>(threadIdx.x) % 32;
+
+  if (wg == 0) {
+    regs_release<24>();
+    const int warp = static_cast<int>(threadIdx.x) / 32;
+    if (ntot == 0) return;
+    if (warp == 0) {
+      // Loader: K and V once, then per query tile Q and dO by TMA and the tile's lse and Delta rows
+      // by cp.async (one column of a [rows][heads] matrix: no TMA box), each lane arriving on the
+      // stage's barrier once its copies have landed.
+      if (lane == 0) {
+        mbar_arrive_expect_tx(&kv_full, kKVBytes);
+#pragma unroll
+        for (int c = 0; c < D / 64; ++c) {
+          tma_load_3d(sK + c * BN * 64, &p.k_map, &kv_full, c * 64, kvh, item.k0);
+          tma_load_3d(sV + c * BN * 64, &p.v_map, &kv_full, c * 64, kvh, item.k0);
+        }
+      }
+      BwdTileCursor cur(item);
+      for (int t = 0; t < ntot; ++t, cur.next(p.entries, item)) {
+        const int s = t & 1;
+        if (t >= 2) mbar_wait(&q_free[s], (t / 2 - 1) & 1);
+        const int q0 = p.entries[cur.e].q_lo + cur.t * BM, h = kvh * group + cur.h;
+        if (lane == 0) {
+          mbar_arrive_expect_tx(&q_full[s], kQBytes);
+#pragma unroll
+          for (int c = 0; c < D / 64; ++c) {
+            tma_load_3d(sQ + s * BM * D + c * BM * 64, &p.q_map, &q_full[s], c * 64, h, q0);
+            tma_load_3d(sdO + s * BM * D + c * BM * 64, &p.do_map, &q_full[s], c * 64, h, q0);
+          }
+        }
+        for (int i = lane; i < 2 * BM; i += 32) {
+          const int r = i % BM, q = q0 + r;
+          const bool ok = q >= 0 && q < p.sq;
+          const int64_t off = ok ? static_cast<int64_t>(q) * p.hq + h : 0;
+          if (i < BM) cp_async4(sLse + s * BM + r, p.lse + off, ok);
+          else cp_async4(sDelta + s * BM + r, p.delta + off, ok);
+        }
+        cp_async_mbar_arrive(&q_full[s]);
+      }
+    } else if (warp == 1) {
+      // dQ writer: each staged tile to the workspace; at the end, waits for every sum to land and
+      // releases them to the consumers, which count them into their units.
+      BwdTileCursor cur(item);
+      for (int t = 0; t < ntot; ++t, cur.next(p.entries, item)) {
+        mbar_wait(&dq_full, t & 1);
+        if (lane == 0) {
+          send_dq_tile<D, BM>(p, sdQ, p.entries[cur.e].q_lo + cur.t * BM, kvh * group + cur.h);
+          bulk_wait_read_all();
+          mbar_arrive(&dq_free);
+        }
+        __syncwarp();
+      }
+      if (lane == 0) {
+        bulk_wait_all_writes();
+        fence_acq_rel_gpu();  // the sums, seen by this thread, ordered before the consumers' counts
+      }
+      __syncwarp();
+      named_arrive(kBwdBarDqLanded, NC + 32);
+    }
+    return;
+  }
+
+  regs_claim<240>();
+  const int c = wg - 1;  // consumer: keys [64 c, 64 c + 64) of the item
+  const int tid = static_cast<int>(threadIdx.x) - 128;
+  const int warp = tid / 32;
+  const int k0 = item.k0;        // first key of the item (host: segment start)
+  const int k_end = item.k_end;  // keys [k0, k_end) are this item's to write
+  const int64_t k_stride = static_cast<int64_t>(p.hkv) * D;
 
   float dk[D / 2], dv[D / 2];
 #pragma unroll
   for (int i = 0; i < D / 2; ++i) { dk[i] = 0.f; dv[i] = 0.f; }
   const int key_in_blk = warp * 16 + lane / 4;  // and + 8
-  const uint32_t k_addr = smem_addr(sK), v_addr = smem_addr(sV), ds_addr = smem_addr(sdS);
+  const uint32_t k_addr = smem_addr(sK), v_addr = smem_addr(sV);
+  if (ntot > 0) mbar_wait(&kv_full, 0);
 
-  for (int it = 0; it < ntot; ++it) {
-    if (it + 1 < ntot) {
-      if (++lt == p.entries[le].ntiles) {
-        ++le; lt = 0;
-        if (le == item.entry_end) { le = item.entry_begin; ++lh; }
-      }
-      load_q_tile((it + 1) & 1, p.entries[le].q_lo + lt * BM, kvh * group + lh);
-      cp_async_commit();
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
-    fence_proxy_async();
-    __syncthreads();
-    // The previous tile's dQ, staged by every dQ thread before the barrier, goes out now.
-    if (threadIdx.x == 0 && it > 0) send_dq_tile<D, BM>(p, sdQ, s_dq_pending[0], s_dq_pending[1]);
-
-    const BwdEntry ent = p.entries[ce];
+  BwdTileCursor cur(item);
+  for (int t = 0; t < ntot; ++t, cur.next(p.entries, item)) {
+    const int s = t & 1;
+    const BwdEntry ent = p.entries[cur.e];
     const DevSlice sl = p.slices[ent.slice];
-    const int q0 = ent.q_lo + ct * BM;
-    const int h = kvh * group + ch;
-    const int stage = it & 1;
-    const uint32_t q_addr = smem_addr(sQ + stage * BM * D);
-    const uint32_t do_addr = smem_addr(sdO + stage * BM * D);
-    const float* cLse = sLse + stage * BM;
-    const float* cDelta = sDelta + stage * BM;
+    const int q0 = ent.q_lo + cur.t * BM;
+    const uint32_t q_addr = smem_addr(sQ + s * BM * D);
+    const uint32_t do_addr = smem_addr(sdO + s * BM * D);
+    T* sds = sdS + s * BN * BM;
+    const uint32_t ds_addr = smem_addr(sds);
+    const float* cLse = sLse + s * BM;
+    const float* cDelta = sDelta + s * BM;
+    mbar_wait(&q_full[s], (t / 2) & 1);
 
-    // S^T = K Q^T and dP^T = V dO^T: this warpgroup's 64 keys x BM queries.
+    // S^T = K Q^T and dP^T = V dO^T: this consumer's 64 keys x BM queries.
     float st[BM / 2], dpt[BM / 2];
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
-      const uint32_t koff = (kk / 4) * (BN * 128) + wg * 64 * 128 + (kk % 4) * 32;
+      const uint32_t koff = (kk / 4) * (BN * 128) + c * 64 * 128 + (kk % 4) * 32;
       const uint32_t qoff = (kk / 4) * (BM * 128) + (kk % 4) * 32;
       WSt::ss(st, wgmma_desc(k_addr + koff, 0, 1024), wgmma_desc(q_addr + qoff, 0, 1024), kk > 0 ? 1 : 0);
       WSt::ss(dpt, wgmma_desc(v_addr + koff, 0, 1024), wgmma_desc(do_addr + qoff, 0, 1024), kk > 0 ? 1 : 0);
@@ -271,13 +344,13 @@ __global__ void __launch_bounds__(256, 1) flex_bwd_wgmma_kernel(const __grid_con
 #pragma unroll
       for (int j = 0; j < BM / 8; ++j) {
 #pragma unroll
-        for (int c = 0; c < 4; ++c) {
-          const int qc = j * 8 + (lane & 3) * 2 + (c & 1);
+        for (int e = 0; e < 4; ++e) {
+          const int qc = j * 8 + (lane & 3) * 2 + (e & 1);
           bool vis = true;
-          if constexpr (decltype(masked)::value) vis = qc >= vis_lo[c >> 1] && qc < vis_hi[c >> 1];
-          const float pv = vis ? exp2f(fmaf(st[4 * j + c], p.scale_log2, -cLse[qc] * kLog2e)) : 0.f;
-          st[4 * j + c] = pv;
-          dpt[4 * j + c] = pv * (dpt[4 * j + c] - cDelta[qc]);
+          if constexpr (decltype(masked)::value) vis = qc >= vis_lo[e >> 1] && qc < vis_hi[e >> 1];
+          const float pv = vis ? exp2f(fmaf(st[4 * j + e], p.scale_log2, -cLse[qc] * kLog2e)) : 0.f;
+          st[4 * j + e] = pv;
+          dpt[4 * j + e] = pv * (dpt[4 * j + e] - cDelta[qc]);
         }
       }
     };
@@ -299,7 +372,7 @@ __global__ void __launch_bounds__(256, 1) flex_bwd_wgmma_kernel(const __grid_con
       probabilities(std::true_type{}, vis_lo, vis_hi);
     }
 
-    // dV += P^T dO, dK += dS^T Q (k dimension = the tile's queries); dS^T to shared memory.
+    // dV += P^T dO, dK += dS^T Q (k dimension = the tile's queries), issued; dS^T to shared memory.
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < BM / 16; ++kk) {
@@ -314,35 +387,37 @@ __global__ void __launch_bounds__(256, 1) flex_bwd_wgmma_kernel(const __grid_con
       ads[3] = E::pack(dpt[8 * kk + 6], dpt[8 * kk + 7]);
       {
         const int r0 = key_in_blk, c0 = kk * 16 + (lane & 3) * 2;
-        *reinterpret_cast<uint32_t*>(sdS + swz<BM>(r0, c0)) = ads[0];
-        *reinterpret_cast<uint32_t*>(sdS + swz<BM>(r0 + 8, c0)) = ads[1];
-        *reinterpret_cast<uint32_t*>(sdS + swz<BM>(r0, c0 + 8)) = ads[2];
-        *reinterpret_cast<uint32_t*>(sdS + swz<BM>(r0 + 8, c0 + 8)) = ads[3];
+        *reinterpret_cast<uint32_t*>(sds + swz<BM>(r0, c0)) = ads[0];
+        *reinterpret_cast<uint32_t*>(sds + swz<BM>(r0 + 8, c0)) = ads[1];
+        *reinterpret_cast<uint32_t*>(sds + swz<BM>(r0, c0 + 8)) = ads[2];
+        *reinterpret_cast<uint32_t*>(sds + swz<BM>(r0 + 8, c0 + 8)) = ads[3];
       }
       WD::rs_t(dv, ap, wgmma_desc(do_addr + kk * 16 * 128, BM * 128, 1024));
       WD::rs_t(dk, ads, wgmma_desc(q_addr + kk * 16 * 128, BM * 128, 1024));
     }
     wgmma_commit();
-    wgmma_wait<0>();
     fence_proxy_async();  // dS^T stores are read by the tensor cores next
-    if (threadIdx.x == 0) bulk_wait_read_all();  // the previous tile's dQ has left sdQ
-    __syncthreads();
+    // Both halves of dS^T are stored. The other consumer passed this barrier for the tile before
+    // only after its dQ of the tile before that had landed: the buffer written here was free.
+    named_sync(kBwdBarDs, NC);
 
     // dQ = dS K: A = dS (M-major view of dS^T), B = K (N-major).
-    if (DQ_WGS == 2 || wg == 0) {
+    if (DQ_WGS == 2 || c == 0) {
       float dq[DQN / 2];
       wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < BN / 16; ++kk) {
         WQ::ss_tt(dq, wgmma_desc(ds_addr + kk * 16 * 128, BN * 128, 1024),
-                  wgmma_desc(k_addr + wg * (BN * 128) + kk * 16 * 128, BN * 128, 1024), kk > 0 ? 1 : 0);
+                  wgmma_desc(k_addr + c * (BN * 128) + kk * 16 * 128, BN * 128, 1024), kk > 0 ? 1 : 0);
       }
       wgmma_commit();
       wgmma_wait<0>();
+      mbar_arrive(&q_free[s]);
+      if (t > 0) mbar_wait(&dq_free, (t - 1) & 1);  // the writer's TMA has read the tile before
       // Staged in the TMA boxes (box = 32 columns; 16-byte chunk c of row r at chunk c ^ (r % 8),
       // the TMA's 128-byte swizzle; a half-warp's float2 stores meet 2-way bank conflicts); the
-      // TMA adds the tile into the workspace after the next barrier, rows past sq dropped.
-      float* sdq = sdQ + wg * (DQN / kDqBoxCols) * (BM * kDqBoxCols);
+      // writer adds the tile into the workspace, rows past sq dropped.
+      float* sdq = sdQ + c * (DQN / kDqBoxCols) * (BM * kDqBoxCols);
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         const int row = (warp % 4) * 16 + lane / 4 + 8 * r;
@@ -354,25 +429,17 @@ __global__ void __launch_bounds__(256, 1) flex_bwd_wgmma_kernel(const __grid_con
         }
       }
       fence_proxy_async();  // read by the TMA next
-    }
-    if (threadIdx.x == 0) {
-      s_dq_pending[0] = q0;
-      s_dq_pending[1] = h;
-    }
-
-    if (++ct == ent.ntiles) {
-      ++ce; ct = 0;
-      if (ce == item.entry_end) { ce = item.entry_begin; ++ch; }
+      mbar_arrive(&dq_full);
+    } else {
+      wgmma_wait<0>();
+      mbar_arrive(&q_free[s]);
     }
   }
-  cp_async_wait<0>();
-  __syncthreads();  // the last tile's dQ is staged
-  if (threadIdx.x == 0 && ntot > 0) send_dq_tile<D, BM>(p, sdQ, s_dq_pending[0], s_dq_pending[1]);
 
-
-  // dK and dV through shared memory (the Q and dO stages are free), then whole rows; meanwhile
-  // the last dQ tile lands.
+  // dK and dV through shared memory (the Q and dO stages, once both consumers' last products have
+  // read them), then whole rows.
   static_assert(4 * BM >= 2 * BN, "dK and dV fit the Q and dO stages");
+  named_sync(kBwdBarItem, NC);
   T* sdK = sQ;
   T* sdV = sQ + BN * D;
 #pragma unroll
@@ -385,11 +452,14 @@ __global__ void __launch_bounds__(256, 1) flex_bwd_wgmma_kernel(const __grid_con
       *reinterpret_cast<uint32_t*>(sdV + off) = E::pack(dv[4 * i + 2 * r], dv[4 * i + 2 * r + 1]);
     }
   }
-  __syncthreads();
+  named_sync(kBwdBarItem, NC);
   const int64_t kv_off = static_cast<int64_t>(k0) * k_stride + static_cast<int64_t>(kvh) * D;
-  store_staged_rows<BN, D, NT>(sdK, p.dk + kv_off, k_stride, k_end - k0, static_cast<int>(threadIdx.x));
-  store_staged_rows<BN, D, NT>(sdV, p.dv + kv_off, k_stride, k_end - k0, static_cast<int>(threadIdx.x));
-  if (ntot > 0) finish_dq_units<T, D, BM, NT>(p, item, group);
+  store_staged_rows<BN, D, NC>(sdK, p.dk + kv_off, k_stride, k_end - k0, tid);
+  store_staged_rows<BN, D, NC>(sdV, p.dv + kv_off, k_stride, k_end - k0, tid);
+  if (ntot > 0) {
+    named_sync(kBwdBarDqLanded, NC + 32);  // the writer's sums have landed
+    finish_dq_units<T, D, BM, NC>(p, item, group, tid);
+  }
 }
 
 // Before the backward kernel, one warp per (row, head): Delta = sum_d dout * out (fp32) where a

@@ -25,6 +25,11 @@ __device__ inline void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
 __device__ inline void mbar_arrive(uint64_t* bar) {
   asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(bar)) : "memory");
 }
+// An arrival on `bar` once every cp.async this thread issued before has landed; the barrier's
+// expected arrival count includes it (.noinc).
+__device__ inline void cp_async_mbar_arrive(uint64_t* bar) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(smem_addr(bar)) : "memory");
+}
 // Waits until the phase of parity `parity` has completed (phases alternate 0, 1, 0, ...).
 __device__ inline void mbar_wait(uint64_t* bar, uint32_t parity) {
   uint32_t done;

@@ -439,9 +439,9 @@ TEST_F(FlexAttentionGpu, EdgeCases) {
   }
 }
 
-// Shapes that stress the kernels' load pipelines (a two-stage ring, one tile ahead): items of one,
-// two, three and five key tiles (the ring wraps, a stage is reused while the other is in flight),
-// items with none beside items with many, and items whose key walk switches slice while loads of
+// Shapes that stress the kernels' load pipelines (two-stage rings, one tile ahead): items of one,
+// two, three and five key tiles, or query tiles for the backward (the ring wraps, a stage is
+// reused while the other is in flight), items with none beside items with many, and items whose key walk switches slice while loads of
 // the next slice's tiles are in flight, from unaligned key starts, with rows no key is visible to.
 TEST_F(FlexAttentionGpu, PipelineShapes) {
   const uint64_t seed = magi::testing::fresh_test_seed("FlexAttentionGpu.PipelineShapes");
@@ -450,6 +450,9 @@ TEST_F(FlexAttentionGpu, PipelineShapes) {
   for (int d : {64, 128}) {
     for (int64_t sk : {100, 200, 300, 600})
       check_case(AttnShape{128, sk, 2, 1, d}, {sl(0, 128, 0, sk, T::full)}, rng(), "tiles of sk " + std::to_string(sk));
+    // The backward's query-tile ring: one item walking one, two and three query tiles.
+    for (int64_t sq : {50, 64, 130})
+      check_case(AttnShape{sq, 128, 1, 1, d}, {sl(0, sq, 0, 128, T::full)}, rng(), "query tiles of sq " + std::to_string(sq));
     check_case(AttnShape{384, 700, 2, 2, d}, {sl(0, 128, 0, 700, T::full), sl(256, 384, 0, 50, T::causal)}, rng(),
                "items without tiles between");
     check_case(AttnShape{256, 1000, 4, 2, d},
