@@ -76,8 +76,15 @@ bool ranges_overlap(std::vector<std::pair<int, int>> r) {
 // to pair up). Groups run heaviest first and so do the items within a group, so the last wave is
 // small items. (Grouping by document instead, the slices joined by shared rows or keys, measured
 // the same backward and 5-10% slower forward on varlen block-causal.)
+// One exception: an item far longer than the others whose group runs late would set the launch's
+// end alone (sink + sliding window: the sink keys' backward item walks every query tile, its group
+// is one item, and it ran last, on 16 of 132 SMs for a quarter of the kernel). With `blocks`
+// items running at once, an item that starts after `before` tiles of the items ahead of it ends
+// near before / blocks + ntiles tile-times, the launch near total / blocks; items at least twice
+// the mean length that would end past it run first, longest first. Uniform items are never
+// moved (the last wave's end is the same in any order), nor are long items that start early.
 template <typename Item, typename GroupOf>
-void order_items(std::vector<Item>& items, GroupOf group_of) {
+void order_items(std::vector<Item>& items, GroupOf group_of, int blocks) {
   struct Key {
     int64_t group_tiles;
     std::pair<int, int> group;
@@ -98,10 +105,21 @@ void order_items(std::vector<Item>& items, GroupOf group_of) {
     if (a.ntiles != b.ntiles) return a.ntiles > b.ntiles;
     return a.index < b.index;
   });
-  std::vector<Item> ordered;
-  ordered.reserve(items.size());
-  for (const Key& k : keys) ordered.push_back(items[k.index]);
-  items = std::move(ordered);
+  int64_t total = 0;
+  for (const Item& it : items) total += it.ntiles;
+  std::vector<Item> first, rest;
+  rest.reserve(items.size());
+  int64_t before = 0;
+  for (const Key& k : keys) {
+    const Item& it = items[k.index];
+    const bool long_item = static_cast<int64_t>(it.ntiles) * static_cast<int64_t>(items.size()) >= 2 * total;
+    const bool ends_late = before + static_cast<int64_t>(it.ntiles) * blocks > total;
+    (long_item && ends_late ? first : rest).push_back(it);
+    before += it.ntiles;
+  }
+  std::stable_sort(first.begin(), first.end(), [](const Item& a, const Item& b) { return a.ntiles > b.ntiles; });
+  first.insert(first.end(), rest.begin(), rest.end());
+  items = std::move(first);
 }
 
 // Forward entries and items: one item per (segment of query rows, head). For segment rows
@@ -109,7 +127,7 @@ void order_items(std::vector<Item>& items, GroupOf group_of) {
 // lie in [max(lo(rr0), ks), min(hi(rr1 - 1), ke)) since lo and hi are non-decreasing in q.
 void build_forward(const AttnShape& shape, const std::vector<DevSlice>& sl,
                    std::vector<FwdEntry>& entries, std::vector<FwdItem>& items,
-                   WorkListStats& stats, const int bm, const int bn, bool disjoint) {
+                   WorkListStats& stats, const int bm, const int bn, bool disjoint, int blocks) {
   const std::vector<Segment> segs = make_segments(static_cast<int>(shape.sq), bm, sl, true, disjoint);
   for (const Segment& g : segs) {
     const int begin = static_cast<int>(entries.size());
@@ -141,9 +159,12 @@ void build_forward(const AttnShape& shape, const std::vector<DevSlice>& sl,
     }
   }
   const int group = shape.hq / shape.hkv;
-  order_items(items, [&](const FwdItem& it) {
-    return std::make_pair(it.head / group, it.entry_end > it.entry_begin ? entries[it.entry_begin].slice : -1);
-  });
+  order_items(
+      items,
+      [&](const FwdItem& it) {
+        return std::make_pair(it.head / group, it.entry_end > it.entry_begin ? entries[it.entry_begin].slice : -1);
+      },
+      blocks);
   stats.forward_items = static_cast<int64_t>(items.size());
 }
 
@@ -152,7 +173,7 @@ void build_forward(const AttnShape& shape, const std::vector<DevSlice>& sl,
 // [rows_lo(kk0), rows_hi(kk1 - 1)) since both are non-decreasing in k.
 void build_backward(const AttnShape& shape, const std::vector<DevSlice>& sl,
                     std::vector<BwdEntry>& entries, std::vector<BwdItem>& items,
-                    WorkListStats& stats, const int bm, const int bn, bool disjoint) {
+                    WorkListStats& stats, const int bm, const int bn, bool disjoint, int blocks) {
   const std::vector<Segment> segs = make_segments(static_cast<int>(shape.sk), bn, sl, false, disjoint);
   const int group = shape.hq / shape.hkv;
   for (const Segment& g : segs) {
@@ -185,9 +206,12 @@ void build_backward(const AttnShape& shape, const std::vector<DevSlice>& sl,
       stats.backward_tiles += static_cast<int64_t>(tiles) * group;
     }
   }
-  order_items(items, [&](const BwdItem& it) {
-    return std::make_pair(it.kvhead, it.entry_end > it.entry_begin ? entries[it.entry_begin].slice : -1);
-  });
+  order_items(
+      items,
+      [&](const BwdItem& it) {
+        return std::make_pair(it.kvhead, it.entry_end > it.entry_begin ? entries[it.entry_begin].slice : -1);
+      },
+      blocks);
   stats.backward_items = static_cast<int64_t>(items.size());
 }
 
@@ -217,8 +241,9 @@ std::vector<int> unit_tiles(const AttnShape& shape, const std::vector<BwdEntry>&
 }  // namespace
 
 WorkLists build_work_lists(const AttnShape& shape, const KernelSlice* slices, size_t num_slices,
-                           const TileShape& tiles) {
+                           const TileShape& tiles, int blocks) {
   if (num_slices > 0 && slices == nullptr) throw std::invalid_argument("FlexAttention: null slices");
+  if (blocks < 1) throw std::invalid_argument("FlexAttention: blocks at once " + std::to_string(blocks) + " (need >= 1)");
   WorkLists wl;
   std::vector<std::pair<int, int>> qranges, kranges;
   for (size_t i = 0; i < num_slices; ++i) {
@@ -240,9 +265,9 @@ WorkLists build_work_lists(const AttnShape& shape, const KernelSlice* slices, si
   }
   wl.stats.q_ranges_overlap = ranges_overlap(qranges);
   build_forward(shape, wl.slices, wl.fwd_entries, wl.fwd_items, wl.stats, tiles.fwd_bm, tiles.fwd_bn,
-                !wl.stats.q_ranges_overlap);
+                !wl.stats.q_ranges_overlap, blocks);
   build_backward(shape, wl.slices, wl.bwd_entries, wl.bwd_items, wl.stats, tiles.bwd_bm, tiles.bwd_bn,
-                 !ranges_overlap(kranges));
+                 !ranges_overlap(kranges), blocks);
   wl.bwd_unit_tiles = unit_tiles(shape, wl.bwd_entries, tiles.bwd_bm);
   return wl;
 }

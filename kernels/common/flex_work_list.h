@@ -87,7 +87,9 @@ struct WorkLists {
 // Validates the slices against the shape (std::invalid_argument naming the slice) and builds the
 // lists. Items of an axis start at each slice's first row when no two slices share a row on that
 // axis (documents), so no tile straddles two; otherwise they follow a fixed grid of tiles.
+// blocks: how many items run at once (the CUDA kernels: one per SM); it only decides which items
+// are long enough to go first in the launch order (see order_items).
 WorkLists build_work_lists(const AttnShape& shape, const KernelSlice* slices, size_t num_slices,
-                           const TileShape& tiles);
+                           const TileShape& tiles, int blocks);
 
 }  // namespace magi::kernels::flex

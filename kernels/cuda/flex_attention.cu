@@ -358,8 +358,9 @@ FlexAttention::FlexAttention(const AttnShape& shape, const KernelSlice* slices, 
   if (device >= 0) MAGI_CUDA_CHECK(cudaSetDevice(device));
   MAGI_CUDA_CHECK(cudaGetDevice(&impl_->device));
 
+  MAGI_CUDA_CHECK(cudaDeviceGetAttribute(&impl_->sm_count, cudaDevAttrMultiProcessorCount, impl_->device));
   const flex::WorkLists wl =
-      flex::build_work_lists(shape, slices, num_slices, flex_work_list_tiles(shape.d));
+      flex::build_work_lists(shape, slices, num_slices, flex_work_list_tiles(shape.d), impl_->sm_count);
   impl_->stats = wl.stats;
   impl_->slices.upload(wl.slices);
   impl_->fwd_entries.upload(wl.fwd_entries);
@@ -372,7 +373,6 @@ FlexAttention::FlexAttention(const AttnShape& shape, const KernelSlice* slices, 
   impl_->bwd_entries.upload(wl.bwd_entries);
   impl_->bwd_items.upload(wl.bwd_items);
   impl_->unit_tiles.upload(wl.bwd_unit_tiles);
-  MAGI_CUDA_CHECK(cudaDeviceGetAttribute(&impl_->sm_count, cudaDevAttrMultiProcessorCount, impl_->device));
   impl_->tickets.allocate(FlexAttention::Impl::kTicketSlots);
   MAGI_CUDA_CHECK(cudaMemset(impl_->tickets.ptr, 0, impl_->tickets.bytes()));
 }

@@ -31,7 +31,7 @@ TEST(KernelWork, MatchesTheKernelWorkListsOnEveryCatalogueMask) {
     for (const auto& [hq, hkv] : {std::pair{4, 4}, std::pair{8, 2}}) {
       for (const auto& c : kernels::testing::catalogue_cases(S, docs)) {
         const kernels::AttnShape shape{S, S, hq, hkv, d};
-        const kernels::flex::WorkLists wl = kernels::flex::build_work_lists(shape, c.slices.data(), c.slices.size(), ts);
+        const kernels::flex::WorkLists wl = kernels::flex::build_work_lists(shape, c.slices.data(), c.slices.size(), ts, 132);
         const KernelWork w = count_kernel_work(from_kernel(c.slices), t);
         SCOPED_TRACE(c.type + " d " + std::to_string(d) + " hq " + std::to_string(hq) + " hkv " + std::to_string(hkv));
         EXPECT_EQ(w.area, wl.stats.area);

@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <map>
 #include <random>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -73,10 +74,43 @@ void expect_grouped_heaviest_first(const std::vector<Item>& items, GroupOf group
   }
 }
 
+// The launch order with `blocks` items at once against the grouped order (blocks = 1, where no
+// item can end past the launch): a prefix of the items at least twice the mean length that would
+// end past total / blocks where the grouped order starts them, longest first, then every other
+// item in the grouped order.
+template <typename Item, typename KeyOf>
+void expect_long_late_items_first(const std::vector<Item>& grouped, const std::vector<Item>& launched, int blocks,
+                                  KeyOf key_of, const std::string& what) {
+  ASSERT_EQ(grouped.size(), launched.size()) << what;
+  const int64_t n = static_cast<int64_t>(grouped.size());
+  int64_t total = 0;
+  for (const Item& it : grouped) total += it.ntiles;
+  std::set<std::pair<int, int>> moved;
+  int64_t before = 0;
+  for (const Item& it : grouped) {
+    if (it.ntiles * n >= 2 * total && before + static_cast<int64_t>(it.ntiles) * blocks > total) moved.insert(key_of(it));
+    before += it.ntiles;
+  }
+  size_t i = 0;
+  for (; i < moved.size(); ++i) {
+    EXPECT_TRUE(moved.count(key_of(launched[i]))) << what << ": item " << i << " is not a long late one";
+    if (i > 0) {
+      EXPECT_GE(launched[i - 1].ntiles, launched[i].ntiles) << what << ": item " << i;
+    }
+  }
+  for (const Item& it : grouped) {
+    if (moved.count(key_of(it))) continue;
+    ASSERT_LT(i, launched.size()) << what;
+    EXPECT_EQ(key_of(launched[i]), key_of(it)) << what << ": item " << i << " out of the grouped order";
+    ++i;
+  }
+}
+
 void check_lists(const AttnShape& sh, const std::vector<KernelSlice>& in, const flex::TileShape& t,
-                 const std::string& what) {
-  SCOPED_TRACE(what);
-  const flex::WorkLists wl = flex::build_work_lists(sh, in.data(), in.size(), t);
+                 const std::string& what, int blocks = 132) {
+  SCOPED_TRACE(what + ", " + std::to_string(blocks) + " blocks at once");
+  const flex::WorkLists wl = flex::build_work_lists(sh, in.data(), in.size(), t, blocks);
+  const flex::WorkLists grouped = flex::build_work_lists(sh, in.data(), in.size(), t, 1);
   const int sq = static_cast<int>(sh.sq), sk = static_cast<int>(sh.sk);
   const int group = sh.hq / sh.hkv;
 
@@ -144,8 +178,10 @@ void check_lists(const AttnShape& sh, const std::vector<KernelSlice>& in, const 
     for (size_t i = 0; i < seen.size(); ++i)
       ASSERT_EQ(seen[i], expected[i]) << "forward pair (" << i / sk << ", " << i % sk << ") head " << h;
   }
+  expect_long_late_items_first(grouped.fwd_items, wl.fwd_items, blocks,
+                               [](const flex::FwdItem& it) { return std::make_pair(it.q0, it.head); }, "forward order");
   expect_grouped_heaviest_first(
-      wl.fwd_items,
+      grouped.fwd_items,
       [&](const flex::FwdItem& it) {
         return std::make_pair(it.head / group, it.entry_end > it.entry_begin ? wl.fwd_entries[it.entry_begin].slice : -1);
       },
@@ -202,8 +238,10 @@ void check_lists(const AttnShape& sh, const std::vector<KernelSlice>& in, const 
       ASSERT_EQ(seen[i], expected[i]) << "backward pair (" << i / sk << ", " << i % sk << ") kv head " << h;
   }
   EXPECT_EQ(wl.bwd_unit_tiles, unit_tiles) << "backward tiles per dQ unit";
+  expect_long_late_items_first(grouped.bwd_items, wl.bwd_items, blocks,
+                               [](const flex::BwdItem& it) { return std::make_pair(it.k0, it.kvhead); }, "backward order");
   expect_grouped_heaviest_first(
-      wl.bwd_items,
+      grouped.bwd_items,
       [&](const flex::BwdItem& it) {
         return std::make_pair(it.kvhead, it.entry_end > it.entry_begin ? wl.bwd_entries[it.entry_begin].slice : -1);
       },
@@ -225,8 +263,8 @@ TEST(FlexWorkList, RandomSliceLists) {
     const AttnShape sh{pick(1, 300), pick(1, 300), hq, hkv, 128};
     const auto slices = random_slices(rng, sh.sq, sh.sk, pick(0, 20));
     const std::string what = "case " + std::to_string(i) + " sq " + std::to_string(sh.sq) + " sk " + std::to_string(sh.sk);
-    check_lists(sh, slices, i % 2 == 0 ? kKernelTiles : kKernelTilesD64, what + " kernel tiles");
-    check_lists(sh, slices, kSmallTiles, what + " small tiles");
+    check_lists(sh, slices, i % 2 == 0 ? kKernelTiles : kKernelTilesD64, what + " kernel tiles", i % 3 == 0 ? 7 : 132);
+    check_lists(sh, slices, kSmallTiles, what + " small tiles", i % 3 == 1 ? 3 : 132);
     if (HasFatalFailure()) return;
   }
 }
@@ -241,6 +279,37 @@ TEST(FlexWorkList, CatalogueMasks) {
   }
 }
 
+// Keys every query sees beside a band (sink tokens): their backward item walks every query tile,
+// ten times the band's items, and the grouped order starts only one kv head's there; with 132
+// blocks at once every kv head's goes first. A full mask's equal items keep the grouped order.
+TEST(FlexWorkList, LongLateItemsGoFirst) {
+  const int64_t S = 4096;
+  const AttnShape sh{S, S, 4, 2, 128};
+  std::vector<KernelSlice> sink;
+  for (const CatalogueCase& c : catalogue_cases(S, {S}))
+    if (c.type == "sink_sliding_window") sink = c.slices;
+  ASSERT_FALSE(sink.empty());
+  const flex::WorkLists wl = flex::build_work_lists(sh, sink.data(), sink.size(), kKernelTiles, 132);
+  const flex::WorkLists grouped = flex::build_work_lists(sh, sink.data(), sink.size(), kKernelTiles, 1);
+  int longest = 0;
+  for (const flex::BwdItem& it : wl.bwd_items) longest = std::max(longest, it.ntiles);
+  EXPECT_GE(longest, S / kKernelTiles.bwd_bm);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(wl.bwd_items[i].k0, 0) << "item " << i;
+    EXPECT_EQ(wl.bwd_items[i].ntiles, longest) << "item " << i;
+  }
+  EXPECT_NE(grouped.bwd_items[1].k0, 0) << "the grouped order ran one kv head's sink item late";
+  check_lists(sh, sink, kKernelTiles, "sink + sliding window");
+  const std::vector<KernelSlice> full{sl(0, S, 0, S, KernelSliceType::full)};
+  const flex::WorkLists f = flex::build_work_lists(sh, full.data(), full.size(), kKernelTiles, 132);
+  const flex::WorkLists fg = flex::build_work_lists(sh, full.data(), full.size(), kKernelTiles, 1);
+  ASSERT_EQ(f.bwd_items.size(), fg.bwd_items.size());
+  for (size_t i = 0; i < f.bwd_items.size(); ++i) {
+    EXPECT_EQ(f.bwd_items[i].k0, fg.bwd_items[i].k0) << "item " << i;
+    EXPECT_EQ(f.bwd_items[i].kvhead, fg.bwd_items[i].kvhead) << "item " << i;
+  }
+}
+
 TEST(FlexWorkList, EdgeCases) {
   using T = KernelSliceType;
   const AttnShape sh{300, 200, 2, 1, 128};
@@ -251,7 +320,7 @@ TEST(FlexWorkList, EdgeCases) {
   check_lists(sh, {sl(0, 300, 0, 90, T::causal), sl(0, 300, 90, 180, T::inv_causal), sl(0, 250, 180, 200, T::bi_causal)},
               kSmallTiles, "lq > lk");
   check_lists(AttnShape{1, 1, 1, 1, 64}, {sl(0, 1, 0, 1, T::causal)}, kKernelTiles, "1x1");
-  const flex::WorkLists none = flex::build_work_lists(sh, nullptr, 0, kKernelTiles);
+  const flex::WorkLists none = flex::build_work_lists(sh, nullptr, 0, kKernelTiles, 132);
   EXPECT_EQ(none.stats.area, 0);
   EXPECT_EQ(none.stats.forward_tiles + none.stats.backward_tiles, 0);
   EXPECT_GT(none.stats.forward_items, 0);  // rows that see nothing still get items: outputs are written
@@ -260,12 +329,14 @@ TEST(FlexWorkList, EdgeCases) {
 TEST(FlexWorkList, RejectsBadSlices) {
   const AttnShape sh{10, 10, 1, 1, 128};
   const KernelSlice past_end = sl(0, 11, 0, 10, KernelSliceType::full);
-  EXPECT_THROW(flex::build_work_lists(sh, &past_end, 1, kKernelTiles), std::invalid_argument);
+  EXPECT_THROW(flex::build_work_lists(sh, &past_end, 1, kKernelTiles, 132), std::invalid_argument);
   const KernelSlice reversed = sl(0, 10, 6, 5, KernelSliceType::full);
-  EXPECT_THROW(flex::build_work_lists(sh, &reversed, 1, kKernelTiles), std::invalid_argument);
+  EXPECT_THROW(flex::build_work_lists(sh, &reversed, 1, kKernelTiles, 132), std::invalid_argument);
   const KernelSlice bad_type = sl(0, 10, 0, 10, static_cast<KernelSliceType>(7));
-  EXPECT_THROW(flex::build_work_lists(sh, &bad_type, 1, kKernelTiles), std::invalid_argument);
-  EXPECT_THROW(flex::build_work_lists(sh, nullptr, 1, kKernelTiles), std::invalid_argument);
+  EXPECT_THROW(flex::build_work_lists(sh, &bad_type, 1, kKernelTiles, 132), std::invalid_argument);
+  EXPECT_THROW(flex::build_work_lists(sh, nullptr, 1, kKernelTiles, 132), std::invalid_argument);
+  const KernelSlice fine = sl(0, 10, 0, 10, KernelSliceType::full);
+  EXPECT_THROW(flex::build_work_lists(sh, &fine, 1, kKernelTiles, 0), std::invalid_argument);
 }
 
 }  // namespace
