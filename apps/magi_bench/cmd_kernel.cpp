@@ -9,6 +9,7 @@
 #include "commands.h"
 #include "gate_options.h"
 #include "result_files.h"
+#include "sim_common.h"
 #include "system_info.h"
 
 #include "core/base/error.h"
@@ -16,10 +17,10 @@
 #include "core/results/gate.h"
 #include "core/results/row.h"
 #include "core/results/writers.h"
+#include "core/sim/kernel_model.h"
 #include "core/workload/case_inputs.h"
 #include "core/workload/documents.h"
 #include "core/workload/workload.h"
-#include "cuda/flex_tiles.h"
 #include "runtime/cuda/kernel_benchmark.h"
 
 #include <fmt/format.h>
@@ -72,10 +73,9 @@ CaseRow kernel_row(const Case& c, const std::vector<int64_t>& docs, size_t slice
   row.details["documents"] = to_json(document_stats(docs));
   row.details["document_lengths"] = docs;  // the peers rebuild the mask from them
   row.details["mask"] = {{"window", c.mask.window}, {"block_tokens", c.mask.block_tokens}};
-  const kernels::flex::TileShape tiles = kernels::cuda::flex_work_list_tiles(c.model.head_dim);
   row.details["kernel"] = {
       {"slices", slices},
-      {"tiles", {{"fwd_rows", tiles.fwd_bm}, {"fwd_keys", tiles.fwd_bn}, {"bwd_rows", tiles.bwd_bm}, {"bwd_keys", tiles.bwd_bn}}},
+      {"tiles", to_json(gpu_kernel_tiles(c.model.head_dim))},
       {"forward_items", r.stats.forward_items}, {"forward_tiles", r.stats.forward_tiles},
       {"backward_items", r.stats.backward_items}, {"backward_tiles", r.stats.backward_tiles},
       {"q_ranges_overlap", r.stats.q_ranges_overlap}, {"check_rows_per_window", check_rows}};

@@ -37,11 +37,14 @@ double KernelModel::seconds(Pass pass, const KernelWork& w, const ModelShape& m,
   return k.call_s + k.tile_s * tiles + k.item_s * items;
 }
 
+nlohmann::json to_json(const KernelTiles& t) {
+  return {{"fwd_rows", t.fwd_rows}, {"fwd_keys", t.fwd_keys}, {"bwd_rows", t.bwd_rows}, {"bwd_keys", t.bwd_keys}};
+}
+
 nlohmann::json to_json(const KernelCoeffs& k) {
   return {{"pass", to_string(k.pass)},
           {"head_dim", k.head_dim},
-          {"tiles", {{"fwd_rows", k.tiles.fwd_rows}, {"fwd_keys", k.tiles.fwd_keys},
-                     {"bwd_rows", k.tiles.bwd_rows}, {"bwd_keys", k.tiles.bwd_keys}}},
+          {"tiles", to_json(k.tiles)},
           {"call_s", k.call_s},
           {"tile_s", k.tile_s},
           {"item_s", k.item_s}};

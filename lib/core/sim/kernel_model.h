@@ -44,6 +44,7 @@ struct KernelModel {
 };
 
 nlohmann::json to_json(const KernelCoeffs& k);
+nlohmann::json to_json(const KernelTiles& t);  // what kernel_tiles_from_json reads
 KernelCoeffs kernel_coeffs_from_json(const nlohmann::json& j, const std::string& origin, const std::string& path);
 // {"fwd_rows", "fwd_keys", "bwd_rows", "bwd_keys"} (integers >= 1, all present, no other key) at
 // `path` of file `origin`; a bad one is a ConfigError naming it.
