@@ -254,7 +254,7 @@ __global__ void __launch_bounds__(kBwdThreads, 1) flex_bwd_wgmma_kernel(const __
       for (int t = 0; t < ntot; ++t, cur.next(p.entries, item)) {
         const int s = t & 1;
         if (t >= 2) mbar_wait(&q_free[s], (t / 2 - 1) & 1);
-        const int q0 = t == 0 ? item.q_first : p.entries[cur.e].q_lo + cur.t * BM, h = kvh * group + cur.h;
+        const int q0 = p.entries[cur.e].q_lo + cur.t * BM, h = kvh * group + cur.h;
         if (lane == 0) {
           mbar_arrive_expect_tx(&q_full[s], kQBytes);
 #pragma unroll
