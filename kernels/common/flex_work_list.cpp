@@ -201,7 +201,6 @@ void build_backward(const AttnShape& shape, const std::vector<DevSlice>& sl,
       it.entry_end = static_cast<int>(entries.size());
       it.ntiles = tiles;
       it.k_end = g.r1;
-      it.q_first = tiles > 0 ? entries[static_cast<size_t>(begin)].q_lo : 0;
       items.push_back(it);
       stats.backward_tiles += static_cast<int64_t>(tiles) * group;
     }

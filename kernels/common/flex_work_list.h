@@ -37,8 +37,7 @@ struct BwdEntry {
 // Backward work item: (key block, kv head); walks every query head of the GQA group.
 struct BwdItem {
   int k0, kvhead, entry_begin, entry_end, ntiles, k_end;  // keys [k0, k_end)
-  int q_first;  // the first query tile's start (entry_begin's q_lo), so the kernel's first load waits on no entry
-  int pad;
+  int pad[2];
 };
 
 // The band rule (common/slice_band.h) on a DevSlice.
