@@ -26,6 +26,7 @@ struct CompareCli {
   std::vector<std::string> metrics;
   double alpha = 0.05;
   std::string timing_gate = "case";
+  std::string fail_on = "all";
   std::string out_json;
   bool force = false;
 };
@@ -53,6 +54,10 @@ void run_compare(Context& ctx, const CompareCli& cli) {
     throw UsageError(fmt::format("--timing-gate {}: expected case or geomean", quote(cli.timing_gate)));
   }
   options.gate = cli.timing_gate == "case" ? TimingGate::each_case : TimingGate::geomean;
+  if (cli.fail_on == "all") options.fail_on = FailOn::all;
+  else if (cli.fail_on == "exact") options.fail_on = FailOn::exact;
+  else if (cli.fail_on == "timings") options.fail_on = FailOn::timings;
+  else throw UsageError(fmt::format("--fail-on {}: expected all, exact or timings", quote(cli.fail_on)));
   if (!cli.metrics.empty()) {
     options.metrics.clear();
     for (const std::string& m : cli.metrics) options.metrics.push_back(resolve_timing_metric(m));
@@ -80,7 +85,8 @@ void add_compare_command(CLI::App& app, Context& ctx) {
       "Compare two results files (run/kernel --out) case by case: baseline, new, delta % and a\n"
       "verdict per metric (regression, improvement, unchanged, noisy: within the runs' own spread\n"
       "by a rank test over the timed iterations), exact metrics (bytes, area, imbalance, check)\n"
-      "compared exactly. Exit 7 on a regression or a changed exact metric, 0 otherwise.");
+      "compared exactly. Exit 7 on a regression or a changed exact metric (of those --fail-on\n"
+      "judges), 0 otherwise.");
   cmd->add_option("BASE", cli->base, "The baseline results file (JSON)")->required();
   cmd->add_option("NEW", cli->now, "The results file to judge (JSON)")->required();
   cmd->add_option("--threshold", cli->threshold,
@@ -96,6 +102,11 @@ void add_compare_command(CLI::App& app, Context& ctx) {
   cmd->add_option("--timing-gate", cli->timing_gate,
                   "What a timing regression fails: case (any case's) or geomean (only the geometric mean "
                   "over the cases; single cases are reported: for shared, noisy machines)")
+      ->capture_default_str();
+  cmd->add_option("--fail-on", cli->fail_on,
+                  "Which verdicts set the exit status: all, exact (bytes, area, imbalance, check, a case "
+                  "that no longer runs) or timings (as --timing-gate counts them); the others are "
+                  "still reported")
       ->capture_default_str();
   cmd->add_option("--json", cli->out_json, "Write the verdicts as JSON to this file")->check(output_file_name());
   cmd->add_flag("-f,--force", cli->force, "Replace the --json file if it exists (regular files only)");

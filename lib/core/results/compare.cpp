@@ -336,6 +336,15 @@ std::string_view to_string(Verdict v) {
 
 std::string_view to_string(TimingGate g) { return g == TimingGate::each_case ? "case" : "geomean"; }
 
+std::string_view to_string(FailOn f) {
+  switch (f) {
+    case FailOn::all: return "all";
+    case FailOn::exact: return "exact";
+    case FailOn::timings: return "timings";
+  }
+  return "?";
+}
+
 std::vector<std::string> timing_metric_names() {
   std::vector<std::string> names;
   for (const TimingMetric& m : kTimingMetrics) {
@@ -382,15 +391,19 @@ int Comparison::count(Verdict v) const {
 }
 
 bool Comparison::failed() const {
+  const bool exact_fails = options.fail_on != FailOn::timings;
+  const bool timings_fail = options.fail_on != FailOn::exact;
   for (const CaseComparison& cc : cases) {
     for (const MetricComparison& m : cc.metrics) {
-      if (m.exact && (m.verdict == Verdict::regression || m.verdict == Verdict::changed)) return true;
-      if (!m.exact && m.verdict == Verdict::regression && options.gate == TimingGate::each_case) return true;
+      if (exact_fails && m.exact && (m.verdict == Verdict::regression || m.verdict == Verdict::changed)) return true;
+      if (timings_fail && !m.exact && m.verdict == Verdict::regression && options.gate == TimingGate::each_case) {
+        return true;
+      }
     }
   }
-  return std::any_of(geomeans.begin(), geomeans.end(), [this](const GeoMean& g) {
-    return options.gate == TimingGate::geomean && g.verdict == Verdict::regression;
-  });
+  return timings_fail && std::any_of(geomeans.begin(), geomeans.end(), [this](const GeoMean& g) {
+           return options.gate == TimingGate::geomean && g.verdict == Verdict::regression;
+         });
 }
 
 Comparison compare_results(const json& base, const std::string& base_origin, const json& now,

@@ -36,6 +36,15 @@ std::string side(const json& metadata, const std::string& origin) {
                      metadata.value("backend", std::string("?")));
 }
 
+std::string fail_on_text(FailOn f) {
+  switch (f) {
+    case FailOn::all: return "";
+    case FailOn::exact: return "# Only exact metrics fail (--fail-on exact); timings are reported.\n";
+    case FailOn::timings: return "# Only timings fail (--fail-on timings); exact metrics are reported.\n";
+  }
+  return "";
+}
+
 json finite_or_null(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
 
 }  // namespace
@@ -47,12 +56,13 @@ std::string comparison_table(const Comparison& c) {
       "test over the timed iterations (alpha {:g}) or, without samples, the iterations' range says "
       "otherwise. {}\n"
       "# Exact metrics (bytes, area, imbalance, check) are compared exactly; only those that "
-      "differ are listed.\n",
+      "differ are listed.\n{}",
       side(c.base_metadata, c.base_origin), side(c.new_metadata, c.new_origin),
       100 * c.options.threshold, c.options.alpha,
       c.options.gate == TimingGate::each_case
           ? "A timing regression of any case fails."
-          : "Timing regressions of single cases are reported; only the geometric mean over the cases fails (--timing-gate geomean).");
+          : "Timing regressions of single cases are reported; only the geometric mean over the cases fails (--timing-gate geomean).",
+      fail_on_text(c.options.fail_on));
   for (const std::string& n : c.notes) out += "# Note: " + n + "\n";
   out += fmt::format("#{:>22} {:>18} {:>9} {:>4} {:>9} {:>28} {:>12} {:>12} {:>9} {:>11}  {}\n", "case",
                      "mask", "tokens", "cp", "strategy", "metric", "base", "new", "delta", "verdict", "why");
@@ -115,7 +125,7 @@ json to_json(const Comparison& c) {
           {"base", {{"path", c.base_origin}, {"metadata", c.base_metadata}}},
           {"new", {{"path", c.new_origin}, {"metadata", c.new_metadata}}},
           {"options", {{"threshold_pct", 100 * c.options.threshold}, {"alpha", c.options.alpha},
-                       {"timing_gate", to_string(c.options.gate)},
+                       {"timing_gate", to_string(c.options.gate)}, {"fail_on", to_string(c.options.fail_on)},
                        {"metrics", c.options.metrics}, {"exact_metrics", exact_metric_names()}}},
           {"cases", cases},
           {"only_in_base", c.only_in_base},

@@ -321,6 +321,32 @@ TEST(Compare, TheGeomeanGateFailsOnlyOnTheMeanOverCases) {
   EXPECT_TRUE(compare(doc({row(a), row(b)}), doc({row(a_slow), row(b)}), o).failed());
 }
 
+TEST(Compare, FailOnJudgesOneKindOfVerdictAndReportsTheOther) {
+  RowSpec slow, bytes, slow_bytes;
+  slow.fwd = scaled(slow.fwd, 1.5);
+  bytes.bytes = 8192;
+  slow_bytes.fwd = scaled(slow_bytes.fwd, 1.5);
+  slow_bytes.bytes = 8192;
+  CompareOptions o;
+  o.threshold = 0.3;
+  o.fail_on = FailOn::exact;
+  const Comparison timing_only = compare(doc({row({})}), doc({row(slow)}), o);
+  EXPECT_EQ(timing_only.cases[0].verdict, Verdict::regression);  // still reported
+  EXPECT_FALSE(timing_only.failed());
+  EXPECT_NE(comparison_table(timing_only).find("--fail-on exact"), std::string::npos);
+  EXPECT_TRUE(compare(doc({row({})}), doc({row(bytes)}), o).failed());
+  o.fail_on = FailOn::timings;
+  const Comparison exact_only = compare(doc({row({})}), doc({row(bytes)}), o);
+  EXPECT_EQ(metric(exact_only.cases[0], "planned_fwd_bytes").verdict, Verdict::regression);
+  EXPECT_FALSE(exact_only.failed());
+  EXPECT_TRUE(compare(doc({row({})}), doc({row(slow)}), o).failed());
+  EXPECT_TRUE(compare(doc({row({})}), doc({row(slow_bytes)}), o).failed());
+  // The geometric-mean gate counts under --fail-on timings as it does under all.
+  o.gate = TimingGate::geomean;
+  EXPECT_TRUE(compare(doc({row({})}), doc({row(slow)}), o).failed());
+  EXPECT_EQ(to_json(compare(doc({row({})}), doc({row(slow)}), o))["options"]["fail_on"], "timings");
+}
+
 TEST(Compare, VerdictsAsJson) {
   RowSpec slow;
   slow.fwd = scaled(slow.fwd, 1.5);
