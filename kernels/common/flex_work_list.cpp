@@ -69,11 +69,11 @@ bool ranges_overlap(std::vector<std::pair<int, int>> r) {
 
 // Launch order of the work items (the hardware hands out thread blocks roughly in index order).
 // Items that stream the same operands (forward: K and V; backward: Q, dO and the dQ accumulator)
-// form a group, (kv head, first slice), and run side by side, so those operands come from HBM
-// once and then from L2. Ordered by size alone, the blocks running at one time read different
-// documents and heads and the kernel turns memory-bound (H100, 32k varlen causal with 4k
-// documents: 346 TFLOP/s forward against 418 with 8k documents, whose equal-size items happened
-// to pair up). Groups run heaviest first and so do the items within a group, so the last wave is
+// form a group (forward: kv head, backward: the item's first query head; and the first slice)
+// and run side by side, so those operands come from HBM once and then from L2. Ordered by size
+// alone, the blocks running at one time read different documents and heads and the kernel turns
+// memory-bound (H100, 32k varlen causal with 4k documents: 346 TFLOP/s forward against 418 with
+// 8k documents, whose equal-size items happened to pair up). Groups run heaviest first and so do the items within a group, so the last wave is
 // small items. (Grouping by document instead, the slices joined by shared rows or keys, measured
 // the same backward and 5-10% slower forward on varlen block-causal.)
 // One exception: an item far longer than the others whose group runs late would set the launch's
@@ -168,12 +168,14 @@ void build_forward(const AttnShape& shape, const std::vector<DevSlice>& sl,
   stats.forward_items = static_cast<int64_t>(items.size());
 }
 
-// Backward entries and items: one item per (segment of key rows, kv head). For segment keys
+// Backward entries and items: one item per (segment of key rows, kv head), or per sub-group of its
+// query heads when the group's walk is long (BwdItem); returns the segments (dK/dV units) and
+// sets `split` when some item walks part of its group. For segment keys
 // [k0, k1) and slice s the keys are kk0 = max(k0, ks) .. kk1 = min(k1, ke); their queries lie in
 // [rows_lo(kk0), rows_hi(kk1 - 1)) since both are non-decreasing in k.
-void build_backward(const AttnShape& shape, const std::vector<DevSlice>& sl,
-                    std::vector<BwdEntry>& entries, std::vector<BwdItem>& items,
-                    WorkListStats& stats, const int bm, const int bn, bool disjoint, int blocks) {
+int build_backward(const AttnShape& shape, const std::vector<DevSlice>& sl,
+                   std::vector<BwdEntry>& entries, std::vector<BwdItem>& items,
+                   WorkListStats& stats, const int bm, const int bn, bool disjoint, int blocks, bool& split) {
   const std::vector<Segment> segs = make_segments(static_cast<int>(shape.sk), bn, sl, false, disjoint);
   const int group = shape.hq / shape.hkv;
   for (const Segment& g : segs) {
@@ -193,25 +195,34 @@ void build_backward(const AttnShape& shape, const std::vector<DevSlice>& sl,
       entries.push_back(BwdEntry{i, q_lo, n, 0});
       tiles += n;
     }
-    for (int h = 0; h < shape.hkv; ++h) {
+    // The most heads of the group (a divisor of it) whose walk fits kBwdMaxWalkTiles, at least one.
+    int nheads = group;
+    while (nheads > 1 && static_cast<int64_t>(tiles) * nheads > kBwdMaxWalkTiles) {
+      do --nheads; while (group % nheads != 0);
+    }
+    for (int h = 0; h < shape.hq; h += nheads) {
       BwdItem it{};
       it.k0 = g.r0;
-      it.kvhead = h;
+      it.head = h;
       it.entry_begin = begin;
       it.entry_end = static_cast<int>(entries.size());
       it.ntiles = tiles;
       it.k_end = g.r1;
+      it.kv_unit = static_cast<int>(&g - segs.data());
+      it.nheads = nheads;
       items.push_back(it);
-      stats.backward_tiles += static_cast<int64_t>(tiles) * group;
+      stats.backward_tiles += static_cast<int64_t>(tiles) * nheads;
     }
+    split = split || nheads < group;
   }
   order_items(
       items,
       [&](const BwdItem& it) {
-        return std::make_pair(it.kvhead, it.entry_end > it.entry_begin ? entries[it.entry_begin].slice : -1);
+        return std::make_pair(it.head, it.entry_end > it.entry_begin ? entries[it.entry_begin].slice : -1);
       },
       blocks);
   stats.backward_items = static_cast<int64_t>(items.size());
+  return static_cast<int>(segs.size());
 }
 
 // The tiles covering each unit of bm query rows. Every entry is walked once per query head (by the
@@ -265,8 +276,8 @@ WorkLists build_work_lists(const AttnShape& shape, const KernelSlice* slices, si
   wl.stats.q_ranges_overlap = ranges_overlap(qranges);
   build_forward(shape, wl.slices, wl.fwd_entries, wl.fwd_items, wl.stats, tiles.fwd_bm, tiles.fwd_bn,
                 !wl.stats.q_ranges_overlap, blocks);
-  build_backward(shape, wl.slices, wl.bwd_entries, wl.bwd_items, wl.stats, tiles.bwd_bm, tiles.bwd_bn,
-                 !ranges_overlap(kranges), blocks);
+  wl.bwd_kv_units = build_backward(shape, wl.slices, wl.bwd_entries, wl.bwd_items, wl.stats, tiles.bwd_bm,
+                                   tiles.bwd_bn, !ranges_overlap(kranges), blocks, wl.bwd_split_groups);
   wl.bwd_unit_tiles = unit_tiles(shape, wl.bwd_entries, tiles.bwd_bm);
   return wl;
 }

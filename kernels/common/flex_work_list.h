@@ -34,11 +34,23 @@ struct FwdItem {
 struct BwdEntry {
   int slice, q_lo, ntiles, pad;
 };
-// Backward work item: (key block, kv head); walks every query head of the GQA group.
+// Backward work item: (key block, query heads [head, head + nheads) of one GQA group), walking
+// each head's query tiles in turn; its kv head is head / (hq / hkv). An item walks the whole group
+// (nheads = hq / hkv, dK and dV summed in registers) unless that walk is longer than
+// kBwdMaxWalkTiles: items started together drift apart over long walks until the query tiles they
+// read no longer share the L2 (64:8 at 32k read 91 GB from HBM for 4x the work of 16:16's 2.8 GB:
+// results/kernel/NOTES.md, v14). Such a key block is split into the fewest equal sub-groups of
+// heads whose walks fit, each item adding its dK/dV into an fp32 workspace; the last to finish
+// converts it (cuda/flex_bwd.cuh). Short walks stay whole: split, each would load K and V, add
+// and count its dK/dV for a few dozen tiles (v14 lost up to 20% on such masks).
 struct BwdItem {
-  int k0, kvhead, entry_begin, entry_end, ntiles, k_end;  // keys [k0, k_end)
-  int pad[2];
+  int k0, head, entry_begin, entry_end, ntiles, k_end;  // keys [k0, k_end); ntiles per head
+  int kv_unit;  // the key block's index among the backward's blocks: dK/dV unit kv_unit * hkv + kv head
+  int nheads;   // query heads walked
 };
+// The longest walk (query tiles over the heads walked) of a backward item that is split further:
+// a 16:16 item of a 32k full mask, whose blocks read from L2 97.5% of the time (v14's profile).
+constexpr int kBwdMaxWalkTiles = 512;
 
 // The band rule (common/slice_band.h) on a DevSlice.
 MAGI_HOST_DEVICE inline int band_lo(const DevSlice& s, int q) {
@@ -57,7 +69,7 @@ MAGI_HOST_DEVICE inline bool tile_inside(const DevSlice& s, int q0, int q1, int 
 struct WorkListStats {
   int64_t forward_items = 0;      // (query block, head) work items
   int64_t forward_tiles = 0;      // (query block, key tile, head) tiles visited
-  int64_t backward_items = 0;     // (key block, kv head) work items
+  int64_t backward_items = 0;     // (key block, query heads) work items
   int64_t backward_tiles = 0;     // (key block, query tile, query head) tiles visited
   int64_t area = 0;               // visible (q, k) pairs of the mask (one head)
   bool q_ranges_overlap = false;  // whether some query row is in several slices
@@ -80,6 +92,8 @@ struct WorkLists {
   // tiles that cover some of its rows, per query head (the same for every head): the backward adds
   // each tile's dQ into the units it covers and converts a unit once all of them have.
   std::vector<int> bwd_unit_tiles;
+  int bwd_kv_units = 0;  // key blocks of the backward (BwdItem::kv_unit in [0, bwd_kv_units))
+  bool bwd_split_groups = false;  // some backward item walks part of its GQA group (needs the dK/dV workspace)
   WorkListStats stats;
 };
 

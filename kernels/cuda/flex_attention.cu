@@ -137,6 +137,12 @@ struct FlexAttention::Impl {
   // call; the kernel leaves both at zero (see flex_bwd.cuh).
   DeviceArray<float> dq_acc;
   DeviceArray<int> dq_count;
+  // When some item walks part of its GQA group, also fp32 dK and dV sums and per-key-block counts
+  // (flex_bwd.cuh), left at zero too.
+  DeviceArray<float> dkv_acc;
+  DeviceArray<int> dkv_count;
+  int bwd_kv_units = 0;
+  bool bwd_split_groups = false;
   bool workspace_zeroed = false;
   DeviceArray<float> delta;
   CUtensorMap dq_map{};  // over dq_acc, for the backward's TMA reduce-add
@@ -160,6 +166,8 @@ struct FlexAttention::Impl {
     unit_tiles.reset();
     dq_acc.reset();
     dq_count.reset();
+    dkv_acc.reset();
+    dkv_count.reset();
     delta.reset();
     tickets.reset();
   }
@@ -277,17 +285,26 @@ bool launch_backward(FlexAttention::Impl& im, const void* q, const void* k, cons
   bool enqueued = false;
   const int64_t qrows = sh.sq * sh.hq;
   const int64_t qelems = qrows * sh.d;
-  if (qelems > 0) {
-    if (!im.workspace_zeroed) {
-      how = Launch::after;  // the workspace's zeroing runs between this kernel and the previous one
+  const int64_t kv_elems = im.bwd_split_groups ? 2 * sh.sk * sh.hkv * sh.d : 0;
+  if (!im.workspace_zeroed && (qelems > 0 || kv_elems > 0)) {
+    how = Launch::after;  // the workspace's zeroing runs between this kernel and the previous one
+    if (qelems > 0) {
       if (!im.dq_acc.ptr) im.dq_acc.allocate(static_cast<size_t>(qelems));
       if (!im.dq_count.ptr) im.dq_count.allocate(im.unit_tiles.n * static_cast<size_t>(sh.hq));
       MAGI_CUDA_CHECK(cudaMemsetAsync(im.dq_acc.ptr, 0, im.dq_acc.n * sizeof(float), stream));
       MAGI_CUDA_CHECK(cudaMemsetAsync(im.dq_count.ptr, 0, im.dq_count.n * sizeof(int), stream));
-      enqueued = true;
       im.dq_map = make_dq_map(im.dq_acc.ptr, sh);
-      im.workspace_zeroed = true;
     }
+    if (kv_elems > 0) {
+      if (!im.dkv_acc.ptr) im.dkv_acc.allocate(static_cast<size_t>(kv_elems));
+      if (!im.dkv_count.ptr) im.dkv_count.allocate(static_cast<size_t>(im.bwd_kv_units) * static_cast<size_t>(sh.hkv));
+      MAGI_CUDA_CHECK(cudaMemsetAsync(im.dkv_acc.ptr, 0, im.dkv_acc.n * sizeof(float), stream));
+      MAGI_CUDA_CHECK(cudaMemsetAsync(im.dkv_count.ptr, 0, im.dkv_count.n * sizeof(int), stream));
+    }
+    enqueued = true;
+    im.workspace_zeroed = true;
+  }
+  if (qelems > 0) {
     // With the caller's Delta, only a writing call has something to prepare (uncovered dQ zeroed).
     if (!delta && !im.delta.ptr) im.delta.allocate(static_cast<size_t>(qrows));
     if (!delta || !accumulate) {
@@ -317,6 +334,8 @@ bool launch_backward(FlexAttention::Impl& im, const void* q, const void* k, cons
   p.dq_acc = im.dq_acc.ptr;
   p.dq_count = im.dq_count.ptr;
   p.unit_tiles = im.unit_tiles.ptr;
+  p.dkv_acc = im.dkv_acc.ptr;
+  p.dkv_count = im.dkv_count.ptr;
   p.dq = static_cast<T*>(dq);
   p.dk = static_cast<T*>(dk);
   p.dv = static_cast<T*>(dv);
@@ -373,6 +392,8 @@ FlexAttention::FlexAttention(const AttnShape& shape, const KernelSlice* slices, 
   impl_->bwd_entries.upload(wl.bwd_entries);
   impl_->bwd_items.upload(wl.bwd_items);
   impl_->unit_tiles.upload(wl.bwd_unit_tiles);
+  impl_->bwd_kv_units = wl.bwd_kv_units;
+  impl_->bwd_split_groups = wl.bwd_split_groups;
   impl_->tickets.allocate(FlexAttention::Impl::kTicketSlots);
   MAGI_CUDA_CHECK(cudaMemset(impl_->tickets.ptr, 0, impl_->tickets.bytes()));
 }
@@ -387,7 +408,8 @@ int64_t FlexAttention::device_bytes() const {
   return static_cast<int64_t>(im.slices.bytes() + im.fwd_entries.bytes() + im.fwd_items.bytes() +
                               im.fwd_merge_items.bytes() + im.tickets.bytes() +
                               im.bwd_entries.bytes() + im.bwd_items.bytes() + im.unit_tiles.bytes() +
-                              im.dq_acc.bytes() + im.dq_count.bytes() + im.delta.bytes());
+                              im.dq_acc.bytes() + im.dq_count.bytes() + im.dkv_acc.bytes() +
+                              im.dkv_count.bytes() + im.delta.bytes());
 }
 
 bool FlexAttention::forward(const void* q, const void* k, const void* v, void* out, float* lse,

@@ -1,7 +1,7 @@
 // Backward kernel, FlashAttention-2 style with the key block as the outer loop, warp-specialised in
-// FlashAttention-3's manner: one thread block per work item (key block of BN keys, kv head) keeps
-// the dK and dV rows of its keys in registers while the item walks, for every query head of the
-// GQA group, the query tiles of every slice that sees its keys. Per query tile of BM rows:
+// FlashAttention-3's manner: one thread block per work item (key block of BN keys, query heads of
+// one GQA group) keeps the dK and dV rows of its keys in registers while the item walks, for each
+// of its query heads, the query tiles of every slice that sees its keys. Per query tile of BM rows:
 //   S^T = K Q^T, P^T = exp(S^T * scale - lse), dP^T = V dO^T, dS^T = P^T (dP^T - Delta),
 //   dV += P^T dO, dK += dS^T Q, dQ += dS K (dS through shared memory; the dQ tile staged in
 //   shared memory and added into the fp32 workspace by TMA reduce-adds).
@@ -23,6 +23,10 @@
 // into dq (fp32, one rounding) and uncovered units are left as they are; launched to overlap the
 // previous stage's kernel (Launch::overlap), the block waits for that kernel before its first
 // conversion, the only read of what the previous stage wrote.
+// An item walks its whole GQA group unless that walk is long (common/flex_work_list.h says why and
+// when). Then the group's items of one key block each add their dK and dV (fp32, from registers)
+// into a workspace and count themselves into the block's unit; the last of them converts the
+// unit's rows to the input dtype and leaves them and the count at zero, as dQ's units do.
 #pragma once
 
 #include "cuda/flex_tiles.h"
@@ -47,6 +51,8 @@ struct BwdParams {
   float* dq_acc;            // [sq, hq, d] fp32, zero between calls
   int* dq_count;            // [units][hq], tiles landed per unit, zero between calls
   const int* unit_tiles;    // [units], tiles covering each unit (per head)
+  float* dkv_acc;           // split groups: [2][sk][hkv][d] fp32, dK (scaled) then dV, zero between calls
+  int* dkv_count;           // split groups: [kv units][hkv], items landed per key block, zero between calls
   T* dq;
   T* dk;
   T* dv;
@@ -75,8 +81,8 @@ constexpr int bwd_wgmma_smem_bytes() {
   return (2 * BN * D + 4 * BM * D + 2 * BN * BM) * 2 + BM * D * 4 + 4 * BM * 4 + 1024;
 }
 
-// The item's query tiles in the order every role walks them: per query head of the GQA group
-// (h), the item's entries (e) and each entry's tiles (t).
+// The item's query tiles in the order every role walks them: per query head of the item (h, from
+// its first), the item's entries (e) and each entry's tiles (t).
 struct BwdTileCursor {
   int e, t, h;
   __device__ explicit BwdTileCursor(const BwdItem& item) : e(item.entry_begin), t(0), h(0) {}
@@ -144,7 +150,7 @@ __device__ __forceinline__ void convert_dq_unit(const BwdParams<T>& p, int unit,
 // unless q_lo is a multiple of BM, u0 + t + 1 (u0 = q_lo / BM): so unit u0 + k gets one tile
 // when aligned, else two but at k = 0 and k = ntiles.
 template <typename T, int D, int BM, int NT>
-__device__ __forceinline__ void finish_dq_units(const BwdParams<T>& p, const BwdItem& item, int group, int tid) {
+__device__ __forceinline__ void finish_dq_units(const BwdParams<T>& p, const BwdItem& item, int tid) {
   __shared__ int s_units[NT];
   __shared__ int s_nunits;
   const int nunits_all = (p.sq + BM - 1) / BM;
@@ -154,12 +160,12 @@ __device__ __forceinline__ void finish_dq_units(const BwdParams<T>& p, const Bwd
   };
   int per_head = 0;
   for (int e = item.entry_begin; e < item.entry_end; ++e) per_head += entry_units(p.entries[e]);
-  const int ntot = per_head * group;
+  const int ntot = per_head * item.nheads;
   for (int base = 0; base < ntot; base += NT) {
     if (tid == 0) s_nunits = 0;
     named_sync(kBwdBarItem, NT);
     if (base + tid < ntot) {
-      const int h = item.kvhead * group + (base + tid) / per_head;
+      const int h = item.head + (base + tid) / per_head;
       int k = (base + tid) % per_head, e = item.entry_begin;
       for (int n = entry_units(p.entries[e]); k >= n; n = entry_units(p.entries[e])) {
         k -= n;
@@ -176,6 +182,37 @@ __device__ __forceinline__ void finish_dq_units(const BwdParams<T>& p, const Bwd
     for (int c = 0; c < n; ++c) convert_dq_unit<T, D, BM, NT>(p, s_units[c], tid);
     named_sync(kBwdBarItem, NT);
   }
+}
+
+// A split group: once each of the NT consumer threads (index tid) has added its part of the item's
+// dK and dV into the workspace, the item counts itself into its key block's unit (release); the
+// last of the group's `parts` items (acquire) converts the unit's rows [k0, k_end) of kv head kvh
+// to the input dtype, into dk and dv, and leaves them and the count at zero.
+template <typename T, int D, int NT>
+__device__ __forceinline__ void finish_dkv_unit(const BwdParams<T>& p, const BwdItem& item, int kvh, int parts,
+                                                int tid) {
+  using E = ElemTraits<T>;
+  __shared__ int s_last;
+  __threadfence();  // this thread's adds, ordered before the count below (through the barrier)
+  named_sync(kBwdBarItem, NT);
+  const int unit = item.kv_unit * p.hkv + kvh;
+  if (tid == 0) s_last = atomic_add_acq_rel_gpu(p.dkv_count + unit, 1) == parts - 1;
+  named_sync(kBwdBarItem, NT);
+  if (!s_last) return;
+  constexpr int kCols4 = D / 4;
+  const int64_t stride = static_cast<int64_t>(p.hkv) * D;
+  const int64_t first = static_cast<int64_t>(item.k0) * stride + static_cast<int64_t>(kvh) * D;
+  const int64_t v_plane = static_cast<int64_t>(p.sk) * stride;
+  for (int i = tid; i < (item.k_end - item.k0) * kCols4; i += NT) {
+    const int64_t off = first + (i / kCols4) * stride + (i % kCols4) * 4;
+    const float4 a = __ldcg(reinterpret_cast<const float4*>(p.dkv_acc + off));
+    const float4 b = __ldcg(reinterpret_cast<const float4*>(p.dkv_acc + v_plane + off));
+    *reinterpret_cast<uint2*>(p.dk + off) = make_uint2(E::pack(a.x, a.y), E::pack(a.z, a.w));
+    *reinterpret_cast<uint2*>(p.dv + off) = make_uint2(E::pack(b.x, b.y), E::pack(b.z, b.w));
+    __stcg(reinterpret_cast<float4*>(p.dkv_acc + off), make_float4(0.f, 0.f, 0.f, 0.f));
+    __stcg(reinterpret_cast<float4*>(p.dkv_acc + v_plane + off), make_float4(0.f, 0.f, 0.f, 0.f));
+  }
+  if (tid == 0) p.dkv_count[unit] = 0;
 }
 
 // Every matrix product on Hopper's wgmma. Two consumer warpgroups, each owning 64 of the block's
@@ -217,8 +254,8 @@ __global__ void __launch_bounds__(kBwdThreads, 1) flex_bwd_wgmma_kernel(const __
   pdl_launch_dependents();
   const BwdItem item = p.items[blockIdx.x];
   const int group = p.hq / p.hkv;
-  const int ntot = item.ntiles * group;
-  const int kvh = item.kvhead;
+  const int ntot = item.ntiles * item.nheads;
+  const int kvh = item.head / group;
   if (threadIdx.x == 0) {
     mbar_init(&kv_full, 1);
 #pragma unroll
@@ -254,19 +291,19 @@ __global__ void __launch_bounds__(kBwdThreads, 1) flex_bwd_wgmma_kernel(const __
       for (int t = 0; t < ntot; ++t, cur.next(p.entries, item)) {
         const int s = t & 1;
         if (t >= 2) mbar_wait(&q_free[s], (t / 2 - 1) & 1);
-        const int q0 = p.entries[cur.e].q_lo + cur.t * BM, h = kvh * group + cur.h;
+        const int q0 = p.entries[cur.e].q_lo + cur.t * BM, qh = item.head + cur.h;
         if (lane == 0) {
           mbar_arrive_expect_tx(&q_full[s], kQBytes);
 #pragma unroll
           for (int c = 0; c < D / 64; ++c) {
-            tma_load_3d(sQ + s * BM * D + c * BM * 64, &p.q_map, &q_full[s], c * 64, h, q0);
-            tma_load_3d(sdO + s * BM * D + c * BM * 64, &p.do_map, &q_full[s], c * 64, h, q0);
+            tma_load_3d(sQ + s * BM * D + c * BM * 64, &p.q_map, &q_full[s], c * 64, qh, q0);
+            tma_load_3d(sdO + s * BM * D + c * BM * 64, &p.do_map, &q_full[s], c * 64, qh, q0);
           }
         }
         for (int i = lane; i < 2 * BM; i += 32) {
           const int r = i % BM, q = q0 + r;
           const bool ok = q >= 0 && q < p.sq;
-          const int64_t off = ok ? static_cast<int64_t>(q) * p.hq + h : 0;
+          const int64_t off = ok ? static_cast<int64_t>(q) * p.hq + qh : 0;
           if (i < BM) cp_async4(sLse + s * BM + r, p.lse + off, ok);
           else cp_async4(sDelta + s * BM + r, p.delta + off, ok);
         }
@@ -279,7 +316,7 @@ __global__ void __launch_bounds__(kBwdThreads, 1) flex_bwd_wgmma_kernel(const __
       for (int t = 0; t < ntot; ++t, cur.next(p.entries, item)) {
         mbar_wait(&dq_full, t & 1);
         if (lane == 0) {
-          send_dq_tile<D, BM>(p, sdQ, p.entries[cur.e].q_lo + cur.t * BM, kvh * group + cur.h);
+          send_dq_tile<D, BM>(p, sdQ, p.entries[cur.e].q_lo + cur.t * BM, item.head + cur.h);
           bulk_wait_read_all();
           mbar_arrive(&dq_free);
         }
@@ -436,29 +473,49 @@ __global__ void __launch_bounds__(kBwdThreads, 1) flex_bwd_wgmma_kernel(const __
     }
   }
 
-  // dK and dV through shared memory (the Q and dO stages, once both consumers' last products have
-  // read them), then whole rows.
-  static_assert(4 * BM >= 2 * BN, "dK and dV fit the Q and dO stages");
-  named_sync(kBwdBarItem, NC);
-  T* sdK = sQ;
-  T* sdV = sQ + BN * D;
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int row = key_in_blk + 8 * r;
-#pragma unroll
-    for (int i = 0; i < D / 8; ++i) {
-      const int off = swz<D>(row, i * 8 + (lane & 3) * 2);
-      *reinterpret_cast<uint32_t*>(sdK + off) = E::pack(dk[4 * i + 2 * r] * p.scale, dk[4 * i + 2 * r + 1] * p.scale);
-      *reinterpret_cast<uint32_t*>(sdV + off) = E::pack(dv[4 * i + 2 * r], dv[4 * i + 2 * r + 1]);
-    }
-  }
-  named_sync(kBwdBarItem, NC);
   const int64_t kv_off = static_cast<int64_t>(k0) * k_stride + static_cast<int64_t>(kvh) * D;
-  store_staged_rows<BN, D, NC>(sdK, p.dk + kv_off, k_stride, k_end - k0, tid);
-  store_staged_rows<BN, D, NC>(sdV, p.dv + kv_off, k_stride, k_end - k0, tid);
+  if (item.nheads == group) {
+    // dK and dV through shared memory (the Q and dO stages, once both consumers' last products
+    // have read them), then whole rows.
+    static_assert(4 * BM >= 2 * BN, "dK and dV fit the Q and dO stages");
+    named_sync(kBwdBarItem, NC);
+    T* sdK = sQ;
+    T* sdV = sQ + BN * D;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int row = key_in_blk + 8 * r;
+#pragma unroll
+      for (int i = 0; i < D / 8; ++i) {
+        const int off = swz<D>(row, i * 8 + (lane & 3) * 2);
+        *reinterpret_cast<uint32_t*>(sdK + off) = E::pack(dk[4 * i + 2 * r] * p.scale, dk[4 * i + 2 * r + 1] * p.scale);
+        *reinterpret_cast<uint32_t*>(sdV + off) = E::pack(dv[4 * i + 2 * r], dv[4 * i + 2 * r + 1]);
+      }
+    }
+    named_sync(kBwdBarItem, NC);
+    store_staged_rows<BN, D, NC>(sdK, p.dk + kv_off, k_stride, k_end - k0, tid);
+    store_staged_rows<BN, D, NC>(sdV, p.dv + kv_off, k_stride, k_end - k0, tid);
+  } else {
+    // A split group: this item's share added into the workspace from registers (rows past k_end
+    // dropped).
+    const int64_t v_plane = static_cast<int64_t>(p.sk) * k_stride;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int row = key_in_blk + 8 * r;
+      if (k0 + row >= k_end) continue;
+      float* ak = p.dkv_acc + kv_off + row * k_stride;
+#pragma unroll
+      for (int i = 0; i < D / 8; ++i) {
+        const int col = i * 8 + (lane & 3) * 2;
+        atomicAdd(reinterpret_cast<float2*>(ak + col),
+                  make_float2(dk[4 * i + 2 * r] * p.scale, dk[4 * i + 2 * r + 1] * p.scale));
+        atomicAdd(reinterpret_cast<float2*>(ak + v_plane + col), make_float2(dv[4 * i + 2 * r], dv[4 * i + 2 * r + 1]));
+      }
+    }
+    finish_dkv_unit<T, D, NC>(p, item, kvh, group / item.nheads, tid);
+  }
   if (ntot > 0) {
     named_sync(kBwdBarDqLanded, NC + 32);  // the writer's sums have landed
-    finish_dq_units<T, D, BM, NC>(p, item, group, tid);
+    finish_dq_units<T, D, BM, NC>(p, item, tid);
   }
 }
 

@@ -22,7 +22,9 @@ struct KernelTiles {
 };
 
 // Counts for one head (multiply tiles by the query heads; forward items by the query heads,
-// backward items by the key/value heads, since a backward item walks its whole GQA group).
+// backward items by the key/value heads, since a backward item walks its whole GQA group; the
+// kernel splits a group whose walk is long (kernels/common/flex_work_list.h), counted here as one
+// item: the item term stands for fixed per-item costs, small beside such a walk's tiles).
 struct KernelWork {
   int64_t area = 0;       // visible (q, k) pairs
   int64_t fwd_tiles = 0;  // (query block, key tile) pairs visited

@@ -52,8 +52,9 @@ bool ranges_disjoint(const std::vector<flex::DevSlice>& sl, bool on_q) {
   return true;
 }
 
-// Launch order: items of one group (kv head, first slice) are contiguous, group totals never
-// increase along the order, and tile counts never increase inside a group.
+// Launch order: items of one group (forward: kv head, backward: query head; and the first slice)
+// are contiguous, group totals never increase along the order, and tile counts never increase
+// inside a group.
 template <typename Item, typename GroupOf>
 void expect_grouped_heaviest_first(const std::vector<Item>& items, GroupOf group_of, const std::string& what) {
   std::map<std::pair<int, int>, int64_t> total;
@@ -187,19 +188,46 @@ void check_lists(const AttnShape& sh, const std::vector<KernelSlice>& in, const 
       },
       "forward order");
 
-  // Backward: per kv head, keys partitioned by items, each visible pair in exactly one query tile
-  // (the kernel walks the same tiles for each query head of the group).
+  // Backward: per query head, keys partitioned by items, each visible pair in exactly one query
+  // tile. An item walks a whole GQA group, or, when that walk is longer than kBwdMaxWalkTiles, the
+  // fewest equal sub-groups of heads whose walks fit; the items of one key block share its dK/dV
+  // unit, and a unit is one key block.
   int64_t bwd_tiles = 0;
-  for (const flex::BwdItem& it : wl.bwd_items) bwd_tiles += static_cast<int64_t>(it.ntiles) * group;
+  bool split = false;
+  for (const flex::BwdItem& it : wl.bwd_items) {
+    bwd_tiles += static_cast<int64_t>(it.ntiles) * it.nheads;
+    ASSERT_TRUE(it.nheads >= 1 && group % it.nheads == 0 && it.head % it.nheads == 0) << "heads " << it.head << "+" << it.nheads;
+    const int64_t walk = static_cast<int64_t>(it.ntiles) * it.nheads;
+    EXPECT_TRUE(it.nheads == group || it.nheads == 1 || walk <= flex::kBwdMaxWalkTiles) << "walk " << walk;
+    for (int n = it.nheads + 1; n <= group; ++n) {  // no larger sub-group fits
+      if (group % n == 0) {
+        EXPECT_GT(static_cast<int64_t>(it.ntiles) * n, flex::kBwdMaxWalkTiles) << "heads " << n;
+      }
+    }
+    split = split || it.nheads < group;
+  }
+  EXPECT_EQ(wl.bwd_split_groups, split);
   EXPECT_EQ(wl.stats.backward_items, static_cast<int64_t>(wl.bwd_items.size()));
   EXPECT_EQ(wl.stats.backward_tiles, bwd_tiles);
+  std::vector<std::pair<int, int>> unit_keys(static_cast<size_t>(wl.bwd_kv_units), {-1, -1});
+  std::vector<int> unit_heads(static_cast<size_t>(wl.bwd_kv_units) * static_cast<size_t>(sh.hq), 0);
+  for (const flex::BwdItem& it : wl.bwd_items) {
+    ASSERT_TRUE(it.kv_unit >= 0 && it.kv_unit < wl.bwd_kv_units) << "kv unit " << it.kv_unit;
+    ASSERT_TRUE(it.head >= 0 && it.head + it.nheads <= sh.hq) << "head " << it.head;
+    auto& keys = unit_keys[static_cast<size_t>(it.kv_unit)];
+    if (keys.first < 0) keys = {it.k0, it.k_end};
+    EXPECT_EQ(keys, std::make_pair(it.k0, it.k_end)) << "kv unit " << it.kv_unit << " holds two key blocks";
+    for (int h = it.head; h < it.head + it.nheads; ++h)
+      ++unit_heads[static_cast<size_t>(it.kv_unit) * static_cast<size_t>(sh.hq) + static_cast<size_t>(h)];
+  }
+  for (int n : unit_heads) EXPECT_EQ(n, 1) << "a (kv unit, head) pair without exactly one item";
   const bool bwd_aligned = ranges_disjoint(wl.slices, false);
   // The dQ units of bwd_bm rows: how many of one query head's tiles cover each.
   std::vector<int> unit_tiles(static_cast<size_t>((sq + t.bwd_bm - 1) / t.bwd_bm), 0);
-  for (int h = 0; h < sh.hkv; ++h) {
+  for (int h = 0; h < sh.hq; ++h) {
     std::vector<int> owner(static_cast<size_t>(sk), 0), seen(expected.size(), 0);
     for (const flex::BwdItem& it : wl.bwd_items) {
-      if (it.kvhead != h) continue;
+      if (h < it.head || h >= it.head + it.nheads) continue;
       ASSERT_TRUE(it.k0 >= 0 && it.k0 < it.k_end && it.k_end <= sk && it.k_end - it.k0 <= t.bwd_bn);
       for (int k = it.k0; k < it.k_end; ++k) ++owner[static_cast<size_t>(k)];
       if (bwd_aligned) {
@@ -232,15 +260,15 @@ void check_lists(const AttnShape& sh, const std::vector<KernelSlice>& in, const 
     }
     for (int k = 0; k < sk; ++k) ASSERT_EQ(owner[static_cast<size_t>(k)], 1) << "backward key " << k << " head " << h;
     for (size_t i = 0; i < seen.size(); ++i)
-      ASSERT_EQ(seen[i], expected[i]) << "backward pair (" << i / sk << ", " << i % sk << ") kv head " << h;
+      ASSERT_EQ(seen[i], expected[i]) << "backward pair (" << i / sk << ", " << i % sk << ") head " << h;
   }
   EXPECT_EQ(wl.bwd_unit_tiles, unit_tiles) << "backward tiles per dQ unit";
   expect_long_late_items_first(grouped.bwd_items, wl.bwd_items, blocks,
-                               [](const flex::BwdItem& it) { return std::make_pair(it.k0, it.kvhead); }, "backward order");
+                               [](const flex::BwdItem& it) { return std::make_pair(it.k0, it.head); }, "backward order");
   expect_grouped_heaviest_first(
       grouped.bwd_items,
       [&](const flex::BwdItem& it) {
-        return std::make_pair(it.kvhead, it.entry_end > it.entry_begin ? wl.bwd_entries[it.entry_begin].slice : -1);
+        return std::make_pair(it.head, it.entry_end > it.entry_begin ? wl.bwd_entries[it.entry_begin].slice : -1);
       },
       "backward order");
 }
@@ -273,6 +301,8 @@ TEST(FlexWorkList, CatalogueMasks) {
     check_lists(AttnShape{S, S, 4, 2, 128}, c.slices, kKernelTiles, c.type + " kernel tiles");
     check_lists(AttnShape{S, S, 2, 1, 64}, c.slices, kKernelTilesD64, c.type + " kernel tiles d 64");
     check_lists(AttnShape{S, S, 2, 2, 128}, c.slices, kSmallTiles, c.type + " small tiles");
+    // 32 query heads over one kv head: long walks split the group, short ones keep it whole.
+    check_lists(AttnShape{S, S, 32, 1, 128}, c.slices, kSmallTiles, c.type + " small tiles, 32:1");
   }
 }
 
@@ -291,7 +321,7 @@ TEST(FlexWorkList, LongLateItemsGoFirst) {
   int longest = 0;
   for (const flex::BwdItem& it : wl.bwd_items) longest = std::max(longest, it.ntiles);
   EXPECT_GE(longest, S / kKernelTiles.bwd_bm);
-  for (size_t i = 0; i < 2; ++i) {
+  for (size_t i = 0; i < static_cast<size_t>(sh.hkv); ++i) {
     EXPECT_EQ(wl.bwd_items[i].k0, 0) << "item " << i;
     EXPECT_EQ(wl.bwd_items[i].ntiles, longest) << "item " << i;
   }
@@ -303,7 +333,7 @@ TEST(FlexWorkList, LongLateItemsGoFirst) {
   ASSERT_EQ(f.bwd_items.size(), fg.bwd_items.size());
   for (size_t i = 0; i < f.bwd_items.size(); ++i) {
     EXPECT_EQ(f.bwd_items[i].k0, fg.bwd_items[i].k0) << "item " << i;
-    EXPECT_EQ(f.bwd_items[i].kvhead, fg.bwd_items[i].kvhead) << "item " << i;
+    EXPECT_EQ(f.bwd_items[i].head, fg.bwd_items[i].head) << "item " << i;
   }
 }
 

@@ -464,6 +464,10 @@ TEST_F(FlexAttentionGpu, PipelineShapes) {
     // More items than SMs: the persistent forward's blocks run several items each, the next
     // item's loads overlapping the last one's end, items of every length in between.
     check_case(AttnShape{900, 900, 32, 8, d}, {sl(0, 900, 0, 900, T::causal)}, rng(), "causal, 256 items");
+    // GQA groups split by their long walks (flex::kBwdMaxWalkTiles): 16 query heads over one kv
+    // head; the first key blocks walk up to 40 query tiles per head and split into two items of 8
+    // heads that meet in the dK/dV workspace, the later ones stay whole; ragged end.
+    check_case(AttnShape{2543, 2543, 16, 1, d}, {sl(0, 2543, 0, 2543, T::causal)}, rng(), "split GQA groups");
   }
 }
 
