@@ -19,8 +19,9 @@
 # --baseline-dir D  baselines other than results/baselines (tests)
 # --bench EXE       this magi-bench, built already (tests), instead of building through setup.sh
 # --base-bench EXE  the baseline's magi-bench, built already (tests), instead of building the
-#                   baseline's commit (metadata.git_sha) in build-baseline/<commit>/ (about 3
-#                   minutes on 2 cores the first time, CPU only for --backend cpu; kept after)
+#                   baseline's commit (metadata.git_sha) in build-baseline/<commit>-<kind>/,
+#                   with CUDA when this magi-bench has it (about 3 minutes on 2 cores the first
+#                   time, 6 with CUDA; kept after)
 #
 # Why timings are measured against a build of the baseline's commit: the committed baseline's
 # timings were taken on another day, maybe on another host of the machine class, and a shared
@@ -113,10 +114,13 @@ baseline_sha() {
 }
 
 # The magi-bench of commit $1 (a baseline's metadata.git_sha), built once into
-# build-baseline/<commit>/ from a detached worktree of it (so that its results name the commit);
-# prints its path, or nothing (and why, on stderr) when this clone cannot build that commit.
+# build-baseline/<commit>-<cuda|cpu>/ from a detached worktree of it (so that its results name the
+# commit), with CUDA when $2 is true (as the binary it is compared with: a CUDA build's CPU path
+# ran about 5% slower than a CPU-only build's on the CI suite); prints its path, or nothing (and
+# why, on stderr) when this clone cannot build that commit.
 build_baseline_bench() {
-  local sha="$1" dir cuda=ON log
+  local sha="$1" cuda=OFF kind=cpu dir log
+  [ "$2" != true ] || { cuda=ON; kind=cuda; }
   case "$sha" in
     ""|unknown|*-dirty)
       echo "regression: the baseline names no clean commit ('$sha'): retake it from a clean tree" >&2
@@ -127,12 +131,11 @@ build_baseline_bench() {
          "git fetch --unshallow)" >&2
     return 0
   fi
-  dir="$root/build-baseline/$sha"
-  [ "$backend" != cpu ] || cuda=OFF
+  dir="$root/build-baseline/$sha-$kind"
   if [ ! -x "$dir/build/magi-bench" ]; then
     log="$dir/magi-build.log"
     echo "regression: building the baseline's commit $sha (magi-bench only, MAGI_ENABLE_CUDA=$cuda;" \
-         "about 3 minutes on 2 cores, once) in $dir; output in $log" >&2
+         "about 3 minutes on 2 cores, 6 with CUDA; once) in $dir; output in $log" >&2
     rm -rf "$dir"
     mkdir -p "$dir"
     git -C "$root" worktree prune
@@ -182,9 +185,6 @@ for cfg in "${configs[@]}"; do
          "scripts/regression.sh --backend $backend --take-baseline, and commit it" >&2
     exit 1
   fi
-  exe_base="$base_bench"
-  [ -n "$exe_base" ] || exe_base="$(build_baseline_bench "$(baseline_sha "$base")")"
-
   # Exact metrics and the case set: against the committed file, deterministic, no re-run.
   echo "regression: $name ($backend): exact metrics against $base"
   run_suite_workload "$bench" "$cfg" "$new"
@@ -201,6 +201,11 @@ sys.exit(1 if s["only_in_base"] or s["only_in_new"] else 0)' "$out/$name.exact.j
   fi
 
   # Timings: against the baseline's commit run here and now, else against the committed file.
+  exe_base="$base_bench"
+  if [ -z "$exe_base" ]; then
+    cuda_build="$(python3 -c 'import json, sys; print(str(json.load(open(sys.argv[1]))["metadata"].get("cuda_build", False)).lower())' "$new")"
+    exe_base="$(build_baseline_bench "$(baseline_sha "$base")" "$cuda_build")"
+  fi
   trc=0
   tt="$threshold"
   if [ -n "$exe_base" ]; then
