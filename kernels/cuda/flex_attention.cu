@@ -3,6 +3,8 @@
 // kernels: flex_fwd.cuh and flex_bwd.cuh.
 #include "cuda/flex_attention.h"
 
+#include "common/shared_dq_pass.h"
+
 #include "cuda/cuda_check.h"
 #include "cuda/flex_tiles.h"
 #include "flex_bwd.cuh"
@@ -15,6 +17,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <limits>
+#include <memory>
 #include <sstream>
 #include <stdexcept>
 #include <type_traits>
@@ -121,6 +124,25 @@ std::string device_description() {
 
 bool head_dim_supported(int d) { return d == 64 || d == 128; }
 
+// The backward's dQ workspace: fp32 sums and per-unit counts, allocated and zeroed by the first
+// call that uses them; the kernel leaves both at zero (see flex_bwd.cuh). A plan has its own, or
+// shares one with the plans of share_backward_dq, whose unit_tiles are then summed over them.
+struct DqWorkspace {
+  DeviceArray<int> unit_tiles;  // per dQ unit of kBwdBM rows: the backward tiles that cover it
+  DeviceArray<float> dq_acc;
+  DeviceArray<int> dq_count;
+  CUtensorMap dq_map{};  // over dq_acc, for the backward's TMA reduce-add
+  bool zeroed = false;
+  DqWorkspace() = default;
+  DqWorkspace(const DqWorkspace&) = delete;
+  DqWorkspace& operator=(const DqWorkspace&) = delete;
+  ~DqWorkspace() {
+    unit_tiles.reset();
+    dq_acc.reset();
+    dq_count.reset();
+  }
+};
+
 struct FlexAttention::Impl {
   AttnShape shape;
   DType dtype;
@@ -132,20 +154,21 @@ struct FlexAttention::Impl {
   DeviceArray<FwdItem> fwd_merge_items;  // the items with key tiles: the others merge nothing
   DeviceArray<BwdEntry> bwd_entries;
   DeviceArray<BwdItem> bwd_items;
-  DeviceArray<int> unit_tiles;  // per dQ unit of kBwdBM rows: the backward tiles that cover it
-  // The backward's workspace: fp32 dQ sums and per-unit counts, allocated and zeroed by its first
-  // call; the kernel leaves both at zero (see flex_bwd.cuh).
-  DeviceArray<float> dq_acc;
-  DeviceArray<int> dq_count;
+  std::vector<int> unit_tiles;  // per dQ unit: the tiles of this plan that cover it (host copy)
+  std::shared_ptr<DqWorkspace> dq;
+  // Sharing dQ with other plans (share_backward_dq): the call order of their passes, this plan's
+  // place in it, and whether this plan counts the shared workspace in device_bytes (the first does).
+  std::shared_ptr<SharedDqPass> dq_pass;
+  int dq_member = -1;
+  bool counts_dq = true;
   // When some item walks part of its GQA group, also fp32 dK and dV sums and per-key-block counts
   // (flex_bwd.cuh), left at zero too.
   DeviceArray<float> dkv_acc;
   DeviceArray<int> dkv_count;
   int bwd_kv_units = 0;
   bool bwd_split_groups = false;
-  bool workspace_zeroed = false;
+  bool dkv_zeroed = false;
   DeviceArray<float> delta;
-  CUtensorMap dq_map{};  // over dq_acc, for the backward's TMA reduce-add
   // The persistent forward's ticket counters (flex_fwd.cuh), zeroed once and never reset: launch
   // n draws from slot n % kTicketSlots, whose count the host follows in ticket_base. A slot is
   // used again kTicketSlots launches later, long after its last ticket was drawn: launches of one
@@ -163,9 +186,6 @@ struct FlexAttention::Impl {
     fwd_merge_items.reset();
     bwd_entries.reset();
     bwd_items.reset();
-    unit_tiles.reset();
-    dq_acc.reset();
-    dq_count.reset();
     dkv_acc.reset();
     dkv_count.reset();
     delta.reset();
@@ -282,33 +302,42 @@ bool launch_backward(FlexAttention::Impl& im, const void* q, const void* k, cons
                      void* dk, void* dv, cudaStream_t stream, Into dq_into, const float* delta, Launch how) {
   const AttnShape& sh = im.shape;
   const bool accumulate = dq_into == Into::accumulate;
+  // Sharing dQ (share_backward_dq): the call's place in its pass is checked first; the members'
+  // tiles meet in one workspace and each unit is written once, when the pass's last tile of it
+  // has landed, so no call adds into dq (and none waits for the call before it).
+  if (im.dq_pass) im.dq_pass->enter(im.dq_member, dq_into, dq);
+  const bool dq_add = accumulate && !im.dq_pass;
+  DqWorkspace& ws = *im.dq;
   bool enqueued = false;
   const int64_t qrows = sh.sq * sh.hq;
   const int64_t qelems = qrows * sh.d;
   const int64_t kv_elems = im.bwd_split_groups ? 2 * sh.sk * sh.hkv * sh.d : 0;
-  if (!im.workspace_zeroed && (qelems > 0 || kv_elems > 0)) {
-    how = Launch::after;  // the workspace's zeroing runs between this kernel and the previous one
-    if (qelems > 0) {
-      if (!im.dq_acc.ptr) im.dq_acc.allocate(static_cast<size_t>(qelems));
-      if (!im.dq_count.ptr) im.dq_count.allocate(im.unit_tiles.n * static_cast<size_t>(sh.hq));
-      MAGI_CUDA_CHECK(cudaMemsetAsync(im.dq_acc.ptr, 0, im.dq_acc.n * sizeof(float), stream));
-      MAGI_CUDA_CHECK(cudaMemsetAsync(im.dq_count.ptr, 0, im.dq_count.n * sizeof(int), stream));
-      im.dq_map = make_dq_map(im.dq_acc.ptr, sh);
-    }
-    if (kv_elems > 0) {
-      if (!im.dkv_acc.ptr) im.dkv_acc.allocate(static_cast<size_t>(kv_elems));
-      if (!im.dkv_count.ptr) im.dkv_count.allocate(static_cast<size_t>(im.bwd_kv_units) * static_cast<size_t>(sh.hkv));
-      MAGI_CUDA_CHECK(cudaMemsetAsync(im.dkv_acc.ptr, 0, im.dkv_acc.n * sizeof(float), stream));
-      MAGI_CUDA_CHECK(cudaMemsetAsync(im.dkv_count.ptr, 0, im.dkv_count.n * sizeof(int), stream));
-    }
+  // Workspaces are zeroed once, between this kernel and the previous one.
+  if (qelems > 0 && !ws.zeroed) {
+    how = Launch::after;
+    if (!ws.dq_acc.ptr) ws.dq_acc.allocate(static_cast<size_t>(qelems));
+    if (!ws.dq_count.ptr) ws.dq_count.allocate(ws.unit_tiles.n * static_cast<size_t>(sh.hq));
+    MAGI_CUDA_CHECK(cudaMemsetAsync(ws.dq_acc.ptr, 0, ws.dq_acc.n * sizeof(float), stream));
+    MAGI_CUDA_CHECK(cudaMemsetAsync(ws.dq_count.ptr, 0, ws.dq_count.n * sizeof(int), stream));
+    ws.dq_map = make_dq_map(ws.dq_acc.ptr, sh);
+    ws.zeroed = true;
     enqueued = true;
-    im.workspace_zeroed = true;
+  }
+  if (kv_elems > 0 && !im.dkv_zeroed) {
+    how = Launch::after;
+    if (!im.dkv_acc.ptr) im.dkv_acc.allocate(static_cast<size_t>(kv_elems));
+    if (!im.dkv_count.ptr) im.dkv_count.allocate(static_cast<size_t>(im.bwd_kv_units) * static_cast<size_t>(sh.hkv));
+    MAGI_CUDA_CHECK(cudaMemsetAsync(im.dkv_acc.ptr, 0, im.dkv_acc.n * sizeof(float), stream));
+    MAGI_CUDA_CHECK(cudaMemsetAsync(im.dkv_count.ptr, 0, im.dkv_count.n * sizeof(int), stream));
+    im.dkv_zeroed = true;
+    enqueued = true;
   }
   if (qelems > 0) {
-    // With the caller's Delta, only a writing call has something to prepare (uncovered dQ zeroed).
+    // With the caller's Delta, only a writing call has something to prepare: dq zeroed in the
+    // units no tile covers (no tile of any member, when shared).
     if (!delta && !im.delta.ptr) im.delta.allocate(static_cast<size_t>(qrows));
     if (!delta || !accumulate) {
-      launch_prepare<T, D>(out, dout, delta ? nullptr : im.delta.ptr, im.unit_tiles.ptr, dq, sh.hq, qrows, accumulate,
+      launch_prepare<T, D>(out, dout, delta ? nullptr : im.delta.ptr, ws.unit_tiles.ptr, dq, sh.hq, qrows, accumulate,
                            stream);
       enqueued = true;
     }
@@ -328,18 +357,18 @@ bool launch_backward(FlexAttention::Impl& im, const void* q, const void* k, cons
   }
   p.k_map = make_map(k, kType, sizeof(T), sh.sk, sh.hkv, D, 64, kTiles.keys);
   p.v_map = make_map(v, kType, sizeof(T), sh.sk, sh.hkv, D, 64, kTiles.keys);
-  p.dq_map = im.dq_map;
+  p.dq_map = ws.dq_map;
   p.lse = lse;
   p.delta = delta ? delta : im.delta.ptr;
-  p.dq_acc = im.dq_acc.ptr;
-  p.dq_count = im.dq_count.ptr;
-  p.unit_tiles = im.unit_tiles.ptr;
+  p.dq_acc = ws.dq_acc.ptr;
+  p.dq_count = ws.dq_count.ptr;
+  p.unit_tiles = ws.unit_tiles.ptr;
   p.dkv_acc = im.dkv_acc.ptr;
   p.dkv_count = im.dkv_count.ptr;
   p.dq = static_cast<T*>(dq);
   p.dk = static_cast<T*>(dk);
   p.dv = static_cast<T*>(dv);
-  p.dq_accumulate = accumulate ? 1 : 0;
+  p.dq_accumulate = dq_add ? 1 : 0;
   p.slices = im.slices.ptr;
   p.entries = im.bwd_entries.ptr;
   p.items = im.bwd_items.ptr;
@@ -391,7 +420,9 @@ FlexAttention::FlexAttention(const AttnShape& shape, const KernelSlice* slices, 
   impl_->fwd_merge_items.upload(with_tiles);
   impl_->bwd_entries.upload(wl.bwd_entries);
   impl_->bwd_items.upload(wl.bwd_items);
-  impl_->unit_tiles.upload(wl.bwd_unit_tiles);
+  impl_->unit_tiles = wl.bwd_unit_tiles;
+  impl_->dq = std::make_shared<DqWorkspace>();
+  impl_->dq->unit_tiles.upload(wl.bwd_unit_tiles);
   impl_->bwd_kv_units = wl.bwd_kv_units;
   impl_->bwd_split_groups = wl.bwd_split_groups;
   impl_->tickets.allocate(FlexAttention::Impl::kTicketSlots);
@@ -405,11 +436,43 @@ const AttnShape& FlexAttention::shape() const { return impl_->shape; }
 
 int64_t FlexAttention::device_bytes() const {
   const Impl& im = *impl_;
+  const size_t dq_bytes = im.counts_dq ? im.dq->unit_tiles.bytes() + im.dq->dq_acc.bytes() + im.dq->dq_count.bytes() : 0;
   return static_cast<int64_t>(im.slices.bytes() + im.fwd_entries.bytes() + im.fwd_items.bytes() +
-                              im.fwd_merge_items.bytes() + im.tickets.bytes() +
-                              im.bwd_entries.bytes() + im.bwd_items.bytes() + im.unit_tiles.bytes() +
-                              im.dq_acc.bytes() + im.dq_count.bytes() + im.dkv_acc.bytes() +
-                              im.dkv_count.bytes() + im.delta.bytes());
+                              im.fwd_merge_items.bytes() + im.tickets.bytes() + im.bwd_entries.bytes() +
+                              im.bwd_items.bytes() + dq_bytes + im.dkv_acc.bytes() + im.dkv_count.bytes() +
+                              im.delta.bytes());
+}
+
+void FlexAttention::share_backward_dq(const std::vector<FlexAttention*>& plans) {
+  if (plans.empty()) throw std::invalid_argument("share_backward_dq: no plans");
+  const Impl* first = plans.front() ? plans.front()->impl_.get() : nullptr;
+  for (size_t i = 0; i < plans.size(); ++i) {
+    const std::string which = "share_backward_dq: plan " + std::to_string(i);
+    if (!plans[i]) throw std::invalid_argument(which + " is null");
+    const Impl& im = *plans[i]->impl_;
+    if (std::find(plans.begin(), plans.begin() + static_cast<std::ptrdiff_t>(i), plans[i]) !=
+        plans.begin() + static_cast<std::ptrdiff_t>(i))
+      throw std::invalid_argument(which + " is listed twice");
+    if (im.shape.sq != first->shape.sq || im.shape.hq != first->shape.hq || im.shape.d != first->shape.d ||
+        im.dtype != first->dtype || im.device != first->device)
+      throw std::invalid_argument(which + " has other query rows, heads, head dim, dtype or device than plan 0");
+    if (im.dq_pass) throw std::logic_error(which + " shares its dQ already");
+    if (im.dq->zeroed) throw std::logic_error(which + " has run backward already (its own workspace is allocated)");
+  }
+  std::vector<int> totals(first->unit_tiles.size(), 0);
+  for (const FlexAttention* plan : plans)
+    for (size_t u = 0; u < totals.size(); ++u) totals[u] += plan->impl_->unit_tiles[u];
+  auto ws = std::make_shared<DqWorkspace>();
+  MAGI_CUDA_CHECK(cudaSetDevice(first->device));
+  ws->unit_tiles.upload(totals);
+  auto pass = std::make_shared<SharedDqPass>(static_cast<int>(plans.size()));
+  for (size_t i = 0; i < plans.size(); ++i) {
+    Impl& im = *plans[i]->impl_;
+    im.dq = ws;
+    im.dq_pass = pass;
+    im.dq_member = static_cast<int>(i);
+    im.counts_dq = i == 0;
+  }
 }
 
 bool FlexAttention::forward(const void* q, const void* k, const void* v, void* out, float* lse,

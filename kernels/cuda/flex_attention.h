@@ -31,8 +31,8 @@
 //  - the matrix products run on Hopper's wgmma (sm_90a); the tiles per pass and head dim are
 //    flex_tiles.h.
 // Memory: the work lists (O(slices + tokens / tile)) and, for backward, an fp32 dQ buffer
-// [sq, hq, d], its per-unit counts and D = rowsum(dout * out) [sq, hq]: O(tokens x heads x dim),
-// never O(S^2). The backward leaves its workspace zeroed; a call that fails on the device leaves
+// [sq, hq, d] (one for plans that share dQ), its per-unit counts and D = rowsum(dout * out)
+// [sq, hq]: O(tokens x heads x dim), never O(S^2). The backward leaves its workspace zeroed; a call that fails on the device leaves
 // the CUDA context unusable anyway (sticky errors), so no call sees a dirty workspace.
 // dtypes: bf16 and fp16 (fp32 accumulation everywhere); head dims 64 and 128.
 #pragma once
@@ -94,7 +94,8 @@ class FlexAttention {
 
   // dq, dk, dv (dtype) are written entirely (zero where nothing contributes), but dq with
   // Into::accumulate: each dQ unit is added into dq as it completes, and rows no tile covers are
-  // neither read nor written. out and lse must be the forward results of the rows' whole mask
+  // neither read nor written (plans sharing dQ, share_backward_dq: every unit is written once per
+  // pass, with the sum of every member's tiles, and no call reads dq). out and lse must be the forward results of the rows' whole mask
   // (this slice list alone, or merged with others). delta: D = rowsum(dout * out) of every row
   // ([sq, hq] fp32, compute_delta below), when several calls over the same rows share it; null:
   // computed here for the rows this list covers.
@@ -103,10 +104,24 @@ class FlexAttention {
                 void* stream = nullptr, Into dq_into = Into::write, const float* delta = nullptr,
                 Launch launch = Launch::after);
 
+  // Plans over the same query rows (equal sq, hq, head dim, dtype and device) whose backward calls
+  // make one dQ in every pass, as a stage-wise caller's do: each plan's backward once, the first
+  // with Into::write and the others with Into::accumulate, into the same dq (common/shared_dq_pass.h;
+  // a call out of that order throws std::logic_error before anything is enqueued). Their dQ tiles
+  // then go into one fp32 workspace, counted per unit against the tiles of all of them, and a
+  // unit is converted into dq once, by the call that lands its last tile. Against separate plans
+  // that accumulate: no call reads dq, so a call launched to overlap the one before never waits
+  // for it (at each completed unit, a separate plan's call waits for the whole previous kernel);
+  // dQ is converted once per pass, not once per call; one workspace instead of one per plan. None
+  // may have run backward yet or share already (std::logic_error); std::invalid_argument for a
+  // mismatch or an empty, null or repeated entry.
+  static void share_backward_dq(const std::vector<FlexAttention*>& plans);
+
   const FlexAttentionStats& stats() const;
   const AttnShape& shape() const;
   // Device memory this plan holds now: the work lists, and once backward has run its workspace
-  // (fp32 dQ sums, per-unit counts, D). Grows at the first backward, never after.
+  // (fp32 dQ sums, per-unit counts, D; a shared dQ workspace is counted by the first plan of its
+  // group). Grows at the first backward, never after.
   int64_t device_bytes() const;
 
   struct Impl;  // opaque (device buffers); public only so the .cu's helpers can name it

@@ -22,7 +22,9 @@
 // units no tile covers. dq_accumulate (Into::accumulate, kernel_args.h): a completed unit is added
 // into dq (fp32, one rounding) and uncovered units are left as they are; launched to overlap the
 // previous stage's kernel (Launch::overlap), the block waits for that kernel before its first
-// conversion, the only read of what the previous stage wrote.
+// conversion, the only read of what the previous stage wrote. Plans sharing dQ
+// (share_backward_dq) run without it: their workspace and unit counts span the pass, so a unit
+// completes once, its conversion writes dq, and nothing waits.
 // An item walks its whole GQA group unless that walk is long (common/flex_work_list.h says why and
 // when). Then the group's items of one key block each add their dK and dV (fp32, from registers)
 // into a workspace and count themselves into the block's unit; the last of them converts the

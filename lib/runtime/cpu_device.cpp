@@ -2,6 +2,7 @@
 
 #include "core/base/error.h"
 
+#include "common/shared_dq_pass.h"
 #include "cpu/reference_attention.h"
 
 #include <chrono>
@@ -10,6 +11,7 @@
 #include <algorithm>
 #include <cstring>
 #include <exception>
+#include <memory>
 #include <thread>
 
 namespace magi {
@@ -53,6 +55,7 @@ class CpuAttention final : public AttentionOp {
   }
   void backward(const void* q, const void* k, const void* v, const void* out, const void* dout,
                 const float* lse, void* dq, void* dk, void* dv, kernels::Into dq_into) override {
+    if (dq_pass_) dq_pass_->enter(dq_member_, dq_into, dq);  // the order a GPU's shared dQ relies on
     const bool acc = dq_into == kernels::Into::accumulate;
     if (acc) reserve_partials();
     kcpu::attention_backward(shape_, slices_.data(), slices_.size(), static_cast<const float*>(q),
@@ -65,6 +68,14 @@ class CpuAttention final : public AttentionOp {
       for (size_t i = 0; i < part_.size(); ++i) sum[i] += part_[i];
     }
   }
+  // Device::share_dq: the call order of the ops sharing dQ, and this op's place in it.
+  void share(std::shared_ptr<kernels::SharedDqPass> pass, int member) {
+    dq_pass_ = std::move(pass);
+    dq_member_ = member;
+  }
+  bool shared() const { return dq_pass_ != nullptr; }
+  const kernels::AttnShape& shape() const { return shape_; }
+
   // The slice list it holds and, once an accumulating call ran, its partial out/dq and lse.
   int64_t workspace_bytes() const override {
     return static_cast<int64_t>(slices_.size() * sizeof(kernels::KernelSlice) +
@@ -86,6 +97,8 @@ class CpuAttention final : public AttentionOp {
   std::shared_ptr<CpuDevice::Memory> memory_;
   float scale_;
   std::vector<float> part_, part_lse_;
+  std::shared_ptr<kernels::SharedDqPass> dq_pass_;
+  int dq_member_ = -1;
 };
 
 // Row r of `rows` as floats (fp32 checked by the caller).
@@ -144,6 +157,26 @@ RowMap CpuDevice::prepare(std::vector<RowCopy> segs) {
 std::unique_ptr<AttentionOp> CpuDevice::attention(const kernels::AttnShape& shape,
                                                   std::vector<kernels::KernelSlice> slices) {
   return std::make_unique<CpuAttention>(shape, std::move(slices), threads_, memory_);
+}
+
+void CpuDevice::share_dq(const std::vector<AttentionOp*>& ops) {
+  if (ops.empty()) throw InternalError("share_dq: no ops");
+  std::vector<CpuAttention*> members;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    auto* op = dynamic_cast<CpuAttention*>(ops[i]);
+    if (!op) throw InternalError(fmt::format("share_dq: op {} is not a cpu device's", i));
+    const kernels::AttnShape& a = op->shape();
+    const kernels::AttnShape& b = dynamic_cast<CpuAttention*>(ops.front())->shape();
+    if (a.sq != b.sq || a.hq != b.hq || a.d != b.d) {
+      throw InternalError(fmt::format("share_dq: op {} has {} query rows x {} heads x {} dims, op 0 {} x {} x {}", i,
+                                      a.sq, a.hq, a.d, b.sq, b.hq, b.d));
+    }
+    if (op->shared() || std::find(members.begin(), members.end(), op) != members.end())
+      throw InternalError(fmt::format("share_dq: op {} shares its dQ already", i));
+    members.push_back(op);
+  }
+  auto pass = std::make_shared<kernels::SharedDqPass>(static_cast<int>(members.size()));
+  for (size_t i = 0; i < members.size(); ++i) members[i]->share(pass, static_cast<int>(i));
 }
 
 void CpuDevice::upload(const float* host, const Buffer& dst, int64_t offset, int64_t n) {

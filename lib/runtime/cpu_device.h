@@ -25,6 +25,7 @@ class CpuDevice final : public Device {
   RowMap prepare(std::vector<RowCopy> segs) override;
   std::unique_ptr<AttentionOp> attention(const kernels::AttnShape& shape,
                                          std::vector<kernels::KernelSlice> slices) override;
+  void share_dq(const std::vector<AttentionOp*>& ops) override;
 
   void upload(const float* host, const Buffer& dst, int64_t offset, int64_t n) override;
   void download(const Buffer& src, int64_t offset, int64_t n, float* host) override;

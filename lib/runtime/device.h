@@ -141,6 +141,15 @@ class Device {
   virtual RowMap prepare(std::vector<RowCopy> segs) = 0;
   virtual std::unique_ptr<AttentionOp> attention(const kernels::AttnShape& shape,
                                                  std::vector<kernels::KernelSlice> slices) = 0;
+  // Ops of this device over the same query rows whose backward calls make one dQ in every pass:
+  // each op's backward once, the first with Into::write, the others with Into::accumulate, into
+  // the same dq (kernels/common/shared_dq_pass.h), as a strategy's stages do. A call out of that
+  // order throws before it runs, on every device. What a device gains: CUDA sums the ops' dQ in
+  // one fp32 workspace and converts each unit once, when its last tile lands, so that no stage
+  // reads dq and none waits for the stage before it (cuda/flex_attention.h, share_backward_dq);
+  // the CPU computes as before. Called once, before any backward; ops of another device, over
+  // other query rows, or sharing already are a caller's mistake and throw.
+  virtual void share_dq(const std::vector<AttentionOp*>& ops) = 0;
 
   // Host transfers, converting between float and the buffer's dtype: n elements from element
   // `offset` of the buffer. upload() may return before the copy ran (the host array must stay

@@ -58,6 +58,9 @@ class AllgatherRunner final : public PlanRunner {
       stages_.push_back(std::move(a));
     }
     kv_direct_ = local_is_global_ && stages_.size() == 1 && stages_.front().whole;
+    std::vector<AttentionOp*> ops;
+    for (const AgStage& a : stages_) ops.push_back(a.op.get());
+    share_stage_dq(ops);
     if (!local_is_global_) {
       send_ = dev_.alloc(tokens_ * 2 * kv_row_, dt_);
       gathered_ = dev_.alloc(total_tokens_ * 2 * kv_row_, dt_);

@@ -62,8 +62,9 @@ class PlanRunner : public StrategyRunner {
 
   // Results of several stages, the same for every strategy (docs/execution.md, Precision): the
   // first stage that computes writes out, lse and dQ, every later one accumulates into them
-  // inside its kernel (kernels::Into: out/lse merged by log-sum-exp, dQ added, in fp32 with one
-  // rounding to the model dtype per stage), so no stage costs a pass over the results.
+  // inside its kernel (kernels::Into: out/lse merged by log-sum-exp in fp32 with one rounding to
+  // the model dtype per stage; dQ summed, its stages' ops sharing it: share_stage_dq), so no stage
+  // costs a pass over the results.
   // next_into: what the next stage does, given whether none has computed yet (then cleared).
   static kernels::Into next_into(bool& first) {
     const kernels::Into into = first ? kernels::Into::write : kernels::Into::accumulate;
@@ -72,6 +73,12 @@ class PlanRunner : public StrategyRunner {
   }
   void stage_forward(AttentionOp& op, const void* k, const void* v, Local& local, bool& first) {
     op.forward(local.q.data(), k, v, local.out.data(), local.lse.f32(), next_into(first));
+  }
+  // The ops of a runner's stages, whose backward calls make one dQ per pass: Device::share_dq
+  // (on CUDA one fp32 sum per pass, rounded once, no stage waiting for the one before), when
+  // there are several.
+  void share_stage_dq(const std::vector<AttentionOp*>& ops) {
+    if (ops.size() > 1) dev_.share_dq(ops);
   }
   void finish_forward(Local& local, bool first);  // after the stages (first: none ran)
   void no_dq(Local& local);                       // no stage: dq = 0

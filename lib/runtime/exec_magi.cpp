@@ -235,6 +235,11 @@ class MagiRunner final : public PlanRunner {
     const int64_t part_rows = kv_direct_ ? max_rows : std::max(max_rows, tokens_);
     dk_part_ = dev_.alloc(part_rows * kv_row_, dt_);
     dv_part_ = dev_.alloc(part_rows * kv_row_, dt_);
+    std::vector<AttentionOp*> ops;
+    for (const LocalStage& ls : stages_) {
+      if (ls.op) ops.push_back(ls.op.get());
+    }
+    share_stage_dq(ops);
   }
 
   void forward(Local& local) override {

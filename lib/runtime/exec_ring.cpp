@@ -53,6 +53,11 @@ class RingRunner final : public PlanRunner {
       ++active_;
     }
     kv_direct_ = cp_ == 1 && active_ == 1 && by_owner_[rank_].front().identity;
+    std::vector<AttentionOp*> ops;
+    for (const auto& stages : by_owner_) {
+      for (const RingStage& rs : stages) ops.push_back(rs.op.get());
+    }
+    share_stage_dq(ops);
     if (cp_ > 1) {
       for (int i = 0; i < 2; ++i) {
         buf_[i] = dev_.alloc(max_block_ * 2 * kv_row_, dt_);

@@ -1,7 +1,7 @@
 // CpuDevice (runtime/cpu_device.h): every operation against plain float64 loops on random
 // inputs (seeds printed; replay with MAGI_TEST_SEED=<n>), the attention op against the reference
-// kernel called directly, compute() with a pending request, waits, memory accounting and the
-// refusal of 16-bit dtypes.
+// kernel called directly, ops sharing dQ (their pass order), compute() with a pending request,
+// waits, memory accounting and the refusal of 16-bit dtypes.
 #include "common/test_seed.h"
 
 #include "core/base/error.h"
@@ -209,6 +209,54 @@ TEST(CpuDevice, AttentionOpIsTheReferenceKernel) {
   near(download(dev, bdq), dq, "accumulated dq");
   near(sum_dk, dk, "summed dk");
   near(sum_dv, dv, "summed dv");
+}
+
+// Device::share_dq: the ops' backward calls keep their results and must follow the pass order a
+// GPU's shared dQ relies on (common/shared_dq_pass.h), so that the CPU suites catch a runner that
+// breaks it; mismatched or repeated ops are refused.
+TEST(CpuDevice, SharedDqOpsKeepTheirResultsAndCheckThePassOrder) {
+  const uint64_t seed = testing::test_seed("CpuDevice.SharedDq", 15);
+  std::mt19937_64 rng(seed);
+  CpuDevice dev(1);
+  const kernels::AttnShape shape{21, 17, 2, 1, 8};
+  const std::vector<kernels::KernelSlice> a{{0, 12, 0, 17, kernels::KernelSliceType::causal}},
+      b{{8, 21, 0, 9, kernels::KernelSliceType::full}};
+  const int64_t q_n = shape.sq * shape.hq * shape.d, kv_n = shape.sk * shape.hkv * shape.d;
+  const Buffer bq = upload(dev, random_floats(rng, q_n)), bk = upload(dev, random_floats(rng, kv_n)),
+               bv = upload(dev, random_floats(rng, kv_n)), bdo = upload(dev, random_floats(rng, q_n));
+  const Buffer bo = dev.alloc(q_n, DType::fp32), bl = dev.alloc(shape.sq * shape.hq, DType::fp32);
+  const Buffer bdq = dev.alloc(q_n, DType::fp32), bdk = dev.alloc(kv_n, DType::fp32), bdv = dev.alloc(kv_n, DType::fp32);
+  const Buffer other = dev.alloc(q_n, DType::fp32);
+  auto plain_a = dev.attention(shape, a), plain_b = dev.attention(shape, b);
+  auto op_a = dev.attention(shape, a), op_b = dev.attention(shape, b);
+  plain_a->forward(bq.data(), bk.data(), bv.data(), bo.data(), bl.f32(), kernels::Into::write);
+  plain_b->forward(bq.data(), bk.data(), bv.data(), bo.data(), bl.f32(), kernels::Into::accumulate);
+  auto backward = [&](AttentionOp& op, kernels::Into into, const Buffer& dq) {
+    op.backward(bq.data(), bk.data(), bv.data(), bo.data(), bdo.data(), bl.f32(), dq.data(), bdk.data(), bdv.data(),
+                into);
+  };
+  backward(*plain_a, kernels::Into::write, bdq);
+  backward(*plain_b, kernels::Into::accumulate, bdq);
+  const std::vector<float> want = download(dev, bdq);
+
+  const auto other_rows = dev.attention({22, 17, 2, 1, 8}, a);
+  EXPECT_THROW(dev.share_dq({op_a.get(), other_rows.get()}), InternalError);
+  EXPECT_THROW(dev.share_dq({op_a.get(), op_a.get()}), InternalError);
+  EXPECT_THROW(dev.share_dq({}), InternalError);
+  dev.share_dq({op_a.get(), op_b.get()});
+  EXPECT_THROW(dev.share_dq({op_b.get(), plain_a.get()}), InternalError);
+  for (int pass = 0; pass < 2; ++pass) {  // either op may come first
+    AttentionOp& first = pass == 0 ? *op_a : *op_b;
+    AttentionOp& second = pass == 0 ? *op_b : *op_a;
+    dev.fill(bdq.data(), DType::fp32, q_n, std::nanf(""));
+    EXPECT_THROW(backward(second, kernels::Into::accumulate, bdq), std::logic_error) << "a pass starts by writing";
+    backward(first, kernels::Into::write, bdq);
+    EXPECT_THROW(backward(first, kernels::Into::accumulate, bdq), std::logic_error) << "one call per op and pass";
+    EXPECT_THROW(backward(second, kernels::Into::accumulate, other), std::logic_error) << "one dq";
+    backward(second, kernels::Into::accumulate, bdq);
+    const std::vector<float> got = download(dev, bdq);
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-5 * (1 + std::abs(want[i]))) << i;
+  }
 }
 
 // A request that completes after a number of test() calls, counting them.

@@ -329,6 +329,7 @@ class CudaAttentionOp final : public AttentionOp {
     account();  // the first backward allocates the workspace
   }
   int64_t workspace_bytes() const override { return attn_.device_bytes(); }
+  kernels::cuda::FlexAttention& plan() { return attn_; }
 
  private:
   void account() {
@@ -428,6 +429,16 @@ class CudaDevice final : public Device {
                                          std::vector<kernels::KernelSlice> slices) override {
     set_device();
     return std::make_unique<CudaAttentionOp>(shape, slices, dtype_, index_, state_, memory_);
+  }
+  void share_dq(const std::vector<AttentionOp*>& ops) override {
+    std::vector<kernels::cuda::FlexAttention*> plans;
+    for (size_t i = 0; i < ops.size(); ++i) {
+      auto* op = dynamic_cast<CudaAttentionOp*>(ops[i]);
+      if (!op) throw std::invalid_argument("CudaDevice::share_dq: op " + std::to_string(i) + " is not a CUDA device's");
+      plans.push_back(&op->plan());
+    }
+    set_device();
+    kernels::cuda::FlexAttention::share_backward_dq(plans);
   }
 
   // Through a float staging buffer on the stream: the conversion runs on the device. The host array

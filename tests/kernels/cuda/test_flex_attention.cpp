@@ -1,7 +1,7 @@
 // The flexible CUDA attention kernels against the float64 CPU reference (kernels/cpu): random
 // slice lists of all four types with overlapping query ranges, every catalogue mask, ragged sizes,
 // empty slices, rows that see nothing, GQA, head dims 64 and 128, forward and backward, written
-// at once or accumulated over several plans (Into).
+// at once or accumulated over several plans (Into), their dQ shared or not.
 // Inputs are fresh random bf16 values each run (seed printed, MAGI_TEST_SEED overrides); outputs
 // are poisoned with NaN before each launch so an unwritten element fails the check.
 #include "cpu/reference_attention.h"
@@ -245,12 +245,16 @@ void check_case(const AttnShape& sh, const std::vector<KernelSlice>& slices, uin
 // The stage-wise use (Into): the slices dealt at random to `parts` plans (some may get none),
 // the first writing out/lse and dq, the others accumulating into them; each plan writes its own
 // dk/dv, summed here. Everything against the float64 reference over the whole list.
-// overlapped: the parts as a runtime's stages on one stream, back to back without a synchronize:
-// every accumulating part launched to overlap the one before it (Launch::overlap), the backward
-// parts sharing one Delta (compute_delta) and writing dK/dV into buffers of their own.
+// Parts::overlapped: the parts as a runtime's stages on one stream, back to back without a
+// synchronize: every accumulating part launched to overlap the one before it (Launch::overlap),
+// the backward parts sharing one Delta (compute_delta) and writing dK/dV into buffers of their
+// own, two backward passes. Parts::shared_dq: the same with the plans' dQ shared
+// (share_backward_dq), the second pass calling them in reverse order (its first call writes).
+enum class Parts { serial, overlapped, shared_dq };
 void check_parts(const AttnShape& sh, const std::vector<KernelSlice>& slices, int parts, uint64_t seed,
-                 const std::string& what, magi::DType dt = magi::DType::bf16, bool overlapped = false) {
-  SCOPED_TRACE(std::string(overlapped ? "overlapped " : "") + what + " sq=" + std::to_string(sh.sq) + " sk=" + std::to_string(sh.sk) + " d=" +
+                 const std::string& what, magi::DType dt = magi::DType::bf16, Parts mode = Parts::serial) {
+  const bool overlapped = mode != Parts::serial;
+  SCOPED_TRACE(std::string(mode == Parts::shared_dq ? "shared dQ " : overlapped ? "overlapped " : "") + what + " sq=" + std::to_string(sh.sq) + " sk=" + std::to_string(sh.sk) + " d=" +
                std::to_string(sh.d) + " slices=" + std::to_string(slices.size()) + " parts=" +
                std::to_string(parts) + " seed=" + std::to_string(seed));
   std::mt19937_64 rng(seed);
@@ -271,6 +275,11 @@ void check_parts(const AttnShape& sh, const std::vector<KernelSlice>& slices, in
   for (const KernelSlice& s : slices) dealt[std::uniform_int_distribution<int>(0, parts - 1)(rng)].push_back(s);
   std::vector<std::unique_ptr<kc::FlexAttention>> plans;
   for (const auto& d : dealt) plans.push_back(std::make_unique<kc::FlexAttention>(sh, d.data(), d.size(), dt));
+  if (mode == Parts::shared_dq) {
+    std::vector<kc::FlexAttention*> members;
+    for (const auto& p : plans) members.push_back(p.get());
+    kc::FlexAttention::share_backward_dq(members);
+  }
   DevBuf gq(upload(qb)), gk(upload(kb)), gv(upload(vb)), gdo(upload(dob));
   DevBuf out(nq * 2), lse(nl * 4), dq(nq * 2), dk(nk * 2), dv(nk * 2);
   out.poison();
@@ -300,9 +309,10 @@ void check_parts(const AttnShape& sh, const std::vector<KernelSlice>& slices, in
         pdk[i]->poison();
         pdv[i]->poison();
       }
-      for (int i = 0; i < parts; ++i) {
+      for (int c = 0; c < parts; ++c) {
+        const int i = mode == Parts::shared_dq && round == 1 ? parts - 1 - c : c;
         plans[i]->backward(gq.p, gk.p, gv.p, out.p, gdo.p, static_cast<const float*>(lse.p), scale, dq.p, pdk[i]->p,
-                           pdv[i]->p, nullptr, into(i), static_cast<const float*>(delta.p), launch(i));
+                           pdv[i]->p, nullptr, into(c), static_cast<const float*>(delta.p), launch(c));
       }
     }
     ASSERT_CUDA(cudaDeviceSynchronize());
@@ -332,7 +342,8 @@ void check_parts(const AttnShape& sh, const std::vector<KernelSlice>& slices, in
   EXPECT_LE(e_dq, tol_grad(dt)) << "dq relative L2";
   EXPECT_LE(e_dk, tol_grad(dt)) << "dk relative L2";
   EXPECT_LE(e_dv, tol_grad(dt)) << "dv relative L2";
-  std::printf("  %-28s out %.2e  dq %.2e  dk %.2e  dv %.2e\n", what.c_str(), e_out, e_dq, e_dk, e_dv);
+  const std::string label = (mode == Parts::shared_dq ? "shared " : overlapped ? "overlap " : "") + what;
+  std::printf("  %-34s out %.2e  dq %.2e  dk %.2e  dv %.2e\n", label.c_str(), e_out, e_dq, e_dk, e_dv);
 }
 
 // A random slice list over [0, sq) x [0, sk): the key axis is cut into disjoint ranges, and each
@@ -475,22 +486,23 @@ TEST_F(FlexAttentionGpu, AccumulateIntoEarlierResults) {
   const uint64_t seed = magi::testing::fresh_test_seed("FlexAttentionGpu.AccumulateIntoEarlierResults");
   std::mt19937_64 rng(seed);
   using T = KernelSliceType;
-  for (bool overlapped : {false, true}) {
+  for (Parts mode : {Parts::serial, Parts::overlapped, Parts::shared_dq}) {
+    const bool overlapped = mode != Parts::serial;
     for (int d : {64, 128}) {
       for (int i = 0; i < 3; ++i) {
         AttnShape sh{std::uniform_int_distribution<int64_t>(1, 700)(rng), std::uniform_int_distribution<int64_t>(1, 700)(rng),
                      4, 2, d};
-        check_parts(sh, random_slices(sh.sq, sh.sk, rng), 2 + i, rng(), "accumulate random", magi::DType::bf16, overlapped);
+        check_parts(sh, random_slices(sh.sq, sh.sk, rng), 2 + i, rng(), "accumulate random", magi::DType::bf16, mode);
       }
       // Documents cut at key ranges, as the runtime's stages cut them: rows merged across parts.
       check_parts(AttnShape{900, 900, 2, 2, d},
                   {sl(0, 300, 0, 150, T::full), sl(150, 300, 150, 300, T::causal), sl(300, 900, 300, 640, T::full),
                    sl(300, 900, 640, 900, T::causal), sl(0, 300, 150, 150, T::full)},
-                  3, rng(), "accumulate documents", magi::DType::bf16, overlapped);
+                  3, rng(), "accumulate documents", magi::DType::bf16, mode);
       check_parts(AttnShape{400, 400, 2, 1, d}, {sl(0, 400, 0, 400, T::causal)}, 2, rng(), "accumulate one part empty",
-                  magi::DType::bf16, overlapped);
+                  magi::DType::bf16, mode);
       check_parts(AttnShape{333, 517, 2, 2, d}, random_slices(333, 517, rng), 3, rng(), "accumulate fp16",
-                  magi::DType::fp16, overlapped);
+                  magi::DType::fp16, mode);
       // Many parts of one long causal mask: each kernel's tail overlapped by the next.
       if (overlapped) {
         std::vector<KernelSlice> cuts;
@@ -498,7 +510,7 @@ TEST_F(FlexAttentionGpu, AccumulateIntoEarlierResults) {
           cuts.push_back(sl(a, a + 500, a, a + 500, T::causal));
           if (a + 500 < 4000) cuts.push_back(sl(a + 500, 4000, a, a + 500, T::full));
         }
-        check_parts(AttnShape{4000, 4000, 8, 2, d}, cuts, 8, rng(), "accumulate 8 parts", magi::DType::bf16, true);
+        check_parts(AttnShape{4000, 4000, 8, 2, d}, cuts, 8, rng(), "accumulate 8 parts", magi::DType::bf16, mode);
       }
     }
   }
@@ -539,6 +551,27 @@ TEST_F(FlexAttentionGpu, RejectsBadInput) {
                std::invalid_argument);
   EXPECT_THROW(attn.backward(good, good, good, good, good, lse, 0.1f, good, good, good, nullptr, magi::kernels::Into::write,
                              nullptr, kc::Launch::overlap), std::invalid_argument);
+}
+
+// share_backward_dq refuses mismatched plans, and calls out of the pass order before they enqueue
+// anything (the pointers below are never dereferenced).
+TEST_F(FlexAttentionGpu, SharedDqRefusals) {
+  const KernelSlice a = sl(0, 10, 0, 10, KernelSliceType::causal), b = sl(0, 10, 0, 6, KernelSliceType::full);
+  kc::FlexAttention p0(AttnShape{10, 10, 2, 2, 128}, &a, 1), p1(AttnShape{10, 6, 2, 2, 128}, &b, 1);
+  kc::FlexAttention other_rows(AttnShape{12, 10, 2, 2, 128}, &a, 1), other_dim(AttnShape{10, 10, 2, 2, 64}, &a, 1);
+  EXPECT_THROW(kc::FlexAttention::share_backward_dq({}), std::invalid_argument);
+  EXPECT_THROW(kc::FlexAttention::share_backward_dq({&p0, &other_rows}), std::invalid_argument);
+  EXPECT_THROW(kc::FlexAttention::share_backward_dq({&p0, &other_dim}), std::invalid_argument);
+  EXPECT_THROW(kc::FlexAttention::share_backward_dq({&p0, &p0}), std::invalid_argument);
+  EXPECT_THROW(kc::FlexAttention::share_backward_dq({&p0, nullptr}), std::invalid_argument);
+  kc::FlexAttention::share_backward_dq({&p0, &p1});
+  EXPECT_THROW(kc::FlexAttention::share_backward_dq({&p1, &other_rows}), std::logic_error);
+  auto* g = reinterpret_cast<void*>(uintptr_t{1} << 20);
+  auto* lse = static_cast<const float*>(g);
+  using magi::kernels::Into;
+  EXPECT_THROW(p1.backward(g, g, g, g, g, lse, 0.1f, g, g, g, nullptr, Into::accumulate), std::logic_error);
+  EXPECT_THROW(p0.backward(g, g, g, g, g, lse, 0.1f, g, g, g, nullptr, Into::accumulate, lse, kc::Launch::overlap),
+               std::logic_error);
 }
 
 }  // namespace

@@ -405,7 +405,7 @@ TEST_P(CudaDeviceTest, AttentionMatchesReference) {
 // accumulating, each its own compute step of a pass, nothing enqueued between them: the device
 // launches each kernel to overlap the previous one and times the steps as one. The results match
 // the float64 reference over the whole mask, rows that see no key included; a copy between two
-// steps keeps them apart.
+// steps keeps them apart; and so with the ops' dQ shared.
 TEST_P(CudaDeviceTest, StageWiseCallsOverlapAndMatchTheReference) {
   const DType dt = GetParam();
   const double tol = dt == DType::bf16 ? 1e-2 : 2.5e-3;
@@ -433,19 +433,22 @@ TEST_P(CudaDeviceTest, StageWiseCallsOverlapAndMatchTheReference) {
                                         ref_out.data(), ref_lse.data());
   magi::kernels::cpu::attention_backward(sh, whole.data(), whole.size(), q.data(), k.data(), v.data(), ref_out.data(),
                                          dout.data(), ref_lse.data(), scale, ref_dq.data(), ref_dk.data(), ref_dv.data());
-  std::vector<std::unique_ptr<magi::AttentionOp>> ops;
-  for (size_t s = 0; s < stage.size(); ++s) {
-    AttnShape part = sh;
-    part.sk = runs[s + 1] - runs[s];
-    ops.push_back(dev_->attention(part, stage[s]));
-  }
   Buffer bq = upload(q, dt), bk = upload(k, dt), bv = upload(v, dt), bdo = upload(dout, dt);
   Buffer bo = dev_->alloc(static_cast<int64_t>(nq), dt), bl = dev_->alloc(static_cast<int64_t>(nl), DType::fp32);
   Buffer bdq = dev_->alloc(static_cast<int64_t>(nq), dt), bdk = dev_->alloc(static_cast<int64_t>(nk), dt),
          bdv = dev_->alloc(static_cast<int64_t>(nk), dt), scratch = dev_->alloc(1024, dt);
   auto into = [](size_t s) { return s == 0 ? magi::kernels::Into::write : magi::kernels::Into::accumulate; };
-  for (int apart = 0; apart < 2; ++apart) {
-    SCOPED_TRACE(apart ? "a copy between the steps" : "steps back to back");
+  for (int trial = 0; trial < 4; ++trial) {
+    const bool apart = trial % 2 == 1, shared = trial >= 2;
+    SCOPED_TRACE(std::string(apart ? "a copy between the steps" : "steps back to back") +
+                 (shared ? ", dQ shared (Device::share_dq)" : ""));
+    std::vector<std::unique_ptr<magi::AttentionOp>> ops;
+    for (size_t s = 0; s < stage.size(); ++s) {
+      AttnShape part = sh;
+      part.sk = runs[s + 1] - runs[s];
+      ops.push_back(dev_->attention(part, stage[s]));
+    }
+    if (shared) dev_->share_dq({ops[0].get(), ops[1].get(), ops[2].get()});
     for (Buffer* b : {&bo, &bdq, &bdk, &bdv}) dev_->fill(b->data(), dt, b->elems(), NAN);
     dev_->fill(bl.data(), DType::fp32, bl.elems(), NAN);
     for (int pass = 0; pass < 2; ++pass) {  // the first allocates the backward workspaces
