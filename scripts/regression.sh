@@ -35,8 +35,8 @@
 # through the geometric mean over the suite's cases only (--timing-gate geomean), worse than 33%
 # on cpu (base and new of one run moved by up to 12% on a quiet machine, 18% while it ran slow
 # and 30% beside a compiler using both cores, where the committed file's timings were 2x off:
-# results/baselines/README.md), each case's noise-aware verdict being reported; and a failing timing comparison is
-# measured once more (base and new again), failing only if it fails again. Other backends gate
+# results/baselines/README.md), each case's noise-aware verdict being reported; and a failing
+# timing comparison is measured once more (base and new again), failing only if it fails again. Other backends gate
 # each case at 5%, its rank test over the timed iterations deciding what is noise.
 # Exit: 0 no regression; 7 a regression (or an exact metric changed); 2 usage; other: a failure.
 set -euo pipefail
@@ -162,6 +162,10 @@ status=0
 shopt -s nullglob
 configs=("$root"/configs/ci/*.json)
 ((${#configs[@]})) || { echo "regression: no workload in configs/ci" >&2; exit 1; }
+# The baseline's commit is built with CUDA when this magi-bench has it (its `kernel` subcommand
+# exists only in CUDA builds).
+cuda_build=false
+"$bench" kernel --help >/dev/null 2>&1 && cuda_build=true
 for cfg in "${configs[@]}"; do
   name="$(basename "$cfg" .json)"
   base="$baselines/$backend/$name.json"
@@ -186,14 +190,9 @@ for cfg in "${configs[@]}"; do
     exit 1
   fi
   # The baseline's build first, so that the new run and the baseline's run come back to back (a
-  # build between them gives the machine minutes to change speed). Built with CUDA when this
-  # magi-bench has it: its `kernel` subcommand exists only in CUDA builds.
+  # build between them gives the machine minutes to change speed).
   exe_base="$base_bench"
-  if [ -z "$exe_base" ]; then
-    cuda_build=false
-    "$bench" kernel --help >/dev/null 2>&1 && cuda_build=true
-    exe_base="$(build_baseline_bench "$(baseline_sha "$base")" "$cuda_build")"
-  fi
+  [ -n "$exe_base" ] || exe_base="$(build_baseline_bench "$(baseline_sha "$base")" "$cuda_build")"
 
   # Exact metrics and the case set: against the committed file, deterministic, no re-run.
   echo "regression: $name ($backend): exact metrics against $base"

@@ -73,8 +73,8 @@ bool ranges_overlap(std::vector<std::pair<int, int>> r) {
 // and run side by side, so those operands come from HBM once and then from L2. Ordered by size
 // alone, the blocks running at one time read different documents and heads and the kernel turns
 // memory-bound (H100, 32k varlen causal with 4k documents: 346 TFLOP/s forward against 418 with
-// 8k documents, whose equal-size items happened to pair up). Groups run heaviest first and so do the items within a group, so the last wave is
-// small items. (Grouping by document instead, the slices joined by shared rows or keys, measured
+// 8k documents, whose equal-size items happened to pair up). Groups run heaviest first and so do
+// the items within a group, so the last wave is small items. (Grouping by document instead, the slices joined by shared rows or keys, measured
 // the same backward and 5-10% slower forward on varlen block-causal.)
 // One exception: an item far longer than the others whose group runs late would set the launch's
 // end alone (sink + sliding window: the sink keys' backward item walks every query tile, its group

@@ -156,11 +156,12 @@ struct FlexAttention::Impl {
   DeviceArray<BwdItem> bwd_items;
   std::vector<int> unit_tiles;  // per dQ unit: the tiles of this plan that cover it (host copy)
   std::shared_ptr<DqWorkspace> dq;
-  // Sharing dQ with other plans (share_backward_dq): the call order of their passes, this plan's
-  // place in it, and whether this plan counts the shared workspace in device_bytes (the first does).
+  // Sharing dQ with other plans (share_backward_dq): the call order of their passes and this
+  // plan's place in it.
   std::shared_ptr<SharedDqPass> dq_pass;
   int dq_member = -1;
-  bool counts_dq = true;
+  // Whether device_bytes counts the dQ workspace: its own, or the shared one's first plan.
+  bool counts_dq() const { return !dq_pass || dq_member == 0; }
   // When some item walks part of its GQA group, also fp32 dK and dV sums and per-key-block counts
   // (flex_bwd.cuh), left at zero too.
   DeviceArray<float> dkv_acc;
@@ -436,7 +437,7 @@ const AttnShape& FlexAttention::shape() const { return impl_->shape; }
 
 int64_t FlexAttention::device_bytes() const {
   const Impl& im = *impl_;
-  const size_t dq_bytes = im.counts_dq ? im.dq->unit_tiles.bytes() + im.dq->dq_acc.bytes() + im.dq->dq_count.bytes() : 0;
+  const size_t dq_bytes = im.counts_dq() ? im.dq->unit_tiles.bytes() + im.dq->dq_acc.bytes() + im.dq->dq_count.bytes() : 0;
   return static_cast<int64_t>(im.slices.bytes() + im.fwd_entries.bytes() + im.fwd_items.bytes() +
                               im.fwd_merge_items.bytes() + im.tickets.bytes() + im.bwd_entries.bytes() +
                               im.bwd_items.bytes() + dq_bytes + im.dkv_acc.bytes() + im.dkv_count.bytes() +
@@ -471,7 +472,6 @@ void FlexAttention::share_backward_dq(const std::vector<FlexAttention*>& plans) 
     im.dq = ws;
     im.dq_pass = pass;
     im.dq_member = static_cast<int>(i);
-    im.counts_dq = i == 0;
   }
 }
 

@@ -166,7 +166,7 @@ void CpuDevice::share_dq(const std::vector<AttentionOp*>& ops) {
     auto* op = dynamic_cast<CpuAttention*>(ops[i]);
     if (!op) throw InternalError(fmt::format("share_dq: op {} is not a cpu device's", i));
     const kernels::AttnShape& a = op->shape();
-    const kernels::AttnShape& b = dynamic_cast<CpuAttention*>(ops.front())->shape();
+    const kernels::AttnShape& b = members.empty() ? a : members.front()->shape();
     if (a.sq != b.sq || a.hq != b.hq || a.d != b.d) {
       throw InternalError(fmt::format("share_dq: op {} has {} query rows x {} heads x {} dims, op 0 {} x {} x {}", i,
                                       a.sq, a.hq, a.d, b.sq, b.hq, b.d));
