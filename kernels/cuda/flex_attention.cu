@@ -307,6 +307,11 @@ bool launch_backward(FlexAttention::Impl& im, const void* q, const void* k, cons
   // tiles meet in one workspace and each unit is written once, when the pass's last tile of it
   // has landed, so no call adds into dq (and none waits for the call before it).
   if (im.dq_pass) im.dq_pass->enter(im.dq_member, dq_into, dq);
+  // A call that writes dq (alone, or the last of a shared pass) leaves its last wave's many unit
+  // conversions to flex_dq_finish_kernel; one adding into dq, or followed by more of its pass,
+  // converts every unit it completes itself.
+  const bool defer = dq_into == Into::write ? !im.dq_pass || im.dq_pass->between_passes()
+                                            : im.dq_pass && im.dq_pass->between_passes();
   const bool dq_add = accumulate && !im.dq_pass;
   DqWorkspace& ws = *im.dq;
   bool enqueued = false;
@@ -379,7 +384,14 @@ bool launch_backward(FlexAttention::Impl& im, const void* q, const void* k, cons
   p.hkv = sh.hkv;
   p.scale = scale;
   p.scale_log2 = scale * detail::kLog2e;
+  const int units = static_cast<int>(ws.dq_count.n);
+  p.defer_from = defer && units > 0 ? std::max(0, static_cast<int>(grid) - im.sm_count) : static_cast<int>(grid);
   launch_kernel(kernel, grid, detail::kBwdThreads, smem, stream, how, p);
+  if (p.defer_from < static_cast<int>(grid)) {
+    // Two blocks per SM: the few units each holds are converted by the whole GPU at once.
+    launch_kernel(detail::flex_dq_finish_kernel<T, D>, static_cast<unsigned>(std::min<int64_t>(2 * im.sm_count, units)),
+                  detail::kDqFinishThreads, 0, stream, Launch::overlap, p, units);
+  }
   return true;
 }
 

@@ -21,7 +21,8 @@
 //    heads of its GQA group and, per slice, the 64-row query tiles that see its keys; dK and dV stay
 //    in registers and are written once; each tile's dQ is added into an fp32 workspace by TMA
 //    reduce-adds, and the item that completes a 64-row unit of it (counted per unit) converts the
-//    unit to the dtype and zeroes it for the next call. Key segments follow slices when key ranges
+//    unit to the dtype and zeroes it for the next call (in the launch's last wave, a few units
+//    per item: the rest by a small kernel after it, over the whole GPU). Key segments follow slices when key ranges
 //    are disjoint, else a fixed grid.
 //  - tiles fully inside a slice's band run unmasked; tiles outside it are never visited.
 //  - items are ordered on the host (the hardware hands the backward's blocks out in order; the

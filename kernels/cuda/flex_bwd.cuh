@@ -17,12 +17,16 @@
 // unit knows how many tiles cover it (from the work lists), an item counts its tiles into their
 // units once their sums have landed, and the item that completes a unit converts it to the input
 // dtype and zeroes it and its count again, so the workspace is clean for the next call (it is
-// zeroed once, when allocated). Preprocess: Delta = rowsum(dO * O) where a tile covers the row
-// (unless the caller hands Delta in, computed for every row once per pass), and dQ zeroed in the
-// units no tile covers. dq_accumulate (Into::accumulate, kernel_args.h): a completed unit is added
-// into dq (fp32, one rounding) and uncovered units are left as they are; launched to overlap the
-// previous stage's kernel (Launch::overlap), the block waits for that kernel before its first
-// conversion, the only read of what the previous stage wrote. Plans sharing dQ
+// zeroed once, when allocated). In the launch's last wave an item converts a few of the units it
+// completes and leaves the rest to flex_dq_finish_kernel, launched after it: a head's or a
+// document's last key block completes all of its units at once, and converting them one after
+// another on one SM while the others idle was the end of the launch (results/kernel/NOTES.md,
+// v19). Preprocess: Delta = rowsum(dO * O) where a tile covers the row (unless the caller hands
+// Delta in, computed for every row once per pass), and dQ zeroed in the units no tile covers.
+// dq_accumulate (Into::accumulate, kernel_args.h): a completed unit is added into dq (fp32, one
+// rounding) and uncovered units are left as they are; launched to overlap the previous stage's
+// kernel (Launch::overlap), the block waits for that kernel before its first conversion, the
+// only read of what the previous stage wrote. Plans sharing dQ
 // (share_backward_dq) run without it: their workspace and unit counts span the pass, so a unit
 // completes once, its conversion writes dq, and nothing waits.
 // An item walks its whole GQA group unless that walk is long (common/flex_work_list.h says why and
@@ -59,6 +63,10 @@ struct BwdParams {
   T* dk;
   T* dv;
   int dq_accumulate;  // 1: dq += this call's dQ; 0: dq = dQ
+  // Items from this index on (the launch's last wave) convert at most kDqTailConversions of the
+  // units they complete at one end and leave the others complete for flex_dq_finish_kernel; the
+  // item count: none leaves any.
+  int defer_from;
   const DevSlice* slices;
   const BwdEntry* entries;
   const BwdItem* items;
@@ -144,6 +152,12 @@ __device__ __forceinline__ void convert_dq_unit(const BwdParams<T>& p, int unit,
   if (tid == 0) p.dq_count[unit] = 0;
 }
 
+// At the end of the last wave, an item that completes many dQ units (a head's or a document's
+// last key block) would convert them alone, one unit after another, while the other SMs idle:
+// it converts this many and leaves the rest to flex_dq_finish_kernel, which spreads them over
+// the GPU.
+constexpr int kDqTailConversions = 8;
+
 // An item's end, once every reduce-add it issued has landed (the dQ writer waited for them and
 // fenced before the consumers, NT threads of index tid, met it at kBwdBarDqLanded): the item
 // counts its tiles into the units they cover, one atomic per (query head, entry, unit) with the
@@ -179,7 +193,7 @@ __device__ __forceinline__ void finish_dq_units(const BwdParams<T>& p, const Bwd
       if (atomic_add_acq_rel_gpu(p.dq_count + unit, tiles) + tiles == p.unit_tiles[u]) s_units[atomicAdd(&s_nunits, 1)] = unit;
     }
     named_sync(kBwdBarItem, NT);
-    const int n = s_nunits;
+    const int n = static_cast<int>(blockIdx.x) < p.defer_from ? s_nunits : min(s_nunits, kDqTailConversions);
     if (n > 0 && p.dq_accumulate) pdl_wait_previous();  // dq as the previous stage left it
     for (int c = 0; c < n; ++c) convert_dq_unit<T, D, BM, NT>(p, s_units[c], tid);
     named_sync(kBwdBarItem, NT);
@@ -518,6 +532,35 @@ __global__ void __launch_bounds__(kBwdThreads, 1) flex_bwd_wgmma_kernel(const __
   if (ntot > 0) {
     named_sync(kBwdBarDqLanded, NC + 32);  // the writer's sums have landed
     finish_dq_units<T, D, BM, NC>(p, item, tid);
+  }
+}
+
+// After the backward kernel whose last wave left complete dQ units unconverted (defer_from; a
+// programmatic dependent launch, so it waits for that kernel before reading anything): block b of
+// G checks the units b, b + G, b + 2G, ... (a head's units, hq apart, spread over the blocks),
+// kDqFinishThreads at once, and converts those complete (count == tiles > 0), as the backward
+// would have, leaving them and their counts at zero.
+constexpr int kDqFinishThreads = 256;
+template <typename T, int D>
+__global__ void __launch_bounds__(kDqFinishThreads) flex_dq_finish_kernel(const __grid_constant__ BwdParams<T> p,
+                                                                          int units) {
+  constexpr int BM = flex_tiles(FlexPass::backward, D).rows;
+  __shared__ int s_units[kDqFinishThreads];
+  __shared__ int s_n;
+  const int tid = static_cast<int>(threadIdx.x);
+  const int64_t G = gridDim.x;
+  pdl_wait_previous();
+  for (int64_t first = blockIdx.x; first < units; first += G * kDqFinishThreads) {
+    if (tid == 0) s_n = 0;
+    __syncthreads();
+    const int64_t unit = first + tid * G;
+    if (unit < units) {
+      const int tiles = p.unit_tiles[unit / p.hq];
+      if (tiles > 0 && __ldcg(p.dq_count + unit) == tiles) s_units[atomicAdd(&s_n, 1)] = static_cast<int>(unit);
+    }
+    __syncthreads();
+    for (int c = 0; c < s_n; ++c) convert_dq_unit<T, D, BM, kDqFinishThreads>(p, s_units[c], tid);
+    __syncthreads();
   }
 }
 

@@ -475,6 +475,9 @@ TEST_F(FlexAttentionGpu, PipelineShapes) {
     // More items than SMs: the persistent forward's blocks run several items each, the next
     // item's loads overlapping the last one's end, items of every length in between.
     check_case(AttnShape{900, 900, 32, 8, d}, {sl(0, 900, 0, 900, T::causal)}, rng(), "causal, 256 items");
+    // More backward items (key block, head) than SMs: 144, the last wave's converting at most a
+    // few of the dQ units it completes and leaving the rest to the finish pass.
+    check_case(AttnShape{1500, 1500, 12, 12, d}, {sl(0, 1500, 0, 1500, T::causal)}, rng(), "causal, 144 backward items");
     // GQA groups split by their long walks (flex::kBwdMaxWalkTiles): 16 query heads over one kv
     // head; the first key blocks walk up to 40 query tiles per head and split into two items of 8
     // heads that meet in the dK/dV workspace, the later ones stay whole; ragged end.
