@@ -351,11 +351,13 @@ def plot_kernel(args):
         ax.set_title(f"{p}, S={tokens}, d={head_dim}, hq={chosen[0]['heads_q']} hkv={chosen[0]['heads_kv']}"
                      " (no bar: the peer cannot take that mask)", fontsize=8)
         ax.grid(axis="y", alpha=0.3)
-    axes[0].legend(fontsize=7)
+    # Below the axes, one row: inside them it hides the tallest bars.
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=len(labels))
     m = doc.get("metadata", {})
     fig.suptitle(f"Kernel TFLOP/s per mask against the peers, one run on {m.get('card', '?')} "
                  f"({m.get('time', '?')}; torch {m.get('torch', '?')})", fontsize=8)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     save(fig, args.out)
 
 
