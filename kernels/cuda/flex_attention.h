@@ -22,8 +22,8 @@
 //    in registers and are written once; each tile's dQ is added into an fp32 workspace by TMA
 //    reduce-adds, and the item that completes a 64-row unit of it (counted per unit) converts the
 //    unit to the dtype and zeroes it for the next call (in the launch's last wave, a few units
-//    per item: the rest by a small kernel after it, over the whole GPU). Key segments follow slices when key ranges
-//    are disjoint, else a fixed grid.
+//    per item: the rest by a small kernel after it, over the whole GPU). Key segments follow
+//    slices when key ranges are disjoint, else a fixed grid.
 //  - tiles fully inside a slice's band run unmasked; tiles outside it are never visited.
 //  - items are ordered on the host (the hardware hands the backward's blocks out in order; the
 //    forward runs one persistent block per SM, each taking the next item from a counter):
