@@ -307,12 +307,11 @@ bool launch_backward(FlexAttention::Impl& im, const void* q, const void* k, cons
   // tiles meet in one workspace and each unit is written once, when the pass's last tile of it
   // has landed, so no call adds into dq (and none waits for the call before it).
   if (im.dq_pass) im.dq_pass->enter(im.dq_member, dq_into, dq);
-  // A call that writes dq (alone, or the last of a shared pass) leaves its last wave's many unit
+  const bool dq_add = accumulate && !im.dq_pass;
+  // A call that ends its shared pass, or writes dq alone, leaves its last wave's many unit
   // conversions to flex_dq_finish_kernel; one adding into dq, or followed by more of its pass,
   // converts every unit it completes itself.
-  const bool defer = dq_into == Into::write ? !im.dq_pass || im.dq_pass->between_passes()
-                                            : im.dq_pass && im.dq_pass->between_passes();
-  const bool dq_add = accumulate && !im.dq_pass;
+  const bool defer = im.dq_pass ? im.dq_pass->between_passes() : !dq_add;
   DqWorkspace& ws = *im.dq;
   bool enqueued = false;
   const int64_t qrows = sh.sq * sh.hq;
