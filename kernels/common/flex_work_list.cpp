@@ -122,10 +122,11 @@ void order_items(std::vector<Item>& items, GroupOf group_of, int blocks) {
   items = std::move(first);
 }
 
-// Forward entries and items: one item per (segment of query rows, head). For segment rows
-// [r0, r1) and slice s the rows are rr0 = max(r0, qs) .. rr1 = min(r1, qe); their visible keys
-// lie in [max(lo(rr0), ks), min(hi(rr1 - 1), ke)) since lo and hi are non-decreasing in q.
-void build_forward(const AttnShape& shape, const std::vector<DevSlice>& sl,
+// Forward entries and items: one item per (segment of query rows, head); an entry's slice is
+// `first_slice` + its index in `sl`. For segment rows [r0, r1) and slice s the rows are
+// rr0 = max(r0, qs) .. rr1 = min(r1, qe); their visible keys lie in
+// [max(lo(rr0), ks), min(hi(rr1 - 1), ke)) since lo and hi are non-decreasing in q.
+void build_forward(const AttnShape& shape, const std::vector<DevSlice>& sl, int first_slice,
                    std::vector<FwdEntry>& entries, std::vector<FwdItem>& items,
                    WorkListStats& stats, const int bm, const int bn, bool disjoint, int blocks) {
   const std::vector<Segment> segs = make_segments(static_cast<int>(shape.sq), bm, sl, true, disjoint);
@@ -142,7 +143,7 @@ void build_forward(const AttnShape& shape, const std::vector<DevSlice>& sl,
       const int k_hi = std::min(band_hi(s, rr1 - 1), s.ke);
       if (k_hi <= k_lo) continue;
       const int n = static_cast<int>(ceil_div(k_hi - k_lo, bn));
-      entries.push_back(FwdEntry{i, k_lo, n, 0});
+      entries.push_back(FwdEntry{first_slice + i, k_lo, n, 0});
       tiles += n;
     }
     for (int h = 0; h < shape.hq; ++h) {
@@ -274,10 +275,16 @@ WorkLists build_work_lists(const AttnShape& shape, const KernelSlice* slices, si
     kranges.emplace_back(wl.slices.back().ks, wl.slices.back().ke);
   }
   wl.stats.q_ranges_overlap = ranges_overlap(qranges);
-  build_forward(shape, wl.slices, wl.fwd_entries, wl.fwd_items, wl.stats, tiles.fwd_bm, tiles.fwd_bn,
-                !wl.stats.q_ranges_overlap, blocks);
   wl.bwd_kv_units = build_backward(shape, wl.slices, wl.bwd_entries, wl.bwd_items, wl.stats, tiles.bwd_bm,
                                    tiles.bwd_bn, !ranges_overlap(kranges), blocks, wl.bwd_split_groups);
+  const std::vector<DevSlice> joined = join_row_runs(wl.slices);
+  if (joined.size() < wl.slices.size()) {
+    wl.fwd_slices_begin = static_cast<int>(wl.slices.size());
+    wl.slices.insert(wl.slices.end(), joined.begin(), joined.end());
+  }
+  // Joined query ranges overlap exactly when the input's do.
+  build_forward(shape, joined, wl.fwd_slices_begin, wl.fwd_entries, wl.fwd_items, wl.stats, tiles.fwd_bm,
+                tiles.fwd_bn, !wl.stats.q_ranges_overlap, blocks);
   wl.bwd_unit_tiles = unit_tiles(shape, wl.bwd_entries, tiles.bwd_bm);
   return wl;
 }

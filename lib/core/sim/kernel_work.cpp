@@ -1,5 +1,6 @@
 #include "core/sim/kernel_work.h"
 
+#include "common/row_runs.h"
 #include "common/slice_band.h"
 
 #include <algorithm>
@@ -90,6 +91,21 @@ void count_axis(const std::vector<AttnSlice>& sl, int tile, Axis axis, Tiles til
   }
 }
 
+// The slices as the forward walks them: runs down the query rows joined (common/row_runs.h).
+std::vector<AttnSlice> joined_rows(const std::vector<AttnSlice>& sl) {
+  struct Rect {
+    int64_t qs, qe, ks, ke;
+    int type;
+  };
+  std::vector<Rect> r;
+  r.reserve(sl.size());
+  for (const AttnSlice& s : sl) r.push_back(Rect{s.q.start, s.q.end, s.k.start, s.k.end, static_cast<int>(s.type)});
+  std::vector<AttnSlice> out;
+  for (const Rect& x : kernels::join_row_runs(r))
+    out.push_back(AttnSlice{{x.qs, x.qe}, {x.ks, x.ke}, static_cast<SliceType>(x.type)});
+  return out;
+}
+
 }  // namespace
 
 KernelWork count_kernel_work(const std::vector<AttnSlice>& slices, const KernelTiles& tiles) {
@@ -102,7 +118,7 @@ KernelWork count_kernel_work(const std::vector<AttnSlice>& slices, const KernelT
     sl.push_back(s);
   }
   count_axis(
-      sl, tiles.fwd_rows, [](const AttnSlice& s) { return s.q; },
+      joined_rows(sl), tiles.fwd_rows, [](const AttnSlice& s) { return s.q; },
       [&](const AttnSlice& s, int64_t a, int64_t b) { return fwd_segment_tiles(s, a, b, tiles.fwd_keys); },
       w.fwd_tiles, w.fwd_items);
   count_axis(

@@ -2,7 +2,8 @@
 // lists: tiles visited and work items per pass, per head. The counts follow the work lists of
 // kernels/common/flex_work_list.h (items start at each slice's first row when no two slices share
 // a row on the item axis, else on a fixed grid; key or query tiles start at the band's first
-// key or row inside each item); tests/core/sim checks them against build_work_lists. The CPU
+// key or row inside each item; the forward's over the slices with runs down the rows joined,
+// common/row_runs.h); tests/core/sim checks them against build_work_lists. The CPU
 // reference is described by the same counts with 1 x 1 tiles: tiles = pairs, items = rows.
 // Cost: O(slices + tiles along the item axis), independent of the number of heads.
 #pragma once

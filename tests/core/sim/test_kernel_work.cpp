@@ -47,6 +47,27 @@ TEST(KernelWork, MatchesTheKernelWorkListsOnEveryCatalogueMask) {
   }
 }
 
+// A stage's list cuts a document into row pieces at chunk boundaries; the forward joins them
+// (common/row_runs.h), the backward walks them, and the counts follow both.
+TEST(KernelWork, CountsTheForwardOverJoinedRowPieces) {
+  const int64_t S = 4096;
+  std::vector<kernels::KernelSlice> pieces;
+  for (int64_t r = 300; r < 3900; r = (r / 512 + 1) * 512) {
+    const int64_t e = std::min<int64_t>(3900, (r / 512 + 1) * 512);
+    pieces.push_back({r, e, 300, e, kernels::KernelSliceType::causal});
+  }
+  const kernels::flex::TileShape ts = kernels::cuda::flex_work_list_tiles(128);
+  const KernelTiles t{ts.fwd_bm, ts.fwd_bn, ts.bwd_bm, ts.bwd_bn};
+  const kernels::AttnShape shape{S, S, 2, 2, 128};
+  const kernels::flex::WorkLists wl = kernels::flex::build_work_lists(shape, pieces.data(), pieces.size(), ts, 132);
+  const KernelWork w = count_kernel_work(from_kernel(pieces), t);
+  const KernelWork whole = count_kernel_work({{{300, 3900}, {300, 3900}, SliceType::causal}}, t);
+  EXPECT_EQ(w.fwd_tiles, whole.fwd_tiles);
+  EXPECT_EQ(w.fwd_items, whole.fwd_items);
+  EXPECT_EQ(w.fwd_tiles * 2, wl.stats.forward_tiles);
+  EXPECT_EQ(w.bwd_tiles * 2, wl.stats.backward_tiles);
+}
+
 TEST(KernelWork, OneByOneTilesArePairsAndRows) {
   const std::vector<AttnSlice> mask{{{0, 100}, {0, 100}, SliceType::causal}, {{100, 150}, {100, 200}, SliceType::full}};
   const KernelWork w = count_kernel_work(mask, KernelTiles{1, 1, 1, 1});

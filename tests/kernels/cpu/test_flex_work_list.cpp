@@ -32,6 +32,8 @@ KernelSlice sl(int64_t qs, int64_t qe, int64_t ks, int64_t ke, KernelSliceType t
 
 bool empty(const KernelSlice& s) { return s.q_end == s.q_start || s.k_end == s.k_start; }
 
+KernelSlice of(const flex::DevSlice& d) { return sl(d.qs, d.qe, d.ks, d.ke, static_cast<KernelSliceType>(d.type)); }
+
 // Which slices contain row r of an axis (query rows for on_q, keys otherwise).
 std::vector<int> slices_at(const std::vector<flex::DevSlice>& sl, int r, bool on_q) {
   std::vector<int> out;
@@ -119,7 +121,15 @@ void check_lists(const AttnShape& sh, const std::vector<KernelSlice>& in, const 
   std::vector<KernelSlice> kept;
   for (const KernelSlice& s : in)
     if (!empty(s)) kept.push_back(s);
-  ASSERT_EQ(wl.slices.size(), kept.size());
+  // Then the forward's, when it joins some of them (checked below by the pairs they cover).
+  if (wl.fwd_slices_begin == 0) {
+    ASSERT_EQ(wl.slices.size(), kept.size());
+  } else {
+    ASSERT_EQ(wl.fwd_slices_begin, static_cast<int>(kept.size()));
+    ASSERT_LT(wl.slices.size(), 2 * kept.size());
+  }
+  const std::vector<flex::DevSlice> input_slices(wl.slices.begin(), wl.slices.begin() + static_cast<ptrdiff_t>(kept.size()));
+  const std::vector<flex::DevSlice> fwd_slices(wl.slices.begin() + wl.fwd_slices_begin, wl.slices.end());
   std::vector<int> expected(static_cast<size_t>(sq) * sk, 0);
   int64_t area = 0;
   for (size_t i = 0; i < kept.size(); ++i) {
@@ -134,14 +144,14 @@ void check_lists(const AttnShape& sh, const std::vector<KernelSlice>& in, const 
         }
   }
   EXPECT_EQ(wl.stats.area, area);
-  EXPECT_EQ(wl.stats.q_ranges_overlap, !ranges_disjoint(wl.slices, true));
+  EXPECT_EQ(wl.stats.q_ranges_overlap, !ranges_disjoint(input_slices, true));
 
   // Forward: per query head, rows partitioned by items, each visible pair in exactly one tile.
   int64_t fwd_tiles = 0;
   for (const flex::FwdItem& it : wl.fwd_items) fwd_tiles += it.ntiles;
   EXPECT_EQ(wl.stats.forward_items, static_cast<int64_t>(wl.fwd_items.size()));
   EXPECT_EQ(wl.stats.forward_tiles, fwd_tiles);
-  const bool fwd_aligned = ranges_disjoint(wl.slices, true);
+  const bool fwd_aligned = ranges_disjoint(fwd_slices, true);
   for (int h = 0; h < sh.hq; ++h) {
     std::vector<int> owner(static_cast<size_t>(sq), 0), seen(expected.size(), 0);
     for (const flex::FwdItem& it : wl.fwd_items) {
@@ -150,11 +160,12 @@ void check_lists(const AttnShape& sh, const std::vector<KernelSlice>& in, const 
       for (int q = it.q0; q < it.q_end; ++q) ++owner[static_cast<size_t>(q)];
       if (fwd_aligned) {
         for (int q = it.q0; q < it.q_end; ++q)
-          ASSERT_EQ(slices_at(wl.slices, q, true), slices_at(wl.slices, it.q0, true)) << "item straddles slices";
+          ASSERT_EQ(slices_at(fwd_slices, q, true), slices_at(fwd_slices, it.q0, true)) << "item straddles slices";
       }
       int tiles = 0;
       for (int e = it.entry_begin; e < it.entry_end; ++e) {
         const flex::FwdEntry& en = wl.fwd_entries[static_cast<size_t>(e)];
+        ASSERT_TRUE(en.slice >= wl.fwd_slices_begin && en.slice < static_cast<int>(wl.slices.size())) << en.slice;
         const flex::DevSlice& d = wl.slices[static_cast<size_t>(en.slice)];
         tiles += en.ntiles;
         for (int j = 0; j < en.ntiles; ++j) {
@@ -162,7 +173,7 @@ void check_lists(const AttnShape& sh, const std::vector<KernelSlice>& in, const 
           const bool inside = flex::tile_inside(d, it.q0, it.q_end, k0, k1);
           for (int q = it.q0; q < it.q_end; ++q)
             for (int k = k0; k < k1; ++k) {
-              const bool vis = covers(kept[static_cast<size_t>(en.slice)], q, k);
+              const bool vis = covers(of(d), q, k);
               if (inside) {
                 ASSERT_TRUE(vis) << "unmasked tile holds (" << q << ", " << k << ")";
               }
@@ -221,7 +232,7 @@ void check_lists(const AttnShape& sh, const std::vector<KernelSlice>& in, const 
       ++unit_heads[static_cast<size_t>(it.kv_unit) * static_cast<size_t>(sh.hq) + static_cast<size_t>(h)];
   }
   for (int n : unit_heads) EXPECT_EQ(n, 1) << "a (kv unit, head) pair without exactly one item";
-  const bool bwd_aligned = ranges_disjoint(wl.slices, false);
+  const bool bwd_aligned = ranges_disjoint(input_slices, false);
   // The dQ units of bwd_bm rows: how many of one query head's tiles cover each.
   std::vector<int> unit_tiles(static_cast<size_t>((sq + t.bwd_bm - 1) / t.bwd_bm), 0);
   for (int h = 0; h < sh.hq; ++h) {
@@ -232,11 +243,12 @@ void check_lists(const AttnShape& sh, const std::vector<KernelSlice>& in, const 
       for (int k = it.k0; k < it.k_end; ++k) ++owner[static_cast<size_t>(k)];
       if (bwd_aligned) {
         for (int k = it.k0; k < it.k_end; ++k)
-          ASSERT_EQ(slices_at(wl.slices, k, false), slices_at(wl.slices, it.k0, false)) << "item straddles slices";
+          ASSERT_EQ(slices_at(input_slices, k, false), slices_at(input_slices, it.k0, false)) << "item straddles slices";
       }
       int tiles = 0;
       for (int e = it.entry_begin; e < it.entry_end; ++e) {
         const flex::BwdEntry& en = wl.bwd_entries[static_cast<size_t>(e)];
+        ASSERT_TRUE(en.slice >= 0 && en.slice < static_cast<int>(kept.size())) << en.slice;  // the input's
         const flex::DevSlice& d = wl.slices[static_cast<size_t>(en.slice)];
         tiles += en.ntiles;
         for (int j = 0; j < en.ntiles; ++j) {
@@ -335,6 +347,66 @@ TEST(FlexWorkList, LongLateItemsGoFirst) {
     EXPECT_EQ(f.bwd_items[i].k0, fg.bwd_items[i].k0) << "item " << i;
     EXPECT_EQ(f.bwd_items[i].head, fg.bwd_items[i].head) << "item " << i;
   }
+}
+
+// Slice s cut at row r into the two slices that cover its pairs (the band rule of
+// common/slice_band.h: the top keeps the first key and its end moves with the upper diagonal, the
+// bottom keeps the end and its first key moves with the lower one); false when a piece would
+// have no keys.
+bool cut_rows(const KernelSlice& s, int64_t r, KernelSlice& top, KernelSlice& bottom) {
+  const bool upper = band_has_upper_diagonal(s.type), lower = band_has_lower_diagonal(s.type);
+  top = sl(s.q_start, r, s.k_start, upper ? s.k_end - (s.q_end - r) : s.k_end, s.type);
+  bottom = sl(r, s.q_end, lower ? s.k_start + (r - s.q_start) : s.k_start, s.k_end, s.type);
+  return top.k_end > top.k_start && bottom.k_end > bottom.k_start;
+}
+
+// A mask cut into pieces down its rows, as a stage-wise caller's plan cuts it at chunk
+// boundaries: the forward joins the pieces again and runs the items and tiles of the uncut mask;
+// the backward walks the pieces.
+TEST(FlexWorkList, ForwardJoinsRowPieces) {
+  const uint64_t seed = magi::testing::fresh_test_seed("FlexWorkList.ForwardJoinsRowPieces");
+  std::mt19937_64 rng(seed);
+  auto pick = [&](int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng); };
+  int joined = 0;
+  for (int i = 0; i < 60; ++i) {
+    const AttnShape sh{pick(1, 300), pick(1, 300), 2, 1, 128};
+    const std::vector<KernelSlice> whole = random_slices(rng, sh.sq, sh.sk, pick(0, 20));
+    std::vector<KernelSlice> pieces;
+    for (const KernelSlice& s : whole) {
+      KernelSlice rest = s, top, bottom;
+      for (int c = 0; c < 3 && rest.q_end - rest.q_start >= 2; ++c) {
+        if (!cut_rows(rest, pick(rest.q_start + 1, rest.q_end - 1), top, bottom)) break;
+        pieces.push_back(top);
+        rest = bottom;
+      }
+      pieces.push_back(rest);
+    }
+    std::shuffle(pieces.begin(), pieces.end(), rng);
+    const std::string what = "case " + std::to_string(i) + " sq " + std::to_string(sh.sq) + " sk " + std::to_string(sh.sk);
+    check_lists(sh, pieces, i % 2 == 0 ? kKernelTiles : kSmallTiles, what + ", pieces");
+    if (HasFatalFailure()) return;
+    const flex::TileShape t = i % 2 == 0 ? kKernelTiles : kSmallTiles;
+    const flex::WorkLists a = flex::build_work_lists(sh, whole.data(), whole.size(), t, 132);
+    const flex::WorkLists b = flex::build_work_lists(sh, pieces.data(), pieces.size(), t, 132);
+    EXPECT_EQ(b.stats.forward_items, a.stats.forward_items) << what;
+    EXPECT_EQ(b.stats.forward_tiles, a.stats.forward_tiles) << what;
+    joined += b.fwd_slices_begin > 0;
+  }
+  EXPECT_GT(joined, 30);  // the cases did cut slices
+
+  // A causal document in 512-row pieces, each seeing the document from its first key (a stage's
+  // list at 2 stages of 32k varlen causal): the document's 64 items and 2080 tiles per head.
+  std::vector<KernelSlice> doc;
+  for (int64_t r = 6606; r < 14798; r = (r / 512 + 1) * 512)
+    doc.push_back(sl(r, std::min<int64_t>(14798, (r / 512 + 1) * 512), 6606, std::min<int64_t>(14798, (r / 512 + 1) * 512),
+                     KernelSliceType::causal));
+  const AttnShape big{16384, 16384, 1, 1, 128};
+  const flex::WorkLists d = flex::build_work_lists(big, doc.data(), doc.size(), kKernelTiles, 132);
+  int items = 0;
+  for (const flex::FwdItem& it : d.fwd_items) items += it.ntiles > 0;
+  EXPECT_EQ(d.slices.size(), doc.size() + 1);
+  EXPECT_EQ(items, 64);
+  EXPECT_EQ(d.stats.forward_tiles, 64 * 65 / 2);
 }
 
 TEST(FlexWorkList, EdgeCases) {
