@@ -108,11 +108,15 @@ struct BwdTileCursor {
 };
 
 // One thread sends a staged dQ tile (query rows [q0, q0 + BM) of head h) to the workspace: one
-// TMA reduce-add per 32-column box.
+// TMA reduce-add per 32-column box, its lines marked to leave the L2 after the others: the fp32
+// workspace (268 MB at 32k x 16 heads x d 128) does not fit the L2, and a unit's partial sums
+// evicted before its last tile lands are written to HBM and read back (results/kernel/NOTES.md,
+// v22: full 8k +5%, varlen sliding window +3%).
 template <int D, int BM, typename P>
 __device__ __forceinline__ void send_dq_tile(const P& p, const float* sdQ, int q0, int h) {
 #pragma unroll
-  for (int b = 0; b < D / kDqBoxCols; ++b) tma_reduce_add_3d(&p.dq_map, sdQ + b * BM * kDqBoxCols, b * kDqBoxCols, h, q0);
+  for (int b = 0; b < D / kDqBoxCols; ++b)
+    tma_reduce_add_3d(&p.dq_map, sdQ + b * BM * kDqBoxCols, b * kDqBoxCols, h, q0, l2_policy_evict_last());
   bulk_commit();
 }
 

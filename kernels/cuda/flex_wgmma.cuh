@@ -20,16 +20,24 @@ __device__ inline void fence_proxy_async() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
 
+// An L2 cache policy for the TMA's .L2::cache_hint forms: lines written under it are evicted
+// after the others.
+__device__ inline uint64_t l2_policy_evict_last() {
+  uint64_t policy;
+  asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;\n" : "=l"(policy));
+  return policy;
+}
 // TMA reduce-add of a 3D box from shared memory into global memory through a tensor map (the
 // address of a __grid_constant__ kernel parameter): global[box at (c0, c1, c2)] += shared box,
-// in the map's element type; elements outside the tensor are dropped. Asynchronous: the issuing
-// thread waits (bulk_wait_read_all, or bulk_wait_all_writes) before the source is rewritten or the
-// block exits.
-__device__ inline void tma_reduce_add_3d(const void* tensor_map, const void* src, int c0, int c1, int c2) {
+// in the map's element type, the lines under the L2 cache policy `policy`; elements outside the
+// tensor are dropped. Asynchronous: the issuing thread waits (bulk_wait_read_all, or
+// bulk_wait_all_writes) before the source is rewritten or the block exits.
+__device__ inline void tma_reduce_add_3d(const void* tensor_map, const void* src, int c0, int c1, int c2,
+                                         uint64_t policy) {
   asm volatile(
-      "cp.reduce.async.bulk.tensor.3d.global.shared::cta.add.tile.bulk_group [%0, {%2, %3, %4}], [%1];\n" ::"l"(
-          reinterpret_cast<uint64_t>(tensor_map)),
-      "r"(smem_addr(src)), "r"(c0), "r"(c1), "r"(c2)
+      "cp.reduce.async.bulk.tensor.3d.global.shared::cta.add.tile.bulk_group.L2::cache_hint [%0, {%2, %3, %4}], [%1], "
+      "%5;\n" ::"l"(reinterpret_cast<uint64_t>(tensor_map)),
+      "r"(smem_addr(src)), "r"(c0), "r"(c1), "r"(c2), "l"(policy)
       : "memory");
 }
 __device__ inline void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
