@@ -19,7 +19,8 @@
 
 namespace magi::kernels {
 
-// The slices joined, each run in the place of its first slice (none joins: the same list).
+// The slices joined, each run in the input's place of its top slice, the one with its first rows
+// (none joins: the same list).
 template <typename S>
 std::vector<S> join_row_runs(const std::vector<S>& slices) {
   // Two invariants of a slice's band, equal along a run: its lower edge's (the first key, or first
