@@ -167,13 +167,14 @@ void check_lists(const AttnShape& sh, const std::vector<KernelSlice>& in, const 
         const flex::FwdEntry& en = wl.fwd_entries[static_cast<size_t>(e)];
         ASSERT_TRUE(en.slice >= wl.fwd_slices_begin && en.slice < static_cast<int>(wl.slices.size())) << en.slice;
         const flex::DevSlice& d = wl.slices[static_cast<size_t>(en.slice)];
+        const KernelSlice walked = of(d);
         tiles += en.ntiles;
         for (int j = 0; j < en.ntiles; ++j) {
           const int k0 = en.k_lo + j * t.fwd_bn, k1 = k0 + t.fwd_bn;
           const bool inside = flex::tile_inside(d, it.q0, it.q_end, k0, k1);
           for (int q = it.q0; q < it.q_end; ++q)
             for (int k = k0; k < k1; ++k) {
-              const bool vis = covers(of(d), q, k);
+              const bool vis = covers(walked, q, k);
               if (inside) {
                 ASSERT_TRUE(vis) << "unmasked tile holds (" << q << ", " << k << ")";
               }
