@@ -108,15 +108,15 @@ struct BwdTileCursor {
 };
 
 // One thread sends a staged dQ tile (query rows [q0, q0 + BM) of head h) to the workspace: one
-// TMA reduce-add per 32-column box, its lines marked to leave the L2 after the others: the fp32
-// workspace (268 MB at 32k x 16 heads x d 128) does not fit the L2, and a unit's partial sums
-// evicted before its last tile lands are written to HBM and read back (results/kernel/NOTES.md,
-// v22: full 8k +5%, varlen sliding window +3%).
+// TMA reduce-add per 32-column box, its lines under `policy` (l2_policy_evict_last), so that they
+// leave the L2 after the others: the fp32 workspace (268 MB at 32k x 16 heads x d 128) does not
+// fit the L2, and a unit's partial sums evicted before its last tile lands are written to HBM and
+// read back (results/kernel/NOTES.md, v22: full 8k +5%, varlen sliding window +3%).
 template <int D, int BM, typename P>
-__device__ __forceinline__ void send_dq_tile(const P& p, const float* sdQ, int q0, int h) {
+__device__ __forceinline__ void send_dq_tile(const P& p, const float* sdQ, int q0, int h, uint64_t policy) {
 #pragma unroll
   for (int b = 0; b < D / kDqBoxCols; ++b)
-    tma_reduce_add_3d(&p.dq_map, sdQ + b * BM * kDqBoxCols, b * kDqBoxCols, h, q0, l2_policy_evict_last());
+    tma_reduce_add_3d(&p.dq_map, sdQ + b * BM * kDqBoxCols, b * kDqBoxCols, h, q0, policy);
   bulk_commit();
 }
 
@@ -333,10 +333,11 @@ __global__ void __launch_bounds__(kBwdThreads, 1) flex_bwd_wgmma_kernel(const __
       // dQ writer: each staged tile to the workspace; at the end, waits for every sum to land and
       // releases them to the consumers, which count them into their units.
       BwdTileCursor cur(item);
+      const uint64_t policy = l2_policy_evict_last();
       for (int t = 0; t < ntot; ++t, cur.next(p.entries, item)) {
         mbar_wait(&dq_full, t & 1);
         if (lane == 0) {
-          send_dq_tile<D, BM>(p, sdQ, p.entries[cur.e].q_lo + cur.t * BM, item.head + cur.h);
+          send_dq_tile<D, BM>(p, sdQ, p.entries[cur.e].q_lo + cur.t * BM, item.head + cur.h, policy);
           bulk_wait_read_all();
           mbar_arrive(&dq_free);
         }
