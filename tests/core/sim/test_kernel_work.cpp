@@ -5,6 +5,7 @@
 #include "core/sim/kernel_work.h"
 
 #include "common/flex_work_list.h"
+#include "common/row_pieces.h"
 #include "cuda/flex_tiles.h"
 #include "kernels/catalogue_slices.h"
 
@@ -51,11 +52,7 @@ TEST(KernelWork, MatchesTheKernelWorkListsOnEveryCatalogueMask) {
 // (common/row_runs.h), the backward walks them, and the counts follow both.
 TEST(KernelWork, CountsTheForwardOverJoinedRowPieces) {
   const int64_t S = 4096;
-  std::vector<kernels::KernelSlice> pieces;
-  for (int64_t r = 300; r < 3900; r = (r / 512 + 1) * 512) {
-    const int64_t e = std::min<int64_t>(3900, (r / 512 + 1) * 512);
-    pieces.push_back({r, e, 300, e, kernels::KernelSliceType::causal});
-  }
+  const std::vector<kernels::KernelSlice> pieces = magi::testing::causal_row_pieces(300, 3900, 512);
   const kernels::flex::TileShape ts = kernels::cuda::flex_work_list_tiles(128);
   const KernelTiles t{ts.fwd_bm, ts.fwd_bn, ts.bwd_bm, ts.bwd_bn};
   const kernels::AttnShape shape{S, S, 2, 2, 128};

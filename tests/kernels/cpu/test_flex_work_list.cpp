@@ -5,6 +5,7 @@
 // flagged "inside the band" hold visible pairs only, document-aligned items never straddle two
 // slices, and the launch order keeps each group of items together, heaviest first.
 #include "common/flex_work_list.h"
+#include "common/row_pieces.h"
 
 #include "common/test_seed.h"
 #include "cuda/flex_tiles.h"
@@ -397,10 +398,7 @@ TEST(FlexWorkList, ForwardJoinsRowPieces) {
 
   // A causal document in 512-row pieces, each seeing the document from its first key (a stage's
   // list at 2 stages of 32k varlen causal): the document's 64 items and 2080 tiles per head.
-  std::vector<KernelSlice> doc;
-  for (int64_t r = 6606; r < 14798; r = (r / 512 + 1) * 512)
-    doc.push_back(sl(r, std::min<int64_t>(14798, (r / 512 + 1) * 512), 6606, std::min<int64_t>(14798, (r / 512 + 1) * 512),
-                     KernelSliceType::causal));
+  const std::vector<KernelSlice> doc = magi::testing::causal_row_pieces(6606, 14798, 512);
   const AttnShape big{16384, 16384, 1, 1, 128};
   const flex::WorkLists d = flex::build_work_lists(big, doc.data(), doc.size(), kKernelTiles, 132);
   int items = 0;

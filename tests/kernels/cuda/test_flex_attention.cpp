@@ -7,6 +7,7 @@
 #include "cpu/reference_attention.h"
 #include "cuda/flex_attention.h"
 
+#include "common/row_pieces.h"
 #include "common/test_seed.h"
 
 #ifdef MAGI_TEST_HAVE_CATALOGUE
@@ -485,14 +486,8 @@ TEST_F(FlexAttentionGpu, PipelineShapes) {
     // Slices in row pieces, as a stage's plan cuts documents at its chunk boundaries, which the
     // forward joins again (common/row_runs.h) and the backward walks as given: two causal
     // documents cut every 256 rows, and a bi_causal band cut into three.
-    std::vector<KernelSlice> docs;
-    for (const auto& [a, b] : {std::pair<int64_t, int64_t>{0, 700}, {700, 1500}}) {
-      for (int64_t r = a; r < b;) {
-        const int64_t e = std::min(b, (r / 256 + 1) * 256);
-        docs.push_back(sl(r, e, a, e, T::causal));
-        r = e;
-      }
-    }
+    std::vector<KernelSlice> docs = magi::testing::causal_row_pieces(0, 700, 256);
+    for (const KernelSlice& s : magi::testing::causal_row_pieces(700, 1500, 256)) docs.push_back(s);
     check_case(AttnShape{1500, 1500, 4, 2, d}, docs, rng(), "causal documents in row pieces");
     check_case(AttnShape{300, 600, 2, 1, d},
                {sl(0, 100, 0, 400, T::bi_causal), sl(100, 200, 100, 500, T::bi_causal), sl(200, 300, 200, 600, T::bi_causal)},
