@@ -110,7 +110,7 @@ class MagiRunner final : public PlanRunner {
       if (s < static_cast<int>(me.stages.size())) {
         ls.rows = total_size(me.stages[s].kv_ranges);
         if (!me.stages[s].slices.empty()) {
-          const kernels::AttnShape shape{tokens_, s == 0 ? tokens_ : ls.rows, hq_, hkv_, head_dim_};
+          const kernels::AttnShape shape{tokens_, ls.rows, hq_, hkv_, head_dim_};
           ls.op = dev_.attention(shape, to_kernel_slices(me.stages[s].slices));
           ++active_;
         }
@@ -221,8 +221,9 @@ class MagiRunner final : public PlanRunner {
       max_rows = std::max(max_rows, ls.rows);
       returned_rows += c.reduce.recv_rows;
     }
-    // dK/dV straight from the kernels when no other rank sends partials back: the host stage's
-    // writes every row, a local stage's (after it, in stream order) its own run of rows.
+    // dK/dV straight from the kernels when no other rank sends partials back: each stage's
+    // writes its own rows (the host stage's are the host buffer, or at cp 1 its first run), zeros
+    // where it has no slices.
     kv_direct_ = returned_rows == 0;
     for (const LocalStage& ls : stages_) {
       MAGI_CHECK(ls.host_row < 0 || kv_direct_, "rank {}: a local stage, yet dK/dV partials come back", rank_);
@@ -276,8 +277,8 @@ class MagiRunner final : public PlanRunner {
           const LocalStage& ls = stages_[0];
           if (!ls.op) {
             if (kv_direct_) {
-              dev_.fill(local.dk.data(), dt_, local.dk.elems(), 0.f);
-              dev_.fill(local.dv.data(), dt_, local.dv.elems(), 0.f);
+              dev_.fill(local.dk.data(), dt_, ls.rows * kv_row_, 0.f);
+              dev_.fill(local.dv.data(), dt_, ls.rows * kv_row_, 0.f);
             }
             return;
           }
@@ -311,7 +312,13 @@ class MagiRunner final : public PlanRunner {
                               own ? local.dk.at(ls.host_row * kv_row_) : dk_part_.data(),
                               own ? local.dv.at(ls.host_row * kv_row_) : dv_part_.data(), next_into(first_dq));
             }
-            if (own) return;
+            if (own) {
+              if (!ls.op) {
+                dev_.fill(local.dk.at(ls.host_row * kv_row_), dt_, ls.rows * kv_row_, 0.f);
+                dev_.fill(local.dv.at(ls.host_row * kv_row_), dt_, ls.rows * kv_row_, 0.f);
+              }
+              return;
+            }
             if (!ls.op && ls.rows > 0) {
               dev_.fill(dk_part_.data(), dt_, ls.rows * kv_row_, 0.f);
               dev_.fill(dv_part_.data(), dt_, ls.rows * kv_row_, 0.f);

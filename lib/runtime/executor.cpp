@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <limits>
 #include <string_view>
 #include <thread>
@@ -216,6 +217,12 @@ ExecResult execute_plan(Communicator& host, Communicator& data, Device& dev, con
   L.dq = dev.alloc(q_elems, dev.dtype());
   L.dk = dev.alloc(kv_elems, dev.dtype());
   L.dv = dev.alloc(kv_elems, dev.dtype());
+  if (opt.check) {
+    // The outputs start as NaN, so that a row no pass writes fails the check (fresh memory is
+    // zero on the CPU device, and a missing zero would pass unseen there).
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    for (const Buffer* b : {&L.out, &L.lse, &L.dq, &L.dk, &L.dv}) dev.fill(b->data(), b->dtype(), b->elems(), nan);
+  }
 
   auto runner = make_runner(dev, data, plan);
   RankTimes mine;
