@@ -69,10 +69,16 @@ bool ranges_overlap(std::vector<std::pair<int, int>> r) {
 
 // Launch order of the work items (the hardware hands out thread blocks roughly in index order).
 // Items that stream the same operands (forward: K and V; backward: Q, dO and the dQ accumulator)
-// form a group (forward: kv head, backward: the item's first query head; and the first slice)
-// and run side by side, so those operands come from HBM once and then from L2. Ordered by size
-// alone, the blocks running at one time read different documents and heads and the kernel turns
-// memory-bound (H100, 32k varlen causal with 4k documents: 346 TFLOP/s forward against 418 with
+// form a group (forward: kv head and the first slice; backward: the item's first query head and
+// the slice its walk ends in) and run side by side, so those operands come from HBM once and then
+// from L2. The backward keys on the last slice because a document's key blocks all walk down to
+// its last rows, however the document is cut into row pieces (a stage's slices at cp 1 cut it at
+// every 512-token chunk): keyed on the first slice, a key block straddling two documents started
+// in the earlier one's last piece and was launched alone after everything else while it walked
+// the whole next document (32k varlen causal at 5 stages: 16 such items, one per head, ran on 16
+// SMs for the last quarter of a stage kernel, at 3.7 us per tile against the others' 2.6;
+// results/runtime/NOTES.md). Ordered by size alone, the blocks running at one time read
+// different documents and heads and the kernel turns memory-bound (H100, 32k varlen causal with 4k documents: 346 TFLOP/s forward against 418 with
 // 8k documents, whose equal-size items happened to pair up). Groups run heaviest first and so do
 // the items within a group, so the last wave is small items. (Grouping by document instead, the slices joined by shared rows or keys, measured
 // the same backward and 5-10% slower forward on varlen block-causal.)
@@ -80,9 +86,13 @@ bool ranges_overlap(std::vector<std::pair<int, int>> r) {
 // end alone (sink + sliding window: the sink keys' backward item walks every query tile, its group
 // is one item, and it ran last, on 16 of 132 SMs for a quarter of the kernel). With `blocks`
 // items running at once, an item that starts after `before` tiles of the items ahead of it ends
-// near before / blocks + ntiles tile-times, the launch near total / blocks; items at least twice
-// the mean length that would end past it run first, longest first. Uniform items are never
-// moved (the last wave's end is the same in any order), nor are long items that start early.
+// near before / blocks + ntiles tile-times, the launch near total / blocks; long items that would
+// end past it run first, longest first. Long: at least twice the mean item, or at least a fifth of
+// a block's share total / blocks (a stage kernel's documents: a few dozen items per head, the
+// longest a quarter of the share, each head's run late behind the other heads' groups; 32k varlen
+// causal at 5 stages, its two largest stage kernels 5% shorter; results/runtime/NOTES.md).
+// Uniform items are never moved (the last wave's end is the same in any order), nor are long
+// items that start early.
 template <typename Item, typename GroupOf>
 void order_items(std::vector<Item>& items, GroupOf group_of, int blocks) {
   struct Key {
@@ -112,7 +122,8 @@ void order_items(std::vector<Item>& items, GroupOf group_of, int blocks) {
   int64_t before = 0;
   for (const Key& k : keys) {
     const Item& it = items[k.index];
-    const bool long_item = static_cast<int64_t>(it.ntiles) * static_cast<int64_t>(items.size()) >= 2 * total;
+    const bool long_item = static_cast<int64_t>(it.ntiles) * static_cast<int64_t>(items.size()) >= 2 * total ||
+                           static_cast<int64_t>(it.ntiles) * blocks * 5 >= total;
     const bool ends_late = before + static_cast<int64_t>(it.ntiles) * blocks > total;
     (long_item && ends_late ? first : rest).push_back(it);
     before += it.ntiles;
@@ -219,7 +230,7 @@ int build_backward(const AttnShape& shape, const std::vector<DevSlice>& sl,
   order_items(
       items,
       [&](const BwdItem& it) {
-        return std::make_pair(it.head, it.entry_end > it.entry_begin ? entries[it.entry_begin].slice : -1);
+        return std::make_pair(it.head, it.entry_end > it.entry_begin ? entries[it.entry_end - 1].slice : -1);
       },
       blocks);
   stats.backward_items = static_cast<int64_t>(items.size());

@@ -55,8 +55,8 @@ bool ranges_disjoint(const std::vector<flex::DevSlice>& sl, bool on_q) {
   return true;
 }
 
-// Launch order: items of one group (forward: kv head, backward: query head; and the first slice)
-// are contiguous, group totals never increase along the order, and tile counts never increase
+// Launch order: items of one group (forward: kv head and the first slice; backward: query head and
+// the last slice) are contiguous, group totals never increase along the order, and tile counts never increase
 // inside a group.
 template <typename Item, typename GroupOf>
 void expect_grouped_heaviest_first(const std::vector<Item>& items, GroupOf group_of, const std::string& what) {
@@ -92,7 +92,8 @@ void expect_long_late_items_first(const std::vector<Item>& grouped, const std::v
   std::set<std::pair<int, int>> moved;
   int64_t before = 0;
   for (const Item& it : grouped) {
-    if (it.ntiles * n >= 2 * total && before + static_cast<int64_t>(it.ntiles) * blocks > total) moved.insert(key_of(it));
+    const bool long_item = it.ntiles * n >= 2 * total || static_cast<int64_t>(it.ntiles) * blocks * 5 >= total;
+    if (long_item && before + static_cast<int64_t>(it.ntiles) * blocks > total) moved.insert(key_of(it));
     before += it.ntiles;
   }
   size_t i = 0;
@@ -282,7 +283,7 @@ void check_lists(const AttnShape& sh, const std::vector<KernelSlice>& in, const 
   expect_grouped_heaviest_first(
       grouped.bwd_items,
       [&](const flex::BwdItem& it) {
-        return std::make_pair(it.head, it.entry_end > it.entry_begin ? wl.bwd_entries[it.entry_begin].slice : -1);
+        return std::make_pair(it.head, it.entry_end > it.entry_begin ? wl.bwd_entries[it.entry_end - 1].slice : -1);
       },
       "backward order");
 }
@@ -406,6 +407,40 @@ TEST(FlexWorkList, ForwardJoinsRowPieces) {
   EXPECT_EQ(d.slices.size(), doc.size() + 1);
   EXPECT_EQ(items, 64);
   EXPECT_EQ(d.stats.forward_tiles, 64 * 65 / 2);
+}
+
+// Two causal documents in 512-row pieces (a stage's list at cp 1), the first ending inside a key
+// block: that block walks the first document's last rows and then the whole second one, and is
+// grouped with the second document's blocks (the grouped order, one block at a time), first as
+// the longest, not alone after them.
+TEST(FlexWorkList, BackwardKeepsADocumentsKeyBlocksTogether) {
+  std::vector<KernelSlice> sl = magi::testing::causal_row_pieces(0, 600, 512);
+  const std::vector<KernelSlice> second = magi::testing::causal_row_pieces(600, 4696, 512);
+  sl.insert(sl.end(), second.begin(), second.end());
+  const AttnShape sh{4696, 4696, 1, 1, 128};
+  check_lists(sh, sl, kKernelTiles, "two documents in pieces");
+  const flex::WorkLists wl = flex::build_work_lists(sh, sl.data(), sl.size(), kKernelTiles, 1);
+  ASSERT_FALSE(wl.bwd_items.empty());
+  EXPECT_EQ(wl.bwd_items[0].k0, 512) << "the straddling key block";
+  // 2 tiles of the first document's rows [512, 600), then the second's pieces from row 600: 7 +
+  // 7 x 8 + 2 tiles.
+  EXPECT_EQ(wl.bwd_items[0].ntiles, 2 + 65);
+  EXPECT_EQ(wl.bwd_items[1].k0, 640);
+
+}
+
+// A stage holding the first third of a long causal document's keys, 16 heads on 132 blocks: every
+// key block walks from its diagonal to the document's end (192 down to 130 tiles, none twice the
+// mean), each block's share is about 620 tiles, so the later heads' items, more than a fifth of
+// it and launched in their groups, would end past the launch: they run first, longest first.
+TEST(FlexWorkList, BackwardLongItemsOfLateHeadsGoFirst) {
+  std::vector<KernelSlice> sl = magi::testing::causal_row_pieces(0, 4096, 512);
+  sl.push_back({4096, 12288, 0, 4096, KernelSliceType::full});
+  const AttnShape sh{12288, 4096, 16, 16, 128};
+  const flex::WorkLists wl = flex::build_work_lists(sh, sl.data(), sl.size(), kKernelTiles, 132);
+  ASSERT_FALSE(wl.bwd_items.empty());
+  EXPECT_EQ(wl.bwd_items[0].ntiles, 192);
+  EXPECT_GE(wl.bwd_items[0].head, 8) << "a head whose group starts in the second half";
 }
 
 TEST(FlexWorkList, EdgeCases) {
