@@ -91,6 +91,11 @@ bool ranges_overlap(std::vector<std::pair<int, int>> r) {
 // a block's share total / blocks (a stage kernel's documents: a few dozen items per head, the
 // longest a quarter of the share, each head's run late behind the other heads' groups; 32k varlen
 // causal at 5 stages, its two largest stage kernels 5% shorter; results/runtime/NOTES.md).
+// Items of at least four times the mean run first wherever they start: such an item (sink keys,
+// a shared question's keys) walks its head's every query tile, and started with its group it ends
+// after the group's other items and so completes, and converts alone, every dQ unit of the head
+// (the end of an item that completes a unit converts it; at about 1.4 us per unit on an H200,
+// results/kernel/NOTES.md v25): sink + sliding window's backward lost 6% to that.
 // Uniform items are never moved (the last wave's end is the same in any order), nor are long
 // items that start early.
 template <typename Item, typename GroupOf>
@@ -117,12 +122,20 @@ void order_items(std::vector<Item>& items, GroupOf group_of, int blocks) {
   });
   int64_t total = 0;
   for (const Item& it : items) total += it.ntiles;
+  const int64_t n = static_cast<int64_t>(items.size());
+  auto very_long = [&](const Item& it) { return static_cast<int64_t>(it.ntiles) * n >= 4 * total; };
   std::vector<Item> first, rest;
   rest.reserve(items.size());
-  int64_t before = 0;
+  int64_t before = 0;  // the tiles launched ahead: the very long items, then the grouped order's
+  for (const Key& k : keys) {
+    if (!very_long(items[k.index])) continue;
+    first.push_back(items[k.index]);
+    before += items[k.index].ntiles;
+  }
   for (const Key& k : keys) {
     const Item& it = items[k.index];
-    const bool long_item = static_cast<int64_t>(it.ntiles) * static_cast<int64_t>(items.size()) >= 2 * total ||
+    if (very_long(it)) continue;
+    const bool long_item = static_cast<int64_t>(it.ntiles) * n >= 2 * total ||
                            static_cast<int64_t>(it.ntiles) * blocks * 5 >= total;
     const bool ends_late = before + static_cast<int64_t>(it.ntiles) * blocks > total;
     (long_item && ends_late ? first : rest).push_back(it);

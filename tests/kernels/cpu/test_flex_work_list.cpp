@@ -55,17 +55,34 @@ bool ranges_disjoint(const std::vector<flex::DevSlice>& sl, bool on_q) {
   return true;
 }
 
-// Launch order: items of one group (forward: kv head and the first slice; backward: query head and
-// the last slice) are contiguous, group totals never increase along the order, and tile counts never increase
+// Launch order: after the items of at least four times the mean (longest first), items of one
+// group (forward: kv head and the first slice; backward: query head and the last slice) are
+// contiguous, group totals never increase along the order, and tile counts never increase
 // inside a group.
 template <typename Item, typename GroupOf>
 void expect_grouped_heaviest_first(const std::vector<Item>& items, GroupOf group_of, const std::string& what) {
   std::map<std::pair<int, int>, int64_t> total;
-  for (const Item& it : items) total[group_of(it)] += it.ntiles;
+  int64_t all = 0;
+  for (const Item& it : items) {
+    total[group_of(it)] += it.ntiles;
+    all += it.ntiles;
+  }
+  // The items of at least four times the mean go first, longest first (order_items).
+  size_t lead = 0;
+  while (lead < items.size() && static_cast<int64_t>(items[lead].ntiles) * static_cast<int64_t>(items.size()) >= 4 * all) {
+    if (lead > 0) {
+      EXPECT_GE(items[lead - 1].ntiles, items[lead].ntiles) << what << ": leading item " << lead;
+    }
+    ++lead;
+  }
+  for (size_t i = lead; i < items.size(); ++i) {
+    EXPECT_LT(static_cast<int64_t>(items[i].ntiles) * static_cast<int64_t>(items.size()), 4 * all)
+        << what << ": a very long item at " << i << ", after the lead";
+  }
   std::map<std::pair<int, int>, bool> closed;
-  for (size_t i = 0; i < items.size(); ++i) {
+  for (size_t i = lead; i < items.size(); ++i) {
     const auto g = group_of(items[i]);
-    if (i > 0) {
+    if (i > lead) {
       const auto p = group_of(items[i - 1]);
       if (p == g) {
         EXPECT_GE(items[i - 1].ntiles, items[i].ntiles) << what << ": item " << i;
@@ -79,9 +96,10 @@ void expect_grouped_heaviest_first(const std::vector<Item>& items, GroupOf group
 }
 
 // The launch order with `blocks` items at once against the grouped order (blocks = 1, where no
-// item can end past the launch): a prefix of the items at least twice the mean length that would
-// end past total / blocks where the grouped order starts them, longest first, then every other
-// item in the grouped order.
+// item can end past the launch): a prefix of the items at least four times the mean length and of
+// the long ones (twice the mean, or a fifth of a block's share) that would end past
+// total / blocks where the grouped order starts them, longest first, then every other item in the
+// grouped order.
 template <typename Item, typename KeyOf>
 void expect_long_late_items_first(const std::vector<Item>& grouped, const std::vector<Item>& launched, int blocks,
                                   KeyOf key_of, const std::string& what) {
@@ -93,7 +111,8 @@ void expect_long_late_items_first(const std::vector<Item>& grouped, const std::v
   int64_t before = 0;
   for (const Item& it : grouped) {
     const bool long_item = it.ntiles * n >= 2 * total || static_cast<int64_t>(it.ntiles) * blocks * 5 >= total;
-    if (long_item && before + static_cast<int64_t>(it.ntiles) * blocks > total) moved.insert(key_of(it));
+    const bool very_long = it.ntiles * n >= 4 * total;  // first in the grouped order too
+    if (very_long || (long_item && before + static_cast<int64_t>(it.ntiles) * blocks > total)) moved.insert(key_of(it));
     before += it.ntiles;
   }
   size_t i = 0;
@@ -322,8 +341,9 @@ TEST(FlexWorkList, CatalogueMasks) {
 }
 
 // Keys every query sees beside a band (sink tokens): their backward item walks every query tile,
-// ten times the band's items, and the grouped order starts only one kv head's there; with 132
-// blocks at once every kv head's goes first. A full mask's equal items keep the grouped order.
+// ten times the band's items, and goes first for every kv head, with 132 blocks at once and with
+// one (in its group it would end after the band's items and convert every dQ unit alone). A full
+// mask's equal items keep the grouped order.
 TEST(FlexWorkList, LongLateItemsGoFirst) {
   const int64_t S = 4096;
   const AttnShape sh{S, S, 4, 2, 128};
@@ -340,7 +360,10 @@ TEST(FlexWorkList, LongLateItemsGoFirst) {
     EXPECT_EQ(wl.bwd_items[i].k0, 0) << "item " << i;
     EXPECT_EQ(wl.bwd_items[i].ntiles, longest) << "item " << i;
   }
-  EXPECT_NE(grouped.bwd_items[1].k0, 0) << "the grouped order ran one kv head's sink item late";
+  for (size_t i = 0; i < static_cast<size_t>(sh.hkv); ++i) {
+    EXPECT_EQ(grouped.bwd_items[i].k0, 0) << "one block at a time, item " << i;
+    EXPECT_EQ(grouped.bwd_items[i].ntiles, longest) << "one block at a time, item " << i;
+  }
   check_lists(sh, sink, kKernelTiles, "sink + sliding window");
   const std::vector<KernelSlice> full{sl(0, S, 0, S, KernelSliceType::full)};
   const flex::WorkLists f = flex::build_work_lists(sh, full.data(), full.size(), kKernelTiles, 132);
