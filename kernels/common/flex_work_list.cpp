@@ -78,10 +78,11 @@ bool ranges_overlap(std::vector<std::pair<int, int>> r) {
 // the whole next document (32k varlen causal at 5 stages: 16 such items, one per head, ran on 16
 // SMs for the last quarter of a stage kernel, at 3.7 us per tile against the others' 2.6;
 // results/runtime/NOTES.md). Ordered by size alone, the blocks running at one time read
-// different documents and heads and the kernel turns memory-bound (H100, 32k varlen causal with 4k documents: 346 TFLOP/s forward against 418 with
-// 8k documents, whose equal-size items happened to pair up). Groups run heaviest first and so do
-// the items within a group, so the last wave is small items. (Grouping by document instead, the slices joined by shared rows or keys, measured
-// the same backward and 5-10% slower forward on varlen block-causal.)
+// different documents and heads and the kernel turns memory-bound (H100, 32k varlen causal with
+// 4k documents: 346 TFLOP/s forward against 418 with 8k documents, whose equal-size items
+// happened to pair up). Groups run heaviest first and so do the items within a group, so the last
+// wave is small items. (Grouping by document instead, the slices joined by shared rows or keys,
+// measured the same backward and 5-10% slower forward on varlen block-causal.)
 // One exception: an item far longer than the others whose group runs late would set the launch's
 // end alone (sink + sliding window: the sink keys' backward item walks every query tile, its group
 // is one item, and it ran last, on 16 of 132 SMs for a quarter of the kernel). With `blocks`
