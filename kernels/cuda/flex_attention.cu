@@ -22,6 +22,7 @@
 #include <stdexcept>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace magi::kernels::cuda {
 
@@ -136,7 +137,10 @@ struct DqWorkspace {
   DeviceArray<int> dq_count;
   CUtensorMap dq_map{};  // over dq_acc, for the backward's TMA reduce-add
   bool zeroed = false;
-  DqWorkspace() = default;
+  explicit DqWorkspace(const std::vector<int>& tiles) {
+    unit_tiles.upload(tiles);
+    some_unit_uncovered = std::find(tiles.begin(), tiles.end(), 0) != tiles.end();
+  }
   DqWorkspace(const DqWorkspace&) = delete;
   DqWorkspace& operator=(const DqWorkspace&) = delete;
   ~DqWorkspace() {
@@ -438,9 +442,7 @@ FlexAttention::FlexAttention(const AttnShape& shape, const KernelSlice* slices, 
   impl_->bwd_entries.upload(wl.bwd_entries);
   impl_->bwd_items.upload(wl.bwd_items);
   impl_->unit_tiles = wl.bwd_unit_tiles;
-  impl_->dq = std::make_shared<DqWorkspace>();
-  impl_->dq->unit_tiles.upload(wl.bwd_unit_tiles);
-  impl_->dq->some_unit_uncovered = std::count(wl.bwd_unit_tiles.begin(), wl.bwd_unit_tiles.end(), 0) > 0;
+  impl_->dq = std::make_shared<DqWorkspace>(wl.bwd_unit_tiles);
   impl_->bwd_kv_units = wl.bwd_kv_units;
   impl_->bwd_split_groups = wl.bwd_split_groups;
   impl_->tickets.allocate(FlexAttention::Impl::kTicketSlots);
@@ -480,10 +482,8 @@ void FlexAttention::share_backward_dq(const std::vector<FlexAttention*>& plans) 
   std::vector<int> totals(first->unit_tiles.size(), 0);
   for (const FlexAttention* plan : plans)
     for (size_t u = 0; u < totals.size(); ++u) totals[u] += plan->impl_->unit_tiles[u];
-  auto ws = std::make_shared<DqWorkspace>();
   MAGI_CUDA_CHECK(cudaSetDevice(first->device));
-  ws->unit_tiles.upload(totals);
-  ws->some_unit_uncovered = std::count(totals.begin(), totals.end(), 0) > 0;
+  auto ws = std::make_shared<DqWorkspace>(totals);
   auto pass = std::make_shared<SharedDqPass>(static_cast<int>(plans.size()));
   for (size_t i = 0; i < plans.size(); ++i) {
     Impl& im = *plans[i]->impl_;

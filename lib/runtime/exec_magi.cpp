@@ -306,23 +306,16 @@ class MagiRunner final : public PlanRunner {
           [&] {
             // A local stage's keys are this rank's own run of rows: their gradients go there.
             const bool own = ls.host_row >= 0;
+            void* dk = own ? local.dk.at(ls.host_row * kv_row_) : dk_part_.data();
+            void* dv = own ? local.dv.at(ls.host_row * kv_row_) : dv_part_.data();
             if (ls.op) {
               ls.op->backward(local.q.data(), stage_k(s, local), stage_v(s, local), local.out.data(),
-                              local.dout.data(), local.lse.f32(), local.dq.data(),
-                              own ? local.dk.at(ls.host_row * kv_row_) : dk_part_.data(),
-                              own ? local.dv.at(ls.host_row * kv_row_) : dv_part_.data(), next_into(first_dq));
+                              local.dout.data(), local.lse.f32(), local.dq.data(), dk, dv, next_into(first_dq));
+            } else if (ls.rows > 0) {
+              dev_.fill(dk, dt_, ls.rows * kv_row_, 0.f);
+              dev_.fill(dv, dt_, ls.rows * kv_row_, 0.f);
             }
-            if (own) {
-              if (!ls.op) {
-                dev_.fill(local.dk.at(ls.host_row * kv_row_), dt_, ls.rows * kv_row_, 0.f);
-                dev_.fill(local.dv.at(ls.host_row * kv_row_), dt_, ls.rows * kv_row_, 0.f);
-              }
-              return;
-            }
-            if (!ls.op && ls.rows > 0) {
-              dev_.fill(dk_part_.data(), dt_, ls.rows * kv_row_, 0.f);
-              dev_.fill(dv_part_.data(), dt_, ls.rows * kv_row_, 0.f);
-            }
+            if (own) return;
             // The reverse messages in the forward's layouts, filled from the stage buffer; the
             // rows this rank forwarded keep their partials in fp32 for the fan-in.
             pack_kv_rows(c.reduce_pack, c.red_send);
