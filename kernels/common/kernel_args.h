@@ -23,15 +23,21 @@ struct KernelSlice {
 };
 
 // What an attention call does with the results already in its output buffers. A stage-wise
-// caller (the distributed runtime runs one slice list per stage of keys) writes with its first
-// call and accumulates with the others, so partial results never take a separate pass over memory:
+// caller (the distributed runtime runs one slice list per stage of keys) accumulates with every
+// call after the first, so partial results never take a separate pass over memory:
 //   write      : forward writes out and lse of every row (0 and -inf where no key is seen);
 //                backward writes dq entirely.
 //   accumulate : forward merges this slice list's attention into out and lse by log-sum-exp (they
-//                hold the result over other keys of the same rows, or 0 and -inf), leaving rows
-//                this list gives no key untouched; backward adds this list's dQ into dq, leaving
-//                rows no slice covers untouched. dk and dv are written entirely either way.
-enum class Into { write, accumulate };
+//                hold the result over other keys of the same rows; a row whose lse is -inf holds
+//                none, its out is not read and may hold anything), leaving rows this list gives
+//                no key untouched; backward adds this list's dQ into dq, leaving rows no slice
+//                covers untouched. dk and dv are written entirely either way.
+//   write_keyed: forward only: writes out and lse of the rows this list gives a key and leaves
+//                the others untouched. A stage-wise caller whose first list gives keys to few
+//                rows sets lse = -inf and out = 0 where no list gives a key, then writes with
+//                write_keyed and accumulates: no call writes or reads out where it has nothing
+//                (lib/runtime/exec_detail.h).
+enum class Into { write, accumulate, write_keyed };
 
 struct AttnShape {
   int64_t sq = 0;  // query rows

@@ -349,10 +349,7 @@ void merge_partial(int64_t rows, int32_t heads, int32_t d, float* out_acc, float
     const double b = lse_part[r];
     float* o = out_acc + r * d;
     const float* op = out_part + r * d;
-    if (b == kNegInf) {
-      if (a == kNegInf) std::fill(o, o + d, 0.0f);
-      continue;
-    }
+    if (b == kNegInf) continue;
     if (a == kNegInf) {
       std::copy(op, op + d, o);
       lse_acc[r] = lse_part[r];

@@ -46,7 +46,8 @@ void attention_backward(const AttnShape& shape, const KernelSlice* slices, size_
 // Log-sum-exp merge of a partial result into an accumulator (DESIGN.md §3), per row and head:
 //   lse = log(exp(lse_acc) + exp(lse_part)),
 //   out = out_acc * exp(lse_acc - lse) + out_part * exp(lse_part - lse).
-// A side with lse = -inf contributes nothing; both -inf leaves out = 0, lse = -inf.
+// A side with lse = -inf contributes nothing and its out is not read: a part at -inf leaves the
+// accumulator's row as it is, an accumulator at -inf takes the part's (kernels::Into::accumulate).
 // out_* are [rows, heads, d], lse_* are [rows, heads]; the accumulator is updated in place.
 void merge_partial(int64_t rows, int32_t heads, int32_t d, float* out_acc, float* lse_acc,
                    const float* out_part, const float* lse_part);

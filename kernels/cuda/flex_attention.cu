@@ -158,7 +158,7 @@ struct FlexAttention::Impl {
   DeviceArray<DevSlice> slices;
   DeviceArray<FwdEntry> fwd_entries;
   DeviceArray<FwdItem> fwd_items;
-  DeviceArray<FwdItem> fwd_merge_items;  // the items with key tiles: the others merge nothing
+  DeviceArray<FwdItem> fwd_keyed_items;  // the items with key tiles (Into::accumulate, Into::write_keyed)
   DeviceArray<BwdEntry> bwd_entries;
   DeviceArray<BwdItem> bwd_items;
   std::vector<int> unit_tiles;  // per dQ unit: the tiles of this plan that cover it (host copy)
@@ -191,7 +191,7 @@ struct FlexAttention::Impl {
     slices.reset();
     fwd_entries.reset();
     fwd_items.reset();
-    fwd_merge_items.reset();
+    fwd_keyed_items.reset();
     bwd_entries.reset();
     bwd_items.reset();
     dkv_acc.reset();
@@ -250,14 +250,14 @@ CUtensorMap make_dq_map(float* dq_acc, const AttnShape& sh) {
 
 template <typename T, int D, bool MERGE>
 bool launch_forward(FlexAttention::Impl& im, const void* q, const void* k, const void* v,
-                    void* out, float* lse, float scale, cudaStream_t stream, Launch how) {
+                    void* out, float* lse, float scale, cudaStream_t stream, Launch how, bool keyed_only) {
   constexpr FlexTiles kTiles = flex_tiles(FlexPass::forward, D);
   static_assert(kTiles.rows == detail::kFwdRows, "the forward kernel's item height");
   constexpr int kStages = 2;
   constexpr int smem = detail::fwd_smem_bytes<D, kTiles.keys, kStages>();
   constexpr auto kernel = detail::flex_fwd_kernel<T, D, kTiles.keys, kStages, MERGE>;
   allow_smem<kernel>(smem);
-  const DeviceArray<FwdItem>& items = MERGE ? im.fwd_merge_items : im.fwd_items;
+  const DeviceArray<FwdItem>& items = MERGE || keyed_only ? im.fwd_keyed_items : im.fwd_items;
   if (items.n == 0) return false;
   const unsigned grid = static_cast<unsigned>(std::min<size_t>(items.n, static_cast<size_t>(im.sm_count)));
   const AttnShape& sh = im.shape;
@@ -290,8 +290,8 @@ bool launch_forward(FlexAttention::Impl& im, const void* q, const void* k, const
 template <typename T, int D>
 bool launch_forward(FlexAttention::Impl& im, const void* q, const void* k, const void* v,
                     void* out, float* lse, float scale, cudaStream_t stream, Into into, Launch how) {
-  if (into == Into::accumulate) return launch_forward<T, D, true>(im, q, k, v, out, lse, scale, stream, how);
-  return launch_forward<T, D, false>(im, q, k, v, out, lse, scale, stream, how);
+  if (into == Into::accumulate) return launch_forward<T, D, true>(im, q, k, v, out, lse, scale, stream, how, true);
+  return launch_forward<T, D, false>(im, q, k, v, out, lse, scale, stream, how, into == Into::write_keyed);
 }
 
 // The backward's pre-pass over `rows` (row, head) pairs (flex_bwd_prepare_kernel).
@@ -438,7 +438,7 @@ FlexAttention::FlexAttention(const AttnShape& shape, const KernelSlice* slices, 
   for (const FwdItem& it : wl.fwd_items) {
     if (it.ntiles > 0) with_tiles.push_back(it);
   }
-  impl_->fwd_merge_items.upload(with_tiles);
+  impl_->fwd_keyed_items.upload(with_tiles);
   impl_->bwd_entries.upload(wl.bwd_entries);
   impl_->bwd_items.upload(wl.bwd_items);
   impl_->unit_tiles = wl.bwd_unit_tiles;
@@ -458,7 +458,7 @@ int64_t FlexAttention::device_bytes() const {
   const Impl& im = *impl_;
   const size_t dq_bytes = im.counts_dq() ? im.dq->unit_tiles.bytes() + im.dq->dq_acc.bytes() + im.dq->dq_count.bytes() : 0;
   return static_cast<int64_t>(im.slices.bytes() + im.fwd_entries.bytes() + im.fwd_items.bytes() +
-                              im.fwd_merge_items.bytes() + im.tickets.bytes() + im.bwd_entries.bytes() +
+                              im.fwd_keyed_items.bytes() + im.tickets.bytes() + im.bwd_entries.bytes() +
                               im.bwd_items.bytes() + dq_bytes + im.dkv_acc.bytes() + im.dkv_count.bytes() +
                               im.delta.bytes());
 }
@@ -515,6 +515,7 @@ bool FlexAttention::backward(const void* q, const void* k, const void* v, const 
                              const void* dout, const float* lse, float softmax_scale, void* dq,
                              void* dk, void* dv, void* stream, Into dq_into, const float* delta,
                              Launch launch) {
+  if (dq_into == Into::write_keyed) throw std::invalid_argument("FlexAttention: Into::write_keyed is for the forward only");
   check_launch(launch, dq_into);
   if (!(softmax_scale > 0.f) || !std::isfinite(softmax_scale))
     throw std::invalid_argument("FlexAttention: softmax scale must be positive and finite");

@@ -16,7 +16,8 @@
 // needs no second pass.
 // MERGE (FlexAttention::forward with Into::accumulate): the epilogue merges the item's result
 // into what out and lse already hold for its rows (the result over other keys) by log-sum-exp,
-// in fp32, rounding once; the earlier out rows are staged through shared memory like the output.
+// in fp32, rounding once; the earlier out rows are staged through shared memory like the output,
+// those whose lse is -inf (no result yet) not read at all.
 // Launched to overlap the previous stage's kernel (Launch::overlap), a MERGE block computes its
 // items while that kernel's last blocks run and waits for it only before reading out and lse.
 #pragma once
@@ -96,6 +97,7 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
   __shared__ __align__(8) uint64_t item_full[2], item_free[2];
   __shared__ FwdItem s_item[2];
   __shared__ int s_item_index[2];
+  __shared__ float s_prev[MERGE ? kFwdRows : 1];  // MERGE: the item's rows' lse before it
 
   pdl_launch_dependents();
   if (threadIdx.x == 0) {
@@ -322,12 +324,17 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
     named_sync(kFwdBarEpilogue, NC);  // the previous item's output has left sO
 
     // Epilogue: normalise, out (input dtype) through shared memory to whole rows, lse (natural log,
-    // -inf for empty rows). MERGE: the rows' earlier out staged in sO first and merged in place
-    // (each thread reads the elements it then writes).
+    // -inf for empty rows). MERGE: the rows' earlier lse into s_prev, then the earlier out of the
+    // rows that hold a result (lse > -inf) staged in sO and merged in place (each thread reads
+    // the elements it then writes). A row at -inf is written as if by Into::write and its out is
+    // never read, so a stage-wise caller sets lse = -inf where no stage has computed yet instead
+    // of writing zeros into out (kernel_args.h).
     if constexpr (MERGE) {
       pdl_wait_previous();  // out and lse as the previous stage left them
+      if (tid < BM) s_prev[tid] = q0 + tid < q_end ? p.lse[static_cast<int64_t>(q0 + tid) * p.hq + h] : -INFINITY;
+      named_sync(kFwdBarEpilogue, NC);
       load_staged_rows<BM, D, NC>(sO, p.out + static_cast<int64_t>(q0) * q_stride + static_cast<int64_t>(h) * D,
-                                  q_stride, q_end - q0, tid);
+                                  q_stride, s_prev, tid);
       cp_async_commit();
       cp_async_wait<0>();
       named_sync(kFwdBarEpilogue, NC);
@@ -341,7 +348,8 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
       float w_new = l > 0.f ? 1.f / l : 0.f, w_prev = 0.f;
       if constexpr (MERGE) {
         // lse' = log(e^prev + e^new); a side at -inf weighs 0 (its out is never read). The quad's
-        // writer reads prev and hands it round, so no lane reads after the writer stored.
+        // writer reads prev and hands it round, so no lane reads after the writer stored. (Read
+        // from s_prev instead, it made ptxas spill 96 bytes here against 44.)
         const bool reader = (lane & 3) == 0 && mine;
         const float prev = __shfl_sync(0xffffffffu, reader ? p.lse[static_cast<int64_t>(q0 + row) * p.hq + h] : -INFINITY,
                                        lane & ~3);

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstring>
 #include <exception>
+#include <limits>
 #include <memory>
 #include <thread>
 
@@ -43,18 +44,26 @@ class CpuAttention final : public AttentionOp {
   // Accumulating calls compute into the op's own partial buffers, then merge (log-sum-exp) or
   // add them into the caller's, in float32.
   void forward(const void* q, const void* k, const void* v, void* out, float* lse, kernels::Into into) override {
-    const bool acc = into == kernels::Into::accumulate;
+    const bool acc = into != kernels::Into::write;
     if (acc) reserve_partials();
     kcpu::attention_forward(shape_, slices_.data(), slices_.size(), static_cast<const float*>(q),
                             static_cast<const float*>(k), static_cast<const float*>(v), scale_,
                             acc ? part_.data() : static_cast<float*>(out), acc ? part_lse_.data() : lse, threads_);
-    if (acc) {
+    if (into == kernels::Into::accumulate) {
       kcpu::merge_partial(shape_.sq, shape_.hq, shape_.d, static_cast<float*>(out), lse, part_.data(),
                           part_lse_.data());
+    } else if (into == kernels::Into::write_keyed) {  // the rows given a key, and only those
+      const int64_t d = shape_.d;
+      for (size_t r = 0; r < part_lse_.size(); ++r) {
+        if (part_lse_[r] == -std::numeric_limits<float>::infinity()) continue;
+        lse[r] = part_lse_[r];
+        std::copy_n(part_.begin() + static_cast<std::ptrdiff_t>(r) * d, d, static_cast<float*>(out) + r * d);
+      }
     }
   }
   void backward(const void* q, const void* k, const void* v, const void* out, const void* dout,
                 const float* lse, void* dq, void* dk, void* dv, kernels::Into dq_into) override {
+    if (dq_into == kernels::Into::write_keyed) throw InternalError("CpuAttention: Into::write_keyed is for the forward only");
     if (dq_pass_) dq_pass_->enter(dq_member_, dq_into, dq);  // the order a GPU's shared dQ relies on
     const bool acc = dq_into == kernels::Into::accumulate;
     if (acc) reserve_partials();

@@ -93,7 +93,8 @@ class RowMap {
 // dtype, lse fp32, in the layouts of kernels/common/kernel_args.h; the softmax scale is
 // 1/sqrt(head_dim). With Into::write, rows that see no key get out = 0, lse = -inf and dq, dk, dv
 // are written entirely; with Into::accumulate, out/lse and dq take this op's share on top of
-// what they hold (kernel_args.h), which is how several stages' results combine.
+// what they hold (kernel_args.h), which is how several stages' results combine; Into::write_keyed
+// (forward only) writes the rows that see a key and leaves the others.
 class AttentionOp {
  public:
   virtual ~AttentionOp() = default;

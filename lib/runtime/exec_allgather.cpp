@@ -53,7 +53,7 @@ class AllgatherRunner final : public PlanRunner {
       }
       a.back = dev_.prepare(inverse(segs));
       a.segs = dev_.prepare(std::move(segs));
-      a.op = dev_.attention({tokens_, a.rows, hq_, hkv_, head_dim_}, to_kernel_slices(st.slices));
+      a.op = stage_op(a.rows, st.slices);
       max_rows_ = std::max(max_rows_, a.rows);
       stages_.push_back(std::move(a));
     }

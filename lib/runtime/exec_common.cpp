@@ -64,6 +64,36 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
+std::unique_ptr<AttentionOp> PlanRunner::stage_op(int64_t k_rows, const std::vector<AttnSlice>& slices) {
+  std::unique_ptr<AttentionOp> op = dev_.attention({tokens_, k_rows, hq_, hkv_, head_dim_}, to_kernel_slices(slices));
+  std::vector<Range> rows;
+  for (const AttnSlice& s : slices) rows.push_back(s.q);  // tight slices (plan.h): each row sees a key
+  rows = merge_ranges(std::move(rows));
+  reached_.insert(reached_.end(), rows.begin(), rows.end());
+  reached_ = merge_ranges(std::move(reached_));
+  op_rows_.emplace_back(op.get(), std::move(rows));
+  return op;
+}
+
+void PlanRunner::stage_forward(AttentionOp& op, const void* k, const void* v, Local& local, bool& first) {
+  kernels::Into into = next_into(first);
+  if (into == kernels::Into::write) {
+    const auto mine = std::find_if(op_rows_.begin(), op_rows_.end(), [&](const auto& e) { return e.first == &op; });
+    MAGI_CHECK(mine != op_rows_.end(), "rank {}: a stage's op was not made by stage_op", rank_);
+    if (mine->second != reached_) {
+      dev_.fill(local.lse.f32(), DType::fp32, local.lse.elems(), -std::numeric_limits<float>::infinity());
+      int64_t row = 0;
+      for (const Range& r : reached_) {
+        dev_.fill(local.out.at(row * q_row_), dt_, (r.start - row) * q_row_, 0.f);
+        row = r.end;
+      }
+      dev_.fill(local.out.at(row * q_row_), dt_, (tokens_ - row) * q_row_, 0.f);
+      into = kernels::Into::write_keyed;
+    }
+  }
+  op.forward(local.q.data(), k, v, local.out.data(), local.lse.f32(), into);
+}
+
 void PlanRunner::finish_forward(Local& local, bool first) {
   if (!first) return;
   dev_.fill(local.out.data(), dt_, local.out.elems(), 0.f);

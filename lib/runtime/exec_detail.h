@@ -61,19 +61,27 @@ class PlanRunner : public StrategyRunner {
         tokens_(plan.ranks.at(comm.rank()).tokens) {}
 
   // Results of several stages, the same for every strategy (docs/execution.md, Precision): the
-  // first stage that computes writes out, lse and dQ, every later one accumulates into them
-  // inside its kernel (kernels::Into: out/lse merged by log-sum-exp in fp32 with one rounding to
-  // the model dtype per stage; dQ summed, its stages' ops sharing it: share_stage_dq), so no stage
-  // costs a pass over the results.
+  // first stage that computes writes out, lse and dQ (out and lse: see stage_forward), every later
+  // one accumulates into them inside its kernel (kernels::Into: out/lse merged by log-sum-exp in
+  // fp32 with one rounding to the model dtype per stage; dQ summed, its stages' ops sharing it:
+  // share_stage_dq), so no stage costs a pass over the results.
   // next_into: what the next stage does, given whether none has computed yet (then cleared).
   static kernels::Into next_into(bool& first) {
     const kernels::Into into = first ? kernels::Into::write : kernels::Into::accumulate;
     first = false;
     return into;
   }
-  void stage_forward(AttentionOp& op, const void* k, const void* v, Local& local, bool& first) {
-    op.forward(local.q.data(), k, v, local.out.data(), local.lse.f32(), next_into(first));
-  }
+  // The op of a stage over k_rows keys and `slices` (q in the host buffer's rows), its rows noted
+  // for stage_forward.
+  std::unique_ptr<AttentionOp> stage_op(int64_t k_rows, const std::vector<AttnSlice>& slices);
+  // The forward's first stage writes out and lse when it gives a key to every row that any stage
+  // does. Otherwise writing would cost it out = 0 on rows a later stage computes, and that stage
+  // a read of those zeros: the pass starts instead from lse = -inf and out = 0 on the rows no stage
+  // reaches, the first stage writes only the rows it gives a key (Into::write_keyed) and the later
+  // ones merge (a row at -inf is written, its out never read; kernel_args.h). At cp 1 with an
+  // explicit overlap degree the first stage gives keys to a fraction of the rows
+  // (results/runtime/NOTES.md).
+  void stage_forward(AttentionOp& op, const void* k, const void* v, Local& local, bool& first);
   // The ops of a runner's stages, whose backward calls make one dQ per pass: Device::share_dq
   // (on CUDA one fp32 sum per pass, rounded once, no stage waiting for the one before), when
   // there are several.
@@ -89,6 +97,10 @@ class PlanRunner : public StrategyRunner {
   const int64_t esz_;
   const int cp_, rank_, hq_, hkv_, head_dim_;
   const int64_t total_tokens_, kv_row_, q_row_, tokens_;
+
+ private:
+  std::vector<std::pair<const AttentionOp*, std::vector<Range>>> op_rows_;  // stage_op: rows given a key
+  std::vector<Range> reached_;                                                // their union
 };
 
 std::unique_ptr<StrategyRunner> make_magi_runner(Device& dev, Communicator& comm, const Plan& plan);

@@ -110,8 +110,7 @@ class MagiRunner final : public PlanRunner {
       if (s < static_cast<int>(me.stages.size())) {
         ls.rows = total_size(me.stages[s].kv_ranges);
         if (!me.stages[s].slices.empty()) {
-          const kernels::AttnShape shape{tokens_, ls.rows, hq_, hkv_, head_dim_};
-          ls.op = dev_.attention(shape, to_kernel_slices(me.stages[s].slices));
+          ls.op = stage_op(ls.rows, me.stages[s].slices);
           ++active_;
         }
       }

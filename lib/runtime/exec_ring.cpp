@@ -48,7 +48,7 @@ class RingRunner final : public PlanRunner {
       copies = copies || !rs.identity;
       rs.back = dev_.prepare(rs.identity ? std::vector<RowCopy>{{0, 0, rs.rows}} : inverse(segs));
       rs.segs = dev_.prepare(std::move(segs));
-      rs.op = dev_.attention({tokens_, rs.rows, hq_, hkv_, head_dim_}, to_kernel_slices(st.slices));
+      rs.op = stage_op(rs.rows, st.slices);
       by_owner_[owner].push_back(std::move(rs));
       ++active_;
     }

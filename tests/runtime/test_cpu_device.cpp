@@ -196,6 +196,19 @@ TEST(CpuDevice, AttentionOpIsTheReferenceKernel) {
   };
   near(download(dev, bo), out, "accumulated out");
   near(download(dev, bl), lse, "accumulated lse");
+  // The same from nothing, as a runner whose first stage gives keys to few rows: lse = -inf, out
+  // NaN but 0 on rows 20..25 (no op gives them a key); the first op writes only its keyed rows,
+  // so row 30 keeps its NaN out until the second merges into it.
+  const int64_t row = shape.hq * shape.d;
+  dev.fill(bo.data(), DType::fp32, q_n, std::numeric_limits<float>::quiet_NaN());
+  dev.fill(bo.at(20 * row), DType::fp32, 5 * row, 0.f);
+  dev.fill(bl.f32(), DType::fp32, bl.elems(), kNegInf);
+  op_a->forward(bq.data(), bk.data(), bv.data(), bo.data(), bl.f32(), kernels::Into::write_keyed);
+  EXPECT_TRUE(std::isnan(download(dev, bo)[static_cast<size_t>(30 * row)])) << "a row the first op gives no key";
+  EXPECT_EQ(download(dev, bl)[static_cast<size_t>(30 * shape.hq)], kNegInf);
+  op_b->forward(bq.data(), bk.data(), bv.data(), bo.data(), bl.f32(), kernels::Into::accumulate);
+  near(download(dev, bo), out, "out from nothing");
+  near(download(dev, bl), lse, "lse from nothing");
   op_a->backward(bq.data(), bk.data(), bv.data(), bo.data(), bdo.data(), bl.f32(), bdq.data(), bdk.data(), bdv.data(),
                  kernels::Into::write);
   std::vector<float> sum_dk = download(dev, bdk), sum_dv = download(dev, bdv);

@@ -124,6 +124,16 @@ TEST(ExecutorMpiCheck, LocalStageWithoutSlices) {
   run_case({"unseen middle stage", spec}, Strategy::magi, 1, ModelShape{4, 2, 32, DType::fp32}, 2);
 }
 
+// cp 1 in three local stages whose first gives keys to rows [0, 200) only: the pass starts from
+// lse = -inf, the last stage writes rows [300, 512) by merging into nothing, and rows [200, 300),
+// which no stage reaches, get out = 0 from the runner (the outputs start as NaN under the check).
+TEST(ExecutorMpiCheck, FirstStageReachesSomeRows) {
+  MaskSpec spec;
+  spec.type = "slices";
+  spec.slices = {{{0, 200}, {0, 100}, SliceType::full}, {{300, 512}, {400, 512}, SliceType::causal}};
+  run_case({"first stage reaches some rows", spec}, Strategy::magi, 1, ModelShape{4, 2, 32, DType::fp32}, 2);
+}
+
 TEST_P(ExecutorMpi, Cp3) {
   const auto [strategy, mi] = GetParam();
   const MaskCase mc = testing::test_masks().at(mi);

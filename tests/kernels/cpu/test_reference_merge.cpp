@@ -15,15 +15,17 @@ namespace magi::kernels::testing {
 namespace {
 
 TEST(MergePartial, HandComputedRows) {
-  // Four (row, head) pairs, d = 3: both finite (weights 1/4, 3/4), only the part, only the
-  // accumulator, neither (then out is 0 whatever either side held).
+  // Four (row, head) pairs, d = 3: both finite (weights 1/4, 3/4), only the part (the
+  // accumulator's NaN out is not read), only the accumulator, neither (the accumulator's row
+  // stays as it is).
   const float inf = INFINITY;
-  std::vector<float> out_acc{4, 0, 8, 0, 0, 0, 5, 6, 7, 2, 2, 2};
+  const float nan = NAN;
+  std::vector<float> out_acc{4, 0, 8, nan, nan, nan, 5, 6, 7, 2, 2, 2};
   std::vector<float> lse_acc{0.0f, -inf, 0.7f, -inf};
   const std::vector<float> out_part{0, 4, -8, 1, 2, 3, 9, 9, 9, 7, 7, 7};
   const std::vector<float> lse_part{std::log(3.0f), 1.5f, -inf, -inf};
   cpu::merge_partial(2, 2, 3, out_acc.data(), lse_acc.data(), out_part.data(), lse_part.data());
-  const std::vector<double> want_out{1, 3, -4, 1, 2, 3, 5, 6, 7, 0, 0, 0};
+  const std::vector<double> want_out{1, 3, -4, 1, 2, 3, 5, 6, 7, 2, 2, 2};
   const std::vector<double> want_lse{std::log(4.0), 1.5, 0.7f, -inf};
   expect_close(out_acc, want_out, 1e-6, 1e-6, "out");
   expect_close(lse_acc, want_lse, 1e-6, 1e-6, "lse");

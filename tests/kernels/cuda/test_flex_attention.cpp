@@ -251,11 +251,13 @@ void check_case(const AttnShape& sh, const std::vector<KernelSlice>& slices, uin
 // the backward parts sharing one Delta (compute_delta) and writing dK/dV into buffers of their
 // own, two backward passes. Parts::shared_dq: the same with the plans' dQ shared
 // (share_backward_dq), the second pass calling them in reverse order (its first call writes).
-enum class Parts { serial, overlapped, shared_dq };
+// Parts::from_nothing: as overlapped, the forward starting from lse = -inf (Into::write_keyed).
+enum class Parts { serial, overlapped, shared_dq, from_nothing };
 void check_parts(const AttnShape& sh, const std::vector<KernelSlice>& slices, int parts, uint64_t seed,
                  const std::string& what, magi::DType dt = magi::DType::bf16, Parts mode = Parts::serial) {
   const bool overlapped = mode != Parts::serial;
-  SCOPED_TRACE(std::string(mode == Parts::shared_dq ? "shared dQ " : overlapped ? "overlapped " : "") + what + " sq=" + std::to_string(sh.sq) + " sk=" + std::to_string(sh.sk) + " d=" +
+  const bool from_nothing = mode == Parts::from_nothing;
+  SCOPED_TRACE(std::string(mode == Parts::shared_dq ? "shared dQ " : from_nothing ? "from nothing " : overlapped ? "overlapped " : "") + what + " sq=" + std::to_string(sh.sq) + " sk=" + std::to_string(sh.sk) + " d=" +
                std::to_string(sh.d) + " slices=" + std::to_string(slices.size()) + " parts=" +
                std::to_string(parts) + " seed=" + std::to_string(seed));
   std::mt19937_64 rng(seed);
@@ -286,10 +288,25 @@ void check_parts(const AttnShape& sh, const std::vector<KernelSlice>& slices, in
   out.poison();
   lse.poison();
   dq.poison();
+  if (from_nothing) {
+    // A stage-wise caller whose first part leaves rows to later ones: lse = -inf, out = 0 only
+    // where no part gives a key and NaN elsewhere (never read); the first part writes its keyed
+    // rows (Into::write_keyed), the others accumulate.
+    const std::vector<float> none(nl, -INFINITY);
+    ASSERT_CUDA(cudaMemcpy(lse.p, none.data(), nl * 4, cudaMemcpyHostToDevice));
+    std::vector<uint16_t> start(nq, 0xffff);
+    for (size_t i = 0; i < nl; ++i) {
+      if (std::isinf(ref_lse[i])) std::fill_n(start.begin() + static_cast<std::ptrdiff_t>(i * sh.d), sh.d, uint16_t{0});
+    }
+    ASSERT_CUDA(cudaMemcpy(out.p, start.data(), nq * 2, cudaMemcpyHostToDevice));
+  }
   auto into = [](int i) { return i == 0 ? magi::kernels::Into::write : magi::kernels::Into::accumulate; };
   auto launch = [&](int i) { return overlapped && i > 0 ? kc::Launch::overlap : kc::Launch::after; };
   for (int i = 0; i < parts; ++i) {
-    plans[i]->forward(gq.p, gk.p, gv.p, out.p, static_cast<float*>(lse.p), scale, nullptr, into(i), launch(i));
+    const magi::kernels::Into fwd_into = !from_nothing ? into(i)
+                                         : i == 0     ? magi::kernels::Into::write_keyed
+                                                      : magi::kernels::Into::accumulate;
+    plans[i]->forward(gq.p, gk.p, gv.p, out.p, static_cast<float*>(lse.p), scale, nullptr, fwd_into, launch(i));
   }
   ASSERT_CUDA(cudaDeviceSynchronize());
   const double e_out = expect_forward(download16(out, nq, dt), download_f32(lse, nl), ref_out, ref_lse, sh.d, dt);
@@ -343,7 +360,7 @@ void check_parts(const AttnShape& sh, const std::vector<KernelSlice>& slices, in
   EXPECT_LE(e_dq, tol_grad(dt)) << "dq relative L2";
   EXPECT_LE(e_dk, tol_grad(dt)) << "dk relative L2";
   EXPECT_LE(e_dv, tol_grad(dt)) << "dv relative L2";
-  const std::string label = (mode == Parts::shared_dq ? "shared " : overlapped ? "overlap " : "") + what;
+  const std::string label = (mode == Parts::shared_dq ? "shared " : from_nothing ? "nothing " : overlapped ? "overlap " : "") + what;
   std::printf("  %-34s out %.2e  dq %.2e  dk %.2e  dv %.2e\n", label.c_str(), e_out, e_dq, e_dk, e_dv);
 }
 
@@ -499,7 +516,7 @@ TEST_F(FlexAttentionGpu, AccumulateIntoEarlierResults) {
   const uint64_t seed = magi::testing::fresh_test_seed("FlexAttentionGpu.AccumulateIntoEarlierResults");
   std::mt19937_64 rng(seed);
   using T = KernelSliceType;
-  for (Parts mode : {Parts::serial, Parts::overlapped, Parts::shared_dq}) {
+  for (Parts mode : {Parts::serial, Parts::overlapped, Parts::shared_dq, Parts::from_nothing}) {
     const bool overlapped = mode != Parts::serial;
     for (int d : {64, 128}) {
       for (int i = 0; i < 3; ++i) {
@@ -585,6 +602,7 @@ TEST_F(FlexAttentionGpu, SharedDqRefusals) {
   EXPECT_THROW(p1.backward(g, g, g, g, g, lse, 0.1f, g, g, g, nullptr, Into::accumulate), std::logic_error);
   EXPECT_THROW(p0.backward(g, g, g, g, g, lse, 0.1f, g, g, g, nullptr, Into::accumulate, lse, kc::Launch::overlap),
                std::logic_error);
+  EXPECT_THROW(p0.backward(g, g, g, g, g, lse, 0.1f, g, g, g, nullptr, Into::write_keyed), std::invalid_argument);
 }
 
 }  // namespace
