@@ -33,9 +33,11 @@ struct KernelSlice {
 //                no key untouched; backward adds this list's dQ into dq, leaving rows no slice
 //                covers untouched. dk and dv are written entirely either way.
 //   write_keyed: forward only: writes out and lse of the rows this list gives a key and leaves
-//                the others untouched. A stage-wise caller whose first list gives keys to few
-//                rows sets lse = -inf and out = 0 where no list gives a key, then writes with
-//                write_keyed and accumulates: no call writes or reads out where it has nothing
+//                the others untouched, but for rows a kernel computes beside keyed ones (a CUDA
+//                work item of 128 rows where slices share rows), which get out = 0, lse = -inf as
+//                with write. A stage-wise caller whose first list gives keys to few rows sets
+//                lse = -inf and out = 0 where no list gives a key, then writes with write_keyed and
+//                accumulates: no call writes zeros for a later one to read back
 //                (lib/runtime/exec_detail.h).
 enum class Into { write, accumulate, write_keyed };
 

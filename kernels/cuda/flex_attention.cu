@@ -248,16 +248,17 @@ CUtensorMap make_dq_map(float* dq_acc, const AttnShape& sh) {
                   kBwdBM);
 }
 
+// keyed: run only the items that have a key tile (MERGE always: the others merge nothing).
 template <typename T, int D, bool MERGE>
 bool launch_forward(FlexAttention::Impl& im, const void* q, const void* k, const void* v,
-                    void* out, float* lse, float scale, cudaStream_t stream, Launch how, bool keyed_only) {
+                    void* out, float* lse, float scale, cudaStream_t stream, Launch how, bool keyed) {
   constexpr FlexTiles kTiles = flex_tiles(FlexPass::forward, D);
   static_assert(kTiles.rows == detail::kFwdRows, "the forward kernel's item height");
   constexpr int kStages = 2;
   constexpr int smem = detail::fwd_smem_bytes<D, kTiles.keys, kStages>();
   constexpr auto kernel = detail::flex_fwd_kernel<T, D, kTiles.keys, kStages, MERGE>;
   allow_smem<kernel>(smem);
-  const DeviceArray<FwdItem>& items = MERGE || keyed_only ? im.fwd_keyed_items : im.fwd_items;
+  const DeviceArray<FwdItem>& items = keyed ? im.fwd_keyed_items : im.fwd_items;
   if (items.n == 0) return false;
   const unsigned grid = static_cast<unsigned>(std::min<size_t>(items.n, static_cast<size_t>(im.sm_count)));
   const AttnShape& sh = im.shape;
@@ -290,8 +291,9 @@ bool launch_forward(FlexAttention::Impl& im, const void* q, const void* k, const
 template <typename T, int D>
 bool launch_forward(FlexAttention::Impl& im, const void* q, const void* k, const void* v,
                     void* out, float* lse, float scale, cudaStream_t stream, Into into, Launch how) {
-  if (into == Into::accumulate) return launch_forward<T, D, true>(im, q, k, v, out, lse, scale, stream, how, true);
-  return launch_forward<T, D, false>(im, q, k, v, out, lse, scale, stream, how, into == Into::write_keyed);
+  const bool keyed = into != Into::write;
+  if (into == Into::accumulate) return launch_forward<T, D, true>(im, q, k, v, out, lse, scale, stream, how, keyed);
+  return launch_forward<T, D, false>(im, q, k, v, out, lse, scale, stream, how, keyed);
 }
 
 // The backward's pre-pass over `rows` (row, head) pairs (flex_bwd_prepare_kernel).

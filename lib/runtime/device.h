@@ -94,7 +94,7 @@ class RowMap {
 // 1/sqrt(head_dim). With Into::write, rows that see no key get out = 0, lse = -inf and dq, dk, dv
 // are written entirely; with Into::accumulate, out/lse and dq take this op's share on top of
 // what they hold (kernel_args.h), which is how several stages' results combine; Into::write_keyed
-// (forward only) writes the rows that see a key and leaves the others.
+// (forward only) writes the rows that see a key and leaves the others (kernel_args.h).
 class AttentionOp {
  public:
   virtual ~AttentionOp() = default;

@@ -67,7 +67,14 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
 std::unique_ptr<AttentionOp> PlanRunner::stage_op(int64_t k_rows, const std::vector<AttnSlice>& slices) {
   std::unique_ptr<AttentionOp> op = dev_.attention({tokens_, k_rows, hq_, hkv_, head_dim_}, to_kernel_slices(slices));
   std::vector<Range> rows;
-  for (const AttnSlice& s : slices) rows.push_back(s.q);  // tight slices (plan.h): each row sees a key
+  for (const AttnSlice& s : slices) {
+    // Plans' slices are tight (plan.h): every row sees a key. Else a row taken as reached would
+    // keep lse = -inf and whatever out held. A slice's band widens or narrows monotonically down
+    // its rows, so its first and last rows tell.
+    MAGI_CHECK(s.q.empty() || (!visible_keys(s, s.q.start).empty() && !visible_keys(s, s.q.end - 1).empty()),
+               "rank {}: slice {} of a stage has rows that see no key", rank_, s);
+    rows.push_back(s.q);
+  }
   rows = merge_ranges(std::move(rows));
   reached_.insert(reached_.end(), rows.begin(), rows.end());
   reached_ = merge_ranges(std::move(reached_));

@@ -125,8 +125,9 @@ TEST(ExecutorMpiCheck, LocalStageWithoutSlices) {
 }
 
 // cp 1 in three local stages whose first gives keys to rows [0, 200) only: the pass starts from
-// lse = -inf, the last stage writes rows [300, 512) by merging into nothing, and rows [200, 300),
-// which no stage reaches, get out = 0 from the runner (the outputs start as NaN under the check).
+// lse = -inf, the last stage writes rows [400, 512) by merging into nothing (the causal slice is
+// bottom-right aligned), and rows [200, 400), which no stage reaches, get out = 0 from the runner
+// (the outputs start as NaN under the check).
 TEST(ExecutorMpiCheck, FirstStageReachesSomeRows) {
   MaskSpec spec;
   spec.type = "slices";

@@ -315,6 +315,8 @@ class CudaAttentionOp final : public AttentionOp {
   }
   void backward(const void* q, const void* k, const void* v, const void* out, const void* dout,
                 const float* lse, void* dq, void* dk, void* dv, kernels::Into dq_into) override {
+    if (dq_into == kernels::Into::write_keyed)
+      throw std::invalid_argument("CudaAttentionOp: Into::write_keyed is for the forward only");
     const float* delta = state_->delta_for(out, dout, shape_.sq * shape_.hq, shape_.d, dtype_, dq_into, *memory_);
     StreamState::Call c;
     c.op = this;

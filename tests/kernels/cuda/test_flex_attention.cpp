@@ -512,6 +512,50 @@ TEST_F(FlexAttentionGpu, PipelineShapes) {
   }
 }
 
+// Into::write_keyed writes the rows of the items that have a key tile and nothing else: with
+// documents (no shared rows) the rows between them and after them keep what out and lse held.
+TEST_F(FlexAttentionGpu, WriteKeyedLeavesRowsWithoutKeys) {
+  using T = KernelSliceType;
+  const AttnShape sh{500, 500, 2, 2, 128};
+  const std::vector<KernelSlice> docs{sl(0, 100, 0, 100, T::causal), sl(300, 400, 300, 400, T::full)};
+  std::mt19937_64 rng(magi::testing::fresh_test_seed("FlexAttentionGpu.WriteKeyedLeavesRowsWithoutKeys"));
+  const Inputs in(sh, rng, magi::DType::bf16);
+  const size_t nq = static_cast<size_t>(sh.sq) * sh.hq * sh.d, nl = static_cast<size_t>(sh.sq) * sh.hq;
+  std::vector<float> ref_out(nq), ref_lse(nl);
+  cpu::attention_forward(sh, docs.data(), docs.size(), in.q.data(), in.k.data(), in.v.data(), 1.f / std::sqrt(128.f),
+                         ref_out.data(), ref_lse.data());
+  kc::FlexAttention plan(sh, docs.data(), docs.size());
+  DevBuf gq(upload(in.qb)), gk(upload(in.kb)), gv(upload(in.vb)), out(nq * 2), lse(nl * 4);
+  out.poison();
+  lse.poison();
+  ASSERT_TRUE(plan.forward(gq.p, gk.p, gv.p, out.p, static_cast<float*>(lse.p), 1.f / std::sqrt(128.f), nullptr,
+                           magi::kernels::Into::write_keyed));
+  ASSERT_CUDA(cudaDeviceSynchronize());
+  const std::vector<float> got = download16(out, nq, magi::DType::bf16), got_lse = download_f32(lse, nl);
+  std::vector<float> keyed_got, keyed_ref;
+  int touched = 0, bad_lse = 0;
+  for (size_t i = 0; i < nl; ++i) {
+    const int64_t row = static_cast<int64_t>(i) / sh.hq;
+    const bool keyed = row < 100 || (row >= 300 && row < 400);
+    for (int c = 0; c < sh.d; ++c) {
+      const size_t e = i * sh.d + static_cast<size_t>(c);
+      if (keyed) {
+        keyed_got.push_back(got[e]);
+        keyed_ref.push_back(ref_out[e]);
+      } else if (!std::isnan(got[e])) {
+        ++touched;
+      }
+    }
+    if (keyed ? !(std::fabs(got_lse[i] - ref_lse[i]) <= kTolLse) : !std::isnan(got_lse[i])) ++bad_lse;
+  }
+  EXPECT_LE(rel_l2(keyed_got, keyed_ref), tol_out(magi::DType::bf16)) << "out of the keyed rows";
+  EXPECT_EQ(touched, 0) << "out elements written in rows without keys";
+  EXPECT_EQ(bad_lse, 0) << "lse wrong in keyed rows or written in the others";
+  EXPECT_THROW(plan.backward(gq.p, gk.p, gv.p, out.p, gq.p, static_cast<float*>(lse.p), 1.f, out.p, gk.p, gv.p, nullptr,
+                             magi::kernels::Into::write_keyed),
+               std::invalid_argument);
+}
+
 TEST_F(FlexAttentionGpu, AccumulateIntoEarlierResults) {
   const uint64_t seed = magi::testing::fresh_test_seed("FlexAttentionGpu.AccumulateIntoEarlierResults");
   std::mt19937_64 rng(seed);
