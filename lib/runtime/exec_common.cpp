@@ -88,23 +88,25 @@ void PlanRunner::stage_forward(AttentionOp& op, const void* k, const void* v, Lo
     const auto mine = std::find_if(op_rows_.begin(), op_rows_.end(), [&](const auto& e) { return e.first == &op; });
     MAGI_CHECK(mine != op_rows_.end(), "rank {}: a stage's op was not made by stage_op", rank_);
     if (mine->second != reached_) {
-      dev_.fill(local.lse.f32(), DType::fp32, local.lse.elems(), -std::numeric_limits<float>::infinity());
-      int64_t row = 0;
-      for (const Range& r : reached_) {
-        dev_.fill(local.out.at(row * q_row_), dt_, (r.start - row) * q_row_, 0.f);
-        row = r.end;
-      }
-      dev_.fill(local.out.at(row * q_row_), dt_, (tokens_ - row) * q_row_, 0.f);
+      no_result(local, reached_);
       into = kernels::Into::write_keyed;
     }
   }
   op.forward(local.q.data(), k, v, local.out.data(), local.lse.f32(), into);
 }
 
-void PlanRunner::finish_forward(Local& local, bool first) {
-  if (!first) return;
-  dev_.fill(local.out.data(), dt_, local.out.elems(), 0.f);
+void PlanRunner::no_result(Local& local, const std::vector<Range>& later) {
   dev_.fill(local.lse.f32(), DType::fp32, local.lse.elems(), -std::numeric_limits<float>::infinity());
+  int64_t row = 0;
+  for (const Range& r : later) {
+    dev_.fill(local.out.at(row * q_row_), dt_, (r.start - row) * q_row_, 0.f);
+    row = r.end;
+  }
+  dev_.fill(local.out.at(row * q_row_), dt_, (tokens_ - row) * q_row_, 0.f);
+}
+
+void PlanRunner::finish_forward(Local& local, bool first) {
+  if (first) no_result(local, {});
 }
 
 void PlanRunner::no_dq(Local& local) { dev_.fill(local.dq.data(), dt_, local.dq.elems(), 0.f); }

@@ -89,6 +89,8 @@ class PlanRunner : public StrategyRunner {
     if (ops.size() > 1) dev_.share_dq(ops);
   }
   void finish_forward(Local& local, bool first);  // after the stages (first: none ran)
+  // lse = -inf on every row and out = 0 outside `later` (sorted disjoint rows a stage writes later).
+  void no_result(Local& local, const std::vector<Range>& later);
   void no_dq(Local& local);                       // no stage: dq = 0
 
   Device& dev_;
