@@ -14,6 +14,34 @@
 #include <utility>
 
 namespace magi {
+namespace {
+
+// Where the keys are cut into `stages` local stages at cp 1 (cut[0] = 0, cut[stages] = tokens):
+// nearly equal stages, each inner cut moved to the nearest tile boundary (kSplitTileTokens) of the
+// widest mask slice whose keys it falls inside. The kernels tile a slice's keys from its start,
+// so a cut inside a tile has them visit that tile in both stages, each time in part and masked
+// (at 5 stages of 32k, 1.6% more forward tiles on the full mask, 2.7% on varlen causal). A cut
+// no slice straddles stays; so do all of them when the moved cuts would not leave every stage a key.
+std::vector<int64_t> local_stage_cuts(const std::vector<AttnSlice>& mask, int64_t tokens, int stages) {
+  std::vector<int64_t> exact(static_cast<size_t>(stages) + 1), cut(exact.size());
+  for (int s = 0; s <= stages; ++s) exact[static_cast<size_t>(s)] = cut[static_cast<size_t>(s)] = tokens * s / stages;
+  for (int s = 1; s < stages; ++s) {
+    const int64_t x = exact[static_cast<size_t>(s)];
+    const AttnSlice* widest = nullptr;
+    for (const AttnSlice& sl : mask) {
+      if (sl.k.start < x && x < sl.k.end && (widest == nullptr || sl.k.size() > widest->k.size())) widest = &sl;
+    }
+    if (widest == nullptr) continue;
+    const int64_t ks = widest->k.start;
+    cut[static_cast<size_t>(s)] = ks + (x - ks + kSplitTileTokens / 2) / kSplitTileTokens * kSplitTileTokens;
+  }
+  for (int s = 1; s <= stages; ++s) {
+    if (cut[static_cast<size_t>(s)] <= cut[static_cast<size_t>(s) - 1]) return exact;
+  }
+  return cut;
+}
+
+}  // namespace
 
 Plan build_magi_plan(const std::vector<AttnSlice>& mask, const Case& c) {
   if (std::string why = skip_reason(Strategy::magi, c); !why.empty()) {
@@ -80,8 +108,9 @@ Plan build_magi_plan(const std::vector<AttnSlice>& mask, const Case& c) {
     RankPlan& rk = p.ranks[0];
     rk.stages.assign(static_cast<size_t>(degree) + 1, Stage{});
     std::vector<detail::StageKeyRange> keys;
+    const std::vector<int64_t> cut = local_stage_cuts(mask, rk.tokens, degree + 1);
     for (int s = 0; s <= degree; ++s) {
-      const int64_t b = rk.tokens * s / (degree + 1), e = rk.tokens * (s + 1) / (degree + 1);
+      const int64_t b = cut[static_cast<size_t>(s)], e = cut[static_cast<size_t>(s) + 1];
       rk.stages[static_cast<size_t>(s)].kv_ranges = {Range{b, e}};
       keys.push_back(detail::StageKeyRange{Range{b, e}, s, 0, s});
     }

@@ -304,25 +304,54 @@ TEST(Overlap, AutoPlanResolvesDegree) {
   EXPECT_EQ(one.ranks[0].stages.size(), 1u);
 }
 
+// The stages' key ranges of a cp 1 plan, as cut points {0, ..., tokens}.
+std::vector<int64_t> local_cuts(const Plan& p) {
+  std::vector<int64_t> cuts{0};
+  for (const Stage& st : p.ranks[0].stages) {
+    EXPECT_EQ(st.kv_ranges.size(), 1u);
+    EXPECT_EQ(st.kv_ranges.front().start, cuts.back());
+    cuts.push_back(st.kv_ranges.front().end);
+  }
+  return cuts;
+}
+
 TEST(Overlap, ExplicitDegreeAtCp1CutsTheKeysIntoLocalStages) {
   const std::vector<AttnSlice> mask{{{0, 512}, {0, 512}, SliceType::causal}};
+  // Nearly equal stages, cut at the nearest multiple of the kernel's 128-key tile.
+  const std::vector<std::vector<int64_t>> want{{0, 256, 512}, {0, 128, 384, 512}, {0, 128, 256, 384, 512}};
   for (int degree : {1, 2, 3}) {
     const Plan p = build_plan(mask, make_case(512, 1, 16, Strategy::magi, degree));
     ASSERT_FALSE(p.skipped) << p.skip_reason;
     EXPECT_EQ(p.overlap_degree, degree);
-    const RankPlan& rk = p.ranks[0];
-    ASSERT_EQ(rk.stages.size(), static_cast<size_t>(degree) + 1);
-    for (int s = 0; s <= degree; ++s) {
-      const Range want{512 * s / (degree + 1), 512 * (s + 1) / (degree + 1)};
-      EXPECT_EQ(rk.stages[static_cast<size_t>(s)].kv_ranges, std::vector<Range>{want}) << "stage " << s;
-    }
+    ASSERT_EQ(p.ranks[0].stages.size(), static_cast<size_t>(degree) + 1);
+    EXPECT_EQ(local_cuts(p), want[static_cast<size_t>(degree) - 1]) << "degree " << degree;
     EXPECT_TRUE(p.transfers.empty());
     EXPECT_EQ(p.volume.fwd_bytes, 0);
     testing::expect_covers_exactly(p, mask);
   }
-  // No more stages than keys.
+  // A short last stage is fine; cuts that tiles would merge stay where the shares end, and there
+  // are no more stages than keys.
+  const std::vector<AttnSlice> s300{{{0, 300}, {0, 300}, SliceType::causal}};
+  EXPECT_EQ(local_cuts(build_plan(s300, make_case(300, 1, 16, Strategy::magi, 2))), (std::vector<int64_t>{0, 128, 256, 300}));
+  const std::vector<AttnSlice> s200{{{0, 200}, {0, 200}, SliceType::causal}};
+  EXPECT_EQ(local_cuts(build_plan(s200, make_case(200, 1, 16, Strategy::magi, 2))), (std::vector<int64_t>{0, 66, 133, 200}));
   const std::vector<AttnSlice> tiny{{{0, 3}, {0, 3}, SliceType::full}};
-  EXPECT_EQ(build_plan(tiny, make_case(3, 1, 1, Strategy::magi, 4)).ranks[0].stages.size(), 3u);
+  EXPECT_EQ(local_cuts(build_plan(tiny, make_case(3, 1, 1, Strategy::magi, 4))), (std::vector<int64_t>{0, 1, 2, 3}));
+}
+
+TEST(Overlap, LocalStageCutsFollowTheDocumentTheyFallIn) {
+  // Documents [0, 100), [100, 700), [700, 1000): a cut inside the second one moves to a multiple
+  // of 128 keys from its start (where the kernels' tiles of it begin); a cut on a document's
+  // boundary stays.
+  const std::vector<AttnSlice> docs{{{0, 100}, {0, 100}, SliceType::causal},
+                                    {{100, 700}, {100, 700}, SliceType::causal},
+                                    {{700, 1000}, {700, 1000}, SliceType::causal}};
+  EXPECT_EQ(local_cuts(build_plan(docs, make_case(1000, 1, 16, Strategy::magi, 1))), (std::vector<int64_t>{0, 484, 1000}));
+  const Plan three = build_plan(docs, make_case(1000, 1, 16, Strategy::magi, 2));
+  EXPECT_EQ(local_cuts(three), (std::vector<int64_t>{0, 356, 612, 1000}));
+  testing::expect_covers_exactly(three, docs);
+  const std::vector<AttnSlice> halves{{{0, 500}, {0, 500}, SliceType::causal}, {{500, 1000}, {500, 1000}, SliceType::causal}};
+  EXPECT_EQ(local_cuts(build_plan(halves, make_case(1000, 1, 16, Strategy::magi, 1))), (std::vector<int64_t>{0, 500, 1000}));
 }
 
 #ifdef MAGI_TEST_HAVE_CATALOGUE
