@@ -180,6 +180,7 @@ void build_forward(const AttnShape& shape, const std::vector<DevSlice>& sl, int 
       it.ntiles = tiles;
       it.q_end = g.r1;
       it.k_first = tiles > 0 ? entries[static_cast<size_t>(begin)].k_lo : 0;
+      it.merge = 1;
       items.push_back(it);
       stats.forward_tiles += tiles;
     }
@@ -312,6 +313,19 @@ WorkLists build_work_lists(const AttnShape& shape, const KernelSlice* slices, si
                 tiles.fwd_bn, !wl.stats.q_ranges_overlap, blocks);
   wl.bwd_unit_tiles = unit_tiles(shape, wl.bwd_entries, tiles.bwd_bm);
   return wl;
+}
+
+void mark_merged_items(std::vector<FwdItem>& items, const std::vector<RowSpan>& merged) {
+  for (size_t i = 0; i < merged.size(); ++i) {
+    if (merged[i].start >= merged[i].end || (i > 0 && merged[i].start < merged[i - 1].end))
+      throw std::invalid_argument("mark_merged_items: the row spans are not sorted, disjoint and non-empty");
+  }
+  for (FwdItem& it : items) {
+    // The first span ending after the item's first row meets it if it starts before its end.
+    const auto s = std::upper_bound(merged.begin(), merged.end(), int64_t{it.q0},
+                                    [](int64_t q, const RowSpan& r) { return q < r.end; });
+    it.merge = s != merged.end() && s->start < it.q_end ? 1 : 0;
+  }
 }
 
 }  // namespace magi::kernels::flex

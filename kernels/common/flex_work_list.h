@@ -29,7 +29,9 @@ struct FwdEntry {
 struct FwdItem {
   int q0, head, entry_begin, entry_end, ntiles, q_end;  // rows [q0, q_end)
   int k_first;  // the first key tile's start (entry_begin's k_lo), so the kernel's first load waits on no entry
-  int pad;
+  // Into::accumulate: 1 merges into what the rows hold; 0 writes them as Into::write does, reading
+  // nothing, none of them holding an earlier result (mark_merged_items).
+  int merge;
 };
 // Backward: one record per (key block, slice); query tiles q_lo + t * BM, t in [0, ntiles).
 struct BwdEntry {
@@ -111,5 +113,10 @@ struct WorkLists {
 // are long enough to go first in the launch order (see order_items).
 WorkLists build_work_lists(const AttnShape& shape, const KernelSlice* slices, size_t num_slices,
                            const TileShape& tiles, int blocks);
+
+// Sets FwdItem::merge: 1 for the items whose rows [q0, q_end) meet `merged` (query rows that hold
+// earlier results when an accumulating call runs; sorted, disjoint), 0 for the others.
+// build_work_lists leaves every item at 1.
+void mark_merged_items(std::vector<FwdItem>& items, const std::vector<RowSpan>& merged);
 
 }  // namespace magi::kernels::flex

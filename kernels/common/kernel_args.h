@@ -41,6 +41,11 @@ struct KernelSlice {
 //                (lib/runtime/exec_detail.h).
 enum class Into { write, accumulate, write_keyed };
 
+// Query rows [start, end) of a layout.
+struct RowSpan {
+  int64_t start = 0, end = 0;
+};
+
 struct AttnShape {
   int64_t sq = 0;  // query rows
   int64_t sk = 0;  // key/value rows

@@ -159,6 +159,7 @@ struct FlexAttention::Impl {
   DeviceArray<FwdEntry> fwd_entries;
   DeviceArray<FwdItem> fwd_items;
   DeviceArray<FwdItem> fwd_keyed_items;  // the items with key tiles (Into::accumulate, Into::write_keyed)
+  std::vector<FwdItem> keyed_host;       // the same on the host (set_merged_rows)
   DeviceArray<BwdEntry> bwd_entries;
   DeviceArray<BwdItem> bwd_items;
   std::vector<int> unit_tiles;  // per dQ unit: the tiles of this plan that cover it (host copy)
@@ -436,11 +437,10 @@ FlexAttention::FlexAttention(const AttnShape& shape, const KernelSlice* slices, 
   impl_->slices.upload(wl.slices);
   impl_->fwd_entries.upload(wl.fwd_entries);
   impl_->fwd_items.upload(wl.fwd_items);
-  std::vector<FwdItem> with_tiles;
   for (const FwdItem& it : wl.fwd_items) {
-    if (it.ntiles > 0) with_tiles.push_back(it);
+    if (it.ntiles > 0) impl_->keyed_host.push_back(it);
   }
-  impl_->fwd_keyed_items.upload(with_tiles);
+  impl_->fwd_keyed_items.upload(impl_->keyed_host);
   impl_->bwd_entries.upload(wl.bwd_entries);
   impl_->bwd_items.upload(wl.bwd_items);
   impl_->unit_tiles = wl.bwd_unit_tiles;
@@ -454,6 +454,15 @@ FlexAttention::FlexAttention(const AttnShape& shape, const KernelSlice* slices, 
 FlexAttention::~FlexAttention() = default;
 
 const FlexAttentionStats& FlexAttention::stats() const { return impl_->stats; }
+
+void FlexAttention::set_merged_rows(const std::vector<RowSpan>& rows) {
+  Impl& im = *impl_;
+  flex::mark_merged_items(im.keyed_host, rows);
+  if (!im.keyed_host.empty()) {
+    MAGI_CUDA_CHECK(cudaMemcpy(im.fwd_keyed_items.ptr, im.keyed_host.data(), im.keyed_host.size() * sizeof(FwdItem),
+                               cudaMemcpyHostToDevice));
+  }
+}
 const AttnShape& FlexAttention::shape() const { return impl_->shape; }
 
 int64_t FlexAttention::device_bytes() const {

@@ -120,6 +120,13 @@ class FlexAttention {
   // mismatch or an empty, null or repeated entry.
   static void share_backward_dq(const std::vector<FlexAttention*>& plans);
 
+  // The query rows that hold earlier results whenever forward accumulates (sorted, disjoint), as
+  // a stage-wise caller knows them: items none of whose rows are among them write their rows as
+  // Into::write does, reading nothing (no earlier lse, no earlier out: the caller promises those
+  // rows hold lse = -inf). Default: every row. std::invalid_argument for spans out of order. Not
+  // while a call of this plan runs.
+  void set_merged_rows(const std::vector<RowSpan>& rows);
+
   const FlexAttentionStats& stats() const;
   const AttnShape& shape() const;
   // Device memory this plan holds now: the work lists, and once backward has run its workspace

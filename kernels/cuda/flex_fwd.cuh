@@ -17,7 +17,8 @@
 // MERGE (FlexAttention::forward with Into::accumulate): the epilogue merges the item's result
 // into what out and lse already hold for its rows (the result over other keys) by log-sum-exp,
 // in fp32, rounding once; the earlier out rows are staged through shared memory like the output,
-// those whose lse is -inf (no result yet) not read at all.
+// those whose lse is -inf (no result yet) not read at all, and an item whose rows the caller says
+// hold no earlier result (FlexAttention::set_merged_rows) reads nothing and writes.
 // Launched to overlap the previous stage's kernel (Launch::overlap), a MERGE block computes its
 // items while that kernel's last blocks run and waits for it only before reading out and lse.
 #pragma once
@@ -329,8 +330,12 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
     // the elements it then writes). A row at -inf is written as if by Into::write and its out is
     // never read, so a stage-wise caller sets lse = -inf where no stage has computed yet instead
     // of writing zeros into out (kernel_args.h).
-    if constexpr (MERGE) {
-      pdl_wait_previous();  // out and lse as the previous stage left them
+    // An item none of whose rows holds an earlier result (FwdItem::merge == 0) reads nothing; it
+    // still waits for the previous stage, whose writes may reach its rows (a 128-row item of that
+    // stage writes rows it gives no key) and whose completion the next stage counts on.
+    const bool merge = MERGE && item.merge != 0;
+    if constexpr (MERGE) pdl_wait_previous();  // out and lse as the previous stage left them
+    if (merge) {
       if (tid < BM) s_prev[tid] = q0 + tid < q_end ? p.lse[static_cast<int64_t>(q0 + tid) * p.hq + h] : -INFINITY;
       named_sync(kFwdBarEpilogue, NC);
       load_staged_rows<BM, D, NC>(sO, p.out + static_cast<int64_t>(q0) * q_stride + static_cast<int64_t>(h) * D,
@@ -350,7 +355,7 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
         // lse' = log(e^prev + e^new); a side at -inf weighs 0 (its out is never read). The quad's
         // writer reads prev and hands it round, so no lane reads after the writer stored. (Read
         // from s_prev instead, it made ptxas spill 96 bytes here against 44.)
-        const bool reader = (lane & 3) == 0 && mine;
+        const bool reader = (lane & 3) == 0 && mine && merge;
         const float prev = __shfl_sync(0xffffffffu, reader ? p.lse[static_cast<int64_t>(q0 + row) * p.hq + h] : -INFINITY,
                                        lane & ~3);
         const float mx = fmaxf(prev, lse_new);
@@ -365,7 +370,7 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
       for (int i = 0; i < D / 8; ++i) {
         const int at = swz<D>(row, i * 8 + (lane & 3) * 2);
         float lo = o[4 * i + 2 * r] * w_new, hi = o[4 * i + 2 * r + 1] * w_new;
-        if (MERGE && w_prev > 0.f) {
+        if (merge && w_prev > 0.f) {
           lo = fmaf(E::to_float(sO[at]), w_prev, lo);
           hi = fmaf(E::to_float(sO[at + 1]), w_prev, hi);
         }

@@ -13,6 +13,7 @@
 #include <exception>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <thread>
 
 namespace magi {
@@ -50,6 +51,17 @@ class CpuAttention final : public AttentionOp {
                             static_cast<const float*>(k), static_cast<const float*>(v), scale_,
                             acc ? part_.data() : static_cast<float*>(out), acc ? part_lse_.data() : lse, threads_);
     if (into == kernels::Into::accumulate) {
+      if (merged_) {  // rows outside the merged ones hold nothing (set_merged_rows): read as lse = -inf
+        auto none = [&](int64_t a, int64_t b) {
+          std::fill(lse + a * shape_.hq, lse + b * shape_.hq, -std::numeric_limits<float>::infinity());
+        };
+        int64_t row = 0;
+        for (const kernels::RowSpan& r : *merged_) {
+          none(row, r.start);
+          row = r.end;
+        }
+        none(row, shape_.sq);
+      }
       kcpu::merge_partial(shape_.sq, shape_.hq, shape_.d, static_cast<float*>(out), lse, part_.data(),
                           part_lse_.data());
     } else if (into == kernels::Into::write_keyed) {  // the rows given a key, and only those
@@ -86,6 +98,16 @@ class CpuAttention final : public AttentionOp {
   const kernels::AttnShape& shape() const { return shape_; }
 
   // The slice list it holds and, once an accumulating call ran, its partial out/dq and lse.
+  void set_merged_rows(const std::vector<kernels::RowSpan>& rows) override {
+    int64_t end = 0;
+    for (const kernels::RowSpan& r : rows) {
+      if (r.start < end || r.end <= r.start || r.end > shape_.sq)
+        throw InternalError(fmt::format("CpuAttention: merged rows [{}, {}) out of order or outside {} rows", r.start,
+                                        r.end, shape_.sq));
+      end = r.end;
+    }
+    merged_ = rows;
+  }
   int64_t workspace_bytes() const override {
     return static_cast<int64_t>(slices_.size() * sizeof(kernels::KernelSlice) +
                                 (part_.size() + part_lse_.size()) * sizeof(float));
@@ -106,6 +128,7 @@ class CpuAttention final : public AttentionOp {
   std::shared_ptr<CpuDevice::Memory> memory_;
   float scale_;
   std::vector<float> part_, part_lse_;
+  std::optional<std::vector<kernels::RowSpan>> merged_;  // set_merged_rows; none: every row
   std::shared_ptr<kernels::SharedDqPass> dq_pass_;
   int dq_member_ = -1;
 };

@@ -105,6 +105,11 @@ class AttentionOp {
                         kernels::Into dq_into) = 0;
   // Device memory this op holds besides the caller's buffers (work lists, workspaces).
   virtual int64_t workspace_bytes() const = 0;
+  // The query rows that hold earlier results whenever forward runs with Into::accumulate (sorted,
+  // disjoint; default: every row). The caller promises the others hold lse = -inf: the op may
+  // write them as Into::write does, reading nothing there (a CUDA work item whose rows are all
+  // such skips the earlier lse and out). Before the first forward.
+  virtual void set_merged_rows(const std::vector<kernels::RowSpan>& rows) = 0;
 };
 
 // What one timed pass measured on its device.

@@ -76,21 +76,30 @@ std::unique_ptr<AttentionOp> PlanRunner::stage_op(int64_t k_rows, const std::vec
     rows.push_back(s.q);
   }
   rows = merge_ranges(std::move(rows));
+  // Stages run in the order their ops are made (stage_forward checks it), so the rows the stages
+  // before reach are those that hold results when this one accumulates; its other rows hold lse =
+  // -inf (stage_forward), and a CUDA item none of whose rows holds a result reads nothing.
+  std::vector<kernels::RowSpan> merged;
+  for (const Range& r : reached_) merged.push_back({r.start, r.end});
+  op->set_merged_rows(merged);
+  OpRows entry{op.get(), rows, reached_};
   reached_.insert(reached_.end(), rows.begin(), rows.end());
   reached_ = merge_ranges(std::move(reached_));
-  op_rows_.emplace_back(op.get(), std::move(rows));
+  op_rows_.push_back(std::move(entry));
   return op;
 }
 
 void PlanRunner::stage_forward(AttentionOp& op, const void* k, const void* v, Local& local, bool& first) {
+  const auto mine = std::find_if(op_rows_.begin(), op_rows_.end(), [&](const OpRows& e) { return e.op == &op; });
+  MAGI_CHECK(mine != op_rows_.end(), "rank {}: a stage's op was not made by stage_op", rank_);
+  if (first) pass_rows_.clear();
+  MAGI_CHECK(mine->before == pass_rows_, "rank {}: stages run in another order than their ops were made", rank_);
+  pass_rows_.insert(pass_rows_.end(), mine->rows.begin(), mine->rows.end());
+  pass_rows_ = merge_ranges(std::move(pass_rows_));
   kernels::Into into = next_into(first);
-  if (into == kernels::Into::write) {
-    const auto mine = std::find_if(op_rows_.begin(), op_rows_.end(), [&](const auto& e) { return e.first == &op; });
-    MAGI_CHECK(mine != op_rows_.end(), "rank {}: a stage's op was not made by stage_op", rank_);
-    if (mine->second != reached_) {
-      no_result(local, reached_);
-      into = kernels::Into::write_keyed;
-    }
+  if (into == kernels::Into::write && mine->rows != reached_) {
+    no_result(local, reached_);
+    into = kernels::Into::write_keyed;
   }
   op.forward(local.q.data(), k, v, local.out.data(), local.lse.f32(), into);
 }

@@ -72,7 +72,8 @@ class PlanRunner : public StrategyRunner {
     return into;
   }
   // The op of a stage over k_rows keys and `slices` (q in the host buffer's rows), its rows noted
-  // for stage_forward.
+  // for stage_forward; the rows of the ops made before it are those it merges into
+  // (AttentionOp::set_merged_rows): a strategy makes its stages' ops in the order they run.
   std::unique_ptr<AttentionOp> stage_op(int64_t k_rows, const std::vector<AttnSlice>& slices);
   // The forward's first stage writes out and lse when it gives a key to every row that any stage
   // does. Otherwise writing would cost it out = 0 on rows a later stage computes, and that stage
@@ -101,8 +102,14 @@ class PlanRunner : public StrategyRunner {
   const int64_t total_tokens_, kv_row_, q_row_, tokens_;
 
  private:
-  std::vector<std::pair<const AttentionOp*, std::vector<Range>>> op_rows_;  // stage_op: rows given a key
-  std::vector<Range> reached_;                                                // their union
+  struct OpRows {
+    const AttentionOp* op;
+    std::vector<Range> rows;    // the rows its slices give a key
+    std::vector<Range> before;  // those of the ops made before it: the rows it merges into
+  };
+  std::vector<OpRows> op_rows_;    // stage_op, in order
+  std::vector<Range> reached_;     // the union of their rows
+  std::vector<Range> pass_rows_;   // stage_forward: the rows of the stages run so far in this pass
 };
 
 std::unique_ptr<StrategyRunner> make_magi_runner(Device& dev, Communicator& comm, const Plan& plan);

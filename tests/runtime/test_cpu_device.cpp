@@ -209,6 +209,18 @@ TEST(CpuDevice, AttentionOpIsTheReferenceKernel) {
   op_b->forward(bq.data(), bk.data(), bv.data(), bo.data(), bl.f32(), kernels::Into::accumulate);
   near(download(dev, bo), out, "out from nothing");
   near(download(dev, bl), lse, "lse from nothing");
+  // Told that only rows 0..20 (the first op's) hold results, the second reads nothing elsewhere:
+  // rows from 20 on hold NaN lse here instead of the -inf the caller promises.
+  dev.fill(bo.data(), DType::fp32, q_n, std::numeric_limits<float>::quiet_NaN());
+  dev.fill(bo.at(20 * row), DType::fp32, 5 * row, 0.f);
+  dev.fill(bl.f32(), DType::fp32, bl.elems(), kNegInf);
+  op_a->forward(bq.data(), bk.data(), bv.data(), bo.data(), bl.f32(), kernels::Into::write_keyed);
+  dev.fill(bl.f32() + 20 * shape.hq, DType::fp32, (shape.sq - 20) * shape.hq, std::numeric_limits<float>::quiet_NaN());
+  op_b->set_merged_rows({{0, 20}});
+  op_b->forward(bq.data(), bk.data(), bv.data(), bo.data(), bl.f32(), kernels::Into::accumulate);
+  near(download(dev, bo), out, "out merged into the first op's rows only");
+  near(download(dev, bl), lse, "lse merged into the first op's rows only");
+  EXPECT_THROW(op_b->set_merged_rows({{5, 30}, {20, 31}}), InternalError);
   op_a->backward(bq.data(), bk.data(), bv.data(), bo.data(), bdo.data(), bl.f32(), bdq.data(), bdk.data(), bdv.data(),
                  kernels::Into::write);
   std::vector<float> sum_dk = download(dev, bdk), sum_dv = download(dev, bdv);

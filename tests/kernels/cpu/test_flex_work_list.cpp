@@ -466,6 +466,25 @@ TEST(FlexWorkList, BackwardLongItemsOfLateHeadsGoFirst) {
   EXPECT_GE(wl.bwd_items[0].head, 8) << "a head whose group starts in the second half";
 }
 
+// Items merge when some of their rows hold an earlier result, and every item merges until told.
+TEST(FlexWorkList, MarksTheItemsThatMerge) {
+  const std::vector<KernelSlice> docs{{0, 100, 0, 100, KernelSliceType::causal},
+                                      {100, 400, 100, 400, KernelSliceType::causal},
+                                      {400, 500, 400, 500, KernelSliceType::full}};
+  flex::WorkLists wl = flex::build_work_lists(AttnShape{500, 500, 2, 1, 128}, docs.data(), docs.size(), kKernelTiles, 132);
+  for (const flex::FwdItem& it : wl.fwd_items) EXPECT_EQ(it.merge, 1);
+  // Items (segments of at most 128 rows from each document's start): [0, 100), [100, 228),
+  // [228, 356), [356, 400), [400, 500). Rows [150, 230) and [499, 500) hold results.
+  flex::mark_merged_items(wl.fwd_items, {{150, 230}, {499, 500}});
+  std::map<int, int> merge;
+  for (const flex::FwdItem& it : wl.fwd_items) merge[it.q0] = it.merge;
+  EXPECT_EQ(merge, (std::map<int, int>{{0, 0}, {100, 1}, {228, 1}, {356, 0}, {400, 1}}));
+  flex::mark_merged_items(wl.fwd_items, {});
+  for (const flex::FwdItem& it : wl.fwd_items) EXPECT_EQ(it.merge, 0);
+  EXPECT_THROW(flex::mark_merged_items(wl.fwd_items, {{10, 20}, {15, 30}}), std::invalid_argument);
+  EXPECT_THROW(flex::mark_merged_items(wl.fwd_items, {{10, 10}}), std::invalid_argument);
+}
+
 TEST(FlexWorkList, EdgeCases) {
   using T = KernelSliceType;
   const AttnShape sh{300, 200, 2, 1, 128};

@@ -25,6 +25,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -251,7 +252,9 @@ void check_case(const AttnShape& sh, const std::vector<KernelSlice>& slices, uin
 // the backward parts sharing one Delta (compute_delta) and writing dK/dV into buffers of their
 // own, two backward passes. Parts::shared_dq: the same with the plans' dQ shared
 // (share_backward_dq), the second pass calling them in reverse order (its first call writes).
-// Parts::from_nothing: as overlapped, the forward starting from lse = -inf (Into::write_keyed).
+// Parts::from_nothing: as overlapped, the forward starting from lse = -inf (Into::write_keyed), each
+// accumulating plan told that only the rows of the parts before it hold results (set_merged_rows),
+// as a runtime's stages are.
 enum class Parts { serial, overlapped, shared_dq, from_nothing };
 void check_parts(const AttnShape& sh, const std::vector<KernelSlice>& slices, int parts, uint64_t seed,
                  const std::string& what, magi::DType dt = magi::DType::bf16, Parts mode = Parts::serial) {
@@ -299,6 +302,19 @@ void check_parts(const AttnShape& sh, const std::vector<KernelSlice>& slices, in
       if (std::isinf(ref_lse[i])) std::fill_n(start.begin() + static_cast<std::ptrdiff_t>(i * sh.d), sh.d, uint16_t{0});
     }
     ASSERT_CUDA(cudaMemcpy(out.p, start.data(), nq * 2, cudaMemcpyHostToDevice));
+    std::vector<std::pair<int64_t, int64_t>> before;
+    for (int i = 0; i < parts; ++i) {
+      std::sort(before.begin(), before.end());
+      std::vector<magi::kernels::RowSpan> merged;
+      for (const auto& [a, b] : before) {
+        if (!merged.empty() && a <= merged.back().end) merged.back().end = std::max(merged.back().end, b);
+        else merged.push_back({a, b});
+      }
+      if (i > 0) plans[i]->set_merged_rows(merged);
+      for (const KernelSlice& s : dealt[i]) {
+        if (s.q_end > s.q_start) before.emplace_back(s.q_start, s.q_end);
+      }
+    }
   }
   auto into = [](int i) { return i == 0 ? magi::kernels::Into::write : magi::kernels::Into::accumulate; };
   auto launch = [&](int i) { return overlapped && i > 0 ? kc::Launch::overlap : kc::Launch::after; };
@@ -561,7 +577,6 @@ TEST_F(FlexAttentionGpu, AccumulateIntoEarlierResults) {
   std::mt19937_64 rng(seed);
   using T = KernelSliceType;
   for (Parts mode : {Parts::serial, Parts::overlapped, Parts::shared_dq, Parts::from_nothing}) {
-    const bool overlapped = mode != Parts::serial;
     for (int d : {64, 128}) {
       for (int i = 0; i < 3; ++i) {
         AttnShape sh{std::uniform_int_distribution<int64_t>(1, 700)(rng), std::uniform_int_distribution<int64_t>(1, 700)(rng),
@@ -577,15 +592,15 @@ TEST_F(FlexAttentionGpu, AccumulateIntoEarlierResults) {
                   magi::DType::bf16, mode);
       check_parts(AttnShape{333, 517, 2, 2, d}, random_slices(333, 517, rng), 3, rng(), "accumulate fp16",
                   magi::DType::fp16, mode);
-      // Many parts of one long causal mask: each kernel's tail overlapped by the next.
-      if (overlapped) {
-        std::vector<KernelSlice> cuts;
-        for (int64_t a = 0; a < 4000; a += 500) {
-          cuts.push_back(sl(a, a + 500, a, a + 500, T::causal));
-          if (a + 500 < 4000) cuts.push_back(sl(a + 500, 4000, a, a + 500, T::full));
-        }
-        check_parts(AttnShape{4000, 4000, 8, 2, d}, cuts, 8, rng(), "accumulate 8 parts", magi::DType::bf16, mode);
+      // Many parts of one long causal mask, more items than SMs: each kernel's tail overlapped by
+      // the next (overlapped modes), blocks running several merging items (every mode) and, from
+      // nothing, items of rows no part before holds writing beside them.
+      std::vector<KernelSlice> cuts;
+      for (int64_t a = 0; a < 4000; a += 500) {
+        cuts.push_back(sl(a, a + 500, a, a + 500, T::causal));
+        if (a + 500 < 4000) cuts.push_back(sl(a + 500, 4000, a, a + 500, T::full));
       }
+      check_parts(AttnShape{4000, 4000, 8, 2, d}, cuts, 8, rng(), "accumulate 8 parts", magi::DType::bf16, mode);
     }
   }
 }
