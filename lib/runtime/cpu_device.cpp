@@ -97,7 +97,6 @@ class CpuAttention final : public AttentionOp {
   bool shared() const { return dq_pass_ != nullptr; }
   const kernels::AttnShape& shape() const { return shape_; }
 
-  // The slice list it holds and, once an accumulating call ran, its partial out/dq and lse.
   void set_merged_rows(const std::vector<kernels::RowSpan>& rows) override {
     int64_t end = 0;
     for (const kernels::RowSpan& r : rows) {
@@ -108,6 +107,7 @@ class CpuAttention final : public AttentionOp {
     }
     merged_ = rows;
   }
+  // The slice list it holds and, once an accumulating call ran, its partial out/dq and lse.
   int64_t workspace_bytes() const override {
     return static_cast<int64_t>(slices_.size() * sizeof(kernels::KernelSlice) +
                                 (part_.size() + part_lse_.size()) * sizeof(float));
