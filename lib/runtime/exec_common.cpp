@@ -82,22 +82,19 @@ std::unique_ptr<AttentionOp> PlanRunner::stage_op(int64_t k_rows, const std::vec
   std::vector<kernels::RowSpan> merged;
   for (const Range& r : reached_) merged.push_back({r.start, r.end});
   op->set_merged_rows(merged);
-  OpRows entry{op.get(), rows, reached_};
   reached_.insert(reached_.end(), rows.begin(), rows.end());
   reached_ = merge_ranges(std::move(reached_));
-  op_rows_.push_back(std::move(entry));
+  op_rows_.emplace_back(op.get(), std::move(rows));
   return op;
 }
 
 void PlanRunner::stage_forward(AttentionOp& op, const void* k, const void* v, Local& local, bool& first) {
-  const auto mine = std::find_if(op_rows_.begin(), op_rows_.end(), [&](const OpRows& e) { return e.op == &op; });
-  MAGI_CHECK(mine != op_rows_.end(), "rank {}: a stage's op was not made by stage_op", rank_);
-  if (first) pass_rows_.clear();
-  MAGI_CHECK(mine->before == pass_rows_, "rank {}: stages run in another order than their ops were made", rank_);
-  pass_rows_.insert(pass_rows_.end(), mine->rows.begin(), mine->rows.end());
-  pass_rows_ = merge_ranges(std::move(pass_rows_));
+  if (first) next_op_ = 0;
+  MAGI_CHECK(next_op_ < op_rows_.size() && op_rows_[next_op_].first == &op,
+             "rank {}: a stage's op runs out of the order stage_op made them in", rank_);
+  const std::vector<Range>& rows = op_rows_[next_op_++].second;
   kernels::Into into = next_into(first);
-  if (into == kernels::Into::write && mine->rows != reached_) {
+  if (into == kernels::Into::write && rows != reached_) {
     no_result(local, reached_);
     into = kernels::Into::write_keyed;
   }

@@ -102,14 +102,9 @@ class PlanRunner : public StrategyRunner {
   const int64_t total_tokens_, kv_row_, q_row_, tokens_;
 
  private:
-  struct OpRows {
-    const AttentionOp* op;
-    std::vector<Range> rows;    // the rows its slices give a key
-    std::vector<Range> before;  // those of the ops made before it: the rows it merges into
-  };
-  std::vector<OpRows> op_rows_;    // stage_op, in order
-  std::vector<Range> reached_;     // the union of their rows
-  std::vector<Range> pass_rows_;   // stage_forward: the rows of the stages run so far in this pass
+  std::vector<std::pair<const AttentionOp*, std::vector<Range>>> op_rows_;  // stage_op, in order: rows given a key
+  std::vector<Range> reached_;                                                // their union
+  size_t next_op_ = 0;  // stage_forward: the op the pass runs next, in op_rows_
 };
 
 std::unique_ptr<StrategyRunner> make_magi_runner(Device& dev, Communicator& comm, const Plan& plan);
