@@ -29,7 +29,7 @@ struct KernelSlice {
 //                backward writes dq entirely.
 //   accumulate : forward merges this slice list's attention into out and lse by log-sum-exp (they
 //                hold the result over other keys of the same rows; a row whose lse is -inf holds
-//                none, its out is not read and may hold anything), leaving rows this list gives
+//                none, its out is not used and may hold anything), leaving rows this list gives
 //                no key untouched; backward adds this list's dQ into dq, leaving rows no slice
 //                covers untouched. dk and dv are written entirely either way.
 //   write_keyed: forward only: writes out and lse of the rows this list gives a key and leaves

@@ -53,6 +53,8 @@ __device__ inline void cp_async4(void* dst, const void* src, bool pred) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
                "r"(pred ? 4 : 0));
 }
+// Brings the line holding p into the L1 (no register waits for it).
+__device__ inline void prefetch_l1(const void* p) { asm volatile("prefetch.global.L1 [%0];\n" ::"l"(p)); }
 // Programmatic dependent launch (sm_90; FlexAttention's Launch::overlap). launch_dependents: the
 // next kernel on the stream, if launched dependent, may start once every block of this one has
 // started or ended. wait_previous: returns once the kernel this one was launched dependent on has
@@ -109,17 +111,16 @@ __device__ inline void store_staged_rows(const T* tile, T* dst, int64_t stride, 
   }
 }
 
-// The inverse of store_staged_rows for the rows that hold a result: global rows src + r * stride
-// with lse[r] > -inf (lse in shared memory, -inf from row n on) into a [ROWS][D] tile with
-// swz<D>, by cp.async; the other rows are zero-filled without a read. The caller commits and waits.
+// The inverse of store_staged_rows: global rows src + r * stride, r in [0, n), into a [ROWS][D]
+// tile with swz<D>, by cp.async; rows from n on are zero-filled without a read. The caller commits
+// and waits.
 template <int ROWS, int D, int NT, typename T>
-__device__ inline void load_staged_rows(T* tile, const T* src, int64_t stride, const float* lse, int tid) {
+__device__ inline void load_staged_rows(T* tile, const T* src, int64_t stride, int n, int tid) {
   constexpr int kChunks = D / 8;
 #pragma unroll
   for (int c = tid; c < ROWS * kChunks; c += NT) {
     const int r = c / kChunks, ch = c % kChunks;
-    const bool held = lse[r] != -INFINITY;
-    cp_async16(tile + swz<D>(r, ch * 8), held ? src + r * stride + ch * 8 : src, held);
+    cp_async16(tile + swz<D>(r, ch * 8), r < n ? src + r * stride + ch * 8 : src, r < n);
   }
 }
 

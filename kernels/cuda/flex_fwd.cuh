@@ -1,7 +1,8 @@
 // Forward kernel (Hopper: TMA loads, wgmma, exp2 online softmax), warp-specialised in FlashAttention-3's
 // manner. Persistent: one thread block per SM runs work items (query block of 128 rows, query
-// head) one after another, taking the next from a ticket counter as it goes, so items are handed
-// out in the host's order as blocks free, as the hardware would hand out blocks. Three
+// head) one after another: block b first runs item b, then takes the next from a ticket counter as
+// it goes, so items are handed out in the host's order as blocks free, as the hardware would hand
+// out blocks, and a block starts on its first item without a round trip for its ticket. Three
 // warpgroups: a producer (one thread) takes the tickets, walks each item's key tiles and loads Q
 // once and K, V per tile by TMA into a STAGES-deep ring guarded by full/empty mbarriers, running
 // into the next item (its Q and first tiles) while the consumers finish the last; two consumer
@@ -17,7 +18,7 @@
 // MERGE (FlexAttention::forward with Into::accumulate): the epilogue merges the item's result
 // into what out and lse already hold for its rows (the result over other keys) by log-sum-exp,
 // in fp32, rounding once; the earlier out rows are staged through shared memory like the output,
-// those whose lse is -inf (no result yet) not read at all, and an item whose rows the caller says
+// the earlier lse prefetched meanwhile (one round trip), and an item whose rows the caller says
 // hold no earlier result (FlexAttention::set_merged_rows) reads nothing and writes.
 // Launched to overlap the previous stage's kernel (Launch::overlap), a MERGE block computes its
 // items while that kernel's last blocks run and waits for it only before reading out and lse.
@@ -43,9 +44,11 @@ struct FwdParams {
   const DevSlice* slices;
   const FwdEntry* entries;
   const FwdItem* items;
-  // Tickets: the block that draws ticket_base + i runs item i (i < nitems); each block draws one
-  // more ticket than it runs items, so a launch takes nitems + grid tickets and the host moves
-  // ticket_base on by that much. A ticket past that range means two launches share the counter.
+  // Tickets: block b runs item b first (the grid is at most nitems), and the block that draws
+  // ticket_base + i then runs item grid + i (while that is < nitems); each block draws one more
+  // ticket than it runs items after its first, so a launch takes nitems tickets and the host
+  // moves ticket_base on by that much. A ticket past that range means two launches share the
+  // counter.
   unsigned long long* ticket;
   unsigned long long ticket_base;
   int nitems;
@@ -98,10 +101,12 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
   __shared__ __align__(8) uint64_t item_full[2], item_free[2];
   __shared__ FwdItem s_item[2];
   __shared__ int s_item_index[2];
-  __shared__ float s_prev[MERGE ? kFwdRows : 1];  // MERGE: the item's rows' lse before it
 
   pdl_launch_dependents();
   if (threadIdx.x == 0) {
+    tma_prefetch_map(&p.q_map);
+    tma_prefetch_map(&p.k_map);
+    tma_prefetch_map(&p.v_map);
     mbar_init(&q_full, 1);
     mbar_init(&q_free, NC);
 #pragma unroll
@@ -129,9 +134,13 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
     if (threadIdx.x == 0) {
       uint32_t g = 0, nq = 0;
       for (uint32_t n = 0;; ++n) {
-        const unsigned long long ticket = atomicAdd(p.ticket, 1ull) - p.ticket_base;
-        if (ticket >= static_cast<unsigned long long>(p.nitems) + gridDim.x) __trap();
-        const int index = ticket < static_cast<unsigned long long>(p.nitems) ? static_cast<int>(ticket) : p.nitems;
+        int index = static_cast<int>(blockIdx.x);
+        if (n > 0) {
+          const unsigned long long ticket = atomicAdd(p.ticket, 1ull) - p.ticket_base;
+          if (ticket >= static_cast<unsigned long long>(p.nitems)) __trap();
+          const unsigned long long next = gridDim.x + ticket;
+          index = next < static_cast<unsigned long long>(p.nitems) ? static_cast<int>(next) : p.nitems;
+        }
         const int j = n & 1;
         if (n >= 2) mbar_wait(&item_free[j], ((n - 2) / 2) & 1);
         FwdItem item{};
@@ -325,22 +334,22 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
     named_sync(kFwdBarEpilogue, NC);  // the previous item's output has left sO
 
     // Epilogue: normalise, out (input dtype) through shared memory to whole rows, lse (natural log,
-    // -inf for empty rows). MERGE: the rows' earlier lse into s_prev, then the earlier out of the
-    // rows that hold a result (lse > -inf) staged in sO and merged in place (each thread reads
-    // the elements it then writes). A row at -inf is written as if by Into::write and its out is
-    // never read, so a stage-wise caller sets lse = -inf where no stage has computed yet instead
-    // of writing zeros into out (kernel_args.h).
+    // -inf for empty rows). MERGE: the earlier out of the item's rows staged in sO while their
+    // earlier lse comes into the L1, then merged in place (each thread reads the elements it then
+    // writes). A row at -inf is written as if by Into::write and its staged out is never
+    // used (it may be anything), so a stage-wise caller sets lse = -inf where no stage has
+    // computed yet instead of writing zeros into out (kernel_args.h).
     // An item none of whose rows holds an earlier result (FwdItem::merge == 0) reads nothing; it
     // still waits for the previous stage, whose writes may reach its rows (a 128-row item of that
     // stage writes rows it gives no key) and whose completion the next stage counts on.
     const bool merge = MERGE && item.merge != 0;
     if constexpr (MERGE) pdl_wait_previous();  // out and lse as the previous stage left them
     if (merge) {
-      if (tid < BM) s_prev[tid] = q0 + tid < q_end ? p.lse[static_cast<int64_t>(q0 + tid) * p.hq + h] : -INFINITY;
-      named_sync(kFwdBarEpilogue, NC);
       load_staged_rows<BM, D, NC>(sO, p.out + static_cast<int64_t>(q0) * q_stride + static_cast<int64_t>(h) * D,
-                                  q_stride, s_prev, tid);
+                                  q_stride, q_end - q0, tid);
       cp_async_commit();
+      // The rows' earlier lse into the L1 meanwhile, where the merge below finds it.
+      if (tid < BM && q0 + tid < q_end) prefetch_l1(p.lse + static_cast<int64_t>(q0 + tid) * p.hq + h);
       cp_async_wait<0>();
       named_sync(kFwdBarEpilogue, NC);
     }
@@ -352,9 +361,9 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
       float lse_new = l > 0.f ? m_run[r] * kLn2 + logf(l) : -INFINITY;
       float w_new = l > 0.f ? 1.f / l : 0.f, w_prev = 0.f;
       if constexpr (MERGE) {
-        // lse' = log(e^prev + e^new); a side at -inf weighs 0 (its out is never read). The quad's
+        // lse' = log(e^prev + e^new); a side at -inf weighs 0 (its staged out is never read). The quad's
         // writer reads prev and hands it round, so no lane reads after the writer stored. (Read
-        // from s_prev instead, it made ptxas spill 96 bytes here against 44.)
+        // from shared memory instead, it made ptxas spill 96 bytes here against 44.)
         const bool reader = (lane & 3) == 0 && mine && merge;
         const float prev = __shfl_sync(0xffffffffu, reader ? p.lse[static_cast<int64_t>(q0 + row) * p.hq + h] : -INFINITY,
                                        lane & ~3);

@@ -53,6 +53,12 @@ __device__ inline void tma_load_3d(void* dst, const void* tensor_map, uint64_t* 
       : "memory");
 }
 
+// Fetches a tensor map (the address of a __grid_constant__ kernel parameter) into the TMA unit's
+// descriptor cache, so that a block's first loads do not wait for it.
+__device__ inline void tma_prefetch_map(const void* tensor_map) {
+  asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(tensor_map)) : "memory");
+}
+
 // Register reallocation: every thread of the warpgroup executes it.
 template <int N>
 __device__ inline void regs_release() {

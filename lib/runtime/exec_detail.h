@@ -79,7 +79,7 @@ class PlanRunner : public StrategyRunner {
   // does. Otherwise writing would cost it out = 0 on rows a later stage computes, and that stage
   // a read of those zeros: the pass starts instead from lse = -inf and out = 0 on the rows no stage
   // reaches, the first stage writes only the rows it gives a key (Into::write_keyed) and the later
-  // ones merge (a row at -inf is written, its out never read; kernel_args.h). At cp 1 with an
+  // ones merge (a row at -inf is written, its out never used; kernel_args.h). At cp 1 with an
   // explicit overlap degree the first stage gives keys to a fraction of the rows
   // (results/runtime/NOTES.md).
   void stage_forward(AttentionOp& op, const void* k, const void* v, Local& local, bool& first);
