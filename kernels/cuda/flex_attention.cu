@@ -267,7 +267,7 @@ bool launch_forward(FlexAttention::Impl& im, const void* q, const void* k, const
       std::is_same_v<T, __nv_bfloat16> ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
   detail::FwdParams<T> p{};
   p.q_map = make_map(q, kType, sizeof(T), sh.sq, sh.hq, D, 64, kTiles.rows);
-  if (sh.sk > 0) {  // else no item has a key tile and the maps are never read
+  if (sh.sk > 0) {  // else no item has a key tile: the maps are only prefetched, never loaded from
     p.k_map = make_map(k, kType, sizeof(T), sh.sk, sh.hkv, D, 64, kTiles.keys);
     p.v_map = make_map(v, kType, sizeof(T), sh.sk, sh.hkv, D, 64, kTiles.keys);
   }
