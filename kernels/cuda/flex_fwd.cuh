@@ -10,8 +10,9 @@
 // (setmaxnreg).
 // Each consumer overlaps inside itself: S(t) = Q K(t)^T and O += P(t-1) V(t-1) are issued together,
 // the softmax of tile t runs while P(t-1) V(t-1) is still on the tensor cores, and O is rescaled
-// once that product has landed. The two consumers take turns issuing (ping-pong on named
-// barriers), so one's softmax runs under the other's products.
+// once that product has landed (where a row's max has moved: kFwdRescaleSlack). The two consumers
+// take turns issuing (ping-pong on named barriers), so one's softmax runs under the other's
+// products.
 // The item walks the key tiles of every slice that meets its rows (host-built entries), so rows
 // shared by several slices get one softmax over the union of their keys: the merge is exact and
 // needs no second pass.
@@ -59,6 +60,11 @@ struct FwdParams {
 constexpr int kFwdRows = 128;            // query rows per item: two consumer warpgroups of 64
 constexpr int kFwdThreads = 3 * 128;     // producer warpgroup + two consumers
 constexpr int kFwdConsumerThreads = 256;
+// How far (log2 units) a tile's max may exceed a row's running max before O and l are rescaled to
+// it: P stays below 2^8, far inside bf16's and fp16's range, and O and l share the max they are
+// normalised by (FlashAttention-4's conditional rescale: most tiles of a long walk skip O's
+// rescale, results/kernel/NOTES.md v26).
+constexpr float kFwdRescaleSlack = 8.f;
 
 // Q, the K and V rings, and the output staging (its own, so the next item's Q can load while an
 // item's output leaves).
@@ -226,7 +232,7 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
     };
     // Masks sacc (tile of the cursor), turns it into P (base 2, m_run in units of score * scale *
     // log2(e)) with the row sums, and returns in corr what O must be scaled by once the products
-    // issued before have landed; advances the cursor.
+    // issued before have landed (1 where m_run stays: kFwdRescaleSlack); advances the cursor.
     auto softmax = [&](float (&corr)[2]) {
       const FwdEntry ent = p.entries[ce];
       const DevSlice sl = p.slices[ent.slice];
@@ -254,10 +260,13 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
 #pragma unroll
         for (int j = 0; j < BN / 8; ++j) mx = fmaxf(mx, fmaxf(sacc[4 * j + 2 * r], sacc[4 * j + 2 * r + 1]));
         mx = quad_max(mx);
-        const float m_new = fmaxf(m_run[r], mx * p.scale_log2);
-        const float m_use = m_new == -INFINITY ? 0.f : m_new;
-        corr[r] = exp2f(m_run[r] - m_use);
-        m_run[r] = m_new;
+        const float m_tile = mx * p.scale_log2;
+        corr[r] = 1.f;
+        if (m_tile > m_run[r] + kFwdRescaleSlack) {  // a row's first tile with a key moves it from -inf
+          corr[r] = exp2f(m_run[r] - m_tile);
+          m_run[r] = m_tile;
+        }
+        const float m_use = m_run[r] == -INFINITY ? 0.f : m_run[r];
         float sum = 0.f;
 #pragma unroll
         for (int j = 0; j < BN / 8; ++j) {
@@ -310,12 +319,14 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
         wgmma_wait<0>();
         fence_operands(o);
         mbar_arrive(&v_free[sp]);
+        if (__any_sync(0xffffffffu, corr[0] != 1.f || corr[1] != 1.f)) {
 #pragma unroll
-        for (int i = 0; i < D / 8; ++i) {
-          o[4 * i] *= corr[0];
-          o[4 * i + 1] *= corr[0];
-          o[4 * i + 2] *= corr[1];
-          o[4 * i + 3] *= corr[1];
+          for (int i = 0; i < D / 8; ++i) {
+            o[4 * i] *= corr[0];
+            o[4 * i + 1] *= corr[0];
+            o[4 * i + 2] *= corr[1];
+            o[4 * i + 3] *= corr[1];
+          }
         }
         pack_p();
       }
