@@ -10,9 +10,9 @@
 // (setmaxnreg).
 // Each consumer overlaps inside itself: S(t) = Q K(t)^T and O += P(t-1) V(t-1) are issued together,
 // the softmax of tile t runs while P(t-1) V(t-1) is still on the tensor cores, and O is rescaled
-// once that product has landed (where a row's max has moved: kFwdRescaleSlack). The two consumers
-// take turns issuing (ping-pong on named barriers), so one's softmax runs under the other's
-// products.
+// once that product has landed (at d 128 only where a row's max has moved: kFwdRescaleSlack). The
+// two consumers take turns issuing (ping-pong on named barriers), so one's softmax runs under the
+// other's products.
 // The item walks the key tiles of every slice that meets its rows (host-built entries), so rows
 // shared by several slices get one softmax over the union of their keys: the merge is exact and
 // needs no second pass.
@@ -60,11 +60,17 @@ struct FwdParams {
 constexpr int kFwdRows = 128;            // query rows per item: two consumer warpgroups of 64
 constexpr int kFwdThreads = 3 * 128;     // producer warpgroup + two consumers
 constexpr int kFwdConsumerThreads = 256;
-// How far (log2 units) a tile's max may exceed a row's running max before O and l are rescaled to
-// it: P stays below 2^8, far inside bf16's and fp16's range, and O and l share the max they are
-// normalised by (FlashAttention-4's conditional rescale: most tiles of a long walk skip O's
-// rescale, results/kernel/NOTES.md v26).
+// Head dim 128: how far (log2 units) a tile's max may exceed a row's running max before O and l
+// are rescaled to it. P stays below 2^8, far inside bf16's and fp16's range, O and l share the max
+// they are normalised by, and a warp whose rows all kept theirs skips O's rescale: most tiles of a
+// long walk (FlashAttention-4's conditional rescale; full 32k +1-3%). Head dim 64 rescales at every
+// tile: its 192-key tiles give a thread 96 exponentials against O's 32 multiplies, and the skip
+// made it 3-5% slower (results/kernel/NOTES.md, v26).
 constexpr float kFwdRescaleSlack = 8.f;
+template <int D>
+constexpr bool fwd_lazy_rescale() {
+  return D == 128;
+}
 
 // Q, the K and V rings, and the output staging (its own, so the next item's Q can load while an
 // item's output leaves).
@@ -261,10 +267,16 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
         for (int j = 0; j < BN / 8; ++j) mx = fmaxf(mx, fmaxf(sacc[4 * j + 2 * r], sacc[4 * j + 2 * r + 1]));
         mx = quad_max(mx);
         const float m_tile = mx * p.scale_log2;
-        corr[r] = 1.f;
-        if (m_tile > m_run[r] + kFwdRescaleSlack) {  // a row's first tile with a key moves it from -inf
-          corr[r] = exp2f(m_run[r] - m_tile);
-          m_run[r] = m_tile;
+        if constexpr (fwd_lazy_rescale<D>()) {
+          corr[r] = 1.f;
+          if (m_tile > m_run[r] + kFwdRescaleSlack) {  // a row's first tile with a key moves it from -inf
+            corr[r] = exp2f(m_run[r] - m_tile);
+            m_run[r] = m_tile;
+          }
+        } else {
+          const float m_new = fmaxf(m_run[r], m_tile);
+          corr[r] = exp2f(m_run[r] - (m_new == -INFINITY ? 0.f : m_new));
+          m_run[r] = m_new;
         }
         const float m_use = m_run[r] == -INFINITY ? 0.f : m_run[r];
         float sum = 0.f;
@@ -319,7 +331,7 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
         wgmma_wait<0>();
         fence_operands(o);
         mbar_arrive(&v_free[sp]);
-        if (__any_sync(0xffffffffu, corr[0] != 1.f || corr[1] != 1.f)) {
+        if (!fwd_lazy_rescale<D>() || __any_sync(0xffffffffu, corr[0] != 1.f || corr[1] != 1.f)) {
 #pragma unroll
           for (int i = 0; i < D / 8; ++i) {
             o[4 * i] *= corr[0];
