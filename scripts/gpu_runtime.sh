@@ -8,7 +8,9 @@
 #      (configs/gpu_nodes.json) and hybrid head x context plans (configs/gpu_hybrid.json), --check,
 #      each results file read by tests/runtime/check_report.py (checked, bytes == plan, per tier
 #      and per dimension);
-#   3. NCCL at np 1 on the staged-compute benchmark with --check (configs/gpu_stages_bench.json);
+#   3. NCCL at np 1 on the staged-compute benchmark: configs/gpu_stages_bench.json (32k) with
+#      --check, configs/gpu_stages_bench_128k.json (varlen causal at 128k: the same stages and
+#      kernels four times as long, timed only);
 #   4. the runtime against the bare kernel on the same cases (configs/gpu_runtime_bench.json, `run`
 #      and `kernel` in this call) and the per-stage figures: scripts/runtime_vs_kernel.py.
 # Binaries come from $BIN (a folder with magi-bench and the three test binaries, default
@@ -62,12 +64,14 @@ for cfg_min in gpu_masks=80 gpu_masks_fp16=30 gpu_nodes=22 gpu_hybrid=12; do  # 
 done
 step stages_nccl $MPIRUN -np 1 "$BENCH" --config configs/gpu_stages_bench.json --backend gpu \
   --comm nccl --check --out "$OUT/gpu_stages_bench.json"
+step stages_128k_nccl $MPIRUN -np 1 "$BENCH" --config configs/gpu_stages_bench_128k.json \
+  --backend gpu --comm nccl --out "$OUT/gpu_stages_bench_128k.json"
 step runtime_bench $MPIRUN -np 1 "$BENCH" --config configs/gpu_runtime_bench.json --backend gpu \
   --out "$OUT/gpu_runtime_bench.json"
 step kernel_bench "$BENCH" kernel --config configs/gpu_runtime_bench.json --no-check \
   --out "$OUT/gpu_runtime_bench_kernel.json"
 step compare python3 scripts/runtime_vs_kernel.py --run "$OUT/gpu_runtime_bench.json" \
   --kernel "$OUT/gpu_runtime_bench_kernel.json" --stages "$OUT/gpu_stages_bench.json" \
-  --out "$OUT/runtime_vs_kernel.json"
+  --stages "$OUT/gpu_stages_bench_128k.json" --out "$OUT/runtime_vs_kernel.json"
 cat "$OUT/compare.log" | tee -a "$LOG"
 exit $rc

@@ -4,7 +4,7 @@ workload file (issue 12's benchmark: the runtime at cp 1 against the bare kernel
 per-stage figures of a staged run against its one-stage rows.
 Reads only the results schema (docs/results_schema.md).
 
-Usage: runtime_vs_kernel.py --run RUN.json --kernel KERNEL.json [--stages STAGES.json] [--out OUT.json]
+Usage: runtime_vs_kernel.py --run RUN.json --kernel KERNEL.json [--stages STAGES.json]... [--out OUT.json]
 Prints one table per comparison; --out writes the ratios as JSON (inputs named, nothing else)."""
 import argparse
 import json
@@ -37,12 +37,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--run", required=True, help="magi-bench run results (cp 1)")
     ap.add_argument("--kernel", required=True, help="magi-bench kernel results, same workload")
-    ap.add_argument("--stages", help="magi-bench run results with overlap_degree auto, 1, 2, 4")
+    ap.add_argument("--stages", action="append", default=[],
+                    help="magi-bench run results with overlap_degree auto, 1, 2, 4 (repeatable: one "
+                         "table over every file's cases)")
     ap.add_argument("--out", help="write the ratios here as JSON")
     a = ap.parse_args()
     run, kernel = load(a.run), load(a.kernel)
     kernel_by = {(c["mask"], c["total_tokens"], c["head_dim"]): c for c in ran(kernel)}
-    out = {"run": a.run, "kernel": a.kernel, "runtime_vs_kernel": [], "stages": []}
+    out = {"run": a.run, "kernel": a.kernel, "stages_files": a.stages, "runtime_vs_kernel": [], "stages": []}
     print("# runtime (run --backend gpu, cp 1) against the bare kernel (magi-bench kernel), TFLOP/s")
     print(f"{'mask':>14} {'tokens':>8} {'kern_fwd':>8} {'run_fwd':>8} {'ratio':>6} "
           f"{'kern_bwd':>8} {'run_bwd':>8} {'ratio':>6}")
@@ -62,9 +64,8 @@ def main():
             "fwd_ratio": rf, "kernel_bwd_tflops": k["bwd_tflops_per_gpu"],
             "run_bwd_tflops": c["bwd_tflops_per_gpu"], "bwd_ratio": rb})
     if a.stages:
-        stages = load(a.stages)
         base = {}
-        rows = ran(stages)
+        rows = [c for path in a.stages for c in ran(load(path))]
         def stage_count(c):  # cp 1: overlap_degree d cuts the keys into d + 1 stages (plan.h)
             return c["details"]["plan"]["overlap_degree"] + 1
         for c in rows:
