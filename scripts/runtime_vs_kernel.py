@@ -38,8 +38,8 @@ def main():
     ap.add_argument("--run", required=True, help="magi-bench run results (cp 1)")
     ap.add_argument("--kernel", required=True, help="magi-bench kernel results, same workload")
     ap.add_argument("--stages", action="append", default=[],
-                    help="magi-bench run results with overlap_degree auto, 1, 2, 4 (repeatable: one "
-                         "table over every file's cases)")
+                    help="magi-bench run results with overlap_degree auto, 1, 2, 4 (repeatable: "
+                         "each file's rows against its own one-launch rows, in one table)")
     ap.add_argument("--out", help="write the ratios here as JSON")
     a = ap.parse_args()
     run, kernel = load(a.run), load(a.kernel)
@@ -63,16 +63,14 @@ def main():
             "kernel_fwd_tflops": k["fwd_tflops_per_gpu"], "run_fwd_tflops": c["fwd_tflops_per_gpu"],
             "fwd_ratio": rf, "kernel_bwd_tflops": k["bwd_tflops_per_gpu"],
             "run_bwd_tflops": c["bwd_tflops_per_gpu"], "bwd_ratio": rb})
+    def stage_count(c):  # cp 1: overlap_degree d cuts the keys into d + 1 stages (plan.h)
+        return c["details"]["plan"]["overlap_degree"] + 1
     if a.stages:
-        base = {}
-        rows = [c for path in a.stages for c in ran(load(path))]
-        def stage_count(c):  # cp 1: overlap_degree d cuts the keys into d + 1 stages (plan.h)
-            return c["details"]["plan"]["overlap_degree"] + 1
-        for c in rows:
-            if stage_count(c) == 1:
-                base[(c["mask"], c["total_tokens"])] = c
         print("\n# per-stage launches against one launch (same run), TFLOP/s")
         print(f"{'mask':>14} {'tokens':>8} {'stages':>6} {'fwd':>8} {'ratio':>6} {'bwd':>8} {'ratio':>6}")
+    for path in a.stages:  # each file's rows against its own one-launch rows
+        rows = ran(load(path))
+        base = {(c["mask"], c["total_tokens"]): c for c in rows if stage_count(c) == 1}
         for c in rows:
             b = base.get((c["mask"], c["total_tokens"]))
             n = stage_count(c)
@@ -80,8 +78,8 @@ def main():
             rb = ratio(c["bwd_tflops_per_gpu"], b["bwd_tflops_per_gpu"]) if b else None
             print(f"{c['mask']:>14} {c['total_tokens']:>8} {n:>6} {fmt(c['fwd_tflops_per_gpu'])} "
                   f"{fmt(rf, '6.3f')} {fmt(c['bwd_tflops_per_gpu'])} {fmt(rb, '6.3f')}")
-            out["stages"].append({"mask": c["mask"], "total_tokens": c["total_tokens"], "stages": n,
-                                  "fwd_tflops": c["fwd_tflops_per_gpu"], "fwd_ratio": rf,
+            out["stages"].append({"file": path, "mask": c["mask"], "total_tokens": c["total_tokens"],
+                                  "stages": n, "fwd_tflops": c["fwd_tflops_per_gpu"], "fwd_ratio": rf,
                                   "bwd_tflops": c["bwd_tflops_per_gpu"], "bwd_ratio": rb})
     if a.out:
         with open(a.out, "w") as f:
