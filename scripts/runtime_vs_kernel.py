@@ -29,6 +29,10 @@ def ratio(a, b):
     return a / b if a and b else None
 
 
+def stage_count(c):  # cp 1: overlap_degree d cuts the keys into d + 1 stages (plan.h)
+    return c["details"]["plan"]["overlap_degree"] + 1
+
+
 def fmt(x, spec="8.1f"):
     return format(x, spec) if x is not None else "       -"
 
@@ -44,7 +48,7 @@ def main():
     a = ap.parse_args()
     run, kernel = load(a.run), load(a.kernel)
     kernel_by = {(c["mask"], c["total_tokens"], c["head_dim"]): c for c in ran(kernel)}
-    out = {"run": a.run, "kernel": a.kernel, "stages_files": a.stages, "runtime_vs_kernel": [], "stages": []}
+    out = {"run": a.run, "kernel": a.kernel, "runtime_vs_kernel": [], "stages": []}
     print("# runtime (run --backend gpu, cp 1) against the bare kernel (magi-bench kernel), TFLOP/s")
     print(f"{'mask':>14} {'tokens':>8} {'kern_fwd':>8} {'run_fwd':>8} {'ratio':>6} "
           f"{'kern_bwd':>8} {'run_bwd':>8} {'ratio':>6}")
@@ -63,8 +67,6 @@ def main():
             "kernel_fwd_tflops": k["fwd_tflops_per_gpu"], "run_fwd_tflops": c["fwd_tflops_per_gpu"],
             "fwd_ratio": rf, "kernel_bwd_tflops": k["bwd_tflops_per_gpu"],
             "run_bwd_tflops": c["bwd_tflops_per_gpu"], "bwd_ratio": rb})
-    def stage_count(c):  # cp 1: overlap_degree d cuts the keys into d + 1 stages (plan.h)
-        return c["details"]["plan"]["overlap_degree"] + 1
     if a.stages:
         print("\n# per-stage launches against one launch (same run), TFLOP/s")
         print(f"{'mask':>14} {'tokens':>8} {'stages':>6} {'fwd':>8} {'ratio':>6} {'bwd':>8} {'ratio':>6}")
