@@ -222,9 +222,9 @@ int build_backward(const AttnShape& shape, const std::vector<DevSlice>& sl,
       entries.push_back(BwdEntry{i, q_lo, n, 0});
       tiles += n;
     }
-    // The most heads of the group (a divisor of it) whose walk fits kBwdMaxWalkTiles, at least one.
+    // The most heads of the group (a divisor of it) whose walk fits kBwdMaxWalkRows, at least one.
     int nheads = group;
-    while (nheads > 1 && static_cast<int64_t>(tiles) * nheads > kBwdMaxWalkTiles) {
+    while (nheads > 1 && static_cast<int64_t>(tiles) * bm * nheads > kBwdMaxWalkRows) {
       do --nheads; while (group % nheads != 0);
     }
     for (int h = 0; h < shape.hq; h += nheads) {

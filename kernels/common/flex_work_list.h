@@ -40,7 +40,7 @@ struct BwdEntry {
 // Backward work item: (key block, query heads [head, head + nheads) of one GQA group), walking
 // each head's query tiles in turn; its kv head is head / (hq / hkv). An item walks the whole group
 // (nheads = hq / hkv, dK and dV summed in registers) unless that walk is longer than
-// kBwdMaxWalkTiles: items started together drift apart over long walks until the query tiles they
+// kBwdMaxWalkRows: items started together drift apart over long walks until the query tiles they
 // read no longer share the L2 (64:8 at 32k read 91 GB from HBM for 4x the work of 16:16's 2.8 GB:
 // results/kernel/NOTES.md, v14). Such a key block is split into the fewest equal sub-groups of
 // heads whose walks fit, each item adding its dK/dV into an fp32 workspace; the last to finish
@@ -51,9 +51,10 @@ struct BwdItem {
   int kv_unit;  // the key block's index among the backward's blocks: dK/dV unit kv_unit * hkv + kv head
   int nheads;   // query heads walked
 };
-// The longest walk (query tiles over the heads walked) of a backward item that is split further:
-// a 16:16 item of a 32k full mask, whose blocks read from L2 97.5% of the time (v14's profile).
-constexpr int kBwdMaxWalkTiles = 512;
+// The longest walk (query rows of its tiles over the heads walked) of a backward item that is split
+// further: a 16:16 item of a 32k full mask, whose blocks read from L2 97.5% of the time (v14's
+// profile, 512 tiles of 64 rows).
+constexpr int kBwdMaxWalkRows = 32768;
 
 // The band rule (common/slice_band.h) on a DevSlice.
 MAGI_HOST_DEVICE inline int band_lo(const DevSlice& s, int q) {

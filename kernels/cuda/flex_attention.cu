@@ -34,9 +34,8 @@ using detail::DevSlice;
 using detail::FwdEntry;
 using detail::FwdItem;
 
-// The backward kernel's query tile: the dQ units and the TMA boxes follow it.
-constexpr int kBwdBM = flex_tiles(FlexPass::backward, 64).rows;
-static_assert(kBwdBM == flex_tiles(FlexPass::backward, 128).rows, "one dQ unit height for every head dim");
+// The backward kernel's query tile at head dim d: the dQ units and the TMA boxes follow it.
+constexpr int bwd_tile_rows(int d) { return flex_tiles(FlexPass::backward, d).rows; }
 
 template <typename T>
 struct DeviceArray {
@@ -129,7 +128,7 @@ bool head_dim_supported(int d) { return d == 64 || d == 128; }
 // call that uses them; the kernel leaves both at zero (see flex_bwd.cuh). A plan has its own, or
 // shares one with the plans of share_backward_dq, whose unit_tiles are then summed over them.
 struct DqWorkspace {
-  DeviceArray<int> unit_tiles;  // per dQ unit of kBwdBM rows: the backward tiles that cover it
+  DeviceArray<int> unit_tiles;  // per dQ unit (a backward query tile's rows): the tiles that cover it
   // Whether some unit has no tile: its dq rows are zeroed before a writing call (the backward's
   // prepare kernel), which with the caller's Delta has nothing else to do.
   bool some_unit_uncovered = false;
@@ -243,10 +242,10 @@ CUtensorMap make_map(const void* buffer, CUtensorMapDataType type, int elem_byte
 }
 
 // The tensor map through which the backward adds dQ tiles into the fp32 workspace [sq][hq][d]:
-// boxes of 32 columns x 1 head x kBwdBM rows (the kernel's staging layout).
+// boxes of 32 columns x 1 head x a backward tile's rows (the kernel's staging layout).
 CUtensorMap make_dq_map(float* dq_acc, const AttnShape& sh) {
   return make_map(dq_acc, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, sizeof(float), sh.sq, sh.hq, sh.d, detail::kDqBoxCols,
-                  kBwdBM);
+                  bwd_tile_rows(sh.d));
 }
 
 // keyed: run only the items that have a key tile (MERGE always: the others merge nothing).
@@ -302,7 +301,7 @@ template <typename T, int D>
 void launch_prepare(const void* out, const void* dout, float* delta, const int* unit_tiles, void* dq, int hq,
                     int64_t rows, bool dq_accumulate, cudaStream_t stream) {
   detail::flex_bwd_prepare_kernel<T, D><<<static_cast<unsigned>(ceil_div(rows, 8)), 256, 0, stream>>>(
-      static_cast<const T*>(out), static_cast<const T*>(dout), delta, unit_tiles, static_cast<T*>(dq), hq, kBwdBM,
+      static_cast<const T*>(out), static_cast<const T*>(dout), delta, unit_tiles, static_cast<T*>(dq), hq, bwd_tile_rows(D),
       rows, dq_accumulate);
   MAGI_CUDA_CHECK(cudaGetLastError());
 }

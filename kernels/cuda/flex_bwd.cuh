@@ -239,21 +239,23 @@ __device__ __forceinline__ void finish_dkv_unit(const BwdParams<T>& p, const Bwd
 // BN = 128 keys:
 //   S^T = K Q^T, dP^T = V dO^T            (A and B from shared memory, K-major)
 //   dV += P^T dO, dK += dS^T Q            (A from registers, B = dO / Q transposed)
-//   dQ = dS K                             (A = dS^T in shared memory transposed, B = K transposed;
-//                                          consumer c takes dQ columns [c D/2, (c+1) D/2) for
-//                                          D = 128, consumer 0 all of them for D = 64)
-// Query tiles of BM = 64 rows.
+//   dQ = dS K                             (A = dS^T in shared memory transposed, B = K transposed)
+// Query tiles of BM rows (flex_tiles.h): 64 at D = 128, where consumer c takes dQ's columns
+// [64 c, 64 c + 64); 128 at D = 64, where it takes the tile's rows [64 c, 64 c + 64) with all 64
+// columns. Either way each consumer computes a 64 x 64 block of dQ, so neither waits at the dS^T
+// barrier for the other's product (at D = 64 with 64-row tiles consumer 0 computed all of dQ and
+// consumer 1 spent 12% of its cycles at that barrier: results/kernel/NOTES.md, v27). dS^T is
+// stored as BM / 64 blocks of [BN][64], the 128-byte-swizzled layout wgmma reads.
 template <typename T, int D>
 __global__ void __launch_bounds__(kBwdThreads, 1) flex_bwd_wgmma_kernel(const __grid_constant__ BwdParams<T> p) {
   constexpr FlexTiles kTiles = flex_tiles(FlexPass::backward, D);
   constexpr int BM = kTiles.rows, BN = kTiles.keys, NC = kBwdConsumerThreads;
-  static_assert(BN == 2 * 64 && BM == 64, "two consumer warpgroups of 64 keys, 64-row query tiles");
+  static_assert(BN == 2 * 64 && BM * D == 64 * 128, "two consumer warpgroups of 64 keys; a 64 x 64 block of dQ each");
   constexpr bool kBF16 = std::is_same_v<T, __nv_bfloat16>;
-  constexpr int DQN = 64;                        // dQ columns per participating consumer
-  constexpr int DQ_WGS = D == 128 ? 2 : 1;       // consumers computing dQ
+  constexpr bool kDqRows = BM == 128;  // consumer c's dQ block: rows [64 c, +64) (else columns)
   using WSt = Wgmma<BM, kBF16>;   // m64 x BM
   using WD = Wgmma<D, kBF16>;     // m64 x D
-  using WQ = Wgmma<DQN, kBF16>;   // m64 x DQN
+  using WQ = Wgmma<64, kBF16>;    // m64 x 64
   using E = ElemTraits<T>;
   constexpr uint32_t kKVBytes = 2u * BN * D * sizeof(T), kQBytes = 2u * BM * D * sizeof(T);
   extern __shared__ __align__(1024) unsigned char smem_raw[];
@@ -262,7 +264,7 @@ __global__ void __launch_bounds__(kBwdThreads, 1) flex_bwd_wgmma_kernel(const __
   T* sV = sK + BN * D;
   T* sQ = sV + BN * D;        // 2 stages
   T* sdO = sQ + 2 * BM * D;   // 2 stages
-  T* sdS = sdO + 2 * BM * D;  // 2 buffers [BN][BM], 128-byte swizzle (BM = 64)
+  T* sdS = sdO + 2 * BM * D;  // 2 buffers of BM / 64 blocks [BN][64], 128-byte swizzle
   float* sdQ = reinterpret_cast<float*>(sdS + 2 * BN * BM);  // D / 32 TMA boxes [BM][32], 1024-aligned
   float* sLse = sdQ + BM * D;  // 2 stages
   float* sDelta = sLse + 2 * BM;
@@ -283,7 +285,7 @@ __global__ void __launch_bounds__(kBwdThreads, 1) flex_bwd_wgmma_kernel(const __
       mbar_init(&q_full[s], 1 + 32);
       mbar_init(&q_free[s], NC);
     }
-    mbar_init(&dq_full, DQ_WGS * 128);
+    mbar_init(&dq_full, NC);
     mbar_init(&dq_free, 1);
     mbar_init_fence();
   }
@@ -444,11 +446,12 @@ __global__ void __launch_bounds__(kBwdThreads, 1) flex_bwd_wgmma_kernel(const __
       ads[2] = E::pack(dpt[8 * kk + 4], dpt[8 * kk + 5]);
       ads[3] = E::pack(dpt[8 * kk + 6], dpt[8 * kk + 7]);
       {
-        const int r0 = key_in_blk, c0 = kk * 16 + (lane & 3) * 2;
-        *reinterpret_cast<uint32_t*>(sds + swz<BM>(r0, c0)) = ads[0];
-        *reinterpret_cast<uint32_t*>(sds + swz<BM>(r0 + 8, c0)) = ads[1];
-        *reinterpret_cast<uint32_t*>(sds + swz<BM>(r0, c0 + 8)) = ads[2];
-        *reinterpret_cast<uint32_t*>(sds + swz<BM>(r0 + 8, c0 + 8)) = ads[3];
+        const int r0 = key_in_blk, c0 = (kk % 4) * 16 + (lane & 3) * 2;
+        T* blk = sds + (kk / 4) * (BN * 64);
+        *reinterpret_cast<uint32_t*>(blk + swz<64>(r0, c0)) = ads[0];
+        *reinterpret_cast<uint32_t*>(blk + swz<64>(r0 + 8, c0)) = ads[1];
+        *reinterpret_cast<uint32_t*>(blk + swz<64>(r0, c0 + 8)) = ads[2];
+        *reinterpret_cast<uint32_t*>(blk + swz<64>(r0 + 8, c0 + 8)) = ads[3];
       }
       WD::rs_t(dv, ap, wgmma_desc(do_addr + kk * 16 * 128, BM * 128, 1024));
       WD::rs_t(dk, ads, wgmma_desc(q_addr + kk * 16 * 128, BM * 128, 1024));
@@ -459,28 +462,30 @@ __global__ void __launch_bounds__(kBwdThreads, 1) flex_bwd_wgmma_kernel(const __
     // only after its dQ of the tile before that had landed: the buffer written here was free.
     named_sync(kBwdBarDs, NC);
 
-    // dQ = dS K: A = dS (M-major view of dS^T), B = K (N-major).
-    if (DQ_WGS == 2 || c == 0) {
-      float dq[DQN / 2];
+    // dQ = dS K: A = dS (M-major view of dS^T), B = K (N-major); this consumer's 64 x 64 block.
+    {
+      float dq[32];
+      const uint32_t a_addr = ds_addr + (kDqRows ? c * (BN * 128) : 0);
+      const uint32_t b_addr = k_addr + (kDqRows ? 0 : c * (BN * 128));
       wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < BN / 16; ++kk) {
-        WQ::ss_tt(dq, wgmma_desc(ds_addr + kk * 16 * 128, BN * 128, 1024),
-                  wgmma_desc(k_addr + c * (BN * 128) + kk * 16 * 128, BN * 128, 1024), kk > 0 ? 1 : 0);
+        WQ::ss_tt(dq, wgmma_desc(a_addr + kk * 16 * 128, BN * 128, 1024), wgmma_desc(b_addr + kk * 16 * 128, BN * 128, 1024),
+                  kk > 0 ? 1 : 0);
       }
       wgmma_commit();
       wgmma_wait<0>();
       mbar_arrive(&q_free[s]);
       if (t > 0) mbar_wait(&dq_free, (t - 1) & 1);  // the writer's TMA has read the tile before
-      // Staged in the TMA boxes (box = 32 columns; 16-byte chunk c of row r at chunk c ^ (r % 8),
-      // the TMA's 128-byte swizzle; a half-warp's float2 stores meet 2-way bank conflicts); the
-      // writer adds the tile into the workspace, rows past sq dropped.
-      float* sdq = sdQ + c * (DQN / kDqBoxCols) * (BM * kDqBoxCols);
+      // Staged in the TMA boxes (box = 32 columns x BM rows; 16-byte chunk c of row r at chunk
+      // c ^ (r % 8), the TMA's 128-byte swizzle; a half-warp's float2 stores meet 2-way bank
+      // conflicts); the writer adds the tile into the workspace, rows past sq dropped.
+      float* sdq = sdQ + (kDqRows ? c * 64 * kDqBoxCols : c * 2 * (BM * kDqBoxCols));
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         const int row = (warp % 4) * 16 + lane / 4 + 8 * r;
 #pragma unroll
-        for (int i = 0; i < DQN / 8; ++i) {
+        for (int i = 0; i < 8; ++i) {
           const int box = i / 4, chunk = (i % 4) * 2 + (lane & 3) / 2;
           float* dst = sdq + box * (BM * kDqBoxCols) + row * kDqBoxCols + ((chunk ^ (row & 7)) * 4) + (lane & 1) * 2;
           *reinterpret_cast<float2*>(dst) = make_float2(dq[4 * i + 2 * r] * p.scale, dq[4 * i + 2 * r + 1] * p.scale);
@@ -488,9 +493,6 @@ __global__ void __launch_bounds__(kBwdThreads, 1) flex_bwd_wgmma_kernel(const __
       }
       fence_proxy_async();  // read by the TMA next
       mbar_arrive(&dq_full);
-    } else {
-      wgmma_wait<0>();
-      mbar_arrive(&q_free[s]);
     }
   }
 

@@ -28,10 +28,12 @@ constexpr FlexTiles flex_tiles(FlexPass pass, int head_dim) {
     // the earlier, unspecialised kernel: results/kernel/NOTES.md.
     return FlexTiles{128, head_dim == 64 ? 192 : 128};
   }
-  // Backward, both head dims: dK and dV of 128 keys stay in registers (each warpgroup 64 keys),
-  // walking 64-row query tiles, double-buffered, whose Q, dO, dS and fp32 dQ staging fill the
-  // shared memory of one block per SM.
-  return FlexTiles{64, 128};
+  // Backward: dK and dV of 128 keys stay in registers (each warpgroup 64 keys), walking query
+  // tiles, double-buffered, whose Q, dO, dS and fp32 dQ staging fill the shared memory of one
+  // block per SM. 64-row tiles at head dim 128, 128-row ones at 64: the same bytes of Q and dO a
+  // tile, a 64 x 64 block of dQ per warpgroup (flex_bwd.cuh), and a tile's fixed costs (barriers,
+  // waits, its dQ reduce-add) spread over twice the products.
+  return FlexTiles{head_dim == 64 ? 128 : 64, 128};
 }
 
 // The work-list tiles of both passes at one head dim.

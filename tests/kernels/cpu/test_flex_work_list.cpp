@@ -223,7 +223,7 @@ void check_lists(const AttnShape& sh, const std::vector<KernelSlice>& in, const 
       "forward order");
 
   // Backward: per query head, keys partitioned by items, each visible pair in exactly one query
-  // tile. An item walks a whole GQA group, or, when that walk is longer than kBwdMaxWalkTiles, the
+  // tile. An item walks a whole GQA group, or, when that walk is longer than kBwdMaxWalkRows, the
   // fewest equal sub-groups of heads whose walks fit; the items of one key block share its dK/dV
   // unit, and a unit is one key block.
   int64_t bwd_tiles = 0;
@@ -231,11 +231,11 @@ void check_lists(const AttnShape& sh, const std::vector<KernelSlice>& in, const 
   for (const flex::BwdItem& it : wl.bwd_items) {
     bwd_tiles += static_cast<int64_t>(it.ntiles) * it.nheads;
     ASSERT_TRUE(it.nheads >= 1 && group % it.nheads == 0 && it.head % it.nheads == 0) << "heads " << it.head << "+" << it.nheads;
-    const int64_t walk = static_cast<int64_t>(it.ntiles) * it.nheads;
-    EXPECT_TRUE(it.nheads == group || it.nheads == 1 || walk <= flex::kBwdMaxWalkTiles) << "walk " << walk;
+    const int64_t walk = static_cast<int64_t>(it.ntiles) * t.bwd_bm * it.nheads;
+    EXPECT_TRUE(it.nheads == group || it.nheads == 1 || walk <= flex::kBwdMaxWalkRows) << "walk " << walk;
     for (int n = it.nheads + 1; n <= group; ++n) {  // no larger sub-group fits
       if (group % n == 0) {
-        EXPECT_GT(static_cast<int64_t>(it.ntiles) * n, flex::kBwdMaxWalkTiles) << "heads " << n;
+        EXPECT_GT(static_cast<int64_t>(it.ntiles) * t.bwd_bm * n, flex::kBwdMaxWalkRows) << "heads " << n;
       }
     }
     split = split || it.nheads < group;

@@ -512,8 +512,8 @@ TEST_F(FlexAttentionGpu, PipelineShapes) {
     // More backward items (key block, head) than SMs: 144, the last wave's converting at most a
     // few of the dQ units it completes and leaving the rest to the finish pass.
     check_case(AttnShape{1500, 1500, 12, 12, d}, {sl(0, 1500, 0, 1500, T::causal)}, rng(), "causal, 144 backward items");
-    // GQA groups split by their long walks (flex::kBwdMaxWalkTiles): 16 query heads over one kv
-    // head; the first key blocks walk up to 40 query tiles per head and split into two items of 8
+    // GQA groups split by their long walks (flex::kBwdMaxWalkRows): 16 query heads over one kv
+    // head; the first key blocks walk about 2500 query rows per head and split into two items of 8
     // heads that meet in the dK/dV workspace, the later ones stay whole; ragged end.
     check_case(AttnShape{2543, 2543, 16, 1, d}, {sl(0, 2543, 0, 2543, T::causal)}, rng(), "split GQA groups");
     // Slices in row pieces, as a stage's plan cuts documents at its chunk boundaries, which the
