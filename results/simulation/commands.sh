@@ -7,12 +7,12 @@ BIN=${BIN:-build-cpu/magi-bench}
 S=results/simulation
 K=results/kernel
 
-# 1. One-GPU kernel model: fit on full, causal and varlen causal of the H200 v13b run (16:16, d 64 and
+# 1. One-GPU kernel model: fit on full, causal and varlen causal of the H200 v27 run (16:16, d 64 and
 #    128, 8k and 32k); held out: the other three masks of that file, the whole GQA 64:8 file and the
 #    rest of the mask catalogue at both head layouts.
-$BIN calibrate --fit $K/2026-12-02_v13b_h200_kernel_h100.json --fit-masks full,causal,varlen_causal \
-  --held-out $K/2026-12-02_v13b_h200_kernel_h100_gqa.json $K/2026-12-02_v13b_h200_kernel_catalogue.json \
-  $K/2026-12-02_v13b_h200_kernel_catalogue_gqa.json --device "NVIDIA H200 (v13b kernel, commit 9bd555d)" \
+$BIN calibrate --fit $K/2026-12-04_v27_h200_kernel_h100.json --fit-masks full,causal,varlen_causal \
+  --held-out $K/2026-12-04_v27_h200_kernel_h100_gqa.json $K/2026-12-04_v27_h200_kernel_catalogue.json \
+  $K/2026-12-04_v27_h200_kernel_catalogue_gqa.json --device "NVIDIA H200 (v27 kernel, commit 9eb0dad)" \
   --out $S/calibration_h200_kernel.json --force | tee $S/calibration_h200_kernel.log
 
 # 2. CPU ranks: measured runs (np = cp; np 4 oversubscribes the two cores), three rounds of the
