@@ -301,8 +301,8 @@ template <typename T, int D>
 void launch_prepare(const void* out, const void* dout, float* delta, const int* unit_tiles, void* dq, int hq,
                     int64_t rows, bool dq_accumulate, cudaStream_t stream) {
   detail::flex_bwd_prepare_kernel<T, D><<<static_cast<unsigned>(ceil_div(rows, 8)), 256, 0, stream>>>(
-      static_cast<const T*>(out), static_cast<const T*>(dout), delta, unit_tiles, static_cast<T*>(dq), hq, bwd_tile_rows(D),
-      rows, dq_accumulate);
+      static_cast<const T*>(out), static_cast<const T*>(dout), delta, unit_tiles, static_cast<T*>(dq), hq,
+      bwd_tile_rows(D), rows, dq_accumulate);
   MAGI_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -470,8 +470,8 @@ __global__ void __launch_bounds__(kBwdThreads, 1) flex_bwd_wgmma_kernel(const __
       wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < BN / 16; ++kk) {
-        WQ::ss_tt(dq, wgmma_desc(a_addr + kk * 16 * 128, BN * 128, 1024), wgmma_desc(b_addr + kk * 16 * 128, BN * 128, 1024),
-                  kk > 0 ? 1 : 0);
+        WQ::ss_tt(dq, wgmma_desc(a_addr + kk * 16 * 128, BN * 128, 1024),
+                  wgmma_desc(b_addr + kk * 16 * 128, BN * 128, 1024), kk > 0 ? 1 : 0);
       }
       wgmma_commit();
       wgmma_wait<0>();
