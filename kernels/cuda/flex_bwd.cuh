@@ -252,10 +252,11 @@ __global__ void __launch_bounds__(kBwdThreads, 1) flex_bwd_wgmma_kernel(const __
   constexpr int BM = kTiles.rows, BN = kTiles.keys, NC = kBwdConsumerThreads;
   static_assert(BN == 2 * 64 && BM * D == 64 * 128, "two consumer warpgroups of 64 keys; a 64 x 64 block of dQ each");
   constexpr bool kBF16 = std::is_same_v<T, __nv_bfloat16>;
-  constexpr bool kDqRows = BM == 128;  // consumer c's dQ block: rows [64 c, +64) (else columns)
+  constexpr int DQB = 64;              // each consumer's dQ block: DQB x DQB
+  constexpr bool kDqRows = BM == 128;  // consumer c's block: rows [DQB c, +DQB) (else columns)
   using WSt = Wgmma<BM, kBF16>;   // m64 x BM
   using WD = Wgmma<D, kBF16>;     // m64 x D
-  using WQ = Wgmma<64, kBF16>;    // m64 x 64
+  using WQ = Wgmma<DQB, kBF16>;   // m64 x DQB
   using E = ElemTraits<T>;
   constexpr uint32_t kKVBytes = 2u * BN * D * sizeof(T), kQBytes = 2u * BM * D * sizeof(T);
   extern __shared__ __align__(1024) unsigned char smem_raw[];
@@ -464,7 +465,7 @@ __global__ void __launch_bounds__(kBwdThreads, 1) flex_bwd_wgmma_kernel(const __
 
     // dQ = dS K: A = dS (M-major view of dS^T), B = K (N-major); this consumer's 64 x 64 block.
     {
-      float dq[32];
+      float dq[DQB / 2];
       const uint32_t a_addr = ds_addr + (kDqRows ? c * (BN * 128) : 0);
       const uint32_t b_addr = k_addr + (kDqRows ? 0 : c * (BN * 128));
       wgmma_fence();
@@ -480,12 +481,12 @@ __global__ void __launch_bounds__(kBwdThreads, 1) flex_bwd_wgmma_kernel(const __
       // Staged in the TMA boxes (box = 32 columns x BM rows; 16-byte chunk c of row r at chunk
       // c ^ (r % 8), the TMA's 128-byte swizzle; a half-warp's float2 stores meet 2-way bank
       // conflicts); the writer adds the tile into the workspace, rows past sq dropped.
-      float* sdq = sdQ + (kDqRows ? c * 64 * kDqBoxCols : c * 2 * (BM * kDqBoxCols));
+      float* sdq = sdQ + (kDqRows ? c * DQB * kDqBoxCols : c * (DQB / kDqBoxCols) * (BM * kDqBoxCols));
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         const int row = (warp % 4) * 16 + lane / 4 + 8 * r;
 #pragma unroll
-        for (int i = 0; i < 8; ++i) {
+        for (int i = 0; i < DQB / 8; ++i) {
           const int box = i / 4, chunk = (i % 4) * 2 + (lane & 3) / 2;
           float* dst = sdq + box * (BM * kDqBoxCols) + row * kDqBoxCols + ((chunk ^ (row & 7)) * 4) + (lane & 1) * 2;
           *reinterpret_cast<float2*>(dst) = make_float2(dq[4 * i + 2 * r] * p.scale, dq[4 * i + 2 * r + 1] * p.scale);
