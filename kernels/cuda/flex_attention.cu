@@ -353,6 +353,9 @@ bool launch_backward(FlexAttention::Impl& im, const void* q, const void* k, cons
     // backward.)
     if (!delta && !im.delta.ptr) im.delta.allocate(static_cast<size_t>(qrows));
     if (!delta || (!accumulate && ws.some_unit_uncovered)) {
+      // The kernel reads the Delta this writes from its first tile on, before it would wait for
+      // the kernel before it: so it starts after this one.
+      how = Launch::after;
       launch_prepare<T, D>(out, dout, delta ? nullptr : im.delta.ptr, ws.unit_tiles.ptr, dq, sh.hq, qrows, accumulate,
                            stream);
       enqueued = true;
