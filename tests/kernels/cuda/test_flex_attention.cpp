@@ -254,11 +254,10 @@ void check_case(const AttnShape& sh, const std::vector<KernelSlice>& slices, uin
 // (share_backward_dq), the second pass calling them in reverse order (its first call writes).
 // Parts::from_nothing: as overlapped, the forward starting from lse = -inf (Into::write_keyed), each
 // accumulating plan told that only the rows of the parts before it hold results (set_merged_rows),
-// as a runtime's stages are. owners: the part of each slice, instead of at random.
+// as a runtime's stages are.
 enum class Parts { serial, overlapped, shared_dq, from_nothing };
 void check_parts(const AttnShape& sh, const std::vector<KernelSlice>& slices, int parts, uint64_t seed,
-                 const std::string& what, magi::DType dt = magi::DType::bf16, Parts mode = Parts::serial,
-                 const std::vector<int>& owners = {}) {
+                 const std::string& what, magi::DType dt = magi::DType::bf16, Parts mode = Parts::serial) {
   const bool overlapped = mode != Parts::serial;
   const bool from_nothing = mode == Parts::from_nothing;
   SCOPED_TRACE(std::string(mode == Parts::shared_dq ? "shared dQ " : from_nothing ? "from nothing " : overlapped ? "overlapped " : "") + what + " sq=" + std::to_string(sh.sq) + " sk=" + std::to_string(sh.sk) + " d=" +
@@ -279,8 +278,7 @@ void check_parts(const AttnShape& sh, const std::vector<KernelSlice>& slices, in
                           ref_dk.data(), ref_dv.data());
 
   std::vector<std::vector<KernelSlice>> dealt(parts);
-  for (size_t i = 0; i < slices.size(); ++i)
-    dealt[owners.empty() ? std::uniform_int_distribution<int>(0, parts - 1)(rng) : owners[i]].push_back(slices[i]);
+  for (const KernelSlice& s : slices) dealt[std::uniform_int_distribution<int>(0, parts - 1)(rng)].push_back(s);
   std::vector<std::unique_ptr<kc::FlexAttention>> plans;
   for (const auto& d : dealt) plans.push_back(std::make_unique<kc::FlexAttention>(sh, d.data(), d.size(), dt));
   if (mode == Parts::shared_dq) {
@@ -603,28 +601,6 @@ TEST_F(FlexAttentionGpu, AccumulateIntoEarlierResults) {
         if (a + 500 < 4000) cuts.push_back(sl(a + 500, 4000, a, a + 500, T::full));
       }
       check_parts(AttnShape{4000, 4000, 8, 2, d}, cuts, 8, rng(), "accumulate 8 parts", magi::DType::bf16, mode);
-    }
-  }
-}
-
-// A kernel launched to overlap the one before it may finish first where none of its threads had
-// to wait (its items merge nothing), and the next one, waiting for it alone, must still find the
-// one before complete: a long causal part, then a short one over other rows (merging nothing, from
-// nothing; completing its own dQ units), then a short one merging into the long part's last rows,
-// the ones its longest items write (and, with dQ shared, whose finish kernel checks every unit
-// while the long part may still convert the units it completed). Twice each, since it is a race;
-// rows no part reaches included.
-TEST_F(FlexAttentionGpu, OverlapChainEndsInOrder) {
-  const uint64_t seed = magi::testing::fresh_test_seed("FlexAttentionGpu.OverlapChainEndsInOrder");
-  std::mt19937_64 rng(seed);
-  using T = KernelSliceType;
-  const std::vector<KernelSlice> slices{sl(0, 2048, 0, 2048, T::causal), sl(3000, 3064, 2048, 2112, T::full),
-                                        sl(1792, 2048, 2112, 2240, T::full)};
-  for (Parts mode : {Parts::overlapped, Parts::shared_dq, Parts::from_nothing}) {
-    for (int d : {64, 128}) {
-      for (int rep = 0; rep < 2; ++rep)
-        check_parts(AttnShape{3072, 2240, 8, 2, d}, slices, 3, rng(), "chain long, short, merging", magi::DType::bf16,
-                    mode, {0, 1, 2});
     }
   }
 }
