@@ -328,7 +328,6 @@ bool launch_backward(FlexAttention::Impl& im, const void* q, const void* k, cons
   const int64_t kv_elems = im.bwd_split_groups ? 2 * sh.sk * sh.hkv * sh.d : 0;
   // Workspaces are zeroed once, between this kernel and the previous one.
   if (qelems > 0 && !ws.zeroed) {
-    how = Launch::after;
     if (!ws.dq_acc.ptr) ws.dq_acc.allocate(static_cast<size_t>(qelems));
     if (!ws.dq_count.ptr) ws.dq_count.allocate(ws.unit_tiles.n * static_cast<size_t>(sh.hq));
     MAGI_CUDA_CHECK(cudaMemsetAsync(ws.dq_acc.ptr, 0, ws.dq_acc.n * sizeof(float), stream));
@@ -338,7 +337,6 @@ bool launch_backward(FlexAttention::Impl& im, const void* q, const void* k, cons
     enqueued = true;
   }
   if (kv_elems > 0 && !im.dkv_zeroed) {
-    how = Launch::after;
     if (!im.dkv_acc.ptr) im.dkv_acc.allocate(static_cast<size_t>(kv_elems));
     if (!im.dkv_count.ptr) im.dkv_count.allocate(static_cast<size_t>(im.bwd_kv_units) * static_cast<size_t>(sh.hkv));
     MAGI_CUDA_CHECK(cudaMemsetAsync(im.dkv_acc.ptr, 0, im.dkv_acc.n * sizeof(float), stream));
@@ -353,9 +351,6 @@ bool launch_backward(FlexAttention::Impl& im, const void* q, const void* k, cons
     // backward.)
     if (!delta && !im.delta.ptr) im.delta.allocate(static_cast<size_t>(qrows));
     if (!delta || (!accumulate && ws.some_unit_uncovered)) {
-      // The kernel reads the Delta this writes from its first tile on, before it would wait for
-      // the kernel before it: so it starts after this one.
-      how = Launch::after;
       launch_prepare<T, D>(out, dout, delta ? nullptr : im.delta.ptr, ws.unit_tiles.ptr, dq, sh.hq, qrows, accumulate,
                            stream);
       enqueued = true;
@@ -399,7 +394,9 @@ bool launch_backward(FlexAttention::Impl& im, const void* q, const void* k, cons
   p.scale_log2 = scale * detail::kLog2e;
   const int units = static_cast<int>(ws.dq_count.n);
   p.defer_from = defer && units > 0 ? std::max(0, static_cast<int>(grid) - im.sm_count) : static_cast<int>(grid);
-  launch_kernel(kernel, grid, detail::kBwdThreads, smem, stream, how, p);
+  // Overlapping only the previous call's kernel: after anything this call enqueued first (the
+  // zeroed workspaces, or the Delta its loader reads from the first tile on, before any wait).
+  launch_kernel(kernel, grid, detail::kBwdThreads, smem, stream, enqueued ? Launch::after : how, p);
   if (p.defer_from < static_cast<int>(grid)) {
     // Two blocks per SM: the few units each holds are converted by the whole GPU at once.
     launch_kernel(detail::flex_dq_finish_kernel<T, D>, static_cast<unsigned>(std::min<int64_t>(2 * im.sm_count, units)),
