@@ -60,10 +60,11 @@ std::string device_description();
 //   overlap : it may start while that kernel's last blocks still run (programmatic dependent
 //             launch), so that a run of stage-wise calls does not idle the GPU at every launch's
 //             tail; it waits for that kernel only before reading what it merges into (out and
-//             lse, or dq). The caller promises that the previous kernel is an earlier stage of
-//             the same accumulation (this call has Into::accumulate into the out/lse or dq that
-//             kernel wrote, and writes no dk/dv row it wrote) and that every other input of this
-//             call was complete before that kernel started.
+//             lse, or dq), and ends after it (so the next kernel, waiting for this one, waits for
+//             every earlier one too). The caller promises that the previous kernel is an earlier
+//             stage of the same accumulation (this call has Into::accumulate into the out/lse or
+//             dq that kernel wrote, and writes no dk/dv row it wrote) and that every other input
+//             of this call was complete before that kernel started.
 enum class Launch { after, overlap };
 
 // Statistics of a plan (its work lists), for reports and tests.

@@ -28,7 +28,11 @@
 // kernel (Launch::overlap), the block waits for that kernel before its first conversion, the
 // only read of what the previous stage wrote. Plans sharing dQ
 // (share_backward_dq) run without it: their workspace and unit counts span the pass, so a unit
-// completes once, its conversion writes dq, and nothing waits.
+// completes once, its conversion writes dq, and no item waits. Either way block 0 waits for that
+// kernel before it exits (pdl_end_after_previous), so that a kernel ends after the one before it:
+// flex_dq_finish_kernel, which waits for the pass's last member only, then finds no unit that an
+// earlier member still converts. (The forward needs no such wait: every block of an accumulating
+// forward waits before its first epilogue.)
 // An item walks its whole GQA group unless that walk is long (common/flex_work_list.h says why and
 // when). Then the group's items of one key block each add their dK and dV (fp32, from registers)
 // into a workspace and count themselves into the block's unit; the last of them converts the
@@ -541,6 +545,7 @@ __global__ void __launch_bounds__(kBwdThreads, 1) flex_bwd_wgmma_kernel(const __
     named_sync(kBwdBarDqLanded, NC + 32);  // the writer's sums have landed
     finish_dq_units<T, D, BM, NC>(p, item, tid);
   }
+  pdl_end_after_previous();
 }
 
 // After the backward kernel whose last wave left complete dQ units unconverted (defer_from; a

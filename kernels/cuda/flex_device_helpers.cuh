@@ -61,6 +61,16 @@ __device__ inline void prefetch_l1(const void* p) { asm volatile("prefetch.globa
 // completed with its memory visible (at once when it was launched plainly).
 __device__ inline void pdl_launch_dependents() { asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory"); }
 __device__ inline void pdl_wait_previous() { asm volatile("griddepcontrol.wait;\n" ::: "memory"); }
+// What the kernel after a dependent one waits for is that one's completion, and nothing documents
+// that it implies the completion of the kernel it depends on: a dependent kernel none of whose
+// threads waited could end first, and the kernel after it read what the earlier one still writes.
+// A kernel that may wait for nothing calls this before its threads exit: block 0 waits, and since a
+// grid ends when its last block does, the kernel ends after the one it depends on. Block 0 runs
+// one of the longest items (the host launches the longest groups first), so it seldom ends first;
+// the wait returns at once when the kernel was launched plainly or the block waited already.
+__device__ inline void pdl_end_after_previous() {
+  if (blockIdx.x == 0) pdl_wait_previous();
+}
 
 __device__ inline void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N>
