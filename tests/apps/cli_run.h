@@ -17,9 +17,12 @@ struct Outcome {
 
 // Runs magi-bench with `args`, in directory `cwd` when given, with `env` ("NAME=value ...")
 // added to its environment; a command that blocks is ended after two minutes (exit 124).
+// Each run gets its own Open MPI session directory: singletons started side by side (ctest -j)
+// under one shared /tmp/ompi.* race to create and remove it ("orte_session_dir failed").
 inline Outcome run(const std::string& args, const std::string& cwd = "", const std::string& env = "") {
-  const std::string cmd = (cwd.empty() ? "" : "cd '" + cwd + "' && ") + env + " timeout 120 " +
-                          std::string(MAGI_BENCH_EXE) + " " + args + " 2>&1";
+  const std::string cmd = "s=$(mktemp -d) || exit 125; " + (cwd.empty() ? "" : "cd '" + cwd + "' || exit 125; ") +
+                          "OMPI_MCA_orte_tmpdir_base=\"$s\" " + env + " timeout 120 " + std::string(MAGI_BENCH_EXE) +
+                          " " + args + " 2>&1; rc=$?; rm -rf \"$s\"; exit $rc";
   Outcome o;
   FILE* pipe = ::popen(cmd.c_str(), "r");
   if (!pipe) return o;

@@ -12,5 +12,12 @@ extra=""
 if "$launcher" --version 2>/dev/null | grep -q "Open MPI"; then
   extra="--oversubscribe"
   [ "$(id -u)" = "0" ] && extra="$extra --allow-run-as-root"
+  # A session directory of its own: jobs started side by side (ctest -j) under one shared
+  # /tmp/ompi.* race to create and remove it ("orte_session_dir failed").
+  session=$(mktemp -d) || exit 1
+  OMPI_MCA_orte_tmpdir_base="$session" "$launcher" $extra -np "$np" "$@"
+  rc=$?
+  rm -rf "$session"
+  exit $rc
 fi
 exec "$launcher" $extra -np "$np" "$@"
