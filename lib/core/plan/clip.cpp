@@ -64,4 +64,10 @@ std::vector<AttnSlice> clip_slice(const AttnSlice& s, Range rows, Range keys) {
   return out;
 }
 
+std::vector<AttnSlice> tight_slices(const std::vector<AttnSlice>& mask) {
+  std::vector<AttnSlice> out;
+  for (const AttnSlice& s : mask) clip_slice_into(s, s.q, s.k, out);
+  return out;
+}
+
 }  // namespace magi

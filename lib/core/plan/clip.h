@@ -22,6 +22,9 @@ int clip_slice_into(const AttnSlice& s, Range rows, Range keys, std::vector<Attn
 // Convenience form of clip_slice_into.
 std::vector<AttnSlice> clip_slice(const AttnSlice& s, Range rows, Range keys);
 
+// Every slice of `mask` made tight (each clipped to its own rows and keys; empty ones dropped).
+std::vector<AttnSlice> tight_slices(const std::vector<AttnSlice>& mask);
+
 // The slice moved by (dq, dk): q += dq, k += dk (type unchanged).
 inline AttnSlice shift_slice(const AttnSlice& s, int64_t dq, int64_t dk) {
   return AttnSlice{Range{s.q.start + dq, s.q.end + dq}, Range{s.k.start + dk, s.k.end + dk}, s.type};

@@ -16,13 +16,6 @@
 namespace magi {
 namespace {
 
-// The mask's slices made tight (no empty row or key column).
-std::vector<AttnSlice> tight_slices(const std::vector<AttnSlice>& mask) {
-  std::vector<AttnSlice> out;
-  for (const AttnSlice& x : mask) clip_slice_into(x, x.q, x.k, out);
-  return out;
-}
-
 // The mask's pairs whose key is below x.
 int64_t area_below_key(const std::vector<AttnSlice>& mask, int64_t x, std::vector<AttnSlice>& pieces) {
   int64_t area = 0;

@@ -18,16 +18,8 @@ Plan build_ulysses_plan(const std::vector<AttnSlice>& mask, const Case& c, PlanD
   p.chunk_tokens = S / cp;
   p.num_units = cp;
   p.short_last_unit = false;
-  std::vector<AttnSlice> slices;
-  slices.reserve(mask.size());
-  int64_t area = 0;
-  for (const AttnSlice& s : mask) {
-    if (slice_area(s) == 0) continue;
-    // Tighten to the keys and rows actually seen (no empty row or column).
-    const size_t before = slices.size();
-    clip_slice_into(s, s.q, s.k, slices);
-    for (size_t i = before; i < slices.size(); ++i) area += slice_area(slices[i]);
-  }
+  std::vector<AttnSlice> slices = tight_slices(mask);  // the keys and rows actually seen
+  const int64_t area = mask_area(slices);
   const int hpr = c.model.heads_q / cp;
   p.ranks.assign(static_cast<size_t>(cp), RankPlan{});
   int64_t assigned = 0;
