@@ -114,13 +114,13 @@ TEST_P(ExecutorMpi, Cp1) {
   run_case(mc, strategy, 1, ModelShape{4, 2, 32, DType::fp32}, 1 + mi % 2);
 }
 
-// cp 1 in three local stages (overlap degree 2; the area on keys 0 and 511: keys [0, 1), [1, 511),
-// [511, 512)) whose middle one no query sees: its dK/dV rows are zeros written by no kernel (the
-// outputs start as NaN under the check).
+// cp 1 in three local stages (overlap degree 2: keys [0, 171), [171, 342), [342, 512)) whose
+// middle one no query sees: its dK/dV rows are zeros written by no kernel (the outputs start as
+// NaN under the check).
 TEST(ExecutorMpiCheck, LocalStageWithoutSlices) {
   MaskSpec spec;
   spec.type = "slices";
-  spec.slices = {{{0, 512}, {0, 1}, SliceType::full}, {{0, 512}, {511, 512}, SliceType::full}};
+  spec.slices = {{{0, 512}, {0, 160}, SliceType::causal}, {{300, 512}, {350, 512}, SliceType::full}};
   run_case({"unseen middle stage", spec}, Strategy::magi, 1, ModelShape{4, 2, 32, DType::fp32}, 2);
 }
 

@@ -16,46 +16,17 @@
 namespace magi {
 namespace {
 
-// The mask's pairs whose key is below x.
-int64_t area_below_key(const std::vector<AttnSlice>& mask, int64_t x, std::vector<AttnSlice>& pieces) {
-  int64_t area = 0;
-  for (const AttnSlice& sl : mask) {
-    if (sl.k.end <= x) {
-      area += slice_area(sl);
-    } else if (sl.k.start < x) {
-      pieces.clear();
-      clip_slice_into(sl, sl.q, Range{sl.k.start, x}, pieces);
-      area += mask_area(pieces);
-    }
-  }
-  return area;
-}
-
 // Where the keys are cut into `stages` local stages at cp 1 (cut[0] = 0, cut[stages] = tokens):
-// stages of nearly equal area, each at least one key, each inner cut then moved to the nearest
-// tile boundary (kSplitTileTokens) of the widest mask slice whose keys it falls inside.
-// Equal area rather than equal keys: a stage is one kernel, a small kernel is the least efficient
-// (under ncu, the two smallest of the 32k varlen causal forward's 5 equal-key stages took about
-// twice one launch's time per unit of area), and on a causal or varlen mask equal runs of keys
-// differ in work up to tenfold (there: 4% to 39% of the area). The kernels tile a slice's keys
-// from its start, so a cut inside a tile has them visit that tile in both stages, each time in
-// part and masked. A cut no slice straddles stays; so do all of them when the moved cuts would
-// not leave every stage a key.
+// nearly equal stages, each inner cut moved to the nearest tile boundary (kSplitTileTokens) of the
+// widest mask slice whose keys it falls inside. The kernels tile a slice's keys from its start,
+// so a cut inside a tile has them visit that tile in both stages, each time in part and masked
+// (at 5 stages of 32k, 1.6% more forward tiles on the full mask, 2.7% on varlen causal). A cut
+// no slice straddles stays; so do all of them when the moved cuts would not leave every stage a key.
+// Equal keys rather than equal area: on a causal mask, stages of equal area ran the forward 1-3%
+// slower on an H100 (more of them hold many rows, so more row epilogues: results/runtime/NOTES.md).
 std::vector<int64_t> local_stage_cuts(const std::vector<AttnSlice>& mask, int64_t tokens, int stages) {
-  std::vector<int64_t> exact(static_cast<size_t>(stages) + 1, tokens), cut;
-  exact[0] = 0;
-  std::vector<AttnSlice> pieces;
-  const int64_t total = mask_area(mask);
-  for (int s = 1; s < stages; ++s) {
-    // The first key x (leaving every stage a key) whose pairs below reach s / stages of the area.
-    int64_t lo = exact[static_cast<size_t>(s) - 1] + 1, hi = tokens - (stages - s);
-    while (lo < hi) {
-      const int64_t x = lo + (hi - lo) / 2;
-      if (area_below_key(mask, x, pieces) * stages >= total * s) hi = x; else lo = x + 1;
-    }
-    exact[static_cast<size_t>(s)] = lo;
-  }
-  cut = exact;
+  std::vector<int64_t> exact(static_cast<size_t>(stages) + 1), cut(exact.size());
+  for (int s = 0; s <= stages; ++s) exact[static_cast<size_t>(s)] = cut[static_cast<size_t>(s)] = tokens * s / stages;
   for (int s = 1; s < stages; ++s) {
     const int64_t x = exact[static_cast<size_t>(s)];
     const AttnSlice* widest = nullptr;
@@ -104,7 +75,7 @@ Plan build_magi_plan(const std::vector<AttnSlice>& mask, const Case& c) {
 
   int degree = c.parallel.overlap_degree;
   // At cp 1 nothing is remote and there is nothing to overlap. An explicit overlap_degree d there
-  // cuts the rank's keys into d + 1 contiguous stages of (nearly) equal area, computed
+  // cuts the rank's keys into d + 1 contiguous stages of (nearly) equal token counts, computed
   // one after another and merged, with no transfer: what a rank runs at cp > 1 without the
   // communication, so that the runtime's per-stage cost is measured alone (docs/execution.md).
   const bool local_stages = cp == 1 && degree > 0;
@@ -145,8 +116,7 @@ Plan build_magi_plan(const std::vector<AttnSlice>& mask, const Case& c) {
       rk.stages[static_cast<size_t>(s)].kv_ranges = {Range{b, e}};
       keys.push_back(detail::StageKeyRange{Range{b, e}, s, 0, s});
     }
-    // The mask's own slices cut at the stages' keys, as one stage would have them (below).
-    detail::fill_stage_slices(rk, tight_slices(mask), std::move(keys));
+    detail::fill_stage_slices(rk, pieces[0], std::move(keys));
     return finish();
   }
   std::vector<std::vector<std::pair<int, Range>>> runs(static_cast<size_t>(degree) + 1);
@@ -200,7 +170,11 @@ Plan build_magi_plan(const std::vector<AttnSlice>& mask, const Case& c) {
     // At cp 1 the dispatch is the identity (local = global coordinates): the mask's own slices
     // (made tight), not their cuts at chunk boundaries, which only cost the kernel (a causal
     // mask cut into 512-token chunks ran about 4% slower on an H200 than in one piece).
-    if (cp == 1) rk.stages[0].slices = tight_slices(mask);
+    if (cp == 1) {
+      std::vector<AttnSlice>& slices = rk.stages[0].slices;
+      slices.clear();
+      for (const AttnSlice& x : mask) clip_slice_into(x, x.q, x.k, slices);
+    }
   }
   return finish();
 }

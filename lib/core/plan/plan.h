@@ -22,9 +22,8 @@
 //              Transfer per (stage, src, dst) with tokens > 0. Every rank has 1 + overlap_degree
 //              stages (a stage may be empty for a rank; it still joins that stage's all-to-all-v).
 //              At cp 1 with an explicit overlap_degree d, the rank's keys are instead cut into
-//              d + 1 contiguous stages of nearly equal area, stage s = one range of the host
-//              buffer (stage 0 its first part), its slices the mask's own cut at its keys, no
-//              transfers: the staged compute without comm.
+//              d + 1 contiguous stages of nearly equal size, stage s = one range of the host
+//              buffer (stage 0 its first part), no transfers: the staged compute without comm.
 //              Each cut sits on a 128-key tile boundary of the slice it falls in (when every
 //              stage keeps a key), so that the kernels visit the tiles of one launch.
 //              With several nodes (ranks_per_node < cp) the routing is node-aware instead
