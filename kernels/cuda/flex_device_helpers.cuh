@@ -107,30 +107,37 @@ __device__ inline int swz(int row, int col) {
   return row * W + ((((col >> 3) ^ (row & kMask)) << 3) | (col & 7));
 }
 
-// Rows [0, n) of a [ROWS][D] tile staged in shared memory with swz<D> to global rows
-// dst + r * stride, one 16-byte chunk per thread and step: whole rows per warp, where storing the
-// accumulator fragments directly would cost eight 128-byte lines per 4-byte store instruction.
-// tid: the thread's index among the NT that share the work.
-template <int ROWS, int D, int NT, typename T>
+// A staging tile's layout: element (row, col) of a [rows][W] tile at swz<W>(row, col).
+template <int W>
+struct SwizzledRows {
+  __device__ static int at(int row, int col) { return swz<W>(row, col); }
+};
+
+// Rows [0, n) of a [ROWS][D] tile staged in shared memory (Layout::at(row, col): SwizzledRows, or
+// any layout whose 16-byte chunks stay whole) to global rows dst + r * stride, one 16-byte chunk
+// per thread and step: whole rows per warp, where storing the accumulator fragments directly
+// would cost eight 128-byte lines per 4-byte store instruction. tid: the thread's index among the
+// NT that share the work.
+template <int ROWS, int D, int NT, typename Layout = SwizzledRows<D>, typename T>
 __device__ inline void store_staged_rows(const T* tile, T* dst, int64_t stride, int n, int tid) {
   constexpr int kChunks = D / 8;
 #pragma unroll
   for (int c = tid; c < ROWS * kChunks; c += NT) {
     const int r = c / kChunks, ch = c % kChunks;
-    if (r < n) *reinterpret_cast<uint4*>(dst + r * stride + ch * 8) = *reinterpret_cast<const uint4*>(tile + swz<D>(r, ch * 8));
+    if (r < n) *reinterpret_cast<uint4*>(dst + r * stride + ch * 8) = *reinterpret_cast<const uint4*>(tile + Layout::at(r, ch * 8));
   }
 }
 
 // The inverse of store_staged_rows: global rows src + r * stride, r in [0, n), into a [ROWS][D]
-// tile with swz<D>, by cp.async; rows from n on are zero-filled without a read. The caller commits
+// tile in Layout, by cp.async; rows from n on are zero-filled without a read. The caller commits
 // and waits.
-template <int ROWS, int D, int NT, typename T>
+template <int ROWS, int D, int NT, typename Layout = SwizzledRows<D>, typename T>
 __device__ inline void load_staged_rows(T* tile, const T* src, int64_t stride, int n, int tid) {
   constexpr int kChunks = D / 8;
 #pragma unroll
   for (int c = tid; c < ROWS * kChunks; c += NT) {
     const int r = c / kChunks, ch = c % kChunks;
-    cp_async16(tile + swz<D>(r, ch * 8), r < n ? src + r * stride + ch * 8 : src, r < n);
+    cp_async16(tile + Layout::at(r, ch * 8), r < n ? src + r * stride + ch * 8 : src, r < n);
   }
 }
 

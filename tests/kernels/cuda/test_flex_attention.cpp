@@ -427,6 +427,20 @@ KernelSlice sl(int64_t qs, int64_t qe, int64_t ks, int64_t ke, KernelSliceType t
   return s;
 }
 
+// Causal documents of 1 to max_len tokens in [0, tokens), after a quarter of them a gap of 1 to
+// max_gap rows no slice covers (rows that see nothing; items without key tiles where it is long).
+std::vector<KernelSlice> short_documents(int64_t tokens, int64_t max_len, int64_t max_gap, std::mt19937_64& rng) {
+  std::vector<KernelSlice> docs;
+  for (int64_t a = 0; a < tokens;) {
+    const int64_t e = std::min(tokens, a + std::uniform_int_distribution<int64_t>(1, max_len)(rng));
+    docs.push_back(sl(a, e, a, e, KernelSliceType::causal));
+    a = e;
+    if (max_gap > 0 && std::uniform_int_distribution<int>(0, 3)(rng) == 0)
+      a += std::uniform_int_distribution<int64_t>(1, max_gap)(rng);
+  }
+  return docs;
+}
+
 TEST_F(FlexAttentionGpu, RandomSliceLists) {
   const uint64_t seed = magi::testing::fresh_test_seed("FlexAttentionGpu.RandomSliceLists");
   std::mt19937_64 rng(seed);
@@ -525,6 +539,11 @@ TEST_F(FlexAttentionGpu, PipelineShapes) {
     check_case(AttnShape{300, 600, 2, 1, d},
                {sl(0, 100, 0, 400, T::bi_causal), sl(100, 200, 100, 500, T::bi_causal), sl(200, 300, 200, 600, T::bi_causal)},
                rng(), "bi_causal in row pieces");
+    // Runs of short items, several per block, across which the forward's products go on (an item's
+    // last P V issued with the next one's first S, its epilogue under the next softmax): causal
+    // documents of 1 to 150 rows, items whose rows end inside the first consumer's 64, and gaps
+    // whose items have no key tile and end a run.
+    check_case(AttnShape{2500, 2500, 16, 8, d}, short_documents(2500, 150, 300, rng), rng(), "short documents");
   }
 }
 
@@ -601,6 +620,10 @@ TEST_F(FlexAttentionGpu, AccumulateIntoEarlierResults) {
         if (a + 500 < 4000) cuts.push_back(sl(a + 500, 4000, a, a + 500, T::full));
       }
       check_parts(AttnShape{4000, 4000, 8, 2, d}, cuts, 8, rng(), "accumulate 8 parts", magi::DType::bf16, mode);
+      // Short documents merged across parts: merging items one after another in a block's run,
+      // items whose rows end inside the first consumer's 64, gaps without key tiles.
+      check_parts(AttnShape{2500, 2500, 16, 8, d}, short_documents(2500, 150, 300, rng), 3, rng(),
+                  "accumulate short documents", magi::DType::bf16, mode);
     }
   }
 }
