@@ -253,10 +253,13 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
     ++nq;
     return b;
   };
-  // Starts the walk of an item: an empty O and running softmax, the cursor at its first tile.
-  auto begin_walk = [&](const FwdItem& item) {
+  auto clear_o = [&]() {
 #pragma unroll
     for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
+  };
+  // Starts the softmax of an item's walk: an empty running max and sum, the cursor at its first
+  // tile (O is cleared apart: it may still hold the item before's products).
+  auto begin_walk = [&](const FwdItem& item) {
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       m_run[r] = -INFINITY;
@@ -442,6 +445,7 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
   while (more) {
     uint32_t qb = take_q();
     FwdItem next;
+    clear_o();
     begin_walk(item);
     if (item.ntiles == 0) {
       fetch_earlier(item, qb);
@@ -502,15 +506,7 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
         issue_pv(last);
         fwd_pass_turn(c, false);
         const float m_fin[2] = {m_run[0], m_run[1]}, l_fin[2] = {l_run[0], l_run[1]};
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-          m_run[r] = -INFINITY;
-          l_run[r] = 0.f;
-        }
-        wq0 = next.q0;
-        wq_end = next.q_end;
-        ce = next.entry_begin;
-        ct = 0;
+        begin_walk(next);
         wgmma_wait<1>();
         fence_operands(sacc);
         mbar_arrive(&k_free[g % STAGES]);
@@ -520,8 +516,7 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
         mbar_arrive(&v_free[sp]);
         pack_p();  // the last P V, which read pk, has landed
         epilogue(item, qb, m_fin, l_fin);
-#pragma unroll
-        for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
+        clear_o();
         item = next;
         qb = nb;
       }
