@@ -108,6 +108,7 @@ template <typename T, int D, int BN, int STAGES, bool MERGE>
 __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_constant__ FwdParams<T> p) {
   constexpr int BM = kFwdRows;
   constexpr int NC = kFwdConsumerThreads;
+  constexpr int NW = NC / 2;  // one consumer warpgroup's threads
   static_assert(BN % 64 == 0 && D % 64 == 0 && STAGES >= 2, "tile shapes");
   constexpr bool kBF16 = std::is_same_v<T, __nv_bfloat16>;
   using WS = Wgmma<BN, kBF16>;
@@ -223,7 +224,7 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
   regs_claim<240>();
   const int c = wg - 1;  // consumer: query rows [64 c, 64 c + 64) of the item
   const int tid = static_cast<int>(threadIdx.x) - 128;
-  const int ctid = tid - 128 * c;  // among this consumer's threads
+  const int ctid = tid - NW * c;  // among this consumer's threads
   const int warp = tid / 32, lane = tid % 32;
   const int64_t q_stride = static_cast<int64_t>(p.hq) * D;
   const int row_in_blk = warp * 16 + lane / 4;
@@ -355,6 +356,19 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
     }
   };
 
+  // This consumer's rows of an item: the first, their out (of the item's head), how many there are
+  // (0 or fewer when the item ends inside consumer 0's), and their staging in the Q buffer qb.
+  struct ConsumerRows {
+    int64_t row0;
+    int n;
+    T* out;
+    T* staging;
+  };
+  auto consumer_rows = [&](const FwdItem& item, uint32_t qb) {
+    const int64_t row0 = item.q0 + 64 * c;
+    return ConsumerRows{row0, item.q_end - item.q0 - 64 * c, p.out + row0 * q_stride + static_cast<int64_t>(item.head) * D,
+                        sQ + qb * BM * D + c * 64 * 64};
+  };
   // MERGE, before an item's epilogue, once this consumer's last S of the item has landed (or at
   // once for an item without key tiles): waits for the previous stage, then copies the rows'
   // earlier out into this consumer's rows of the item's Q buffer while their earlier lse comes
@@ -367,13 +381,10 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
     if constexpr (MERGE) {
       pdl_wait_previous();  // out and lse as the previous stage left them
       if (item.merge != 0) {
-        const int rows = item.q_end - item.q0 - 64 * c;
-        const int64_t row0 = item.q0 + 64 * c;
-        load_staged_rows<64, D, 128, QTileLayout<BM>>(sQ + qb * BM * D + c * 64 * 64,
-                                                      p.out + row0 * q_stride + static_cast<int64_t>(item.head) * D,
-                                                      q_stride, rows, ctid);
+        const ConsumerRows cr = consumer_rows(item, qb);
+        load_staged_rows<64, D, NW, QTileLayout<BM>>(cr.staging, cr.out, q_stride, cr.n, ctid);
         cp_async_commit();
-        if (ctid < 64 && ctid < rows) prefetch_l1(p.lse + (row0 + ctid) * p.hq + item.head);
+        if (ctid < 64 && ctid < cr.n) prefetch_l1(p.lse + (cr.row0 + ctid) * p.hq + item.head);
       }
     }
   };
@@ -388,12 +399,11 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
     using L = QTileLayout<BM>;
     T* stage = sQ + qb * BM * D;
     const int h = item.head;
-    const int rows = item.q_end - item.q0 - 64 * c;  // this consumer's rows to write (may be <= 0)
-    T* out_rows = p.out + static_cast<int64_t>(item.q0 + 64 * c) * q_stride + static_cast<int64_t>(h) * D;
+    const ConsumerRows cr = consumer_rows(item, qb);
     const bool merge = MERGE && item.merge != 0;
     if (merge) {
       cp_async_wait<0>();  // fetch_earlier's copies
-      named_sync(kFwdBarStaging + c, 128);
+      named_sync(kFwdBarStaging + c, NW);
     }
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
@@ -428,8 +438,8 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
       }
       if ((lane & 3) == 0 && mine) p.lse[static_cast<int64_t>(item.q0 + row) * p.hq + h] = lse_new;
     }
-    named_sync(kFwdBarStaging + c, 128);
-    store_staged_rows<64, D, 128, L>(stage + c * 64 * 64, out_rows, q_stride, rows, ctid);
+    named_sync(kFwdBarStaging + c, NW);
+    store_staged_rows<64, D, NW, L>(cr.staging, cr.out, q_stride, cr.n, ctid);
     fence_proxy_async();  // the staging's writes before the producer's next Q load into the buffer
     mbar_arrive(&q_free[qb]);
   };
@@ -464,8 +474,8 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
       softmax(corr);
       pack_p();
       for (;;) {
-        const uint32_t first = g, end = g + item.ntiles;
-        for (uint32_t t = first + 1; t < end; ++t) {
+        const uint32_t end = g + item.ntiles;
+        for (uint32_t t = g + 1; t < end; ++t) {
           const uint32_t s = t % STAGES, sp = (t - 1) % STAGES;
           mbar_wait(&k_full[s], (t / STAGES) & 1);
           mbar_wait(&v_full[sp], ((t - 1) / STAGES) & 1);
