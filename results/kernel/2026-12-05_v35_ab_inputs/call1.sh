@@ -8,6 +8,9 @@
 #      forward's; the next item's K, V and first query tiles load during an item's end; dK/dV
 #      staged in the dS^T buffers and the dQ staging; dQ conversions 4 float4s in flight, not 8);
 #   PHR (PHR.patch): P with HR's walk (built, not in the default FORMS: only if both win).
+# Added after the first two calls: HR2 (v35d), only all-causal items walking back; W (v35e's
+# first form, the walk decided on the host) and W2 (v35e's final form, with a plain-walk kernel
+# instance); bins.tar.xz now holds base, W2 (and the calls ran HR, H, P, W, HR2 from earlier ones).
 # Two calls: `bash call1.sh` (tests, sanitizers, round 1) and, with the forms that passed,
 # `CHECKS=0 ROUNDS=2 OK="base ..." bash call1.sh` (round 2 and the whole GPU path's check).
 # Per form: gpu tests, and sanitizers for P (the walk orders change only which tile comes next); a
@@ -56,6 +59,6 @@ for r in ${ROUNDS:-1}; do
 done
 python3 $S/ab_b.py "$OUT" | tee -a "$LOG"
 LAST=$(echo $OK | awk '{print $2}')
-[ "${CHECKS:-1}" = 0 ] && [ -n "$LAST" ] && [ "$(left)" -gt 50 ] && run gpu_masks_$LAST 100 mpirun -np 4 --oversubscribe $S/$LAST/magi-bench --config configs/gpu_masks.json --backend gpu --comm mpi --check
+[ "${CHECKS:-1}" = 0 ] && [ "${MASKS:-1}" = 1 ] && [ -n "$LAST" ] && [ "$(left)" -gt 50 ] && run gpu_masks_$LAST 100 mpirun -np 4 --oversubscribe $S/$LAST/magi-bench --config configs/gpu_masks.json --backend gpu --comm mpi --check
 echo "done at $(($(date +%s) - t0))s" | tee -a "$LOG"
 (cd "$OUT" && tar cJf all.tar.xz --exclude=all.tar.xz --exclude=ab.log . && find . -type f ! -name all.tar.xz ! -name ab.log -delete)
