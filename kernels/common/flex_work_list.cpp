@@ -222,6 +222,9 @@ int build_backward(const AttnShape& shape, const std::vector<DevSlice>& sl,
       entries.push_back(BwdEntry{i, q_lo, n, 0});
       tiles += n;
     }
+    bool walk_back = static_cast<int>(entries.size()) > begin;
+    for (size_t e = static_cast<size_t>(begin); e < entries.size(); ++e)
+      walk_back = walk_back && sl[static_cast<size_t>(entries[e].slice)].type == static_cast<int>(KernelSliceType::causal);
     // The most heads of the group (a divisor of it) whose walk fits kBwdMaxWalkRows, at least one.
     int nheads = group;
     while (nheads > 1 && static_cast<int64_t>(tiles) * bm * nheads > kBwdMaxWalkRows) {
@@ -237,6 +240,7 @@ int build_backward(const AttnShape& shape, const std::vector<DevSlice>& sl,
       it.k_end = g.r1;
       it.kv_unit = static_cast<int>(&g - segs.data());
       it.nheads = nheads;
+      it.walk_back = walk_back ? 1 : 0;
       items.push_back(it);
       stats.backward_tiles += static_cast<int64_t>(tiles) * nheads;
     }

@@ -50,6 +50,36 @@ struct BwdItem {
   int k0, head, entry_begin, entry_end, ntiles, k_end;  // keys [k0, k_end); ntiles per head
   int kv_unit;  // the key block's index among the backward's blocks: dK/dV unit kv_unit * hkv + kv head
   int nheads;   // query heads walked
+  // 1 when every slice the item walks is causal: it walks its query tiles last to first, each
+  // tile for all of its heads in turn (BwdTileCursor), so that the items of a document's key
+  // blocks start together on the document's last rows, which every one of them sees, and the
+  // later ones find them in the L2 (64:8 varlen causal backward +6-9%: results/kernel/NOTES.md,
+  // v35). Any other item walks its heads one after another, each head's tiles first to last:
+  // there, heads innermost cost 2-38% (full, sliding windows, shared question; v35a).
+  int walk_back;
+};
+
+// The order in which every role of the backward kernel walks an item's query tiles: entry e, its
+// tile t (rows entries[e].q_lo + t * BM) and query head item.head + h, ntiles * nheads steps.
+// Either head by head, each head's entries and tiles first to last, or (walk_back) tile by tile
+// from the last, each for every head.
+struct BwdTileCursor {
+  int e, t, h;
+  MAGI_HOST_DEVICE BwdTileCursor(const BwdEntry* entries, const BwdItem& item)
+      : e(item.walk_back ? item.entry_end - 1 : item.entry_begin), t(item.walk_back ? entries[e].ntiles - 1 : 0), h(0) {}
+  MAGI_HOST_DEVICE void next(const BwdEntry* entries, const BwdItem& item) {
+    if (item.walk_back) {
+      if (++h < item.nheads) return;
+      h = 0;
+      if (--t < 0 && --e >= item.entry_begin) t = entries[e].ntiles - 1;
+    } else if (++t == entries[e].ntiles) {
+      t = 0;
+      if (++e == item.entry_end) {
+        e = item.entry_begin;
+        ++h;
+      }
+    }
+  }
 };
 // The longest walk (query rows of its tiles over the heads walked) of a backward item that is split
 // further: a 16:16 item of a 32k full mask, whose blocks read from L2 97.5% of the time (v14's

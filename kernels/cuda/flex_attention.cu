@@ -175,6 +175,10 @@ struct FlexAttention::Impl {
   DeviceArray<int> dkv_count;
   int bwd_kv_units = 0;
   bool bwd_split_groups = false;
+  // Some backward item walks back (BwdItem::walk_back): the kernel's instance that reads the flag.
+  // Without such items the other instance runs, whose cursor is the plain walk: any change to
+  // it cost the d 128 backward 2-4% on full (results/kernel/NOTES.md, v35).
+  bool bwd_walk_back = false;
   bool dkv_zeroed = false;
   DeviceArray<float> delta;
   // The persistent forward's ticket counters (flex_fwd.cuh), zeroed once and never reset: launch
@@ -358,8 +362,11 @@ bool launch_backward(FlexAttention::Impl& im, const void* q, const void* k, cons
   }
   constexpr FlexTiles kTiles = flex_tiles(FlexPass::backward, D);
   constexpr int smem = detail::bwd_wgmma_smem_bytes<D, kTiles.rows, kTiles.keys>();
-  constexpr auto kernel = detail::flex_bwd_wgmma_kernel<T, D>;
-  allow_smem<kernel>(smem);
+  constexpr auto kPlainWalk = detail::flex_bwd_wgmma_kernel<T, D, false>;
+  constexpr auto kWalkBack = detail::flex_bwd_wgmma_kernel<T, D, true>;
+  allow_smem<kPlainWalk>(smem);
+  allow_smem<kWalkBack>(smem);
+  const auto kernel = im.bwd_walk_back ? kWalkBack : kPlainWalk;
   const unsigned grid = static_cast<unsigned>(im.bwd_items.n);
   if (grid == 0) return enqueued;
   constexpr CUtensorMapDataType kType =
@@ -446,6 +453,8 @@ FlexAttention::FlexAttention(const AttnShape& shape, const KernelSlice* slices, 
   impl_->dq = std::make_shared<DqWorkspace>(wl.bwd_unit_tiles);
   impl_->bwd_kv_units = wl.bwd_kv_units;
   impl_->bwd_split_groups = wl.bwd_split_groups;
+  impl_->bwd_walk_back = std::any_of(wl.bwd_items.begin(), wl.bwd_items.end(),
+                                     [](const flex::BwdItem& it) { return it.walk_back != 0; });
   impl_->tickets.allocate(FlexAttention::Impl::kTicketSlots);
   MAGI_CUDA_CHECK(cudaMemset(impl_->tickets.ptr, 0, impl_->tickets.bytes()));
 }

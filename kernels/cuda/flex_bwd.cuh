@@ -95,22 +95,6 @@ constexpr int bwd_wgmma_smem_bytes() {
   return (2 * BN * D + 4 * BM * D + 2 * BN * BM) * 2 + BM * D * 4 + 4 * BM * 4 + 1024;
 }
 
-// The item's query tiles in the order every role walks them: per query head of the item (h, from
-// its first), the item's entries (e) and each entry's tiles (t).
-struct BwdTileCursor {
-  int e, t, h;
-  __device__ explicit BwdTileCursor(const BwdItem& item) : e(item.entry_begin), t(0), h(0) {}
-  __device__ void next(const BwdEntry* entries, const BwdItem& item) {
-    if (++t == entries[e].ntiles) {
-      t = 0;
-      if (++e == item.entry_end) {
-        e = item.entry_begin;
-        ++h;
-      }
-    }
-  }
-};
-
 // One thread sends a staged dQ tile (query rows [q0, q0 + BM) of head h) to the workspace: one
 // TMA reduce-add per 32-column box, its lines under `policy` (l2_policy_evict_last), so that they
 // leave the L2 after the others: the fp32 workspace (268 MB at 32k x 16 heads x d 128) does not
@@ -250,7 +234,9 @@ __device__ __forceinline__ void finish_dkv_unit(const BwdParams<T>& p, const Bwd
 // barrier for the other's product (at D = 64 with 64-row tiles consumer 0 computed all of dQ and
 // consumer 1 spent 12% of its cycles at that barrier: results/kernel/NOTES.md, v27). dS^T is
 // stored as BM / 64 blocks of [BN][64], the 128-byte-swizzled layout wgmma reads.
-template <typename T, int D>
+// kWalkBack: the instance for work lists with items that walk back (BwdItem::walk_back); the other
+// one walks every item head by head, first to last, as if none did (FlexAttention picks).
+template <typename T, int D, bool kWalkBack>
 __global__ void __launch_bounds__(kBwdThreads, 1) flex_bwd_wgmma_kernel(const __grid_constant__ BwdParams<T> p) {
   constexpr FlexTiles kTiles = flex_tiles(FlexPass::backward, D);
   constexpr int BM = kTiles.rows, BN = kTiles.keys, NC = kBwdConsumerThreads;
@@ -279,7 +265,11 @@ __global__ void __launch_bounds__(kBwdThreads, 1) flex_bwd_wgmma_kernel(const __
   __shared__ __align__(8) uint64_t kv_full, q_full[2], q_free[2], dq_full, dq_free;
 
   pdl_launch_dependents();
-  const BwdItem item = p.items[blockIdx.x];
+  const BwdItem item = [&] {
+    BwdItem it = p.items[blockIdx.x];
+    if constexpr (!kWalkBack) it.walk_back = 0;
+    return it;
+  }();
   const int group = p.hq / p.hkv;
   const int ntot = item.ntiles * item.nheads;
   const int kvh = item.head / group;
@@ -314,7 +304,7 @@ __global__ void __launch_bounds__(kBwdThreads, 1) flex_bwd_wgmma_kernel(const __
           tma_load_3d(sV + c * BN * 64, &p.v_map, &kv_full, c * 64, kvh, item.k0);
         }
       }
-      BwdTileCursor cur(item);
+      BwdTileCursor cur(p.entries, item);
       for (int t = 0; t < ntot; ++t, cur.next(p.entries, item)) {
         const int s = t & 1;
         if (t >= 2) mbar_wait(&q_free[s], (t / 2 - 1) & 1);
@@ -339,7 +329,7 @@ __global__ void __launch_bounds__(kBwdThreads, 1) flex_bwd_wgmma_kernel(const __
     } else if (warp == 1) {
       // dQ writer: each staged tile to the workspace; at the end, waits for every sum to land and
       // releases them to the consumers, which count them into their units.
-      BwdTileCursor cur(item);
+      BwdTileCursor cur(p.entries, item);
       const uint64_t policy = l2_policy_evict_last();
       for (int t = 0; t < ntot; ++t, cur.next(p.entries, item)) {
         mbar_wait(&dq_full, t & 1);
@@ -375,7 +365,7 @@ __global__ void __launch_bounds__(kBwdThreads, 1) flex_bwd_wgmma_kernel(const __
   const uint32_t k_addr = smem_addr(sK), v_addr = smem_addr(sV);
   if (ntot > 0) mbar_wait(&kv_full, 0);
 
-  BwdTileCursor cur(item);
+  BwdTileCursor cur(p.entries, item);
   for (int t = 0; t < ntot; ++t, cur.next(p.entries, item)) {
     const int s = t & 1;
     const BwdEntry ent = p.entries[cur.e];

@@ -15,6 +15,7 @@ namespace magi::kernels::cuda::detail {
 
 using flex::BwdEntry;
 using flex::BwdItem;
+using flex::BwdTileCursor;
 using flex::DevSlice;
 using flex::FwdEntry;
 using flex::FwdItem;

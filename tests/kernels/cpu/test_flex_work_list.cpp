@@ -3,7 +3,8 @@
 // tile of one item (forward: query-row items walking key tiles; backward: key items walking query
 // tiles), every row and key belongs to exactly one item (so every output is written), tiles
 // flagged "inside the band" hold visible pairs only, document-aligned items never straddle two
-// slices, and the launch order keeps each group of items together, heaviest first.
+// slices, the launch order keeps each group of items together, heaviest first, and the backward
+// kernel's walk of an item (BwdTileCursor) visits each of its tiles once per head, in its order.
 #include "common/flex_work_list.h"
 #include "common/row_pieces.h"
 
@@ -21,6 +22,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -241,6 +243,37 @@ void check_lists(const AttnShape& sh, const std::vector<KernelSlice>& in, const 
     split = split || it.nheads < group;
   }
   EXPECT_EQ(wl.bwd_split_groups, split);
+  // The walk (BwdTileCursor): every (entry, tile, head) of the item once; an item all of whose
+  // slices are causal tile by tile from its last, each tile for every head, any other head by
+  // head, each head's tiles first to last.
+  for (const flex::BwdItem& it : wl.bwd_items) {
+    bool all_causal = it.entry_end > it.entry_begin;
+    for (int e = it.entry_begin; e < it.entry_end; ++e)
+      all_causal = all_causal && wl.slices[static_cast<size_t>(wl.bwd_entries[static_cast<size_t>(e)].slice)].type ==
+                                     static_cast<int>(KernelSliceType::causal);
+    EXPECT_EQ(it.walk_back, all_causal ? 1 : 0) << "item at key " << it.k0;
+    const int steps = it.ntiles * it.nheads;
+    if (steps == 0) continue;
+    std::vector<std::tuple<int, int, int>> walked;  // (entry, tile, head)
+    flex::BwdTileCursor cur(wl.bwd_entries.data(), it);
+    for (int n = 0; n < steps; ++n, cur.next(wl.bwd_entries.data(), it)) {
+      ASSERT_TRUE(cur.e >= it.entry_begin && cur.e < it.entry_end && cur.t >= 0 &&
+                  cur.t < wl.bwd_entries[static_cast<size_t>(cur.e)].ntiles && cur.h >= 0 && cur.h < it.nheads)
+          << "step " << n << " of the item at key " << it.k0;
+      walked.emplace_back(cur.e, cur.t, cur.h);
+    }
+    std::vector<std::tuple<int, int, int>> order;  // the expected walk
+    if (it.walk_back) {
+      for (int e = it.entry_end - 1; e >= it.entry_begin; --e)
+        for (int t = wl.bwd_entries[static_cast<size_t>(e)].ntiles - 1; t >= 0; --t)
+          for (int h = 0; h < it.nheads; ++h) order.emplace_back(e, t, h);
+    } else {
+      for (int h = 0; h < it.nheads; ++h)
+        for (int e = it.entry_begin; e < it.entry_end; ++e)
+          for (int t = 0; t < wl.bwd_entries[static_cast<size_t>(e)].ntiles; ++t) order.emplace_back(e, t, h);
+    }
+    EXPECT_EQ(walked, order) << "the walk of the item at key " << it.k0;
+  }
   EXPECT_EQ(wl.stats.backward_items, static_cast<int64_t>(wl.bwd_items.size()));
   EXPECT_EQ(wl.stats.backward_tiles, bwd_tiles);
   std::vector<std::pair<int, int>> unit_keys(static_cast<size_t>(wl.bwd_kv_units), {-1, -1});
