@@ -53,7 +53,7 @@ struct BwdItem {
   // 1 when every slice the item walks is causal: it walks its query tiles last to first, each
   // tile for all of its heads in turn (BwdTileCursor), so that the items of a document's key
   // blocks start together on the document's last rows, which every one of them sees, and the
-  // later ones find them in the L2 (64:8 varlen causal backward +6-9%: results/kernel/NOTES.md,
+  // later ones find them in the L2 (64:8 varlen causal backward +6-18%: results/kernel/NOTES.md,
   // v35). Any other item walks its heads one after another, each head's tiles first to last:
   // there, heads innermost cost 2-38% (full, sliding windows, shared question; v35a).
   int walk_back;
