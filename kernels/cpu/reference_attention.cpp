@@ -17,9 +17,11 @@ namespace magi::kernels::cpu {
 namespace {
 
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
-// Rows (forward, dq) or keys (dk, dv) per task. Any value gives the same bits: tasks only decide
-// which thread computes an output element, never the order of its sums.
+// (Row, query head) pairs (forward, dq) or keys (dk, dv) per task. Any value gives the same bits:
+// tasks only decide which thread computes an output element, never the order of its sums.
 constexpr int64_t kBlock = 32;
+// Keys per chunk of the forward's and dq's sweeps (sweep_keys_by_chunk).
+constexpr int64_t kKeyChunk = 256;
 
 [[noreturn]] void fail(const std::string& what) { throw std::invalid_argument("reference attention: " + what); }
 
@@ -193,6 +195,56 @@ Strides strides_of(const AttnShape& shape) {
   return {shape.hq, shape.hkv, shape.d, shape.hq / shape.hkv};
 }
 
+// The forward's and dq's tasks: a few query rows with every query head of one kv head. A task
+// holds about kBlock (row, head) pairs, each of which reads every K and V row it sees: the pairs
+// share those reads while the key chunk they come from is in cache.
+struct RowTask {
+  int64_t row_begin, row_end, kv_head, head_begin, head_end, pairs;
+};
+
+struct RowTasks {
+  int64_t sq, rows_per_task, blocks;
+  Strides st;
+  RowTasks(int64_t sq_, const Strides& st_)
+      : sq(sq_), rows_per_task(std::max<int64_t>(1, kBlock / st_.group)),
+        blocks((sq_ + rows_per_task - 1) / rows_per_task), st(st_) {}
+  int64_t count() const { return blocks * st.hkv; }
+  RowTask at(int64_t task) const {
+    const int64_t g = task % st.hkv;
+    const int64_t first = task / st.hkv * rows_per_task;
+    const int64_t end = std::min(sq, first + rows_per_task);
+    return {first, end, g, g * st.group, (g + 1) * st.group, (end - first) * st.group};
+  }
+};
+
+int64_t visible_count(const IntervalIndex& rows, int64_t i) {
+  int64_t n = 0;
+  for (const Interval* iv = rows.begin(i); iv != rows.end(i); ++iv) n += iv->hi - iv->lo;
+  return n;
+}
+
+// Calls visit(i, j) for every key j that a row i in [row_begin, row_end) sees, kKeyChunk keys at a
+// time: within a chunk rows ascending, within a row keys ascending. Each row meets its keys in
+// ascending order as a plain walk would, so its sums run in the same order and give the same
+// bits, while a chunk's K and V rows (d 128: 256 KB) stay in the core's cache for all the rows.
+template <class Visit>
+void sweep_keys_by_chunk(const IntervalIndex& rows, int64_t row_begin, int64_t row_end, const Visit& visit) {
+  int64_t lo = std::numeric_limits<int64_t>::max(), hi = std::numeric_limits<int64_t>::min();
+  for (int64_t i = row_begin; i < row_end; ++i) {
+    if (rows.begin(i) == rows.end(i)) continue;
+    lo = std::min(lo, rows.begin(i)->lo);
+    hi = std::max(hi, (rows.end(i) - 1)->hi);  // sorted by lo and disjoint, so by hi too
+  }
+  for (int64_t chunk = lo; chunk < hi; chunk += kKeyChunk) {
+    const int64_t chunk_end = std::min(hi, chunk + kKeyChunk);
+    for (int64_t i = row_begin; i < row_end; ++i) {
+      for (const Interval* iv = rows.begin(i); iv != rows.end(i) && iv->lo < chunk_end; ++iv) {
+        for (int64_t j = std::max(iv->lo, chunk); j < std::min(iv->hi, chunk_end); ++j) visit(i, j);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void attention_forward(const AttnShape& shape, const KernelSlice* slices, size_t num_slices, const float* q,
@@ -210,41 +262,57 @@ void attention_forward(const AttnShape& shape, const KernelSlice* slices, size_t
   const IntervalIndex rows = build_row_index(shape, slices, num_slices);
   const double scale = softmax_scale;
   const int32_t d = shape.d;
-  const int64_t blocks = (shape.sq + kBlock - 1) / kBlock;
+  const RowTasks tasks(shape.sq, st);
 
-  run_tasks(blocks * st.hq, threads, [&](int64_t task) {
-    const int64_t h = task % st.hq;
-    const int64_t g = h / st.group;
-    const int64_t row_end = std::min(shape.sq, (task / st.hq + 1) * kBlock);
-    std::vector<double> qd(d), acc(d), scores;
-    for (int64_t i = task / st.hq * kBlock; i < row_end; ++i) {
-      float* o = out + st.q(i, h);
-      if (rows.begin(i) == rows.end(i)) {
-        std::fill(o, o + d, 0.0f);
-        lse[st.row(i, h)] = static_cast<float>(kNegInf);
-        continue;
+  run_tasks(tasks.count(), threads, [&](int64_t task) {
+    const RowTask t = tasks.at(task);
+    const int64_t n_rows = t.row_end - t.row_begin;
+    // Per (row, head) pair p = (i - row_begin) * group + (h - first head): q in float64, the
+    // running max, sum and output, and the row's scores (head-major per row, keys in the order
+    // the row meets them).
+    std::vector<double> qd(t.pairs * d), acc(t.pairs * d, 0.0), max_score(t.pairs, kNegInf), sum(t.pairs, 0.0);
+    std::vector<int64_t> keys_seen(n_rows), score_base(n_rows + 1, 0), seen(n_rows, 0);
+    for (int64_t i = t.row_begin; i < t.row_end; ++i) {
+      const int64_t r = i - t.row_begin;
+      keys_seen[r] = visible_count(rows, i);
+      score_base[r + 1] = score_base[r] + st.group * keys_seen[r];
+      for (int64_t p = (i - t.row_begin) * st.group, h = t.head_begin; h < t.head_end; ++h, ++p) {
+        to_double(q + st.q(i, h), d, qd.data() + p * d);
       }
-      to_double(q + st.q(i, h), d, qd.data());
-      scores.clear();
-      double max_score = kNegInf;
-      for (const Interval* iv = rows.begin(i); iv != rows.end(i); ++iv) {
-        for (int64_t j = iv->lo; j < iv->hi; ++j) {
-          scores.push_back(scale * dot(qd.data(), k + st.kv(j, g), d));
-          max_score = std::max(max_score, scores.back());
+    }
+    std::vector<double> scores(score_base[n_rows]);
+    auto score = [&](int64_t i, int64_t hh) -> double& {
+      const int64_t r = i - t.row_begin;
+      return scores[score_base[r] + hh * keys_seen[r] + seen[r]];
+    };
+    sweep_keys_by_chunk(rows, t.row_begin, t.row_end, [&](int64_t i, int64_t j) {
+      for (int64_t hh = 0, p = (i - t.row_begin) * st.group; hh < st.group; ++hh, ++p) {
+        const double s = scale * dot(qd.data() + p * d, k + st.kv(j, t.kv_head), d);
+        score(i, hh) = s;
+        max_score[p] = std::max(max_score[p], s);
+      }
+      ++seen[i - t.row_begin];
+    });
+    std::fill(seen.begin(), seen.end(), 0);
+    sweep_keys_by_chunk(rows, t.row_begin, t.row_end, [&](int64_t i, int64_t j) {
+      for (int64_t hh = 0, p = (i - t.row_begin) * st.group; hh < st.group; ++hh, ++p) {
+        const double e = std::exp(score(i, hh) - max_score[p]);
+        sum[p] += e;
+        axpy(e, v + st.kv(j, t.kv_head), d, acc.data() + p * d);
+      }
+      ++seen[i - t.row_begin];
+    });
+    for (int64_t i = t.row_begin; i < t.row_end; ++i) {
+      for (int64_t p = (i - t.row_begin) * st.group, h = t.head_begin; h < t.head_end; ++h, ++p) {
+        float* o = out + st.q(i, h);
+        if (keys_seen[i - t.row_begin] == 0) {
+          std::fill(o, o + d, 0.0f);
+          lse[st.row(i, h)] = static_cast<float>(kNegInf);
+          continue;
         }
+        for (int32_t c = 0; c < d; ++c) o[c] = static_cast<float>(acc[p * d + c] / sum[p]);
+        lse[st.row(i, h)] = static_cast<float>(max_score[p] + std::log(sum[p]));
       }
-      double sum = 0.0;
-      std::fill(acc.begin(), acc.end(), 0.0);
-      size_t n = 0;
-      for (const Interval* iv = rows.begin(i); iv != rows.end(i); ++iv) {
-        for (int64_t j = iv->lo; j < iv->hi; ++j) {
-          const double p = std::exp(scores[n++] - max_score);
-          sum += p;
-          axpy(p, v + st.kv(j, g), d, acc.data());
-        }
-      }
-      for (int32_t c = 0; c < d; ++c) o[c] = static_cast<float>(acc[c] / sum);
-      lse[st.row(i, h)] = static_cast<float>(max_score + std::log(sum));
     }
   });
 }
@@ -265,8 +333,10 @@ void attention_backward(const AttnShape& shape, const KernelSlice* slices, size_
   require_buffer(dout, q_elems, "dout");
   require_buffer(lse, shape.sq * st.hq, "lse");
   require_buffer(dq, q_elems, "dq");
-  require_buffer(dk, kv_elems, "dk");
-  require_buffer(dv, kv_elems, "dv");
+  if (dk != nullptr || dv != nullptr) {  // both null: dq alone
+    require_buffer(dk, kv_elems, "dk");
+    require_buffer(dv, kv_elems, "dv");
+  }
   const IntervalIndex rows = build_row_index(shape, slices, num_slices);
   const IntervalIndex keys = build_index(Axis::keys, shape.sk, slices, num_slices);
   const double scale = softmax_scale;
@@ -274,30 +344,37 @@ void attention_backward(const AttnShape& shape, const KernelSlice* slices, size_
 
   // Pass 1, per (query row, head): D_i = rowsum(dout_i * out_i) and dq_i.
   std::vector<double> delta(shape.sq * st.hq);
-  const int64_t row_blocks = (shape.sq + kBlock - 1) / kBlock;
-  run_tasks(row_blocks * st.hq, threads, [&](int64_t task) {
-    const int64_t h = task % st.hq;
-    const int64_t g = h / st.group;
-    const int64_t row_end = std::min(shape.sq, (task / st.hq + 1) * kBlock);
-    std::vector<double> qd(d), dod(d), acc(d);
-    for (int64_t i = task / st.hq * kBlock; i < row_end; ++i) {
-      to_double(dout + st.q(i, h), d, dod.data());
-      const double delta_i = dot(dod.data(), out + st.q(i, h), d);
-      delta[st.row(i, h)] = delta_i;
-      const double lse_i = lse[st.row(i, h)];
-      to_double(q + st.q(i, h), d, qd.data());
-      std::fill(acc.begin(), acc.end(), 0.0);
-      for (const Interval* iv = rows.begin(i); iv != rows.end(i); ++iv) {
-        for (int64_t j = iv->lo; j < iv->hi; ++j) {
-          const double p = std::exp(scale * dot(qd.data(), k + st.kv(j, g), d) - lse_i);
-          const double ds = p * (dot(dod.data(), v + st.kv(j, g), d) - delta_i);
-          axpy(ds, k + st.kv(j, g), d, acc.data());
-        }
+  const RowTasks tasks(shape.sq, st);
+  run_tasks(tasks.count(), threads, [&](int64_t task) {
+    const RowTask t = tasks.at(task);
+    // Per (row, head) pair, as in the forward: q and dout in float64, lse, D and the dq sum.
+    std::vector<double> qd(t.pairs * d), dod(t.pairs * d), acc(t.pairs * d, 0.0), lse_d(t.pairs), delta_d(t.pairs);
+    for (int64_t i = t.row_begin; i < t.row_end; ++i) {
+      for (int64_t p = (i - t.row_begin) * st.group, h = t.head_begin; h < t.head_end; ++h, ++p) {
+        to_double(dout + st.q(i, h), d, dod.data() + p * d);
+        delta_d[p] = dot(dod.data() + p * d, out + st.q(i, h), d);
+        delta[st.row(i, h)] = delta_d[p];
+        lse_d[p] = lse[st.row(i, h)];
+        to_double(q + st.q(i, h), d, qd.data() + p * d);
       }
-      float* dqi = dq + st.q(i, h);
-      for (int32_t c = 0; c < d; ++c) dqi[c] = static_cast<float>(scale * acc[c]);
+    }
+    sweep_keys_by_chunk(rows, t.row_begin, t.row_end, [&](int64_t i, int64_t j) {
+      const float* kj = k + st.kv(j, t.kv_head);
+      const float* vj = v + st.kv(j, t.kv_head);
+      for (int64_t p = (i - t.row_begin) * st.group, end = p + st.group; p < end; ++p) {
+        const double prob = std::exp(scale * dot(qd.data() + p * d, kj, d) - lse_d[p]);
+        const double ds = prob * (dot(dod.data() + p * d, vj, d) - delta_d[p]);
+        axpy(ds, kj, d, acc.data() + p * d);
+      }
+    });
+    for (int64_t i = t.row_begin; i < t.row_end; ++i) {
+      for (int64_t p = (i - t.row_begin) * st.group, h = t.head_begin; h < t.head_end; ++h, ++p) {
+        float* dqi = dq + st.q(i, h);
+        for (int32_t c = 0; c < d; ++c) dqi[c] = static_cast<float>(scale * acc[p * d + c]);
+      }
     }
   });
+  if (dk == nullptr && dv == nullptr) return;
 
   // Pass 2, per (key, kv head): dk_j and dv_j over every query head of the group and every row
   // that sees key j.

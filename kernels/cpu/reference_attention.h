@@ -8,7 +8,9 @@
 // gets no gradient. No (q, k) pair may be covered by two slices (std::invalid_argument).
 //
 // Results are bit-for-bit identical for every thread count: each output element is computed by
-// one task, in a fixed order (keys, and rows, ascending).
+// one task, in a fixed order (keys, and rows, ascending). The forward and dq read K and V a chunk
+// of keys at a time for several rows and heads at once, which keeps long sequences (32k keys at
+// 64 heads) from waiting on memory; the order of every sum stays that of a plain walk.
 #pragma once
 
 #include "common/kernel_args.h"
@@ -27,7 +29,8 @@ void attention_forward(const AttnShape& shape, const KernelSlice* slices, size_t
                        const float* q, const float* k, const float* v, float softmax_scale,
                        float* out, float* lse, int num_threads = 0);
 
-// dq [sq, hq, d], dk and dv [sk, hkv, d] are overwritten (zero where nothing contributes).
+// dq [sq, hq, d], dk and dv [sk, hkv, d] are overwritten (zero where nothing contributes). dk and
+// dv may both be null (not one alone): dq is computed without them, as a check of dq alone needs.
 //
 // `out` and `lse` must be the FINAL forward results of each row, over all the keys the row sees
 // anywhere, not only over the slices and KV buffer passed here. The gradients use

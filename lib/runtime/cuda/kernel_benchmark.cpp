@@ -62,10 +62,11 @@ KernelBenchResult run_kernel_benchmark(const kernels::AttnShape& sh, const std::
     append_rows(got_lse, h.lse, a, b, static_cast<size_t>(sh.hq));
     ref_lse.insert(ref_lse.end(), rl.begin(), rl.end());
     if (o.bwd) {
-      std::vector<float> rdq(static_cast<size_t>(w) * row), rdk(h.k.size()), rdv(h.v.size());
+      // dq alone: a window's rows give only part of each key's dK / dV.
+      std::vector<float> rdq(static_cast<size_t>(w) * row);
       kernels::cpu::attention_backward(window, cs.data(), cs.size(), qa, h.k.data(), h.v.data(),
                                        ro.data(), h.dout.data() + static_cast<size_t>(a) * row,
-                                       rl.data(), scale, rdq.data(), rdk.data(), rdv.data());
+                                       rl.data(), scale, rdq.data(), nullptr, nullptr);
       append_rows(got_dq, h.dq, a, b, row);
       ref_dq.insert(ref_dq.end(), rdq.begin(), rdq.end());
     }

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -80,8 +81,9 @@ TEST(ReferenceBackward, MatchesFiniteDifferences) {
 
 TEST(ReferenceBackward, MatchesDenseGradientsOnRandomMasks) {
   std::mt19937_64 rng(magi::testing::test_seed("ReferenceBackward.MatchesDenseGradientsOnRandomMasks", 99));
-  const std::array<std::array<int64_t, 2>, 5> lengths{{{37, 53}, {53, 37}, {1, 1}, {48, 48}, {70, 9}}};
-  const std::array<std::array<int32_t, 2>, 3> heads{{{4, 2}, {2, 2}, {3, 1}}};
+  // As the forward's test: keys over several key chunks, and one row a task.
+  const std::array<std::array<int64_t, 2>, 6> lengths{{{37, 53}, {53, 37}, {1, 1}, {48, 48}, {70, 9}, {45, 700}}};
+  const std::array<std::array<int32_t, 2>, 4> heads{{{4, 2}, {2, 2}, {3, 1}, {40, 1}}};
   const std::array<int32_t, 3> dims{1, 5, 16};
   for (int trial = 0; trial < 30; ++trial) {
     const auto [sq, sk] = lengths[trial % lengths.size()];
@@ -93,6 +95,22 @@ TEST(ReferenceBackward, MatchesDenseGradientsOnRandomMasks) {
                                            to_double(p.v), to_double(p.dout), p.scale);
     expect_gradients(g, want.dq, want.dk, want.dv, "trial " + std::to_string(trial));
   }
+}
+
+// dk and dv both null: dq alone, the same bits as with them; one of them null is refused.
+TEST(ReferenceBackward, DqAloneWhenDkAndDvAreNull) {
+  std::mt19937_64 rng(magi::testing::test_seed("ReferenceBackward.DqAloneWhenDkAndDvAreNull", 7));
+  const Problem p = random_problem(rng, {60, 300, 4, 2, 16}, 2);
+  const Forward f = run_forward(p, p.slices);
+  const Grads g = run_backward(p, p.slices, f);
+  std::vector<float> dq(p.q.size(), kPoison), dk(p.k.size());
+  cpu::attention_backward(p.shape, p.slices.data(), p.slices.size(), p.q.data(), p.k.data(), p.v.data(), f.out.data(),
+                          p.dout.data(), f.lse.data(), p.scale, dq.data(), nullptr, nullptr);
+  EXPECT_EQ(0, std::memcmp(dq.data(), g.dq.data(), dq.size() * sizeof(float)));
+  EXPECT_THROW(cpu::attention_backward(p.shape, p.slices.data(), p.slices.size(), p.q.data(), p.k.data(), p.v.data(),
+                                       f.out.data(), p.dout.data(), f.lse.data(), p.scale, dq.data(), dk.data(),
+                                       nullptr),
+               std::invalid_argument);
 }
 
 }  // namespace

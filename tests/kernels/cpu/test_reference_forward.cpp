@@ -37,8 +37,11 @@ void count_features(const AttnShape& shape, const std::vector<KernelSlice>& slic
 
 TEST(ReferenceForward, MatchesDenseSoftmaxOnRandomMasks) {
   std::mt19937_64 rng(magi::testing::test_seed("ReferenceForward.MatchesDenseSoftmaxOnRandomMasks", 20240601));
-  const std::array<std::array<int64_t, 2>, 6> lengths{{{37, 53}, {53, 37}, {1, 1}, {64, 64}, {100, 9}, {9, 100}}};
-  const std::array<std::array<int32_t, 2>, 3> heads{{{4, 2}, {2, 2}, {3, 1}}};
+  // {45, 700}: rows whose keys span several of the reference's key chunks; {40, 1}: more heads a
+  // kv head than a task's pairs, so one row a task.
+  const std::array<std::array<int64_t, 2>, 7> lengths{
+      {{37, 53}, {53, 37}, {1, 1}, {64, 64}, {100, 9}, {9, 100}, {45, 700}}};
+  const std::array<std::array<int32_t, 2>, 4> heads{{{4, 2}, {2, 2}, {3, 1}, {40, 1}}};
   const std::array<int32_t, 4> dims{1, 3, 8, 32};
   MaskFeatures features;
   for (int trial = 0; trial < 60; ++trial) {
