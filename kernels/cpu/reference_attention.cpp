@@ -338,7 +338,6 @@ void attention_backward(const AttnShape& shape, const KernelSlice* slices, size_
     require_buffer(dv, kv_elems, "dv");
   }
   const IntervalIndex rows = build_row_index(shape, slices, num_slices);
-  const IntervalIndex keys = build_index(Axis::keys, shape.sk, slices, num_slices);
   const double scale = softmax_scale;
   const int32_t d = shape.d;
 
@@ -375,6 +374,7 @@ void attention_backward(const AttnShape& shape, const KernelSlice* slices, size_
     }
   });
   if (dk == nullptr && dv == nullptr) return;
+  const IntervalIndex keys = build_index(Axis::keys, shape.sk, slices, num_slices);
 
   // Pass 2, per (key, kv head): dk_j and dv_j over every query head of the group and every row
   // that sees key j.
