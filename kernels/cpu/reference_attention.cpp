@@ -268,8 +268,7 @@ void attention_forward(const AttnShape& shape, const KernelSlice* slices, size_t
     const RowTask t = tasks.at(task);
     const int64_t n_rows = t.row_end - t.row_begin;
     // Per (row, head) pair p = (i - row_begin) * group + (h - first head): q in float64, the
-    // running max, sum and output, and the row's scores (head-major per row, keys in the order
-    // the row meets them).
+    // running max, sum and output; and each row's scores, in the order the row meets its keys.
     std::vector<double> qd(t.pairs * d), acc(t.pairs * d, 0.0), max_score(t.pairs, kNegInf), sum(t.pairs, 0.0);
     std::vector<int64_t> keys_seen(n_rows), score_base(n_rows + 1, 0), seen(n_rows, 0);
     for (int64_t i = t.row_begin; i < t.row_end; ++i) {
@@ -281,26 +280,28 @@ void attention_forward(const AttnShape& shape, const KernelSlice* slices, size_t
       }
     }
     std::vector<double> scores(score_base[n_rows]);
-    auto score = [&](int64_t i, int64_t hh) -> double& {
+    // The scores of row i's n-th key, one per head: scores[score_base[r] + n * group + head].
+    auto next_scores = [&](int64_t i) {
       const int64_t r = i - t.row_begin;
-      return scores[score_base[r] + hh * keys_seen[r] + seen[r]];
+      return scores.data() + score_base[r] + seen[r]++ * st.group;
     };
     sweep_keys_by_chunk(rows, t.row_begin, t.row_end, [&](int64_t i, int64_t j) {
+      double* sc = next_scores(i);
+      const float* kj = k + st.kv(j, t.kv_head);
       for (int64_t hh = 0, p = (i - t.row_begin) * st.group; hh < st.group; ++hh, ++p) {
-        const double s = scale * dot(qd.data() + p * d, k + st.kv(j, t.kv_head), d);
-        score(i, hh) = s;
-        max_score[p] = std::max(max_score[p], s);
+        sc[hh] = scale * dot(qd.data() + p * d, kj, d);
+        max_score[p] = std::max(max_score[p], sc[hh]);
       }
-      ++seen[i - t.row_begin];
     });
     std::fill(seen.begin(), seen.end(), 0);
     sweep_keys_by_chunk(rows, t.row_begin, t.row_end, [&](int64_t i, int64_t j) {
+      const double* sc = next_scores(i);
+      const float* vj = v + st.kv(j, t.kv_head);
       for (int64_t hh = 0, p = (i - t.row_begin) * st.group; hh < st.group; ++hh, ++p) {
-        const double e = std::exp(score(i, hh) - max_score[p]);
+        const double e = std::exp(sc[hh] - max_score[p]);
         sum[p] += e;
-        axpy(e, v + st.kv(j, t.kv_head), d, acc.data() + p * d);
+        axpy(e, vj, d, acc.data() + p * d);
       }
-      ++seen[i - t.row_begin];
     });
     for (int64_t i = t.row_begin; i < t.row_end; ++i) {
       for (int64_t p = (i - t.row_begin) * st.group, h = t.head_begin; h < t.head_end; ++h, ++p) {
