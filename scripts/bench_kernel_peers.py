@@ -9,8 +9,9 @@ the same FLOP count (DESIGN.md §1, from the mask area our JSON records):
   - FlexAttention (torch.compile'd flex_attention with a block mask) on every mask.
 Then prints our TFLOP/s, each peer's, and our ratio to each, and writes them as JSON (--out).
 
-Timing: CUDA events around single calls, median of --iters after --warmup (the method of
-lib/runtime/cuda/kernel_benchmark.h). Backward = torch.autograd.grad of (q, k, v) from a kept graph.
+Timing: CUDA events around single calls, median of --iters after --warmup calls, the warm-up
+lasting at least 1 s (the method of lib/runtime/cuda/kernel_bench_device.h). Backward =
+torch.autograd.grad of (q, k, v) from a kept graph.
 Inputs: random normal bf16, batch 1, layout [1, heads, S, d].
 
 Usage: python3 scripts/bench_kernel_peers.py OURS.json [--out PEERS.json] [--iters 20] [--warmup 5]
@@ -24,11 +25,22 @@ import sys
 import time
 
 
+# As lib/runtime/cuda/kernel_bench_device.cu: a warm-up of --warmup calls goes on until it has
+# lasted this long, so that each case is timed in the card's power-capped steady state.
+MIN_WARMUP_S = 1.0
+
+
 def median_ms(fn, warmup, iters):
     import torch
+    start = time.perf_counter()
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
+    spent = time.perf_counter() - start
+    if warmup > 0 and spent < MIN_WARMUP_S:
+        for _ in range(math.ceil((MIN_WARMUP_S - spent) / max(spent / warmup, 1e-6))):
+            fn()
+        torch.cuda.synchronize()
     starts = [torch.cuda.Event(enable_timing=True) for _ in range(iters)]
     ends = [torch.cuda.Event(enable_timing=True) for _ in range(iters)]
     for i in range(iters):

@@ -1,7 +1,9 @@
 // `magi-bench kernel --config F`: the flexible CUDA attention kernel alone on one GPU. For each
 // case of the workload (cases with cp > 1 are skipped rows) it builds the mask's slices, times
 // forward and backward and, with --check, compares sampled rows with the float64 CPU reference
-// (lib/runtime/cuda/kernel_benchmark.h: the method). Each case is a results row of cp 1 and
+// (lib/runtime/cuda/kernel_benchmark.h: the method). Every case is timed before any is checked, so
+// that no case is timed after a check's idle pause and the figures are the same with and without
+// --check; a case's row is printed once it is complete. Each case is a results row of cp 1 and
 // backend cuda-kernel, printed like `run`'s (table on stdout, --out JSON, --csv CSV; never over
 // an existing file unless --force). Exit code 6 when a check fails, 7 when a case is below a
 // --min-*-tflops floor.
@@ -27,6 +29,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
@@ -48,7 +51,8 @@ struct KernelOptions {
 constexpr const char* kBackend = "cuda-kernel";
 constexpr const char* kStrategy = "none";  // one GPU: no context-parallel strategy
 
-// The row of one case: its identity, the kernel's per-call timings as the one rank's, the check.
+// The row of one case: its identity and the kernel's per-call timings as the one rank's (the check,
+// when asked for, is added once every case is timed).
 CaseRow kernel_row(const Case& c, const std::vector<int64_t>& docs, size_t slices,
                    const KernelBenchResult& r, const std::string& device, int64_t check_rows) {
   CaseRow row = case_row(c, kBackend);
@@ -65,11 +69,6 @@ CaseRow kernel_row(const Case& c, const std::vector<int64_t>& docs, size_t slice
   rank.tokens = c.total_tokens;
   rank.area = r.stats.area;
   row.ranks.push_back(rank);
-  if (r.checked) {
-    row.errors = r.errors;
-    const bool ok = std::all_of(r.errors.begin(), r.errors.end(), [](const TensorError& e) { return e.ok; });
-    row.check = ok ? CheckState::passed : CheckState::failed;
-  }
   row.details["documents"] = to_json(document_stats(docs));
   row.details["document_lengths"] = docs;  // the peers rebuild the mask from them
   row.details["mask"] = {{"window", c.mask.window}, {"block_tokens", c.mask.block_tokens}};
@@ -110,7 +109,7 @@ void run_kernel_bench(Context& ctx, const KernelOptions& opt) {
   report.metadata["kernel"] = {
       {"name", "flex_attention (wgmma forward and backward; work items grouped by kv head and first "
                 "slice, heaviest first)"},
-      {"time", "CUDA events around single calls, after warmup; rows report the median"}};
+      {"time", "CUDA events around single calls, after warmup (at least 1 s of it); rows report the median"}};
   report.metadata["workload"] = {{"path", opt.config}, {"name", workload.name}, {"resolved", workload.resolved}};
   print0(ctx, metadata_header(report.metadata));
   print0(ctx, fmt::format("# Backend: {}\n# Workload: {} \"{}\", {} case{}\n#\n", kBackend,
@@ -118,7 +117,34 @@ void run_kernel_bench(Context& ctx, const KernelOptions& opt) {
                           workload.cases.size() == 1 ? "" : "s"));
   print0(ctx, table_header());
 
+  // A timed case waiting for its check.
+  struct PendingCheck {
+    size_t row;
+    kernels::AttnShape shape;
+    std::vector<AttnSlice> mask;
+    KernelBenchOptions options;
+  };
+  std::vector<PendingCheck> pending;
+  const auto fail_as = [](const std::string& name, auto&& work) {
+    try {
+      return work();
+    } catch (const Error&) {
+      throw;  // already typed (the harness runs lib/core code)
+    } catch (const std::invalid_argument& e) {
+      throw ConfigError(fmt::format("{}: {}", name, e.what()));
+    } catch (const std::runtime_error& e) {
+      throw RuntimeError(fmt::format("{}: {}", name, e.what()));
+    }
+  };
   int below_floor = 0;
+  size_t printed = 0;
+  const auto print_rows_until = [&](size_t end) {
+    for (; printed < end; ++printed) {
+      below_floor += apply_gate(report.rows[printed], gate);
+      print0(ctx, table_row(report, printed));
+    }
+  };
+
   for (const Case& original : workload.cases) {
     Case c = original;
     opt.overrides.apply(c);
@@ -128,8 +154,6 @@ void run_kernel_bench(Context& ctx, const KernelOptions& opt) {
       report.rows.back().strategy = kStrategy;
     } else {
       const CaseInputs inputs = build_case_inputs(c.documents, c.mask, c.total_tokens);
-      const std::vector<int64_t>& docs = inputs.documents;
-      const std::vector<AttnSlice>& mask = inputs.mask;
       const kernels::AttnShape shape{c.total_tokens, c.total_tokens, c.model.heads_q, c.model.heads_kv,
                                      c.model.head_dim};
       KernelBenchOptions bo;
@@ -137,25 +161,27 @@ void run_kernel_bench(Context& ctx, const KernelOptions& opt) {
       bo.bwd = c.run.bwd;
       bo.warmup = c.run.warmup;
       bo.iters = c.run.iters;
-      bo.check = c.run.check;
       bo.check_rows = opt.check_rows;
       bo.seed = c.run.seed;
       bo.dtype = c.model.dtype;
-      KernelBenchResult r;
-      try {
-        r = run_kernel_benchmark(shape, mask, bo);
-      } catch (const Error&) {
-        throw;  // already typed (the harness runs lib/core code)
-      } catch (const std::invalid_argument& e) {
-        throw ConfigError(fmt::format("{}: {}", c.name, e.what()));
-      } catch (const std::runtime_error& e) {
-        throw RuntimeError(fmt::format("{}: {}", c.name, e.what()));
+      const KernelBenchResult r = fail_as(c.name, [&] { return time_kernel(shape, inputs.mask, bo); });
+      report.rows.push_back(kernel_row(c, inputs.documents, inputs.mask.size(), r, device, opt.check_rows));
+      if (c.run.check) {
+        pending.push_back({report.rows.size() - 1, shape, inputs.mask, bo});
+        // On stderr, as `run`'s progress: the table on stdout stays whole.
+        fmt::print(stderr, "progress: case {}/{} ({}) timed; checks follow the last case's timing\n",
+                   report.rows.size(), workload.cases.size(), c.name);
       }
-      report.rows.push_back(kernel_row(c, docs, mask.size(), r, device, opt.check_rows));
     }
-    const bool below = apply_gate(report.rows.back(), gate);
-    print0(ctx, table_row(report, report.rows.size() - 1));
-    below_floor += below;
+    if (pending.empty()) print_rows_until(report.rows.size());
+  }
+  for (size_t i = 0; i < pending.size(); ++i) {
+    const PendingCheck& p = pending[i];
+    CaseRow& row = report.rows[p.row];
+    row.errors = fail_as(row.case_name, [&] { return check_kernel(p.shape, p.mask, p.options); });
+    const bool ok = std::all_of(row.errors.begin(), row.errors.end(), [](const TensorError& e) { return e.ok; });
+    row.check = ok ? CheckState::passed : CheckState::failed;
+    print_rows_until(i + 1 < pending.size() ? pending[i + 1].row : report.rows.size());
   }
   print0(ctx, table_summary(report));
 
