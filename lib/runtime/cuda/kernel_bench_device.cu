@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <stdexcept>
+#include <string>
 #include <type_traits>
 
 namespace magi {
@@ -166,20 +168,39 @@ std::vector<double> KernelBenchDevice::time_backward(int warmup, int iters) {
   return time_calls([this] { impl_->backward(); }, warmup, iters);
 }
 
-HostTensors KernelBenchDevice::outputs(bool backward) {
+HostTensors KernelBenchDevice::outputs(bool backward, const std::vector<RowWindow>& windows) {
   Impl& m = *impl_;
+  for (const RowWindow& w : windows) {
+    if (w.first < 0 || w.first > w.end || w.end > m.sh.sq)
+      throw std::invalid_argument("outputs: row window [" + std::to_string(w.first) + ", " +
+                                  std::to_string(w.end) + ") outside the " + std::to_string(m.sh.sq) + " query rows");
+  }
   m.forward();
   if (backward) m.backward();
   MAGI_CUDA_CHECK(cudaDeviceSynchronize());
+  const int64_t row = static_cast<int64_t>(m.sh.hq) * m.sh.d;  // elements of a query row
+  const auto rows_of = [&](const void* p, int64_t elems_per_row, std::vector<float>& to) {
+    for (const RowWindow& w : windows) {
+      const std::vector<float> part = download(
+          static_cast<const char*>(p) + w.first * elems_per_row * 2, (w.end - w.first) * elems_per_row, m.dtype);
+      to.insert(to.end(), part.begin(), part.end());
+    }
+  };
   HostTensors h;
-  h.q = download(m.q.p, m.nq, m.dtype);
   h.k = download(m.k.p, m.nk, m.dtype);
   h.v = download(m.v.p, m.nk, m.dtype);
-  h.dout = download(m.dout.p, m.nq, m.dtype);
-  h.out = download(m.out.p, m.nq, m.dtype);
-  h.lse.resize(static_cast<size_t>(m.nl));
-  if (m.nl) MAGI_CUDA_CHECK(cudaMemcpy(h.lse.data(), m.lse.p, static_cast<size_t>(m.nl) * 4, cudaMemcpyDeviceToHost));
-  if (backward) h.dq = download(m.dq.p, m.nq, m.dtype);
+  rows_of(m.q.p, row, h.q);
+  rows_of(m.dout.p, row, h.dout);
+  rows_of(m.out.p, row, h.out);
+  if (backward) rows_of(m.dq.p, row, h.dq);
+  for (const RowWindow& w : windows) {
+    const size_t n = static_cast<size_t>((w.end - w.first) * m.sh.hq);
+    h.lse.resize(h.lse.size() + n);
+    if (n) {
+      MAGI_CUDA_CHECK(cudaMemcpy(h.lse.data() + h.lse.size() - n, static_cast<const float*>(m.lse.p) + w.first * m.sh.hq,
+                                 n * 4, cudaMemcpyDeviceToHost));
+    }
+  }
   return h;
 }
 

@@ -14,7 +14,14 @@
 
 namespace magi {
 
-// Inputs and outputs of one attention call on the host, as float, in the kernel's layouts.
+// Query rows [first, end) of the shape.
+struct RowWindow {
+  int64_t first = 0, end = 0;
+};
+
+// Inputs and outputs of one attention call on the host, as float, in the kernel's layouts. The
+// per-query-row tensors (q, dout, out, lse, dq) hold only the rows of the windows asked for, the
+// windows one after another; k and v are whole.
 struct HostTensors {
   std::vector<float> q, k, v, dout;  // inputs
   std::vector<float> out, lse;       // forward
@@ -38,8 +45,10 @@ class KernelBenchDevice {
   // post-pass (dQ conversion).
   std::vector<double> time_forward(int warmup, int iters);
   std::vector<double> time_backward(int warmup, int iters);
-  // Runs the forward (and the backward when `backward`) once more, then brings every tensor back.
-  HostTensors outputs(bool backward);
+  // Runs the forward (and the backward when `backward`) once more, then brings back k and v and
+  // the windows' rows of the rest (a check needs a few hundred rows: 64 query heads at 32k tokens
+  // are 1 GB a tensor as float).
+  HostTensors outputs(bool backward, const std::vector<RowWindow>& windows);
 
  private:
   struct Impl;

@@ -18,13 +18,6 @@ namespace {
 constexpr double kRelL2Tolerance = 1e-2;
 constexpr double kLseMaxAbsTolerance = 2e-2;
 
-template <class T>
-void append_rows(std::vector<T>& to, const std::vector<T>& from, int64_t first, int64_t end,
-                 size_t row) {
-  to.insert(to.end(), from.begin() + first * static_cast<int64_t>(row),
-            from.begin() + end * static_cast<int64_t>(row));
-}
-
 }  // namespace
 
 KernelBenchResult time_kernel(const kernels::AttnShape& sh, const std::vector<AttnSlice>& mask,
@@ -41,15 +34,17 @@ std::vector<TensorError> check_kernel(const kernels::AttnShape& sh, const std::v
                                       const KernelBenchOptions& o) {
   KernelBenchDevice device(sh, to_kernel_slices(mask), o.dtype, o.seed);
   // Sampled row windows against the float64 reference.
-  const HostTensors h = device.outputs(o.bwd);
-  const float scale = 1.f / std::sqrt(static_cast<float>(sh.d));
   const int64_t w = std::min(o.check_rows, sh.sq);
   std::vector<int64_t> starts{0, (sh.sq - w) / 2, sh.sq - w};
   starts.erase(std::unique(starts.begin(), starts.end()), starts.end());
-  std::vector<float> got_out, ref_out, got_lse, ref_lse, got_dq, ref_dq;
+  std::vector<RowWindow> windows;
+  for (const int64_t a : starts) windows.push_back({a, a + w});
+  const HostTensors h = device.outputs(o.bwd, windows);
+  const float scale = 1.f / std::sqrt(static_cast<float>(sh.d));
+  std::vector<float> ref_out, ref_lse, ref_dq;
   const size_t row = static_cast<size_t>(sh.hq) * sh.d;
-  for (const int64_t a : starts) {
-    const int64_t b = a + w;
+  for (size_t i = 0; i < windows.size(); ++i) {
+    const int64_t a = windows[i].first, b = windows[i].end;
     std::vector<AttnSlice> clipped;
     for (const AttnSlice& s : mask) clip_slice_into(s, Range{a, b}, Range{0, sh.sk}, clipped);
     for (AttnSlice& s : clipped) s = shift_slice(s, -a, 0);  // the window's rows start at 0
@@ -57,27 +52,24 @@ std::vector<TensorError> check_kernel(const kernels::AttnShape& sh, const std::v
     kernels::AttnShape window = sh;
     window.sq = w;
     std::vector<float> ro(static_cast<size_t>(w) * row), rl(static_cast<size_t>(w) * sh.hq);
-    const float* qa = h.q.data() + static_cast<size_t>(a) * row;
-    kernels::cpu::attention_forward(window, cs.data(), cs.size(), qa, h.k.data(), h.v.data(), scale,
-                                    ro.data(), rl.data());
-    append_rows(got_out, h.out, a, b, row);
+    const size_t at = i * static_cast<size_t>(w) * row;  // the window's first row in h's row tensors
+    kernels::cpu::attention_forward(window, cs.data(), cs.size(), h.q.data() + at, h.k.data(), h.v.data(),
+                                    scale, ro.data(), rl.data());
     ref_out.insert(ref_out.end(), ro.begin(), ro.end());
-    append_rows(got_lse, h.lse, a, b, static_cast<size_t>(sh.hq));
     ref_lse.insert(ref_lse.end(), rl.begin(), rl.end());
     if (o.bwd) {
       // dq alone: a window's rows give only part of each key's dK / dV.
       std::vector<float> rdq(static_cast<size_t>(w) * row);
-      kernels::cpu::attention_backward(window, cs.data(), cs.size(), qa, h.k.data(), h.v.data(),
-                                       ro.data(), h.dout.data() + static_cast<size_t>(a) * row,
-                                       rl.data(), scale, rdq.data(), nullptr, nullptr);
-      append_rows(got_dq, h.dq, a, b, row);
+      kernels::cpu::attention_backward(window, cs.data(), cs.size(), h.q.data() + at, h.k.data(), h.v.data(),
+                                       ro.data(), h.dout.data() + at, rl.data(), scale, rdq.data(), nullptr,
+                                       nullptr);
       ref_dq.insert(ref_dq.end(), rdq.begin(), rdq.end());
     }
   }
   std::vector<TensorError> errors;
-  errors.push_back(judge("out", tensor_diff(got_out, ref_out), ErrorBound::rel_l2, kRelL2Tolerance));
-  errors.push_back(judge("lse", tensor_diff(got_lse, ref_lse), ErrorBound::max_abs, kLseMaxAbsTolerance));
-  if (o.bwd) errors.push_back(judge("dq", tensor_diff(got_dq, ref_dq), ErrorBound::rel_l2, kRelL2Tolerance));
+  errors.push_back(judge("out", tensor_diff(h.out, ref_out), ErrorBound::rel_l2, kRelL2Tolerance));
+  errors.push_back(judge("lse", tensor_diff(h.lse, ref_lse), ErrorBound::max_abs, kLseMaxAbsTolerance));
+  if (o.bwd) errors.push_back(judge("dq", tensor_diff(h.dq, ref_dq), ErrorBound::rel_l2, kRelL2Tolerance));
   return errors;
 }
 
