@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prepared in session 32 and NOT RUN (no device time left): build-gpu-carry/s32c is d7f4056 with 2026-12-06_warmup_1s_patch.diff applied, build-gpu-carry/s32b a589ad9.
+# Prepared in session 32, run in session 33 (2026-12-06_warmup_h100_ab.log): build-gpu-carry/s32c is d7f4056 with the 1 s warm-up (since landed as 1532234), build-gpu-carry/s32b a589ad9.
 # Session 32, call 3: the kernel benchmark's warm-up lasting at least 1 s (new, build-gpu-carry/s32c)
 # against a589ad9's (old, s32b), on configs/kernel_catalogue.json: --no-check twice each, alternating,
 # then new with the check. The question: does a case's figure still depend on whether a check's pause
