@@ -14,8 +14,8 @@
 // depends only on that row, so this is exact for those rows. dK/dV are checked in full by the gpu
 // unit tests on smaller problems. Timing and check are apart so that a caller can time every case
 // before checking any: the check's seconds of CPU work leave the card idle, and a case timed after
-// such a pause runs cooler and faster than one timed right after another (a short case up to 6%,
-// even after the 1 s warm-up; results/kernel/NOTES.md, session 33).
+// such a pause ran up to 6% faster than one timed right after another, even after the 1 s warm-up
+// (results/kernel/NOTES.md, session 33).
 #pragma once
 
 #include "common/dtype.h"
