@@ -5,7 +5,9 @@
 #      mask catalogue, kernel_catalogue.json and kernel_catalogue_gqa.json (with check; each
 #      results file then read by tests/runtime/check_report.py),
 #   3. the peers (PyTorch SDPA flash / cuDNN, FlexAttention) on the 32k d 128 cases of both head
-#      layouts (issue 13's yardstick), same card, same run.
+#      layouts (issue 13's yardstick), same card, same run;
+#   4. issue 13's floor judged on the record (scripts/kernel_floor.py; `--markdown` on the same
+#      files prints the README's kernel table).
 # Binaries come from $BIN: a folder holding magi-bench and test_kernels_cuda (default
 # build-gpu-carry, what the device tool carries) or a CUDA build tree (BIN=build after
 # scripts/setup.sh). Everything lands in $OUT (default ./kernel-out): at most 8 files.
@@ -46,10 +48,15 @@ for cfg in kernel_h100 kernel_h100_gqa kernel_catalogue kernel_catalogue_gqa; do
   [ "${PIPESTATUS[0]}" -ne 0 ] && rc=1
 done
 
+PEERS=()
 if [ "${1:-}" != "quick" ]; then
   for cfg in kernel_h100 kernel_h100_gqa; do
     python3 scripts/bench_kernel_peers.py "$OUT/$cfg.json" --out "$OUT/peers_${cfg#kernel_}.json" \
       --head-dim 128 --min-tokens 32768 --warmup 3 --iters 10 2>&1 | grep -v -e Warning -e create_block_mask | tee -a "$LOG"
+    [ -f "$OUT/peers_${cfg#kernel_}.json" ] && PEERS+=(--peers "$OUT/peers_${cfg#kernel_}.json")
   done
 fi
+# Issue 13's floor on this record (a verdict, not the run's exit code: the run itself succeeded).
+python3 scripts/kernel_floor.py "$OUT"/kernel_h100.json "$OUT"/kernel_h100_gqa.json "$OUT"/kernel_catalogue.json \
+  "$OUT"/kernel_catalogue_gqa.json "${PEERS[@]}" 2>&1 | tee -a "$LOG"
 exit $rc
