@@ -200,7 +200,9 @@ void add_kernel_command(CLI::App& app, Context& ctx) {
       "kernel",
       "Benchmark the flexible CUDA attention kernel on one GPU: TFLOP/s forward and backward per "
       "case of a workload (mask, size, heads, head dim), with an optional check against the "
-      "float64 CPU reference on sampled rows.");
+      "float64 CPU reference on sampled rows. A case's warm-up (with --warmup > 0) lasts at least "
+      "1 s, so that it is timed at the clocks its own work sets; every case is timed before any is "
+      "checked, and a row is printed once its check is done.");
   cmd->add_option("-c,--config", opt->config, "Workload JSON file (one GPU: cases with parallel.cp > 1 are skipped rows)")
       ->required();
   cmd->add_option("-o,--out", opt->out_json, "Write the results as JSON to this file")->check(output_file_name());
