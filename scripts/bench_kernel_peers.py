@@ -10,7 +10,7 @@ the same FLOP count (DESIGN.md §1, from the mask area our JSON records):
 Then prints our TFLOP/s, each peer's, and our ratio to each, and writes them as JSON (--out).
 
 Timing: CUDA events around single calls, median of --iters after --warmup calls, the warm-up
-lasting at least 1 s (the method of lib/runtime/cuda/kernel_bench_device.h). Backward =
+lasting at least 1 s (the method of lib/runtime/cuda/kernel_benchmark.h). Backward =
 torch.autograd.grad of (q, k, v) from a kept graph.
 Inputs: random normal bf16, batch 1, layout [1, heads, S, d].
 

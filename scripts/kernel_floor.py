@@ -98,7 +98,7 @@ def markdown(rows, tokens):
     """mask x head layout at head dim 128, forward / backward TFLOP/s, first file's full first."""
     layouts, order, cells = [], [], {}
     for _, _, lay, d, label, fwd, bwd, _, _ in rows:
-        if d != FLOOR_HEAD_DIM or label in cells and lay in cells[label]:
+        if d != FLOOR_HEAD_DIM or (label in cells and lay in cells[label]):
             continue  # each mask once: the first file that has it (its full first)
         if lay not in layouts:
             layouts.append(lay)

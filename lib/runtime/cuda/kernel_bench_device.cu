@@ -179,20 +179,20 @@ HostTensors KernelBenchDevice::outputs(bool backward, const std::vector<RowWindo
   if (backward) m.backward();
   MAGI_CUDA_CHECK(cudaDeviceSynchronize());
   const int64_t row = static_cast<int64_t>(m.sh.hq) * m.sh.d;  // elements of a query row
-  const auto rows_of = [&](const void* p, int64_t elems_per_row, std::vector<float>& to) {
+  const auto rows_of = [&](const void* p, std::vector<float>& to) {  // p: 2-byte elements
     for (const RowWindow& w : windows) {
-      const std::vector<float> part = download(
-          static_cast<const char*>(p) + w.first * elems_per_row * 2, (w.end - w.first) * elems_per_row, m.dtype);
+      const std::vector<float> part =
+          download(static_cast<const char*>(p) + w.first * row * 2, (w.end - w.first) * row, m.dtype);
       to.insert(to.end(), part.begin(), part.end());
     }
   };
   HostTensors h;
   h.k = download(m.k.p, m.nk, m.dtype);
   h.v = download(m.v.p, m.nk, m.dtype);
-  rows_of(m.q.p, row, h.q);
-  rows_of(m.dout.p, row, h.dout);
-  rows_of(m.out.p, row, h.out);
-  if (backward) rows_of(m.dq.p, row, h.dq);
+  rows_of(m.q.p, h.q);
+  rows_of(m.dout.p, h.dout);
+  rows_of(m.out.p, h.out);
+  if (backward) rows_of(m.dq.p, h.dq);
   for (const RowWindow& w : windows) {
     const size_t n = static_cast<size_t>((w.end - w.first) * m.sh.hq);
     h.lse.resize(h.lse.size() + n);
