@@ -234,8 +234,17 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
   float m_run[2], l_run[2];
   uint32_t pk[BN / 16][4];  // P of the tile whose P V is issued next, packed to the input dtype
   float sacc[BN / 2];
-  // The walked item: its rows, and the entry and tile of its next S.
-  int wq0 = 0, wq_end = 0, ce = 0, ct = 0;
+  // The walked item: its rows, and the entry and tile of its next S, with that entry and its slice
+  // held in registers: read when the cursor reaches the entry, a tile before its softmax needs them,
+  // not at each tile (the loads cannot cross the waits and barriers in between, so read where they
+  // are used they stalled every tile's softmax).
+  int wq0 = 0, wq_end = 0, ce = 0, ce_end = 0, ct = 0;
+  FwdEntry went{};
+  DevSlice wsl{};
+  auto read_entry = [&]() {
+    went = p.entries[ce];
+    wsl = p.slices[went.slice];
+  };
 
   // Takes the next item from the producer; false once there is none.
   auto take_item = [&](FwdItem& item) {
@@ -269,35 +278,37 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
     wq0 = item.q0;
     wq_end = item.q_end;
     ce = item.entry_begin;
+    ce_end = item.entry_end;
     ct = 0;
+    if (ce < ce_end) read_entry();
   };
 
+  // The descriptors of this consumer's rows of Q buffer 0 and of the rings' stage 0, from the base.
+  const WgmmaDesc smem_desc(smem_addr(base), 0, 1024);
+  const WgmmaDesc q_desc = smem_desc.plus(c * 64 * 128), k_desc = smem_desc.plus(2 * kQBytes),
+                  v_desc = smem_desc.with_lbo(BN * 128).plus(2 * kQBytes + STAGES * kKVBytes);
   // S = Q K^T of the ring's tile t (stage t % STAGES), Q from buffer qb, into sacc: issued, not
   // waited for.
   auto issue_s = [&](uint32_t t, uint32_t qb) {
-    const uint32_t q_addr = smem_addr(sQ + qb * BM * D) + c * 64 * 128;
-    const uint32_t k_addr = smem_addr(sK + (t % STAGES) * BN * D);
+    const WgmmaDesc dq = q_desc.plus(qb * kQBytes), dk = k_desc.plus((t % STAGES) * kKVBytes);
 #pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      const uint64_t da = wgmma_desc(q_addr + (kk / 4) * (BM * 128) + (kk % 4) * 32, 0, 1024);
-      const uint64_t db = wgmma_desc(k_addr + (kk / 4) * (BN * 128) + (kk % 4) * 32, 0, 1024);
-      WS::ss(sacc, da, db, kk > 0 ? 1 : 0);
-    }
+    for (int kk = 0; kk < D / 16; ++kk)
+      WS::ss(sacc, dq((kk / 4) * (BM * 128) + (kk % 4) * 32), dk((kk / 4) * (BN * 128) + (kk % 4) * 32), kk > 0 ? 1 : 0);
     wgmma_commit();
   };
   // O += P V of tile t from pk: issued, not waited for.
   auto issue_pv = [&](uint32_t t) {
-    const uint32_t v_addr = smem_addr(sV + (t % STAGES) * BN * D);
+    const WgmmaDesc dv = v_desc.plus((t % STAGES) * kKVBytes);
 #pragma unroll
-    for (int kk = 0; kk < BN / 16; ++kk) WO::rs_t(o, pk[kk], wgmma_desc(v_addr + kk * 16 * 128, BN * 128, 1024));
+    for (int kk = 0; kk < BN / 16; ++kk) WO::rs_t(o, pk[kk], dv(kk * 16 * 128));
     wgmma_commit();
   };
   // Masks sacc (tile of the cursor), turns it into P (base 2, m_run in units of score * scale *
   // log2(e)) with the row sums, and returns in corr what O must be scaled by once the products
   // issued before have landed (1 where m_run stays: kFwdRescaleSlack); advances the cursor.
   auto softmax = [&](float (&corr)[2]) {
-    const FwdEntry ent = p.entries[ce];
-    const DevSlice sl = p.slices[ent.slice];
+    const FwdEntry ent = went;
+    const DevSlice sl = wsl;
     const int k0 = ent.k_lo + ct * BN;
     if (!tile_inside(sl, wq0, wq_end, k0, k0 + BN)) {
 #pragma unroll
@@ -315,7 +326,10 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
         }
       }
     }
-    if (++ct == ent.ntiles) { ++ce; ct = 0; }
+    if (++ct == ent.ntiles) {
+      ct = 0;
+      if (++ce < ce_end) read_entry();
+    }
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       float mx = -INFINITY;

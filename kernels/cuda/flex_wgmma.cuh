@@ -63,6 +63,38 @@ __device__ inline uint64_t wgmma_desc(uint32_t smem_byte_addr, uint32_t lbo, uin
          (static_cast<uint64_t>((sbo >> 4) & 0x3FFF) << 32) | (1ull << 62);
 }
 
+// A descriptor of wgmma_desc's form held as its two 32-bit words, built once; the descriptor of
+// the same layout `bytes` further on (a multiple of 16) is then one add on the start-address field
+// of the low word: shared-memory addresses stay below 2^18, so the field's 14 bits never carry into
+// the leading byte offset. The forward derives every product's descriptor from one at its shared
+// memory's base (plus, with_lbo): built per product from the address, each cost wgmma_desc's mask,
+// shift and moves in the loop (results/kernel/NOTES.md, v38: forward +3% at both head dims; the
+// backward's descriptors built this way lost 1%, hoisted out of its loop and spilled).
+struct WgmmaDesc {
+  uint32_t lo, hi;
+  __device__ WgmmaDesc(uint32_t smem_byte_addr, uint32_t lbo, uint32_t sbo) {
+    const uint64_t d = wgmma_desc(smem_byte_addr, lbo, sbo);
+    lo = static_cast<uint32_t>(d);
+    hi = static_cast<uint32_t>(d >> 32);
+  }
+  __device__ WgmmaDesc plus(uint32_t bytes) const {
+    WgmmaDesc r = *this;
+    r.lo += bytes >> 4;
+    return r;
+  }
+  // The same descriptor with leading byte offset `bytes`, on one built with 0: so that descriptors
+  // of several layouts derive from one register.
+  __device__ WgmmaDesc with_lbo(uint32_t bytes) const {
+    WgmmaDesc r = *this;
+    r.lo += ((bytes >> 4) & 0x3FFF) << 16;
+    return r;
+  }
+  // The 64-bit descriptor `bytes` further on.
+  __device__ uint64_t operator()(uint32_t bytes) const {
+    return (static_cast<uint64_t>(hi) << 32) | (lo + (bytes >> 4));
+  }
+};
+
 template <int N, bool BF16> struct Wgmma;
 
 template <> struct Wgmma<64, true> {
