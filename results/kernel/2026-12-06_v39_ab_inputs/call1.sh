@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Prepared in session 34, not yet run (results/kernel/NOTES.md, v39), against base (1f1f3a1,
 # eab197c's kernel): A = v39a (the backward's descriptors from one base, the item-invariant ones
-# taken opaque per tile) + v39c (the forward's first P V of an item overwrites O, no clearing);
-# B = v39b (the forward's next ticket drawn a tile ahead, the producer at 32 registers) + v39c.
-# The passes are separate kernels: A's backward against base's is v39a, A's forward v39c; B's
-# forward against A's is v39b, and B's backward is base's (a control). Binaries git-ignored in build-gpu-carry/s35/bins.tar.xz (base, A, B: magi-bench
+# taken opaque per tile) + v39c (the forward's first P V of an item overwrites O, no clearing)
+# + v39d (the forward's mask tests against the thread's columns); B = A + v39b (the forward's
+# next ticket drawn a tile ahead, the producer at 32 registers). The passes are separate kernels:
+# A's backward against base's is v39a, A's forward v39c + v39d; B's forward against A's is v39b,
+# and B's backward is A's (a control). Binaries git-ignored in build-gpu-carry/s35/bins.tar.xz (base, A, B: magi-bench
 # and test_kernels_cuda each); copy this script to build-gpu-carry/s35/ and run
 # `OUT=$OUT bash build-gpu-carry/s35/call1.sh` carrying build-gpu-carry/s35 (about 8 MB).
 # gpu tests of A and B, ab32k.json --no-check base / A / B alternating, then racecheck and synccheck
