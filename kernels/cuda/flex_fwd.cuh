@@ -235,9 +235,9 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
   uint32_t pk[BN / 16][4];  // P of the tile whose P V is issued next, packed to the input dtype
   float sacc[BN / 2];
   // The walked item: its rows, and the entry and tile of its next S, with that entry and its slice
-  // held in registers: read when the cursor reaches the entry, a tile before its softmax needs them,
-  // not at each tile (the loads cannot cross the waits and barriers in between, so read where they
-  // are used they stalled every tile's softmax).
+  // in registers, read once when the cursor reaches the entry: read at each tile's softmax, the
+  // loads could not be issued ahead of the waits and barriers before it, and every tile waited for
+  // them (results/kernel/NOTES.md, v37).
   int wq0 = 0, wq_end = 0, ce = 0, ce_end = 0, ct = 0;
   FwdEntry went{};
   DevSlice wsl{};
@@ -283,7 +283,8 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
     if (ce < ce_end) read_entry();
   };
 
-  // The descriptors of this consumer's rows of Q buffer 0 and of the rings' stage 0, from the base.
+  // The descriptors of this consumer's rows of Q buffer 0 and of the rings' stage 0, from the base
+  // at the layout's offsets (sQ, sK, sV above: the two Q buffers, then STAGES K tiles).
   const WgmmaDesc smem_desc(smem_addr(base), 0, 1024);
   const WgmmaDesc q_desc = smem_desc.plus(c * 64 * 128), k_desc = smem_desc.plus(2 * kQBytes),
                   v_desc = smem_desc.with_lbo(BN * 128).plus(2 * kQBytes + STAGES * kKVBytes);

@@ -77,6 +77,7 @@ struct WgmmaDesc {
     lo = static_cast<uint32_t>(d);
     hi = static_cast<uint32_t>(d >> 32);
   }
+  // The descriptor `bytes` further on.
   __device__ WgmmaDesc plus(uint32_t bytes) const {
     WgmmaDesc r = *this;
     r.lo += bytes >> 4;
@@ -89,7 +90,7 @@ struct WgmmaDesc {
     r.lo += ((bytes >> 4) & 0x3FFF) << 16;
     return r;
   }
-  // The 64-bit descriptor `bytes` further on.
+  // plus(bytes) as the 64-bit value wgmma takes.
   __device__ uint64_t operator()(uint32_t bytes) const {
     return (static_cast<uint64_t>(hi) << 32) | (lo + (bytes >> 4));
   }
