@@ -263,12 +263,14 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
     ++nq;
     return b;
   };
+  // O of an item without key tiles, whose epilogue writes empty rows from it (an item with key
+  // tiles overwrites O with its first P V instead: issue_pv).
   auto clear_o = [&]() {
 #pragma unroll
     for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
   };
   // Starts the softmax of an item's walk: an empty running max and sum, the cursor at its first
-  // tile (O is cleared apart: it may still hold the item before's products).
+  // tile (O may still hold the item before's products).
   auto begin_walk = [&](const FwdItem& item) {
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
@@ -297,11 +299,12 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
       WS::ss(sacc, dq((kk / 4) * (BM * 128) + (kk % 4) * 32), dk((kk / 4) * (BN * 128) + (kk % 4) * 32), kk > 0 ? 1 : 0);
     wgmma_commit();
   };
-  // O += P V of tile t from pk: issued, not waited for.
-  auto issue_pv = [&](uint32_t t) {
+  // O += P V of tile t from pk, or O = P V for an item's first tile (first: O still holds the item
+  // before's products, so nothing clears it): issued, not waited for.
+  auto issue_pv = [&](uint32_t t, bool first) {
     const WgmmaDesc dv = v_desc.plus((t % STAGES) * kKVBytes);
 #pragma unroll
-    for (int kk = 0; kk < BN / 16; ++kk) WO::rs_t(o, pk[kk], dv(kk * 16 * 128));
+    for (int kk = 0; kk < BN / 16; ++kk) WO::rs_t(o, pk[kk], dv(kk * 16 * 128), kk > 0 || !first ? 1 : 0);
     wgmma_commit();
   };
   // Masks sacc (tile of the cursor), turns it into P (base 2, m_run in units of score * scale *
@@ -317,12 +320,16 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
         const int q = wq0 + row_in_blk + 8 * r;
         int lo = 1, hi = 0;
         if (q >= sl.qs && q < sl.qe) { lo = band_lo(sl, q); hi = band_hi(sl, q); }
+        // The row's keys [lo, hi) counted from this thread's first column: element (j, e) is its
+        // column 8 j + e, so each test compares a constant with a register (written with the key
+        // itself, each element cost an add and the compares of its sum).
+        const int c0 = k0 + (lane & 3) * 2, a = lo - c0, b = hi - c0;
 #pragma unroll
         for (int j = 0; j < BN / 8; ++j) {
 #pragma unroll
           for (int e = 0; e < 2; ++e) {
-            const int k = k0 + j * 8 + (lane & 3) * 2 + e;
-            if (k < lo || k >= hi) sacc[4 * j + 2 * r + e] = -INFINITY;
+            const int m = j * 8 + e;
+            if (m < a || m >= b) sacc[4 * j + 2 * r + e] = -INFINITY;
           }
         }
       }
@@ -470,9 +477,9 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
   while (more) {
     uint32_t qb = take_q();
     FwdItem next;
-    clear_o();
     begin_walk(item);
     if (item.ntiles == 0) {
+      clear_o();
       fetch_earlier(item, qb);
       more = take_item(next);
     } else {
@@ -489,15 +496,15 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
       softmax(corr);
       pack_p();
       for (;;) {
-        const uint32_t end = g + item.ntiles;
-        for (uint32_t t = g + 1; t < end; ++t) {
+        const uint32_t first = g, end = g + item.ntiles;
+        for (uint32_t t = first + 1; t < end; ++t) {
           const uint32_t s = t % STAGES, sp = (t - 1) % STAGES;
           mbar_wait(&k_full[s], (t / STAGES) & 1);
           mbar_wait(&v_full[sp], ((t - 1) / STAGES) & 1);
           fwd_take_turn(c);
           wgmma_fence();
           issue_s(t, qb);
-          issue_pv(t - 1);
+          issue_pv(t - 1, t - 1 == first);
           fwd_pass_turn(c, false);
           wgmma_wait<1>();  // S(t) has landed; P(t-1) V(t-1) may still run
           fence_operands(sacc);
@@ -528,7 +535,7 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
         fwd_take_turn(c);
         wgmma_fence();
         issue_s(g, nb);
-        issue_pv(last);
+        issue_pv(last, item.ntiles == 1);
         fwd_pass_turn(c, false);
         const float m_fin[2] = {m_run[0], m_run[1]}, l_fin[2] = {l_run[0], l_run[1]};
         begin_walk(next);
@@ -541,7 +548,6 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
         mbar_arrive(&v_free[sp]);
         pack_p();  // the last P V, which read pk, has landed
         epilogue(item, qb, m_fin, l_fin);
-        clear_o();
         item = next;
         qb = nb;
       }
@@ -550,7 +556,7 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
       mbar_wait(&v_full[sp], (last / STAGES) & 1);
       fwd_take_turn(c);
       wgmma_fence();
-      issue_pv(last);
+      issue_pv(last, item.ntiles == 1);
       fwd_pass_turn(c, true);
       wgmma_wait<0>();
       fence_operands(o);
