@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prepared in session 34, not yet run (results/kernel/NOTES.md, v39), against base (1f1f3a1,
+# Prepared in session 34 and run in session 35 (call 1; B's gpu tests hung: results/kernel/NOTES.md, v39), against base (1f1f3a1,
 # eab197c's kernel): A = v39a (the backward's descriptors from one base, the item-invariant ones
 # taken opaque per tile) + v39c (the forward's first P V of an item overwrites O, no clearing)
 # + v39d (the forward's mask tests against the thread's columns); B = A + v39b (the forward's
