@@ -11,8 +11,8 @@
 # Binaries come from $BIN: a folder holding magi-bench and test_kernels_cuda (default
 # build-gpu-carry, what the device tool carries) or a CUDA build tree (BIN=build after
 # scripts/setup.sh). Everything lands in $OUT (default ./kernel-out): at most 8 files.
-# The whole run takes about 9 minutes on an H100 (515 s for 44a358b's record, every case warmed
-# up for at least 1 s): one device call, near the device tool's 10-minute limit.
+# The whole run takes 7-9 minutes on an H100 (403 s for b4b4b0a's record, 515 s for 44a358b's;
+# every case warmed up for at least 1 s): one device call, near the device tool's 10-minute limit.
 # Usage (device tool): bash scripts/gpu_kernel.sh [quick]
 #   quick: tests and our benchmark only, no peers.
 set -uo pipefail
