@@ -6,7 +6,9 @@
 # test_kernels_cuda each); copy this script to build-gpu-carry/s36/ and run
 # `OUT=$OUT bash build-gpu-carry/s36/call1.sh` carrying build-gpu-carry/s36 (about 8 MB).
 # gpu tests of A and B, ab32k --no-check base / A / B alternating, racecheck and synccheck of A and
-# B on FlexAttentionGpu.EdgeCases. Every command under timeout (v39b's deadlock took a whole call).
+# B on FlexAttentionGpu.EdgeCases; then base on firstcase.json twice (the full 32k case first, after
+# itself, and after varlen causal: the first-case gap, NOTES v40). Every command under timeout
+# (v39b's deadlock took a whole call); at most 6 files under $OUT, so a killed call still brings all back.
 set -u
 OUT=${OUT:-out}; mkdir -p "$OUT"
 S=build-gpu-carry/s36
@@ -22,16 +24,22 @@ for v in A B; do
 done
 for r in 1 2 3; do
   for v in base $ok; do
-    [ $(($(date +%s) - t0)) -gt 420 ] && { echo "stopped at 420 s"; break 2; }
+    [ $(($(date +%s) - t0)) -gt 360 ] && { echo "stopped at 360 s"; break 2; }
     echo "## round $r $v at $(($(date +%s) - t0))s"
     timeout 120 $S/$v/magi-bench kernel --config $S/ab32k.json --no-check 2>/dev/null | grep -E "ab32k/[0-9]+ "
   done
 done | tee "$OUT/ab.log"
+for r in 1 2; do
+  [ $(($(date +%s) - t0)) -gt 480 ] && break
+  echo "## firstcase round $r at $(($(date +%s) - t0))s"
+  timeout 60 $S/base/magi-bench kernel --config $S/firstcase.json --no-check 2>/dev/null | grep -E "firstcase/[0-9]+ "
+done | tee "$OUT/firstcase.log"
 for v in $ok; do
   for tool in racecheck synccheck; do
-    [ $(($(date +%s) - t0)) -gt 540 ] && break 2
-    timeout 30 compute-sanitizer --tool $tool $S/$v/test_kernels_cuda --gtest_filter=FlexAttentionGpu.EdgeCases > "$OUT/${v}_$tool.log" 2>&1
-    echo "$v $tool rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/${v}_$tool.log" | tail -1) at $(($(date +%s) - t0))s"
+    [ $(($(date +%s) - t0)) -gt 550 ] && break 2
+    timeout 30 compute-sanitizer --tool $tool $S/$v/test_kernels_cuda --gtest_filter=FlexAttentionGpu.EdgeCases > /tmp/san.log 2>&1
+    echo "$v $tool rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' /tmp/san.log | tail -1) at $(($(date +%s) - t0))s"
+    { echo "## $v $tool"; cat /tmp/san.log; } >> "$OUT/sanitizers.log"
   done
 done
 (cd "$OUT" && tar cJf /tmp/all.tar.xz . && find . -type f -delete && mv /tmp/all.tar.xz .)
