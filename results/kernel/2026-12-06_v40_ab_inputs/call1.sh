@@ -8,7 +8,7 @@
 # gpu tests of A and B, ab32k --no-check base / A / B alternating, racecheck and synccheck of A and
 # B on FlexAttentionGpu.EdgeCases; then base on firstcase.json twice (the full 32k case first, after
 # itself, and after varlen causal: the first-case gap, NOTES v40). Every command under timeout
-# (v39b's deadlock took a whole call); at most 6 files under $OUT, so a killed call still brings all back.
+# (v39b's deadlock took a whole call); at most 7 files under $OUT, so a killed call still brings all back.
 set -u
 OUT=${OUT:-out}; mkdir -p "$OUT"
 S=build-gpu-carry/s36
@@ -29,11 +29,17 @@ for r in 1 2 3; do
     timeout 120 $S/$v/magi-bench kernel --config $S/ab32k.json --no-check 2>/dev/null | grep -E "ab32k/[0-9]+ "
   done
 done | tee "$OUT/ab.log"
+# The card's clocks, power and temperature every 100 ms over both rounds: a first case faster for a
+# cooler die at the same power cap would show as higher SM clocks in its timed stretch.
+nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu --format=csv -lms 100 > "$OUT/firstcase_smi.csv" 2>&1 &
+smi=$!
 for r in 1 2; do
   [ $(($(date +%s) - t0)) -gt 480 ] && break
-  echo "## firstcase round $r at $(($(date +%s) - t0))s"
-  timeout 60 $S/base/magi-bench kernel --config $S/firstcase.json --no-check 2>/dev/null | grep -E "firstcase/[0-9]+ "
+  echo "## firstcase round $r at $(($(date +%s) - t0))s ($(date -u +%T.%N | cut -c1-12) UTC)"
+  timeout 60 stdbuf -oL $S/base/magi-bench kernel --config $S/firstcase.json --no-check 2>/dev/null | grep --line-buffered -E "firstcase/[0-9]+ " |
+    while IFS= read -r line; do echo "$(date -u +%T.%N | cut -c1-12) $line"; done
 done | tee "$OUT/firstcase.log"
+kill $smi 2>/dev/null
 for v in $ok; do
   for tool in racecheck synccheck; do
     [ $(($(date +%s) - t0)) -gt 550 ] && break 2
