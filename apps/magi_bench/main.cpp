@@ -41,7 +41,9 @@ void RunOverrides::add_to(CLI::App& cmd) {
   CLI::Option* check = cmd.add_flag("--check", check_on,
                                     "Check against the reference (overrides run.check)");
   cmd.add_flag("--no-check", check_off, "Do not check (overrides run.check)")->excludes(check);
-  cmd.add_option("-w,--warmup", warmup, "Warm-up iterations per case (overrides run.warmup)");
+  cmd.add_option("-w,--warmup", warmup,
+                 "Warm-up iterations per case (overrides run.warmup); on a GPU a warm-up of one or more "
+                 "lasts at least 1 s");
   cmd.add_option("-n,--iters", iters, "Timed iterations per case (overrides run.iters)");
 }
 

@@ -135,6 +135,11 @@ class Device {
   virtual std::string description() const = 0;
   // What q, k, v, out, dout, dq, dk, dv are stored in (and sent as); lse and accumulators are fp32.
   virtual DType dtype() const = 0;
+  // How long a timed run's warm-up must last at least (when it has any iterations) for the
+  // device to be timed in the state sustained work leaves it in; 0: the warm-up count alone.
+  // A GPU reaches its power cap 0.5-1 s into sustained work and its clocks fall, so a pass timed
+  // sooner runs faster than the same pass later (results/runtime/NOTES.md, 2026-12-04).
+  virtual double min_warmup_seconds() const = 0;
 
   // Memory: zero-filled buffers; bytes held now and the most held at once (buffers and the
   // attention ops' workspaces).

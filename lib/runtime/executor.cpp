@@ -7,6 +7,7 @@
 #include "core/plan/hybrid_plan.h"
 #include "runtime/exec_detail.h"
 #include "runtime/inputs.h"
+#include "runtime/warmup.h"
 
 #include <algorithm>
 #include <chrono>
@@ -249,9 +250,21 @@ ExecResult execute_plan(Communicator& host, Communicator& data, Device& dev, con
                    std::vector<double>& compute_ms) {
     std::vector<double> waits;
     std::vector<std::vector<double>> computes;
-    for (int i = 0; i < opt.warmup + opt.iters; ++i) {
+    // The warm-up: opt.warmup iterations, then as many more as make it last the device's minimum
+    // (the most any rank asks for: every rank runs every iteration, they exchange data). Without
+    // a warm-up none is added, and no rank asks.
+    int64_t warmup = opt.warmup;
+    const auto warmup_start = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < warmup + opt.iters; ++i) {
+      if (i == opt.warmup && opt.warmup > 0) {
+        const Step step(host, fmt::format("case {}: {} warm-up's length", opt.case_name, pass_name));
+        int64_t more = extra_warmup_iterations(dev.min_warmup_seconds(), opt.warmup,
+                                               detail::ms_since(warmup_start) / 1e3);
+        host.all_reduce_max(&more, 1);
+        warmup += more;
+      }
       const Step step(host, fmt::format("case {}: {} iteration {} of {}", opt.case_name, pass_name,
-                                        i + 1, opt.warmup + opt.iters));
+                                        i + 1, warmup + opt.iters));
       host.barrier();
       dev.synchronize();
       const int64_t b0 = data.sent_bytes(), h0 = head_bytes(), i0 = inter_node_sent();
@@ -264,7 +277,7 @@ ExecResult execute_plan(Communicator& host, Communicator& data, Device& dev, con
       bytes = data.sent_bytes() - b0;
       bytes_head = head_bytes() - h0;
       inter_node_bytes = inter_node_sent() - i0;
-      if (i >= opt.warmup) {
+      if (i >= warmup) {
         ms.push_back(t);
         waits.push_back(st.comm_wait_ms);
         computes.push_back(st.compute_ms);

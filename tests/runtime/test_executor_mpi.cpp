@@ -17,6 +17,7 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include <chrono>
 #include <cstdlib>
 
 namespace magi {
@@ -211,6 +212,97 @@ TEST(ExecutorMpiTiming, RecordsEveryRankAndIteration) {
     ASSERT_EQ(res.ranks.size(), 1u);
     EXPECT_EQ(res.ranks[0].rank, world->rank());
   }
+}
+
+// A device whose state settles only after some time under load (as a GPU's clocks at its power
+// cap): the CPU device's work, a minimum warm-up of `settle_s`, and a count of the passes it ran.
+class SlowToSettleDevice final : public Device {
+ public:
+  explicit SlowToSettleDevice(double settle_s) : cpu_(1), settle_s_(settle_s) {}
+  int64_t passes = 0;
+
+  std::string description() const override { return "slow to settle " + cpu_.description(); }
+  DType dtype() const override { return cpu_.dtype(); }
+  double min_warmup_seconds() const override { return settle_s_; }
+  Buffer alloc(int64_t elems, DType dtype) override { return cpu_.alloc(elems, dtype); }
+  int64_t memory_bytes() const override { return cpu_.memory_bytes(); }
+  int64_t peak_memory_bytes() const override { return cpu_.peak_memory_bytes(); }
+  void reset_peak_memory() override { cpu_.reset_peak_memory(); }
+  RowMap prepare(std::vector<RowCopy> segs) override { return cpu_.prepare(std::move(segs)); }
+  std::unique_ptr<AttentionOp> attention(const kernels::AttnShape& shape,
+                                         std::vector<kernels::KernelSlice> slices) override {
+    return cpu_.attention(shape, std::move(slices));
+  }
+  void share_dq(const std::vector<AttentionOp*>& ops) override { cpu_.share_dq(ops); }
+  void upload(const float* host, const Buffer& dst, int64_t offset, int64_t n) override {
+    cpu_.upload(host, dst, offset, n);
+  }
+  void download(const Buffer& src, int64_t offset, int64_t n, float* host) override {
+    cpu_.download(src, offset, n, host);
+  }
+  void copy_rows(const RowMap& map, Rows src, Rows dst, int64_t width) override { cpu_.copy_rows(map, src, dst, width); }
+  void add_rows(const RowMap& map, Rows src, Rows dst, int64_t width) override { cpu_.add_rows(map, src, dst, width); }
+  void copy(const void* src, DType src_dtype, void* dst, DType dst_dtype, int64_t n) override {
+    cpu_.copy(src, src_dtype, dst, dst_dtype, n);
+  }
+  void add(const void* src, DType src_dtype, void* dst, DType dst_dtype, int64_t n) override {
+    cpu_.add(src, src_dtype, dst, dst_dtype, n);
+  }
+  void fill(void* dst, DType dtype, int64_t n, float value) override { cpu_.fill(dst, dtype, n, value); }
+  void compute(const std::function<void()>& work, const std::vector<Request*>& progress) override {
+    cpu_.compute(work, progress);
+  }
+  void wait(Request* req) override { cpu_.wait(req); }
+  void begin_pass() override {
+    ++passes;
+    cpu_.begin_pass();
+  }
+  PassStats end_pass() override { return cpu_.end_pass(); }
+  void synchronize() override { cpu_.synchronize(); }
+
+ private:
+  CpuDevice cpu_;
+  double settle_s_;
+};
+
+// A device's minimum warm-up: each pass warms until it has lasted that long, every rank running as
+// many iterations (they exchange data in each), and the timed iterations stay run.iters; with no
+// warm-up asked for, none is added (a check-only run stays one pass).
+TEST(ExecutorMpiTiming, WarmupLastsTheDevicesMinimumOnEveryRank) {
+  const int cp = world_size();
+  MaskSpec spec;
+  spec.type = "causal";
+  const Case c = testing::make_exec_case(spec, 256, cp, Strategy::magi, ModelShape{2, 2, 16, DType::fp32}, 2);
+  const auto mask = testing::make_mask(c);
+  const Plan plan = build_plan(mask, c);
+  auto world = MpiCommunicator::world();
+  constexpr double kSettle = 0.25;
+  SlowToSettleDevice dev(kSettle);
+  ExecOptions opt;
+  opt.warmup = 1;
+  opt.iters = 2;
+  const auto t0 = std::chrono::steady_clock::now();
+  const ExecResult res = execute_plan(*world, *world, dev, plan, mask, opt);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  // Forward and backward each warmed for about kSettle (the pace is estimated from the first
+  // iteration, so a busy machine may end it a little early; one kSettle in all is certain).
+  EXPECT_GE(seconds, kSettle);
+  EXPECT_GT(dev.passes, 2 * (opt.warmup + opt.iters));
+  int64_t most_least[2] = {dev.passes, -dev.passes};
+  world->all_reduce_max(most_least, 2);
+  EXPECT_EQ(most_least[0], dev.passes) << "ranks ran different numbers of passes";
+  EXPECT_EQ(-most_least[1], dev.passes) << "ranks ran different numbers of passes";
+  if (world->rank() == 0) {
+    ASSERT_EQ(static_cast<int>(res.ranks.size()), cp);
+    for (const RankTimes& t : res.ranks) {
+      EXPECT_EQ(t.fwd_ms.size(), 2u);
+      EXPECT_EQ(t.bwd_ms.size(), 2u);
+    }
+  }
+  dev.passes = 0;
+  opt.warmup = 0;
+  execute_plan(*world, *world, dev, plan, mask, opt);
+  EXPECT_EQ(dev.passes, 2 * opt.iters);
 }
 
 // A plan for another number of ranks, a skipped plan and a plan in a dtype the device does not

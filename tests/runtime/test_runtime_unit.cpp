@@ -1,6 +1,6 @@
 // Single-process tests of the runtime's pure parts: the counter-based inputs, the row maps the
-// executors copy with, the check's comparison and tolerances, the watchdog and the
-// fault-injection hook (no MPI calls). The CPU device's own tests: test_cpu_device.cpp.
+// executors copy with, the check's comparison and tolerances, the warm-up's length, the watchdog
+// and the fault-injection hook (no MPI calls). The CPU device's own tests: test_cpu_device.cpp.
 #include "executor_test_util.h"
 
 #include "core/base/error.h"
@@ -9,6 +9,7 @@
 #include "runtime/exec_detail.h"
 #include "runtime/executor.h"
 #include "runtime/inputs.h"
+#include "runtime/warmup.h"
 #include "runtime/watchdog.h"
 
 #include <gtest/gtest.h>
@@ -131,6 +132,19 @@ TEST(Check, NonFiniteMismatchesFailTheTensor) {
   std::vector<float> off = ref;
   off[0] += 0.1f;
   EXPECT_FALSE(compare_with_reference("dq", off, ref, 1e-5).ok);
+}
+
+// A warm-up made to last the minimum at its iterations' mean pace: none added without a warm-up,
+// once it lasted long enough, or with no minimum; an iteration counted as at least 1 us.
+TEST(Warmup, ExtraIterationsReachTheMinimum) {
+  EXPECT_EQ(extra_warmup_iterations(1.0, 4, 0.5), 4);   // 0.125 s each: 0.5 s more
+  EXPECT_EQ(extra_warmup_iterations(1.0, 2, 0.6), 2);   // 0.3 s each: 1.33, rounded up
+  EXPECT_EQ(extra_warmup_iterations(1.0, 1, 0.6), 1);
+  EXPECT_EQ(extra_warmup_iterations(1.0, 3, 1.0), 0);
+  EXPECT_EQ(extra_warmup_iterations(1.0, 3, 2.5), 0);
+  EXPECT_EQ(extra_warmup_iterations(1.0, 0, 0.0), 0);
+  EXPECT_EQ(extra_warmup_iterations(0.0, 5, 0.01), 0);
+  EXPECT_EQ(extra_warmup_iterations(1.0, 2, 0.0), 1000000);  // instant iterations: 1 us each
 }
 
 // The watchdog fires once a step or a wait outlives the timeout, naming the step and what the

@@ -20,6 +20,12 @@ int cuda_device_count();
 // CUDA_VISIBLE_DEVICES numbers it; empty when it cannot be read.
 std::string cuda_device_bus_id(int index);
 
+// How long a GPU's timed warm-up lasts at least: `run` and `kernel` time a pass only once the
+// card has worked this long (Device::min_warmup_seconds). Under sustained work a Hopper card
+// reaches its power cap 0.5-1 s in and its clocks fall (results/runtime/NOTES.md, 2026-12-04);
+// after this, cases timed back to back repeat within 1-2% (results/kernel/NOTES.md, session 33).
+constexpr double kCudaMinWarmupSeconds = 1.0;
+
 // A device on GPU `device_index` storing tensors in `dtype` (bf16 or fp16; fp32 throws
 // std::invalid_argument naming it, before any CUDA call). CUDA errors throw std::runtime_error
 // quoting the call, the error and the device.

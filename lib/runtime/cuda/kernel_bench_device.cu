@@ -1,13 +1,15 @@
 // See kernel_bench_device.h.
 #include "runtime/cuda/kernel_bench_device.h"
 
+#include "runtime/cuda/cuda_device.h"
+#include "runtime/warmup.h"
+
 #include "cuda/cuda_check.h"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <stdexcept>
@@ -79,22 +81,16 @@ std::vector<float> download(const void* p, int64_t n, DType dt) {
   return h;
 }
 
-// A warm-up of `warmup` calls goes on until it has lasted this long. Under sustained work a Hopper
-// card reaches its power cap 0.5-1 s in and its clocks fall (results/runtime/NOTES.md,
-// 2026-12-04): timed sooner, a short case runs in that transient, and its figure depends on what
-// ran before it (15% apart, results/kernel/NOTES.md, session 32). After this warm-up, cases timed
-// back to back repeat within 1-2% (session 33).
-constexpr double kMinWarmupSeconds = 1.0;
-
+// `iters` calls of f timed one by one, after a warm-up of `warmup` calls made to last at least
+// kCudaMinWarmupSeconds (cuda_device.h) when warmup > 0.
 template <class F>
 std::vector<double> time_calls(F&& f, int warmup, int iters) {
   const auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < warmup; ++i) f();
   MAGI_CUDA_CHECK(cudaDeviceSynchronize());
   const double spent = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  if (warmup > 0 && spent < kMinWarmupSeconds) {
-    const double per_call = std::max(spent / warmup, 1e-6);
-    const auto more = static_cast<int64_t>(std::ceil((kMinWarmupSeconds - spent) / per_call));
+  const int64_t more = extra_warmup_iterations(kCudaMinWarmupSeconds, warmup, spent);
+  if (more > 0) {
     for (int64_t i = 0; i < more; ++i) f();
     MAGI_CUDA_CHECK(cudaDeviceSynchronize());
   }

@@ -1,0 +1,24 @@
+// How many warm-up iterations a timed run adds so that its warm-up lasts a device's minimum
+// (Device::min_warmup_seconds: a GPU's clocks settle at its power cap 0.5-1 s into sustained
+// work). Shared by `run` (executor.cpp, every rank adding the most any rank asks for: they run
+// their iterations together) and `kernel` (cuda/kernel_bench_device.cu). Plain C++: nvcc
+// compiles the latter against it.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+namespace magi {
+
+// After a warm-up of `done` iterations that took `spent_s` seconds: the iterations to add so that
+// the warm-up lasts `min_s` at least, at the mean pace of those done (an iteration counted as at
+// least 1 us). 0 when no warm-up was asked for (done <= 0: a check-only run stays one pass) or
+// it already lasted that long.
+inline int64_t extra_warmup_iterations(double min_s, int done, double spent_s) {
+  if (done <= 0 || !(spent_s < min_s)) return 0;
+  const double per_iteration = std::max(spent_s / done, 1e-6);
+  return static_cast<int64_t>(std::ceil((min_s - spent_s) / per_iteration));
+}
+
+}  // namespace magi
