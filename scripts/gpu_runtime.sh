@@ -51,9 +51,9 @@ step() {  # step NAME COMMAND...: runs it (at most $STEP_LIMIT s), output in $OU
   return $t
 }
 step test_cuda_device "$T_DEVICE" --gtest_brief=1
-step test_comm_staged $MPIRUN -np 3 "$T_COMM" --gtest_brief=1 --gtest_filter='StagedMpi.*:NcclBuild.*'
-step test_comm_nccl_np1 $MPIRUN -np 1 "$T_COMM" --gtest_brief=1 --gtest_filter='Nccl.*'
-[ "$GPUS" -ge 2 ] && step test_comm_nccl_np2 $MPIRUN -np 2 "$T_COMM" --gtest_brief=1 --gtest_filter='Nccl.*'
+step test_comm_staged $MPIRUN -np 3 "$T_COMM" --gtest_brief=1 --gtest_color=no --gtest_filter='StagedMpi.*:NcclBuild.*'
+step test_comm_nccl_np1 $MPIRUN -np 1 "$T_COMM" --gtest_brief=1 --gtest_color=no --gtest_filter='Nccl.*'
+[ "$GPUS" -ge 2 ] && step test_comm_nccl_np2 $MPIRUN -np 2 "$T_COMM" --gtest_brief=1 --gtest_color=no --gtest_filter='Nccl.*'
 [ -n "$T_KERNEL" ] && step test_kernels "$T_KERNEL" --gtest_brief=1
 
 for cfg_min in gpu_masks=80 gpu_masks_fp16=30 gpu_nodes=22 gpu_hybrid=12; do  # config=its case count
