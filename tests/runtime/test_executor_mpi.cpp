@@ -169,14 +169,19 @@ INSTANTIATE_TEST_SUITE_P(Allgather, ExecutorMpi,
                          ::testing::Combine(::testing::Values(Strategy::allgather), ::testing::Range(0, 12)),
                          name_of);
 
+// The timing tests' case: causal over 256 tokens on cp ranks, magi with 2 stages, 2 heads of 16.
+Case timing_case(int cp) {
+  MaskSpec spec;
+  spec.type = "causal";
+  return testing::make_exec_case(spec, 256, cp, Strategy::magi, ModelShape{2, 2, 16, DType::fp32}, 2);
+}
+std::vector<AttnSlice> timing_mask(int cp) { return testing::make_mask(timing_case(cp)); }
+
 // Timing fields: warmup + iters, one entry per timed iteration, on every rank of rank 0's list.
 TEST(ExecutorMpiTiming, RecordsEveryRankAndIteration) {
   const int cp = world_size();
-  MaskSpec spec;
-  spec.type = "causal";
-  const Case c = testing::make_exec_case(spec, 256, cp, Strategy::magi, ModelShape{2, 2, 16, DType::fp32}, 2);
-  const auto mask = testing::make_mask(c);
-  const Plan plan = build_plan(mask, c);
+  const std::vector<AttnSlice> mask = timing_mask(cp);
+  const Plan plan = build_plan(mask, timing_case(cp));
   auto world = MpiCommunicator::world();
   ExecOptions opt;
   opt.warmup = 1;
@@ -270,11 +275,8 @@ class SlowToSettleDevice final : public Device {
 // warm-up asked for, none is added (a check-only run stays one pass).
 TEST(ExecutorMpiTiming, WarmupLastsTheDevicesMinimumOnEveryRank) {
   const int cp = world_size();
-  MaskSpec spec;
-  spec.type = "causal";
-  const Case c = testing::make_exec_case(spec, 256, cp, Strategy::magi, ModelShape{2, 2, 16, DType::fp32}, 2);
-  const auto mask = testing::make_mask(c);
-  const Plan plan = build_plan(mask, c);
+  const std::vector<AttnSlice> mask = timing_mask(cp);
+  const Plan plan = build_plan(mask, timing_case(cp));
   auto world = MpiCommunicator::world();
   constexpr double kSettle = 0.25;
   SlowToSettleDevice dev(kSettle);
