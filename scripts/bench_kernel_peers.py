@@ -10,7 +10,8 @@ the same FLOP count (DESIGN.md §1, from the mask area our JSON records):
 Then prints our TFLOP/s, each peer's, and our ratio to each, and writes them as JSON (--out).
 
 Timing: CUDA events around single calls, median of --iters after --warmup calls, the warm-up
-lasting at least 1 s (the method of lib/runtime/cuda/kernel_benchmark.h). Backward =
+lasting at least 1 s and the timed calls at least 2 s (the method of
+lib/runtime/cuda/kernel_benchmark.h). Backward =
 torch.autograd.grad of (q, k, v) from a kept graph.
 Inputs: random normal bf16, batch 1, layout [1, heads, S, d].
 
@@ -25,9 +26,18 @@ import sys
 import time
 
 
-# As lib/runtime/cuda/kernel_bench_device.cu: a warm-up of --warmup calls goes on until it has
-# lasted this long, so that each case is timed in the card's power-capped steady state.
+# As lib/runtime/cuda/kernel_bench_device.cu: after a warm-up of --warmup calls, the warm-up goes
+# on until it has lasted MIN_WARMUP_S (each case timed in the card's power-capped steady state)
+# and the timed calls until they have lasted MIN_TIMED_S (their median spans the clock's swings
+# at the cap, about 1 s apart).
 MIN_WARMUP_S = 1.0
+MIN_TIMED_S = 2.0
+
+
+def more_to_last(min_s, done, spent):
+    if done <= 0 or spent >= min_s:
+        return 0
+    return math.ceil((min_s - spent) / max(spent / done, 1e-6))
 
 
 def median_ms(fn, warmup, iters):
@@ -36,18 +46,25 @@ def median_ms(fn, warmup, iters):
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
-    spent = time.perf_counter() - start
-    if warmup > 0 and spent < MIN_WARMUP_S:
-        for _ in range(math.ceil((MIN_WARMUP_S - spent) / max(spent / warmup, 1e-6))):
+    if warmup > 0:
+        for _ in range(more_to_last(MIN_WARMUP_S, warmup, time.perf_counter() - start)):
             fn()
         torch.cuda.synchronize()
-    starts = [torch.cuda.Event(enable_timing=True) for _ in range(iters)]
-    ends = [torch.cuda.Event(enable_timing=True) for _ in range(iters)]
-    for i in range(iters):
-        starts[i].record()
-        fn()
-        ends[i].record()
-    torch.cuda.synchronize()
+    starts, ends = [], []
+
+    def timed(n):
+        for _ in range(n):
+            starts.append(torch.cuda.Event(enable_timing=True))
+            ends.append(torch.cuda.Event(enable_timing=True))
+            starts[-1].record()
+            fn()
+            ends[-1].record()
+        torch.cuda.synchronize()
+
+    timed_start = time.perf_counter()
+    timed(iters)
+    if warmup > 0:
+        timed(more_to_last(MIN_TIMED_S, iters, time.perf_counter() - timed_start))
     ms = sorted(s.elapsed_time(e) for s, e in zip(starts, ends))
     n = len(ms)
     return ms[n // 2] if n % 2 else 0.5 * (ms[n // 2 - 1] + ms[n // 2])

@@ -109,7 +109,8 @@ void run_kernel_bench(Context& ctx, const KernelOptions& opt) {
   report.metadata["kernel"] = {
       {"name", "flex_attention (wgmma forward and backward; work items grouped by kv head and first "
                 "slice, heaviest first)"},
-      {"time", "CUDA events around single calls, after warmup (at least 1 s of it); rows report the median"}};
+      {"time", "CUDA events around single calls, after warmup (at least 1 s of it), iters of them (at least 2 s); rows "
+               "report the median"}};
   report.metadata["workload"] = {{"path", opt.config}, {"name", workload.name}, {"resolved", workload.resolved}};
   print0(ctx, metadata_header(report.metadata));
   print0(ctx, fmt::format("# Backend: {}\n# Workload: {} \"{}\", {} case{}\n#\n", kBackend,
@@ -200,9 +201,10 @@ void add_kernel_command(CLI::App& app, Context& ctx) {
       "kernel",
       "Benchmark the flexible CUDA attention kernel on one GPU: TFLOP/s forward and backward per "
       "case of a workload (mask, size, heads, head dim), with an optional check against the "
-      "float64 CPU reference on sampled rows. A case's warm-up (with --warmup > 0) lasts at least "
-      "1 s, so that it is timed at the clocks its own work sets; every case is timed before any is "
-      "checked, and a row is printed once its check is done.");
+      "float64 CPU reference on sampled rows. With --warmup > 0 a case's warm-up lasts at least 1 s, "
+      "so that it is timed at the clocks its own work sets, and its timed calls at least 2 s, so "
+      "that their median spans the clock's swings at the power cap; every case is timed before any "
+      "is checked, and a row is printed once its check is done.");
   cmd->add_option("-c,--config", opt->config, "Workload JSON file (one GPU: cases with parallel.cp > 1 are skipped rows)")
       ->required();
   cmd->add_option("-o,--out", opt->out_json, "Write the results as JSON to this file")->check(output_file_name());

@@ -44,7 +44,9 @@ void RunOverrides::add_to(CLI::App& cmd) {
   cmd.add_option("-w,--warmup", warmup,
                  "Warm-up iterations per case (overrides run.warmup); on a GPU a warm-up of one or more "
                  "lasts at least 1 s");
-  cmd.add_option("-n,--iters", iters, "Timed iterations per case (overrides run.iters)");
+  cmd.add_option("-n,--iters", iters,
+                 "Timed iterations per case (overrides run.iters); on a GPU after a warm-up, at least "
+                 "2 s of them (the median spans the clock's swings at the power cap)");
 }
 
 void RunOverrides::validate() const {

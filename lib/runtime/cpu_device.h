@@ -17,6 +17,7 @@ class CpuDevice final : public Device {
   std::string description() const override;
   DType dtype() const override { return DType::fp32; }
   double min_warmup_seconds() const override { return 0; }  // no clock that load moves
+  double min_timed_seconds() const override { return 0; }
 
   Buffer alloc(int64_t elems, DType dtype) override;
   int64_t memory_bytes() const override;

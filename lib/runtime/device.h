@@ -140,6 +140,11 @@ class Device {
   // A GPU reaches its power cap 0.5-1 s into sustained work and its clocks fall, so a pass timed
   // sooner runs faster than the same pass later (results/runtime/NOTES.md, 2026-12-04).
   virtual double min_warmup_seconds() const = 0;
+  // How long a timed run's timed iterations must last at least (when it has a warm-up), so that
+  // their median does not hang on one moment of the device's state; 0: the iteration count
+  // alone. At its power cap a Hopper card's clock swings by up to 25% over a period of about
+  // 1 s (results/runtime/NOTES.md, 2026-12-06), and 10 iterations of a 7 ms pass see one phase.
+  virtual double min_timed_seconds() const = 0;
 
   // Memory: zero-filled buffers; bytes held now and the most held at once (buffers and the
   // attention ops' workspaces).

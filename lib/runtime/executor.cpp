@@ -7,7 +7,7 @@
 #include "core/plan/hybrid_plan.h"
 #include "runtime/exec_detail.h"
 #include "runtime/inputs.h"
-#include "runtime/warmup.h"
+#include "runtime/min_duration.h"
 
 #include <algorithm>
 #include <chrono>
@@ -250,21 +250,26 @@ ExecResult execute_plan(Communicator& host, Communicator& data, Device& dev, con
                    std::vector<double>& compute_ms) {
     std::vector<double> waits;
     std::vector<std::vector<double>> computes;
-    // The warm-up: opt.warmup iterations, then as many more as make it last the device's minimum
-    // (the most any rank asks for: every rank runs every iteration, they exchange data). Without
-    // a warm-up none is added, and no rank asks.
-    int64_t warmup = opt.warmup;
-    const auto warmup_start = std::chrono::steady_clock::now();
-    for (int64_t i = 0; i < warmup + opt.iters; ++i) {
-      if (i == opt.warmup && opt.warmup > 0) {
-        const Step step(host, fmt::format("case {}: {} warm-up's length", opt.case_name, pass_name));
-        int64_t more = extra_warmup_iterations(dev.min_warmup_seconds(), opt.warmup,
-                                               detail::ms_since(warmup_start) / 1e3);
-        host.all_reduce_max(&more, 1);
-        warmup += more;
+    // The warm-up: opt.warmup iterations, then as many more as make it last the device's minimum;
+    // the timed iterations likewise: opt.iters, then as many more as make them last the device's
+    // timed minimum (each the most any rank asks for: every rank runs every iteration, they
+    // exchange data). Without a warm-up neither is extended, and no rank asks.
+    const bool extend = opt.warmup > 0;
+    int64_t warmup = opt.warmup, iters = opt.iters;
+    const auto more_to_last = [&](const char* phase, double min_s, int64_t done, double spent_s) {
+      const Step step(host, fmt::format("case {}: {} {}'s length", opt.case_name, pass_name, phase));
+      int64_t more = extra_iterations_to_last(min_s, done, spent_s);
+      host.all_reduce_max(&more, 1);
+      return more;
+    };
+    auto phase_start = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < warmup + iters; ++i) {
+      if (extend && i == opt.warmup) {
+        warmup += more_to_last("warm-up", dev.min_warmup_seconds(), opt.warmup, detail::ms_since(phase_start) / 1e3);
       }
+      if (i == warmup) phase_start = std::chrono::steady_clock::now();
       const Step step(host, fmt::format("case {}: {} iteration {} of {}", opt.case_name, pass_name,
-                                        i + 1, warmup + opt.iters));
+                                        i + 1, warmup + iters));
       host.barrier();
       dev.synchronize();
       const int64_t b0 = data.sent_bytes(), h0 = head_bytes(), i0 = inter_node_sent();
@@ -281,6 +286,9 @@ ExecResult execute_plan(Communicator& host, Communicator& data, Device& dev, con
         ms.push_back(t);
         waits.push_back(st.comm_wait_ms);
         computes.push_back(st.compute_ms);
+      }
+      if (extend && i + 1 == warmup + opt.iters) {
+        iters += more_to_last("timed iterations", dev.min_timed_seconds(), opt.iters, detail::ms_since(phase_start) / 1e3);
       }
     }
     wait_ms = median(waits);

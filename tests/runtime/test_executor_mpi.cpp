@@ -219,16 +219,18 @@ TEST(ExecutorMpiTiming, RecordsEveryRankAndIteration) {
   }
 }
 
-// A device whose state settles only after some time under load (as a GPU's clocks at its power
-// cap): the CPU device's work, a minimum warm-up of `settle_s`, and a count of the passes it ran.
+// A device whose state settles only after some time under load and then swings (as a GPU's clocks
+// at its power cap): the CPU device's work, a minimum warm-up of `settle_s`, a minimum timed
+// window of `swing_s`, and a count of the passes it ran.
 class SlowToSettleDevice final : public Device {
  public:
-  explicit SlowToSettleDevice(double settle_s) : cpu_(1), settle_s_(settle_s) {}
+  SlowToSettleDevice(double settle_s, double swing_s) : cpu_(1), settle_s_(settle_s), swing_s_(swing_s) {}
   int64_t passes = 0;
 
   std::string description() const override { return "slow to settle " + cpu_.description(); }
   DType dtype() const override { return cpu_.dtype(); }
   double min_warmup_seconds() const override { return settle_s_; }
+  double min_timed_seconds() const override { return swing_s_; }
   Buffer alloc(int64_t elems, DType dtype) override { return cpu_.alloc(elems, dtype); }
   int64_t memory_bytes() const override { return cpu_.memory_bytes(); }
   int64_t peak_memory_bytes() const override { return cpu_.peak_memory_bytes(); }
@@ -267,28 +269,30 @@ class SlowToSettleDevice final : public Device {
 
  private:
   CpuDevice cpu_;
-  double settle_s_;
+  double settle_s_, swing_s_;
 };
 
-// A device's minimum warm-up: each pass warms until it has lasted that long, every rank running as
-// many iterations (they exchange data in each), and the timed iterations stay run.iters; with no
-// warm-up asked for, none is added (a check-only run stays one pass).
-TEST(ExecutorMpiTiming, WarmupLastsTheDevicesMinimumOnEveryRank) {
+// A device's minimums: each pass warms until it has lasted that long and is then timed until the
+// timed iterations have lasted theirs, every rank running as many iterations (they exchange data
+// in each) and keeping as many samples; with no warm-up asked for, nothing is added (a check-only
+// run stays one pass).
+TEST(ExecutorMpiTiming, WarmupAndTimedIterationsLastTheDevicesMinimumsOnEveryRank) {
   const int cp = world_size();
   const std::vector<AttnSlice> mask = timing_mask(cp);
   const Plan plan = build_plan(mask, timing_case(cp));
   auto world = MpiCommunicator::world();
-  constexpr double kSettle = 0.25;
-  SlowToSettleDevice dev(kSettle);
+  constexpr double kSettle = 0.25, kSwing = 0.25;
+  SlowToSettleDevice dev(kSettle, kSwing);
   ExecOptions opt;
   opt.warmup = 1;
   opt.iters = 2;
   const auto t0 = std::chrono::steady_clock::now();
   const ExecResult res = execute_plan(*world, *world, dev, plan, mask, opt);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  // Forward and backward each warmed for about kSettle (the pace is estimated from the first
-  // iteration, so a busy machine may end it a little early; one kSettle in all is certain).
-  EXPECT_GE(seconds, kSettle);
+  // Forward and backward each warmed for about kSettle and timed for about kSwing (the pace is
+  // estimated from the iterations before, so a busy machine may end a phase a little early; one
+  // of each in all is certain).
+  EXPECT_GE(seconds, kSettle + kSwing);
   EXPECT_GT(dev.passes, 2 * (opt.warmup + opt.iters));
   int64_t most_least[2] = {dev.passes, -dev.passes};
   world->all_reduce_max(most_least, 2);
@@ -296,9 +300,12 @@ TEST(ExecutorMpiTiming, WarmupLastsTheDevicesMinimumOnEveryRank) {
   EXPECT_EQ(-most_least[1], dev.passes) << "ranks ran different numbers of passes";
   if (world->rank() == 0) {
     ASSERT_EQ(static_cast<int>(res.ranks.size()), cp);
+    const size_t fwd_samples = res.ranks[0].fwd_ms.size(), bwd_samples = res.ranks[0].bwd_ms.size();
+    EXPECT_GT(fwd_samples, static_cast<size_t>(opt.iters));
+    EXPECT_GT(bwd_samples, static_cast<size_t>(opt.iters));
     for (const RankTimes& t : res.ranks) {
-      EXPECT_EQ(t.fwd_ms.size(), 2u);
-      EXPECT_EQ(t.bwd_ms.size(), 2u);
+      EXPECT_EQ(t.fwd_ms.size(), fwd_samples) << "rank " << t.rank;
+      EXPECT_EQ(t.bwd_ms.size(), bwd_samples) << "rank " << t.rank;
     }
   }
   dev.passes = 0;

@@ -9,7 +9,7 @@
 #include "runtime/exec_detail.h"
 #include "runtime/executor.h"
 #include "runtime/inputs.h"
-#include "runtime/warmup.h"
+#include "runtime/min_duration.h"
 #include "runtime/watchdog.h"
 
 #include <gtest/gtest.h>
@@ -134,17 +134,17 @@ TEST(Check, NonFiniteMismatchesFailTheTensor) {
   EXPECT_FALSE(compare_with_reference("dq", off, ref, 1e-5).ok);
 }
 
-// A warm-up made to last the minimum at its iterations' mean pace: none added without a warm-up,
+// A phase made to last the minimum at its iterations' mean pace: none added without iterations,
 // once it lasted long enough, or with no minimum; an iteration counted as at least 1 us.
-TEST(Warmup, ExtraIterationsReachTheMinimum) {
-  EXPECT_EQ(extra_warmup_iterations(1.0, 4, 0.5), 4);   // 0.125 s each: 0.5 s more
-  EXPECT_EQ(extra_warmup_iterations(1.0, 2, 0.6), 2);   // 0.3 s each: 1.33, rounded up
-  EXPECT_EQ(extra_warmup_iterations(1.0, 1, 0.6), 1);
-  EXPECT_EQ(extra_warmup_iterations(1.0, 3, 1.0), 0);
-  EXPECT_EQ(extra_warmup_iterations(1.0, 3, 2.5), 0);
-  EXPECT_EQ(extra_warmup_iterations(1.0, 0, 0.0), 0);
-  EXPECT_EQ(extra_warmup_iterations(0.0, 5, 0.01), 0);
-  EXPECT_EQ(extra_warmup_iterations(1.0, 2, 0.0), 1000000);  // instant iterations: 1 us each
+TEST(MinDuration, ExtraIterationsReachTheMinimum) {
+  EXPECT_EQ(extra_iterations_to_last(1.0, 4, 0.5), 4);   // 0.125 s each: 0.5 s more
+  EXPECT_EQ(extra_iterations_to_last(1.0, 2, 0.6), 2);   // 0.3 s each: 1.33, rounded up
+  EXPECT_EQ(extra_iterations_to_last(1.0, 1, 0.6), 1);
+  EXPECT_EQ(extra_iterations_to_last(1.0, 3, 1.0), 0);
+  EXPECT_EQ(extra_iterations_to_last(1.0, 3, 2.5), 0);
+  EXPECT_EQ(extra_iterations_to_last(1.0, 0, 0.0), 0);
+  EXPECT_EQ(extra_iterations_to_last(0.0, 5, 0.01), 0);
+  EXPECT_EQ(extra_iterations_to_last(1.0, 2, 0.0), 1000000);  // instant iterations: 1 us each
 }
 
 // The watchdog fires once a step or a wait outlives the timeout, naming the step and what the

@@ -374,6 +374,7 @@ class CudaDevice final : public Device {
   std::string description() const override { return description_; }
   DType dtype() const override { return dtype_; }
   double min_warmup_seconds() const override { return kCudaMinWarmupSeconds; }
+  double min_timed_seconds() const override { return kCudaMinTimedSeconds; }
 
   Buffer alloc(int64_t elems, DType dtype) override {
     check_count("alloc", "elems", elems);

@@ -25,6 +25,10 @@ std::string cuda_device_bus_id(int index);
 // reaches its power cap 0.5-1 s in and its clocks fall (results/runtime/NOTES.md, 2026-12-04);
 // after this, cases timed back to back repeat within 1-2% (results/kernel/NOTES.md, session 33).
 constexpr double kCudaMinWarmupSeconds = 1.0;
+// How long a GPU's timed iterations last at least after such a warm-up (Device::min_timed_seconds):
+// at the cap the clock swings by up to 25% over a period of about 1 s (results/runtime/NOTES.md,
+// 2026-12-06), so the median is taken over two periods or more, not over one phase of a swing.
+constexpr double kCudaMinTimedSeconds = 2.0;
 
 // A device on GPU `device_index` storing tensors in `dtype` (bf16 or fp16; fp32 throws
 // std::invalid_argument naming it, before any CUDA call). CUDA errors throw std::runtime_error

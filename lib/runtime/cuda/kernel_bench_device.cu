@@ -2,7 +2,7 @@
 #include "runtime/cuda/kernel_bench_device.h"
 
 #include "runtime/cuda/cuda_device.h"
-#include "runtime/warmup.h"
+#include "runtime/min_duration.h"
 
 #include "cuda/cuda_check.h"
 
@@ -81,29 +81,39 @@ std::vector<float> download(const void* p, int64_t n, DType dt) {
   return h;
 }
 
-// `iters` calls of f timed one by one, after a warm-up of `warmup` calls made to last at least
-// kCudaMinWarmupSeconds (cuda_device.h) when warmup > 0.
+// Calls of f timed one by one: `iters` of them after a warm-up of `warmup` calls, and when
+// warmup > 0 the warm-up made to last at least kCudaMinWarmupSeconds and the timed calls at least
+// kCudaMinTimedSeconds (cuda_device.h), as `run` times a pass on a GPU.
 template <class F>
 std::vector<double> time_calls(F&& f, int warmup, int iters) {
+  const auto seconds_since = [](std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+  };
   const auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < warmup; ++i) f();
   MAGI_CUDA_CHECK(cudaDeviceSynchronize());
-  const double spent = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const int64_t more = extra_warmup_iterations(kCudaMinWarmupSeconds, warmup, spent);
-  if (more > 0) {
+  if (warmup > 0) {
+    const int64_t more = extra_iterations_to_last(kCudaMinWarmupSeconds, warmup, seconds_since(start));
     for (int64_t i = 0; i < more; ++i) f();
     MAGI_CUDA_CHECK(cudaDeviceSynchronize());
   }
-  std::vector<cudaEvent_t> ev(2 * static_cast<size_t>(iters));
-  for (auto& e : ev) MAGI_CUDA_CHECK(cudaEventCreate(&e));
-  for (int i = 0; i < iters; ++i) {
-    MAGI_CUDA_CHECK(cudaEventRecord(ev[2 * i]));
-    f();
-    MAGI_CUDA_CHECK(cudaEventRecord(ev[2 * i + 1]));
-  }
-  MAGI_CUDA_CHECK(cudaDeviceSynchronize());
-  std::vector<double> ms(static_cast<size_t>(iters));
-  for (int i = 0; i < iters; ++i) {
+  std::vector<cudaEvent_t> ev;
+  const auto timed = [&](int64_t n) {
+    const size_t first = ev.size();
+    ev.resize(first + 2 * static_cast<size_t>(n));
+    for (size_t e = first; e < ev.size(); ++e) MAGI_CUDA_CHECK(cudaEventCreate(&ev[e]));
+    for (size_t e = first; e < ev.size(); e += 2) {
+      MAGI_CUDA_CHECK(cudaEventRecord(ev[e]));
+      f();
+      MAGI_CUDA_CHECK(cudaEventRecord(ev[e + 1]));
+    }
+    MAGI_CUDA_CHECK(cudaDeviceSynchronize());
+  };
+  const auto timed_start = std::chrono::steady_clock::now();
+  timed(iters);
+  if (warmup > 0) timed(extra_iterations_to_last(kCudaMinTimedSeconds, iters, seconds_since(timed_start)));
+  std::vector<double> ms(ev.size() / 2);
+  for (size_t i = 0; i < ms.size(); ++i) {
     float t = 0;
     MAGI_CUDA_CHECK(cudaEventElapsedTime(&t, ev[2 * i], ev[2 * i + 1]));
     ms[i] = t;

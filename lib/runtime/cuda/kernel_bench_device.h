@@ -39,8 +39,9 @@ class KernelBenchDevice {
   KernelBenchDevice& operator=(const KernelBenchDevice&) = delete;
 
   const kernels::cuda::FlexAttentionStats& stats() const;
-  // `warmup` calls (with warmup > 0, as many more as make the warm-up last 1 s), then `iters`
-  // calls each timed alone with CUDA events: ms per timed call.
+  // `warmup` calls, then `iters` calls each timed alone with CUDA events: ms per timed call. With
+  // warmup > 0, as many more calls as make the warm-up last 1 s and the timed calls 2 s
+  // (kCudaMinWarmupSeconds, kCudaMinTimedSeconds): then there are `iters` samples or more.
   // The backward's time includes its pre-pass (D = rowsum(dO * O), dQ workspace reset) and its
   // post-pass (dQ conversion).
   std::vector<double> time_forward(int warmup, int iters);

@@ -3,7 +3,9 @@
 //
 // Method: inputs are random bf16 or fp16 values drawn on the device (never zeros); forward and
 // backward are each warmed up (`warmup` calls and at least 1 s of them, so that each case runs
-// at the clocks its own work sets), then timed `iters` times with CUDA events around single calls;
+// at the clocks its own work sets), then timed `iters` times with CUDA events around single calls
+// (and, after a warm-up, for at least 2 s: at the power cap the clock swings by up to 25% over
+// about 1 s, and a shorter window times one phase of it);
 // the per-call times come back, and the results rows summarise them (median, min, max; the
 // FLOPs and TFLOP/s of core/results). Backward time includes its pre-pass (D = rowsum(dO * O),
 // dQ workspace reset) and its post-pass (dQ conversion).
