@@ -22,8 +22,7 @@ std::string cuda_device_bus_id(int index);
 
 // How long a GPU's timed warm-up lasts at least: `run` and `kernel` time a pass only once the
 // card has worked this long (Device::min_warmup_seconds). Under sustained work a Hopper card
-// reaches its power cap 0.5-1 s in and its clocks fall (results/runtime/NOTES.md, 2026-12-04);
-// after this, cases timed back to back repeat within 1-2% (results/kernel/NOTES.md, session 33).
+// reaches its power cap 0.5-1 s in and its clocks fall (results/runtime/NOTES.md, 2026-12-04).
 constexpr double kCudaMinWarmupSeconds = 1.0;
 // How long a GPU's timed iterations last at least after such a warm-up (Device::min_timed_seconds):
 // at the cap the clock swings by up to 25% over a period of about 1 s (results/runtime/NOTES.md,
