@@ -213,6 +213,11 @@ std::string Backend::device_description(DType case_dtype) {
   return device(storage_dtype(case_dtype)).description();
 }
 
+std::pair<double, double> Backend::timing_minimums(DType case_dtype) {
+  const Device& d = device(storage_dtype(case_dtype));
+  return {d.min_warmup_seconds(), d.min_timed_seconds()};
+}
+
 Backend::CaseExec Backend::for_case(int cp, DType case_dtype) {
   auto host_it = hosts_.find(cp);
   if (host_it == hosts_.end()) host_it = hosts_.emplace(cp, world_.split_first(cp)).first;

@@ -61,6 +61,9 @@ class Backend {
   DType storage_dtype(DType case_dtype) const { return choice_.gpu ? case_dtype : DType::fp32; }
   // One line on this rank's device ("NVIDIA H200 (sm_90, 132 SMs), bf16", "cpu (fp32, 2 threads)").
   std::string device_description(DType case_dtype);
+  // This rank's device's minimum warm-up and timed seconds of a timed pass
+  // (Device::min_warmup_seconds, min_timed_seconds): the floor of a case's time.
+  std::pair<double, double> timing_minimums(DType case_dtype);
 
   struct CaseExec {
     MpiCommunicator* host = nullptr;  // the case's ranks (world ranks < cp); null: sit this case out

@@ -290,7 +290,10 @@ void run_workload(Context& ctx, const RunOptions& opt) {
                           workload.name, workload.cases.size(), workload.cases.size() == 1 ? "" : "s"));
   print0(ctx, table_header());
 
-  Progress progress(ctx.world_rank == 0 ? sweep_weights(workload.cases, opt.overrides) : std::vector<double>{},
+  const auto [min_warmup_s, min_timed_s] = workload.cases.empty() ? std::pair<double, double>{0.0, 0.0}
+                                                                   : backend.timing_minimums(workload.cases[0].model.dtype);
+  Progress progress(ctx.world_rank == 0 ? sweep_costs(workload.cases, opt.overrides, min_warmup_s, min_timed_s)
+                                        : std::vector<CaseCost>{},
                     ctx.world_rank == 0 ? stderr : nullptr, isatty(fileno(stderr)) == 1);
   for (const Case& original : workload.cases) {
     Case c = original;

@@ -8,34 +8,31 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
-#include <numeric>
 #include <utility>
 
 namespace magi::app {
 
-double case_weight(const Case& c, int64_t mask_area) {
+CaseCost case_cost(const Case& c, int64_t mask_area, double min_warmup_s, double min_timed_s) {
   const double fwd = attention_fwd_flops(mask_area, c.model.head_dim, c.model.heads_q);
   const double pass = (c.run.fwd ? fwd : 0) + (c.run.bwd ? attention_bwd_flops(mask_area, c.model.head_dim, c.model.heads_q) : 0);
   const double timed = pass * (c.run.warmup + c.run.iters) / std::max(1, c.parallel.cp);
   // The check runs the whole case once more on one process (the reference), both passes.
   const double check = c.run.check ? fwd + attention_bwd_flops(mask_area, c.model.head_dim, c.model.heads_q) : 0;
-  return timed + check;
+  const int passes = (c.run.fwd ? 1 : 0) + (c.run.bwd ? 1 : 0);
+  const bool extended = c.run.warmup > 0 && c.run.iters > 0;
+  return {timed + check, extended ? passes * (min_warmup_s + min_timed_s) : 0.0};
 }
 
-std::vector<double> sweep_weights(const std::vector<Case>& cases, const RunOverrides& overrides) {
-  std::vector<double> weights;
-  weights.reserve(cases.size());
+std::vector<CaseCost> sweep_costs(const std::vector<Case>& cases, const RunOverrides& overrides,
+                                  double min_warmup_s, double min_timed_s) {
+  std::vector<CaseCost> costs;
+  costs.reserve(cases.size());
   for (Case c : cases) {
     overrides.apply(c);
-    weights.push_back(case_weight(c, mask_area(build_case_inputs(c.documents, c.mask, c.total_tokens).mask)));
+    costs.push_back(case_cost(c, mask_area(build_case_inputs(c.documents, c.mask, c.total_tokens).mask),
+                              min_warmup_s, min_timed_s));
   }
-  return weights;
-}
-
-double remaining_seconds(double elapsed_s, double done_weight, double total_weight) {
-  if (!(done_weight > 0)) return std::numeric_limits<double>::quiet_NaN();
-  return std::max(0.0, elapsed_s * (total_weight - done_weight) / done_weight);
+  return costs;
 }
 
 std::string clock_text(double seconds) {
@@ -48,10 +45,12 @@ double Progress::steady_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-Progress::Progress(std::vector<double> weights, std::FILE* out, bool terminal, Clock clock)
-    : weights_(std::move(weights)), out_(out), terminal_(terminal), clock_(std::move(clock)),
-      start_(clock_()) {
-  total_weight_ = std::accumulate(weights_.begin(), weights_.end(), 0.0);
+Progress::Progress(std::vector<CaseCost> costs, std::FILE* out, bool terminal, Clock clock)
+    : costs_(std::move(costs)), out_(out), terminal_(terminal), clock_(std::move(clock)), start_(clock_()) {
+  for (const CaseCost& c : costs_) {
+    total_.work += c.work;
+    total_.floor_s += c.floor_s;
+  }
 }
 
 Progress::~Progress() {
@@ -63,19 +62,22 @@ Progress::~Progress() {
 
 std::string Progress::line(size_t done, const std::string& name) const {
   const double elapsed = clock_() - start_;
-  const double left = remaining_seconds(elapsed, done_weight_, total_weight_);
+  const double left = remaining_seconds(elapsed, done_, total_);
   const std::string remaining =
-      done >= weights_.size() ? std::string("done")
+      done >= costs_.size() ? std::string("done")
                               : std::isfinite(left) ? "~" + clock_text(left) + " remaining" : std::string("remaining unknown");
-  return fmt::format("progress: case {}/{} ({}) finished, {} elapsed, {}", done, weights_.size(), name,
+  return fmt::format("progress: case {}/{} ({}) finished, {} elapsed, {}", done, costs_.size(), name,
                      clock_text(elapsed), remaining);
 }
 
 void Progress::case_done(size_t index, const std::string& name) {
-  if (index < weights_.size()) done_weight_ += weights_[index];
-  ++done_;
+  if (index < costs_.size()) {
+    done_.work += costs_[index].work;
+    done_.floor_s += costs_[index].floor_s;
+  }
+  ++cases_done_;
   if (!out_) return;
-  const std::string text = line(done_, name);
+  const std::string text = line(cases_done_, name);
   if (terminal_) {
     // Back to the line's start, the new text, then clear what a longer line left behind.
     std::fprintf(out_, "\r%s\x1b[K", text.c_str());

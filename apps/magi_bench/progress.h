@@ -5,6 +5,7 @@
 #pragma once
 
 #include "commands.h"
+#include "eta.h"
 
 #include "core/workload/workload.h"
 
@@ -16,18 +17,16 @@
 
 namespace magi::app {
 
-// A case's expected cost, in arbitrary units proportional to its time: the FLOPs of its timed
-// and warm-up passes per rank (area from its mask), plus the single-process reference of the
-// check. Only ratios between cases matter.
-double case_weight(const Case& c, int64_t mask_area);
+// A case's expected cost (eta.h): work = the FLOPs of its timed and warm-up passes per rank
+// (area from its mask) plus the single-process reference of the check; floor = each pass's
+// minimum warm-up and timed seconds on the device, when the case has a warm-up and timed
+// iterations (what the executor then extends; lib/runtime/min_duration.h).
+CaseCost case_cost(const Case& c, int64_t mask_area, double min_warmup_s, double min_timed_s);
 
-// case_weight of every case of a sweep, with the command line's overrides applied (masks built
+// case_cost of every case of a sweep, with the command line's overrides applied (masks built
 // once more here: a small cost beside running them).
-std::vector<double> sweep_weights(const std::vector<Case>& cases, const RunOverrides& overrides);
-
-// The time left: the time so far scaled by the weight left over the weight done (the rate
-// measured on the cases run so far); NaN before any weight is done.
-double remaining_seconds(double elapsed_s, double done_weight, double total_weight);
+std::vector<CaseCost> sweep_costs(const std::vector<Case>& cases, const RunOverrides& overrides,
+                                  double min_warmup_s, double min_timed_s);
 
 // "1:02:03", "4:05": hours only when needed.
 std::string clock_text(double seconds);
@@ -36,9 +35,9 @@ class Progress {
  public:
   using Clock = std::function<double()>;  // seconds from any fixed origin
 
-  // `weights`: one per case (case_weight). `out` null: prints nothing (ranks other than 0).
+  // `costs`: one per case (case_cost). `out` null: prints nothing (ranks other than 0).
   // `terminal`: rewrite one line in place rather than printing one per case.
-  Progress(std::vector<double> weights, std::FILE* out, bool terminal, Clock clock = steady_seconds);
+  Progress(std::vector<CaseCost> costs, std::FILE* out, bool terminal, Clock clock = steady_seconds);
   ~Progress();  // ends the terminal line
   Progress(const Progress&) = delete;
   Progress& operator=(const Progress&) = delete;
@@ -51,13 +50,13 @@ class Progress {
   static double steady_seconds();
 
  private:
-  std::vector<double> weights_;
+  std::vector<CaseCost> costs_;
   std::FILE* out_;
   bool terminal_;
   Clock clock_;
   double start_;
-  double done_weight_ = 0, total_weight_ = 0;
-  size_t done_ = 0;
+  CaseCost done_, total_;
+  size_t cases_done_ = 0;
   bool line_open_ = false;
 };
 
