@@ -3,6 +3,7 @@
 #include "core/base/slice.h"
 #include "core/model/vocabulary.h"
 #include "core/workload/case_inputs.h"
+#include "runtime/min_duration.h"
 
 #include <fmt/format.h>
 
@@ -19,8 +20,7 @@ CaseCost case_cost(const Case& c, int64_t mask_area, double min_warmup_s, double
   // The check runs the whole case once more on one process (the reference), both passes.
   const double check = c.run.check ? fwd + attention_bwd_flops(mask_area, c.model.head_dim, c.model.heads_q) : 0;
   const int passes = (c.run.fwd ? 1 : 0) + (c.run.bwd ? 1 : 0);
-  const bool extended = c.run.warmup > 0 && c.run.iters > 0;
-  return {timed + check, extended ? passes * (min_warmup_s + min_timed_s) : 0.0};
+  return {timed + check, minimums_apply(c.run.warmup, c.run.iters) ? passes * (min_warmup_s + min_timed_s) : 0.0};
 }
 
 std::vector<CaseCost> sweep_costs(const std::vector<Case>& cases, const RunOverrides& overrides,

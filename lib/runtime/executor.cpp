@@ -254,7 +254,7 @@ ExecResult execute_plan(Communicator& host, Communicator& data, Device& dev, con
     // the timed iterations likewise: opt.iters, then as many more as make them last the device's
     // timed minimum (each the most any rank asks for: every rank runs every iteration, they
     // exchange data). Without a warm-up neither is extended, and no rank asks.
-    const bool extend = opt.warmup > 0;
+    const bool extend = minimums_apply(opt.warmup, opt.iters);
     int64_t warmup = opt.warmup, iters = opt.iters;
     const auto more_to_last = [&](const char* phase, double min_s, int64_t done, double spent_s) {
       const Step step(host, fmt::format("case {}: {} {}'s length", opt.case_name, pass_name, phase));

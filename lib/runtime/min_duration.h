@@ -13,6 +13,11 @@
 
 namespace magi {
 
+// Whether a timed run's phases are held to the device's minimums: only a run with a warm-up (a
+// check-only run stays one pass) and timed iterations to follow it. `run`'s progress estimate
+// (apps/magi_bench/progress.cpp) counts the minimums under the same rule.
+inline bool minimums_apply(int64_t warmup, int64_t iters) { return warmup > 0 && iters > 0; }
+
 // After `done` iterations of a phase that took `spent_s` seconds: the iterations to add so that
 // the phase lasts `min_s` at least, at the mean pace of those done (an iteration counted as at
 // least 1 us). 0 when the phase has no iteration (done <= 0: a check-only run stays one pass)
