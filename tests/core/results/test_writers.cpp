@@ -143,5 +143,19 @@ TEST(Writers, JsonNumbersOfAHandComputedRow) {
   EXPECT_EQ(c["errors"][0]["bound"], "max_abs");
 }
 
+// Samples are written to 0.1 us (a 2 s GPU window holds thousands); the summary keeps its precision.
+TEST(Writers, SamplesWrittenToATenthOfAMicrosecond) {
+  Report rep;
+  CaseRow r;
+  r.fwd_ran = true;
+  RankRow k;
+  k.fwd = summarize({2.91753698, 0.00004, 1.5});
+  r.ranks.push_back(k);
+  rep.rows.push_back(r);
+  const auto fwd = to_json(rep)["cases"][0]["ranks"][0]["fwd"];
+  EXPECT_EQ(fwd["samples_ms"].dump(), "[2.9175,0.0,1.5]");
+  EXPECT_EQ(fwd["max_ms"].get<double>(), 2.91753698);
+}
+
 }  // namespace
 }  // namespace magi
