@@ -21,12 +21,8 @@ void ResultFiles::check_before_work() const {
 
 std::vector<std::string> ResultFiles::write(Report& report) const {
   stamp_end_time(report.metadata);
-  // argv, environment and host strings may hold bytes that are not UTF-8: replace them rather
-  // than throw after the whole run.
   std::vector<FileContent> files;
-  if (!json.empty()) {
-    files.push_back({json, to_json(report).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"});
-  }
+  if (!json.empty()) files.push_back({json, to_json_text(report)});
   if (!csv.empty()) files.push_back({csv, to_csv(report)});
   write_files_atomic(files, force ? Overwrite::allow : Overwrite::refuse);
   std::vector<std::string> written;

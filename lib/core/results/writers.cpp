@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <cctype>
 #include <cmath>
 #include <limits>
 
@@ -230,6 +231,61 @@ nlohmann::json to_json(const Report& report) {
   for (size_t i = 0; i < report.rows.size(); ++i) j["cases"].push_back(row_json(report, i));
   j["summary"] = {{"cases", report.rows.size()}, {"failed_checks", report.failed_checks()}};
   return j;
+}
+
+namespace {
+
+// `text` (JSON indented by nlohmann) with every array that holds only numbers on one line: a
+// case's timing samples, thousands in a 2 s GPU window, one per line made a results file three
+// times as long. Inside a string nothing changes (a string cannot hold a raw newline, so the
+// scanner only has to skip strings, escapes included).
+std::string number_arrays_on_one_line(const std::string& text) {
+  std::string out;
+  out.reserve(text.size());
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      out += c;
+      if (c == '\\' && i + 1 < text.size()) {
+        out += text[++i];
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    if (c == '"') in_string = true;
+    if (c == '[') {
+      std::string compact = "[";
+      size_t j = i + 1;
+      for (; j < text.size() && text[j] != ']'; ++j) {
+        const char d = text[j];
+        if (d == ' ' || d == '\n') continue;
+        if (!(std::isdigit(static_cast<unsigned char>(d)) || d == ',' || d == '-' || d == '+' || d == '.' ||
+              d == 'e' || d == 'E')) {
+          break;
+        }
+        compact += d;
+      }
+      if (j < text.size() && text[j] == ']') {
+        out += compact + ']';
+        i = j;
+        continue;
+      }
+    }
+    out += c;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string to_json_text(const Report& report) {
+  // argv, environment and host strings may hold bytes that are not UTF-8: replace them rather
+  // than throw after the whole run.
+  return number_arrays_on_one_line(
+             to_json(report).dump(2, ' ', false, nlohmann::json::error_handler_t::replace)) +
+         "\n";
 }
 
 std::string to_csv(const Report& report) {

@@ -17,6 +17,8 @@ std::string table_summary(const Report& report);
 
 // The results document, tagged kResultsSchema (core/base/schema.h).
 nlohmann::json to_json(const Report& report);
+// The results file's text: to_json indented two spaces, each array of numbers on one line.
+std::string to_json_text(const Report& report);
 // One line per row under a header line.
 std::string to_csv(const Report& report);
 

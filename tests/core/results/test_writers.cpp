@@ -157,5 +157,24 @@ TEST(Writers, SamplesWrittenToATenthOfAMicrosecond) {
   EXPECT_EQ(fwd["max_ms"].get<double>(), 2.91753698);
 }
 
+// The file's text: indented, arrays of numbers on one line, strings untouched, the same document.
+TEST(Writers, JsonTextPutsNumberArraysOnOneLine) {
+  Report rep;
+  rep.metadata = {{"description", "lengths in [512, 8192], \"quoted [1, 2]\""}, {"sizes", {1, -2.5, 3e-9}}};
+  CaseRow r;
+  r.fwd_ran = true;
+  RankRow k;
+  k.fwd = summarize({2.0, 1.25});
+  r.ranks.push_back(k);
+  rep.rows.push_back(r);
+  const std::string text = to_json_text(rep);
+  EXPECT_NE(text.find("\"samples_ms\": [2.0,1.25]"), std::string::npos) << text;
+  EXPECT_NE(text.find("\"sizes\": [1,-2.5,3e-09]"), std::string::npos) << text;
+  EXPECT_NE(text.find("lengths in [512, 8192], \\\"quoted [1, 2]\\\""), std::string::npos) << text;
+  EXPECT_NE(text.find("\n  \"cases\": [\n"), std::string::npos) << text;  // arrays of objects stay indented
+  EXPECT_EQ(nlohmann::json::parse(text), to_json(rep));
+  EXPECT_EQ(text.back(), '\n');
+}
+
 }  // namespace
 }  // namespace magi
