@@ -14,11 +14,13 @@
 # The whole run took 7-9 minutes on an H100 while a case's timed calls were only --iters of them
 # (403 s for b4b4b0a's record, 515 s for 44a358b's); since they last at least 2 s (2e32e6d), each
 # pass of each case, ours and the peers', takes about 2 s more, and the whole run no longer fits
-# the device tool's 10-minute call: run it as two calls, `quick` then `peers`.
+# the device tool's 10-minute call (`quick` took 467 s on an H100 at b7da4cd): run it as two
+# calls, `quick` then `peers`.
 # Usage (device tool): bash scripts/gpu_kernel.sh [quick|peers]
 #   quick: 1, 2 and 4 (tests, every config of ours, the floor; no peers);
-#   peers: 3 with ours again on kernel_h100 and kernel_h100_gqa only, so that the peers' ratios
-#          are against ours measured in the same call (no tests, no catalogue).
+#   peers: 3 with ours again on the cases the peers run (kernel_h100 and kernel_h100_gqa at 32k,
+#          head dim 128, unchecked: `quick` checks them), so that the peers' ratios are against
+#          ours measured in the same call; then the shares and ratios of those cases.
 set -uo pipefail
 BIN=${BIN:-build-gpu-carry}
 OUT=${OUT:-kernel-out}
@@ -52,7 +54,18 @@ if [ "$MODE" != peers ]; then
   [ $t -ne 0 ] && rc=1
 fi
 
+PEER_TOKENS=32768 PEER_HEAD_DIM=128
 for cfg in $CONFIGS; do
+  if [ "$MODE" = peers ]; then
+    # The config cut to the peers' cases (same workload name, so the rows keep their labels).
+    TMP_CFG=$(mktemp --suffix=.json)
+    python3 -c "import json, sys; c = json.load(open(sys.argv[1])); c['sequence']['total_tokens'] = $PEER_TOKENS; \
+c['model']['head_dim'] = $PEER_HEAD_DIM; json.dump(c, open(sys.argv[2], 'w'))" "configs/$cfg.json" "$TMP_CFG"
+    "$BIN/magi-bench" kernel --config "$TMP_CFG" --no-check --out "$OUT/$cfg.json" 2>&1 | tee -a "$LOG"
+    [ "${PIPESTATUS[0]}" -ne 0 ] && rc=1
+    rm -f "$TMP_CFG"
+    continue
+  fi
   "$BIN/magi-bench" kernel --config "configs/$cfg.json" --out "$OUT/$cfg.json" 2>&1 | tee -a "$LOG"
   [ "${PIPESTATUS[0]}" -ne 0 ] && rc=1
   # The results file as every consumer reads it: schema tag, every case checked and passed.
@@ -64,7 +77,7 @@ PEERS=()
 if [ "$MODE" != quick ]; then
   for cfg in kernel_h100 kernel_h100_gqa; do
     python3 scripts/bench_kernel_peers.py "$OUT/$cfg.json" --out "$OUT/peers_${cfg#kernel_}.json" \
-      --head-dim 128 --min-tokens 32768 --warmup 3 --iters 10 2>&1 | grep -v -e Warning -e create_block_mask | tee -a "$LOG"
+      --head-dim $PEER_HEAD_DIM --min-tokens $PEER_TOKENS --warmup 3 --iters 10 2>&1 | grep -v -e Warning -e create_block_mask | tee -a "$LOG"
     [ -f "$OUT/peers_${cfg#kernel_}.json" ] && PEERS+=(--peers "$OUT/peers_${cfg#kernel_}.json")
   done
 fi
