@@ -82,6 +82,7 @@ if [ "$MODE" != quick ]; then
   done
 fi
 # Issue 13's floor on this record (a verdict, not the run's exit code: the run itself succeeded).
+[ "$MODE" = peers ] && echo "# peers: the shares and misses below are of the peers' cases only; \`quick\` judges the record" | tee -a "$LOG"
 FILES=()
 for cfg in $CONFIGS; do FILES+=("$OUT/$cfg.json"); done
 python3 scripts/kernel_floor.py "${FILES[@]}" "${PEERS[@]}" 2>&1 | tee -a "$LOG"
