@@ -10,6 +10,8 @@
 //                the MERGE kernel and every item's merge reads
 //   stages     : the stage calls as the runtime makes them, later ones Launch::overlap
 //   after      : the same with Launch::after (no programmatic dependent launch)
+//   keyed      : every stage Into::write_keyed, Launch::after: the same kernels' work with no merge
+//                (the MERGE kernel, its reads and its waits taken away; out is wrong, timing only)
 //   serial[s]  : stage s alone, from events around it in `after` (how long each kernel takes)
 // Variants alternate in rounds; each is warmed for at least 1 s and timed for at least --seconds,
 // CUDA events around each iteration, the median reported. The staged out is checked against one
@@ -174,7 +176,7 @@ int main(int argc, char** argv) {
     // The staged calls of each degree, made as the runtime's PlanRunner makes them.
     std::vector<std::vector<StageCall>> staged;
     std::vector<int> degrees;
-    std::vector<std::vector<bool>> keyed;  // stage 0 writes only its keyed rows (lse filled first)
+    std::vector<bool> keyed_first;  // stage 0 writes only its keyed rows (lse filled first)
     for (const magi::Case* c : by_mask[m]) {
       if (c->parallel.overlap_degree <= 0) continue;
       const magi::Plan p = magi::build_plan(in.mask, *c);
@@ -214,16 +216,19 @@ int main(int argc, char** argv) {
         calls.push_back(std::move(call));
       }
       degrees.push_back(c->parallel.overlap_degree);
-      keyed.push_back({first_keyed});
+      keyed_first.push_back(first_keyed);
       staged.push_back(std::move(calls));
     }
     const size_t kv_row = static_cast<size_t>(hkv) * d;
-    auto run_stages = [&](size_t g, kc::Launch later, std::vector<cudaEvent_t>* marks) {
+    // merge = false: every stage writes its keyed rows (timing only).
+    auto run_stages = [&](size_t g, kc::Launch later, std::vector<cudaEvent_t>* marks, bool merge = true) {
       const std::vector<StageCall>& calls = staged[g];
-      if (keyed[g][0]) neg_inf();
+      if (keyed_first[g]) neg_inf();
       for (size_t si = 0; si < calls.size(); ++si) {
         if (marks) check(cudaEventRecord((*marks)[si], st), "record");
-        const mk::Into into = si == 0 ? (keyed[g][0] ? mk::Into::write_keyed : mk::Into::write) : mk::Into::accumulate;
+        const mk::Into into = !merge ? mk::Into::write_keyed
+                              : si == 0 ? (keyed_first[g] ? mk::Into::write_keyed : mk::Into::write)
+                                        : mk::Into::accumulate;
         calls[si].plan->forward(b.q, b.k + calls[si].k0 * kv_row, b.v + calls[si].k0 * kv_row, b.out, b.lse, scale, st,
                                 into, si == 0 ? kc::Launch::after : later);
       }
@@ -233,6 +238,7 @@ int main(int argc, char** argv) {
       const std::string tag = std::to_string(staged[g].size());
       variants.push_back({"stages" + tag, [&, g] { run_stages(g, kc::Launch::overlap, nullptr); }});
       variants.push_back({"after" + tag, [&, g] { run_stages(g, kc::Launch::after, nullptr); }});
+      variants.push_back({"keyed" + tag, [&, g] { run_stages(g, kc::Launch::after, nullptr, false); }});
     }
 
     // The staged results against one launch.
