@@ -175,7 +175,6 @@ int main(int argc, char** argv) {
 
     // The staged calls of each degree, made as the runtime's PlanRunner makes them.
     std::vector<std::vector<StageCall>> staged;
-    std::vector<int> degrees;
     std::vector<bool> keyed_first;  // stage 0 writes only its keyed rows (lse filled first)
     for (const magi::Case* c : by_mask[m]) {
       if (c->parallel.overlap_degree <= 0) continue;
@@ -215,7 +214,6 @@ int main(int argc, char** argv) {
         reached = magi::merge_ranges(std::move(reached));
         calls.push_back(std::move(call));
       }
-      degrees.push_back(c->parallel.overlap_degree);
       keyed_first.push_back(first_keyed);
       staged.push_back(std::move(calls));
     }
