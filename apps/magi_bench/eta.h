@@ -15,6 +15,12 @@ namespace magi::app {
 struct CaseCost {
   double work = 0;
   double floor_s = 0;
+
+  CaseCost& operator+=(const CaseCost& o) {
+    work += o.work;
+    floor_s += o.floor_s;
+    return *this;
+  }
 };
 
 // The time left after `elapsed_s` seconds that ran the cases of `done`, of a sweep of `total`:

@@ -47,10 +47,7 @@ double Progress::steady_seconds() {
 
 Progress::Progress(std::vector<CaseCost> costs, std::FILE* out, bool terminal, Clock clock)
     : costs_(std::move(costs)), out_(out), terminal_(terminal), clock_(std::move(clock)), start_(clock_()) {
-  for (const CaseCost& c : costs_) {
-    total_.work += c.work;
-    total_.floor_s += c.floor_s;
-  }
+  for (const CaseCost& c : costs_) total_ += c;
 }
 
 Progress::~Progress() {
@@ -71,10 +68,7 @@ std::string Progress::line(size_t done, const std::string& name) const {
 }
 
 void Progress::case_done(size_t index, const std::string& name) {
-  if (index < costs_.size()) {
-    done_.work += costs_[index].work;
-    done_.floor_s += costs_[index].floor_s;
-  }
+  if (index < costs_.size()) done_ += costs_[index];
   ++cases_done_;
   if (!out_) return;
   const std::string text = line(cases_done_, name);

@@ -81,18 +81,19 @@ std::vector<float> download(const void* p, int64_t n, DType dt) {
   return h;
 }
 
-// Calls of f timed one by one: `iters` of them after a warm-up of `warmup` calls, and when
-// warmup > 0 the warm-up made to last at least kCudaMinWarmupSeconds and the timed calls at least
-// kCudaMinTimedSeconds (cuda_device.h), as `run` times a pass on a GPU.
+// Calls of f timed one by one: `iters` of them after a warm-up of `warmup` calls, and where the
+// minimums apply (minimums_apply) the warm-up made to last at least kCudaMinWarmupSeconds and the
+// timed calls at least kCudaMinTimedSeconds (cuda_device.h), as `run` times a pass on a GPU.
 template <class F>
 std::vector<double> time_calls(F&& f, int warmup, int iters) {
   const auto seconds_since = [](std::chrono::steady_clock::time_point t) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
   };
   const auto start = std::chrono::steady_clock::now();
+  const bool extend = minimums_apply(warmup, iters);
   for (int i = 0; i < warmup; ++i) f();
   MAGI_CUDA_CHECK(cudaDeviceSynchronize());
-  if (warmup > 0) {
+  if (extend) {
     const int64_t more = extra_iterations_to_last(kCudaMinWarmupSeconds, warmup, seconds_since(start));
     for (int64_t i = 0; i < more; ++i) f();
     MAGI_CUDA_CHECK(cudaDeviceSynchronize());
@@ -111,7 +112,7 @@ std::vector<double> time_calls(F&& f, int warmup, int iters) {
   };
   const auto timed_start = std::chrono::steady_clock::now();
   timed(iters);
-  if (warmup > 0) timed(extra_iterations_to_last(kCudaMinTimedSeconds, iters, seconds_since(timed_start)));
+  if (extend) timed(extra_iterations_to_last(kCudaMinTimedSeconds, iters, seconds_since(timed_start)));
   std::vector<double> ms(ev.size() / 2);
   for (size_t i = 0; i < ms.size(); ++i) {
     float t = 0;
