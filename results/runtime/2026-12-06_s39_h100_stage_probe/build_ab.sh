@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Builds the merge A/B's carry (call_ab.sh beside it) from a CUDA build tree of the project; run
+# from the repository root after scripts/setup.sh (or a configured build/):
+#   bash results/runtime/2026-12-06_s39_h100_stage_probe/build_ab.sh [BUILD_DIR] [CARRY_DIR]
+# A: stage_probe and test_kernels_cuda of the tree as it is; B: the same with merge_b.patch
+# applied to the kernels (flex_attention.cu compiled again in a scratch worktree, its object put
+# in place of A's in a copy of the kernels library). The carry (default build-gpu-carry/s39c, git
+# ignored) gets bins.tar.xz (A), bins_b.tar.xz (B) and call_ab.sh; the device call is then
+#   BUDGET=250 OUT=$OUT bash build-gpu-carry/s39c/call_ab.sh   (carry ["build-gpu-carry/s39c"])
+set -euo pipefail
+B=${1:-build}
+C=${2:-build-gpu-carry/s39c}
+D=$(dirname "$0")
+ROOT=$(pwd)
+cmake --build "$B" -j "$(nproc)" --target magi-bench test_kernels_cuda > /dev/null
+bash results/runtime/2026-12-06_s38_stage_probe/build.sh "$B" "$B/stage_probe"
+
+S=$(mktemp -d)
+trap 'git -C "$ROOT" worktree remove --force "$S/wt" 2>/dev/null || true; rm -rf "$S"' EXIT
+git worktree add -q --detach "$S/wt" HEAD
+git -C "$S/wt" apply "$ROOT/$D/merge_b.patch"
+# flex_attention.cu's compile line from the build tree, pointed at the worktree's sources.
+CMD=$(python3 -c "import json, sys; print(next(e['command'] for e in json.load(open(sys.argv[1])) if e['file'].endswith('kernels/cuda/flex_attention.cu')))" "$B/compile_commands.json")
+CMD=${CMD//$ROOT\/kernels/$S\/wt\/kernels}
+CMD=$(echo "$CMD" | sed -E "s# -o [^ ]+# -o $S/flex_attention.cu.o#")
+(cd "$B" && eval "$CMD") > "$S/nvcc.log" 2>&1 || { cat "$S/nvcc.log"; exit 1; }
+cp "$B/kernels/cuda/libmagi_kernels_cuda.a" "$S/libmagi_kernels_cuda.a"
+(cd "$S" && ar r libmagi_kernels_cuda.a flex_attention.cu.o)
+mkdir -p "$S/lib/kernels/cuda"; mv "$S/libmagi_kernels_cuda.a" "$S/lib/kernels/cuda/"
+# B's binaries: A's link lines with the patched library.
+KERNELS_LIB="$S/lib/kernels/cuda/libmagi_kernels_cuda.a" KERNELS_INCLUDE="$S/wt/kernels" \
+  bash results/runtime/2026-12-06_s38_stage_probe/build.sh "$B" "$S/stage_probe_b"
+LINK=$(cd "$B" && ninja -t commands tests/kernels/cuda/test_kernels_cuda | tail -1 | sed 's/ && cd .*//; s/^: && //')
+LINK=${LINK//kernels\/cuda\/libmagi_kernels_cuda.a/$S\/lib\/kernels\/cuda\/libmagi_kernels_cuda.a}
+LINK=$(echo "$LINK" | sed -E "s# -o [^ ]+# -o $S/test_kernels_cuda_b#")
+(cd "$B" && eval "$LINK")
+
+mkdir -p "$C" "$S/a"
+cp "$B/magi-bench" "$B/tests/kernels/cuda/test_kernels_cuda" "$B/stage_probe" "$S/a/"
+strip "$S"/a/* "$S/stage_probe_b" "$S/test_kernels_cuda_b"
+tar cJf "$C/bins.tar.xz" -C "$S/a" .
+tar cJf "$C/bins_b.tar.xz" -C "$S" stage_probe_b test_kernels_cuda_b
+cp "$D/call_ab.sh" "$C/"
+ls -la "$C"
