@@ -24,14 +24,14 @@ CMD=$(python3 -c "import json, sys; print(next(e['command'] for e in json.load(o
 CMD=${CMD//$ROOT\/kernels/$S\/wt\/kernels}
 CMD=$(echo "$CMD" | sed -E "s# -o [^ ]+# -o $S/flex_attention.cu.o#")
 (cd "$B" && eval "$CMD") > "$S/nvcc.log" 2>&1 || { cat "$S/nvcc.log"; exit 1; }
-cp "$B/kernels/cuda/libmagi_kernels_cuda.a" "$S/libmagi_kernels_cuda.a"
-(cd "$S" && ar r libmagi_kernels_cuda.a flex_attention.cu.o)
-mkdir -p "$S/lib/kernels/cuda"; mv "$S/libmagi_kernels_cuda.a" "$S/lib/kernels/cuda/"
+KLIB="$S/libmagi_kernels_cuda.a"
+cp "$B/kernels/cuda/libmagi_kernels_cuda.a" "$KLIB"
+ar r "$KLIB" "$S/flex_attention.cu.o"
 # B's binaries: A's link lines with the patched library.
-KERNELS_LIB="$S/lib/kernels/cuda/libmagi_kernels_cuda.a" KERNELS_INCLUDE="$S/wt/kernels" \
+KERNELS_LIB="$KLIB" KERNELS_INCLUDE="$S/wt/kernels" \
   bash results/runtime/2026-12-06_s38_stage_probe/build.sh "$B" "$S/stage_probe_b"
 LINK=$(cd "$B" && ninja -t commands tests/kernels/cuda/test_kernels_cuda | tail -1 | sed 's/ && cd .*//; s/^: && //')
-LINK=${LINK//kernels\/cuda\/libmagi_kernels_cuda.a/$S\/lib\/kernels\/cuda\/libmagi_kernels_cuda.a}
+LINK=${LINK//kernels\/cuda\/libmagi_kernels_cuda.a/$KLIB}
 LINK=$(echo "$LINK" | sed -E "s# -o [^ ]+# -o $S/test_kernels_cuda_b#")
 (cd "$B" && eval "$LINK")
 
