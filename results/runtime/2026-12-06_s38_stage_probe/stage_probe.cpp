@@ -12,11 +12,14 @@
 //   after      : the same with Launch::after (no programmatic dependent launch)
 //   keyed      : every stage Into::write_keyed, Launch::after: the same kernels' work with no merge
 //                (the MERGE kernel, its reads and its waits taken away; out is wrong, timing only)
+//   keyedo     : keyed with the later stages Launch::overlap: the cut and the launches alone
 //   serial[s]  : stage s alone, from events around it in `after` (how long each kernel takes)
 // Variants alternate in rounds; each is warmed for at least 1 s and timed for at least --seconds,
-// CUDA events around each iteration, the median reported. The staged out is checked against one
-// launch (max abs difference) before timing.
-// Usage: stage_probe CONFIG [--rounds N] [--seconds S]
+// CUDA events around each iteration, the median reported. The first variant of a process is timed
+// once more before the rounds and that time dropped: the first one timed ran 2.5-3% faster than
+// later (results/runtime/NOTES.md, session 39). The staged out is checked against one launch (max
+// abs difference) before timing. --only keeps the named variants (comma-separated; `one` always).
+// Usage: stage_probe CONFIG [--rounds N] [--seconds S] [--only a,b,...]
 #include "core/base/range.h"
 #include "core/base/slice.h"
 #include "core/plan/planner.h"
@@ -110,16 +113,20 @@ struct StageCall {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: stage_probe CONFIG [--rounds N] [--seconds S]\n");
+    std::fprintf(stderr, "usage: stage_probe CONFIG [--rounds N] [--seconds S] [--only a,b,...]\n");
     return 2;
   }
   int rounds = 2;
   double seconds = 1.5;
+  std::string only;
   for (int i = 2; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     if (a == "--rounds") rounds = std::atoi(argv[i + 1]);
     else if (a == "--seconds") seconds = std::atof(argv[i + 1]);
+    else if (a == "--only") only = "," + std::string(argv[i + 1]) + ",";
   }
+  auto kept = [&](const std::string& name) { return name == "one" || only.empty() || only.find("," + name + ",") != std::string::npos; };
+  bool first_timed = true;
   const magi::Workload w = magi::load_workload(argv[1]);
   cudaStream_t st;
   check(cudaStreamCreate(&st), "stream");
@@ -237,7 +244,9 @@ int main(int argc, char** argv) {
       variants.push_back({"stages" + tag, [&, g] { run_stages(g, kc::Launch::overlap, nullptr); }});
       variants.push_back({"after" + tag, [&, g] { run_stages(g, kc::Launch::after, nullptr); }});
       variants.push_back({"keyed" + tag, [&, g] { run_stages(g, kc::Launch::after, nullptr, false); }});
+      variants.push_back({"keyedo" + tag, [&, g] { run_stages(g, kc::Launch::overlap, nullptr, false); }});
     }
+    std::erase_if(variants, [&](const auto& v) { return !kept(v.first); });
 
     // The staged results against one launch.
     std::vector<uint16_t> ref(static_cast<size_t>(b.q_elems)), got(ref.size());
@@ -260,11 +269,14 @@ int main(int argc, char** argv) {
     }
 
     std::map<std::string, std::vector<double>> ms;
+    if (first_timed) time_ms(variants.front().second, st, seconds);
+    first_timed = false;
     for (int r = 0; r < rounds; ++r)
       for (auto& [name, body] : variants) ms[name].push_back(time_ms(body, st, seconds));
     // Each stage alone: events between the stages of `after`, medians over 200 iterations.
     std::vector<std::vector<double>> serial(staged.size());
     for (size_t g = 0; g < staged.size(); ++g) {
+      if (!kept("serial" + std::to_string(staged[g].size()))) continue;
       std::vector<cudaEvent_t> marks(staged[g].size() + 1);
       for (cudaEvent_t& e : marks) check(cudaEventCreate(&e), "event");
       std::vector<std::vector<float>> per(staged[g].size());
@@ -293,6 +305,7 @@ int main(int argc, char** argv) {
       std::printf("\n");
     }
     for (size_t g = 0; g < staged.size(); ++g) {
+      if (serial[g].empty()) continue;
       double sum = 0;
       std::printf("%-14s serial%-4zu", m.c_str(), staged[g].size());
       for (double t : serial[g]) {
