@@ -11,6 +11,12 @@ The floor (issue 13, head dim 128 at 32k tokens, each head layout):
   - every other mask at >= 85% of that full mask's rate, forward and backward;
   - head dim 64's full mask at >= 75% of head dim 128's (same file, layout and size).
 
+Beside each share it prints the tile fill's bound: the mask's visible pairs over the pairs of the
+tiles the kernel walks (details.kernel of the record), relative to the full mask's. A kernel whose
+every tile costs what a full tile costs reaches that share and no more, so a miss whose floor is
+above the bound is the tiles' (their shape, or masked tiles skipped in part), not the pipeline's;
+the miss says so.
+
 Usage: kernel_floor.py KERNEL.json... [--peers PEERS.json]... [--tokens 32768] [--markdown]
 Prints every share and each miss; --markdown prints the README table (mask x head layout, forward
 / backward) instead. Exit 0 when the floor is met, 1 when a case misses it, 2 on bad input."""
@@ -58,8 +64,26 @@ def mask_label(c):
     return f'{m} ({", ".join(values)})' if values else m
 
 
+def tile_fill(c):
+    """(forward, backward) visible pairs over the pairs of the tiles walked; None without the counts."""
+    k = c.get("details", {}).get("kernel", {})
+    t = k.get("tiles")
+    if not t or not k.get("forward_tiles") or not k.get("backward_tiles") or not c.get("area"):
+        return None
+    pairs = c["area"] * c["heads_q"]
+    return (pairs / (k["forward_tiles"] * t["fwd_rows"] * t["fwd_keys"]),
+            pairs / (k["backward_tiles"] * t["bwd_rows"] * t["bwd_keys"]))
+
+
+def fill_bound(c, ref):
+    """The shares the tile fill allows c against its full mask ref: (fwd, bwd), or (None, None)."""
+    fc, fr = tile_fill(c), tile_fill(ref) if ref else None
+    return (fc[0] / fr[0], fc[1] / fr[1]) if fc and fr else (None, None)
+
+
 def judge(files, tokens):
-    """Rows (file, case, layout, mask, fwd, bwd, share_fwd, share_bwd) and the misses, in words."""
+    """Rows (file, case, layout, mask, fwd, bwd, share_fwd, share_bwd, bound_fwd, bound_bwd) and the
+    misses, in words."""
     rows, misses = [], []
     for path, report in files:
         cases = [c for c in report["cases"] if not c.get("skipped") and c["total_tokens"] == tokens]
@@ -69,7 +93,8 @@ def judge(files, tokens):
             ref = full.get(key)
             fwd, bwd = c["fwd_tflops_per_gpu"], c["bwd_tflops_per_gpu"]
             share = (fwd / ref["fwd_tflops_per_gpu"], bwd / ref["bwd_tflops_per_gpu"]) if ref else (None, None)
-            rows.append((path, c["case"], key[0], c["head_dim"], mask_label(c), fwd, bwd, *share))
+            bound = fill_bound(c, ref)
+            rows.append((path, c["case"], key[0], c["head_dim"], mask_label(c), fwd, bwd, *share, *bound))
             where = f'{c["case"]} ({path}), {key[0]} d {c["head_dim"]}'
             if c["head_dim"] != FLOOR_HEAD_DIM:
                 continue
@@ -80,13 +105,16 @@ def judge(files, tokens):
                 if d64:
                     s = d64["fwd_tflops_per_gpu"] / fwd, d64["bwd_tflops_per_gpu"] / bwd
                     rows.append((path, d64["case"], key[0], 64, "full, d 64 / d 128", d64["fwd_tflops_per_gpu"],
-                                 d64["bwd_tflops_per_gpu"], *s))
+                                 d64["bwd_tflops_per_gpu"], *s, None, None))
                     if min(s) < D64_SHARE:
                         misses.append(f"{where}: d 64 full at {s[0]:.3f} / {s[1]:.3f} of d 128, floor {D64_SHARE}")
             elif ref is None:
                 misses.append(f"{where}: {c['mask']} has no full-mask case in its file to be judged against")
             elif min(share) < MASK_SHARE:
-                misses.append(f"{where}: {c['mask']} at {share[0]:.3f} / {share[1]:.3f} of full, floor {MASK_SHARE}")
+                beyond = [f"{name} {b:.3f}" for name, sh, b in zip(("fwd", "bwd"), share, bound)
+                          if sh < MASK_SHARE and b is not None and b < MASK_SHARE]
+                note = f" (beyond these tiles: their fill bounds {', '.join(beyond)})" if beyond else ""
+                misses.append(f"{where}: {c['mask']} at {share[0]:.3f} / {share[1]:.3f} of full, floor {MASK_SHARE}{note}")
     return rows, misses
 
 
@@ -97,7 +125,7 @@ def share_text(x):
 def markdown(rows, tokens):
     """mask x head layout at head dim 128, forward / backward TFLOP/s, first file's full first."""
     layouts, order, cells = [], [], {}
-    for _, _, lay, d, label, fwd, bwd, _, _ in rows:
+    for _, _, lay, d, label, fwd, bwd, *_ in rows:
         if d != FLOOR_HEAD_DIM or (label in cells and lay in cells[label]):
             continue  # each mask once: the first file that has it (its full first)
         if lay not in layouts:
@@ -146,9 +174,11 @@ def main():
     if a.markdown:
         print(markdown(rows, a.tokens))
         return 1 if misses else 0
-    print(f"# shares of the same file's full mask, {a.tokens} tokens (fwd / bwd TFLOP/s, fwd / bwd share)")
-    for path, case, lay, d, label, fwd, bwd, sf, sb in rows:
-        print(f"{case:26s} {lay:>6s} d{d:<4d} {label:34s} {fwd:6.1f} / {bwd:6.1f}  {share_text(sf)} / {share_text(sb)}")
+    print(f"# shares of the same file's full mask, {a.tokens} tokens (fwd / bwd TFLOP/s, fwd / bwd share,"
+          " fwd / bwd share the tile fill allows)")
+    for path, case, lay, d, label, fwd, bwd, sf, sb, bf, bb in rows:
+        print(f"{case:26s} {lay:>6s} d{d:<4d} {label:34s} {fwd:6.1f} / {bwd:6.1f}  {share_text(sf)} / {share_text(sb)}"
+              f"  {share_text(bf)} / {share_text(bb)}")
     peers = peer_lines([(p, load_json(p)) for p in a.peers])
     if peers:
         print("# peers (ratio = ours / peer, fwd / bwd)")

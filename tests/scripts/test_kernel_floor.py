@@ -2,7 +2,8 @@
 """scripts/kernel_floor.py on the kernel record the README names and on altered copies of it:
 the README's kernel table is the script's table of that record; a copy whose every case meets the
 floor passes; a full mask below 560 / 480, a mask below 85% in one pass and head dim 64 below 75%
-each fail, named; a file without the results schema is refused.
+each fail, named; a miss whose floor is above the tile fill's bound (recomputed here from the
+record's counts) says so, one below it does not; a file without the results schema is refused.
 Usage: test_kernel_floor.py REPO_ROOT"""
 import copy
 import json
@@ -71,11 +72,12 @@ if named:
     check(rc == 0 and "# floor met" in out, f"a record meeting the floor: rc {rc}\n{out}")
 
     # One failure at a time, each named.
-    def one_miss(what, alter, expect):
+    def one_miss(what, alter, expect, absent=None):
         bad = copy.deepcopy(passing)
         alter(cases(bad))
         rc, out = run_on(bad)
         check(rc == 1 and expect in out, f"{what}: rc {rc}, expected a miss naming {expect!r}\n{out}")
+        check(absent is None or absent not in out, f"{what}: {absent!r} in\n{out}")
 
     def slow_full(cs):
         for c in cs:
@@ -92,8 +94,23 @@ if named:
             if c["case"] == "kernel_h100/18":  # 16:16 full, 32k, d 64
                 c["fwd_tflops_per_gpu"] = 0.749 * 600.0
 
+    def slow_window(cs):
+        for c in cs:
+            if c["case"] == "kernel_catalogue/4":  # varlen sliding window 1024
+                c["bwd_tflops_per_gpu"] = 0.5 * 500.0
+
+    # The backward's tile fill of the varlen sliding window against its file's full mask.
+    def bwd_fill(c):
+        k = c["details"]["kernel"]
+        return c["area"] * c["heads_q"] / (k["backward_tiles"] * k["tiles"]["bwd_rows"] * k["tiles"]["bwd_keys"])
+    catalogue = {c["case"]: c for c in reports[2]["cases"]}
+    window_bound = bwd_fill(catalogue["kernel_catalogue/4"]) / bwd_fill(catalogue["kernel_catalogue/0"])
+    check(0 < window_bound < 0.85, f"the record's varlen sliding window backward fill {window_bound:.3f}: expected below 0.85")
+
     one_miss("64:8 full backward at 479", slow_full, "kernel_h100_gqa/6")
-    one_miss("prefix LM forward at 84.9%", slow_mask, "prefix_lm at 0.849")
+    one_miss("prefix LM forward at 84.9%", slow_mask, "prefix_lm at 0.849", absent="beyond these tiles")
+    one_miss("varlen sliding window backward at 50%, above its tiles' fill", slow_window,
+             f"of full, floor 0.85 (beyond these tiles: their fill bounds bwd {window_bound:.3f})")
     one_miss("d 64 forward at 74.9%", slow_d64, "d 64 full at 0.749")
     # 8k cases are not judged at 32k.
     rc, out = run_on(passing, "--tokens", "8192")
