@@ -12,7 +12,6 @@
 //   after      : the same with Launch::after (no programmatic dependent launch)
 //   keyed      : every stage Into::write_keyed, Launch::after: the same kernels' work with no merge
 //                (the MERGE kernel, its reads and its waits taken away; out is wrong, timing only)
-//   keyedo     : keyed with the later stages Launch::overlap: the cut and the launches alone
 //   serial[s]  : stage s alone, from events around it in `after` (how long each kernel takes)
 // Variants alternate in rounds; each is warmed for at least 1 s and timed for at least --seconds,
 // CUDA events around each iteration, the median reported. The first variant of a process is timed
@@ -244,7 +243,6 @@ int main(int argc, char** argv) {
       variants.push_back({"stages" + tag, [&, g] { run_stages(g, kc::Launch::overlap, nullptr); }});
       variants.push_back({"after" + tag, [&, g] { run_stages(g, kc::Launch::after, nullptr); }});
       variants.push_back({"keyed" + tag, [&, g] { run_stages(g, kc::Launch::after, nullptr, false); }});
-      variants.push_back({"keyedo" + tag, [&, g] { run_stages(g, kc::Launch::overlap, nullptr, false); }});
     }
     std::erase_if(variants, [&](const auto& v) { return !kept(v.first); });
 

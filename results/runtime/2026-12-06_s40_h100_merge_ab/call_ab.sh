@@ -15,7 +15,7 @@ nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu,utilizatio
 SMI=$!
 timeout 60 $B/test_kernels_cuda_b --gtest_brief=1 --gtest_filter='*Accumulate*:*WriteKeyed*:PdlOrder*:*EdgeCases*:*PipelineShapes*' > $R/tests_b.log 2>&1
 echo "tests B rc=$?" | tee -a $R/ab.txt; grep -E '^\[  (PASSED|FAILED)' $R/tests_b.log | tee -a $R/ab.txt
-ONLY=one,mergek,mergeall,stages2,stages3,stages5,keyed5,keyedo5
+ONLY=one,mergek,mergeall,stages2,stages3,stages5,keyed5
 for v in stage_probe_b stage_probe stage_probe_b stage_probe; do
   left=$(( end - $(date +%s) )); [ $left -lt 40 ] && break
   echo "## $v $(date -u +%T)" | tee -a $R/ab.txt
