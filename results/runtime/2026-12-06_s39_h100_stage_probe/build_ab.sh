@@ -3,7 +3,7 @@
 # from the repository root after scripts/setup.sh (or a configured build/):
 #   bash results/runtime/2026-12-06_s39_h100_stage_probe/build_ab.sh [BUILD_DIR] [CARRY_DIR]
 # A: stage_probe and test_kernels_cuda of the tree as it is; B: the same with merge_b.patch
-# applied to the kernels (flex_attention.cu compiled again in a scratch worktree, its object put
+# (or $PATCH) applied to the kernels (flex_attention.cu compiled again in a scratch worktree, its object put
 # in place of A's in a copy of the kernels library). The carry (default build-gpu-carry/s39c, git
 # ignored) gets bins.tar.xz (A), bins_b.tar.xz (B) and call_ab.sh; the device call is then
 #   BUDGET=250 OUT=$OUT bash build-gpu-carry/s39c/call_ab.sh   (carry ["build-gpu-carry/s39c"])
@@ -18,7 +18,7 @@ bash results/runtime/2026-12-06_s38_stage_probe/build.sh "$B" "$B/stage_probe"
 S=$(mktemp -d)
 trap 'git -C "$ROOT" worktree remove --force "$S/wt" 2>/dev/null || true; rm -rf "$S"' EXIT
 git worktree add -q --detach "$S/wt" HEAD
-git -C "$S/wt" apply "$ROOT/$D/merge_b.patch"
+git -C "$S/wt" apply "${PATCH:-$ROOT/$D/merge_b.patch}"
 # flex_attention.cu's compile line from the build tree, pointed at the worktree's sources.
 CMD=$(python3 -c "import json, sys; print(next(e['command'] for e in json.load(open(sys.argv[1])) if e['file'].endswith('kernels/cuda/flex_attention.cu')))" "$B/compile_commands.json")
 CMD=${CMD//$ROOT\/kernels/$S\/wt\/kernels}
