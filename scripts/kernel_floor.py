@@ -14,8 +14,8 @@ The floor (issue 13, head dim 128 at 32k tokens, each head layout):
 Beside each share it prints the tile fill's bound: the mask's visible pairs over the pairs of the
 tiles the kernel walks (details.kernel of the record), relative to the full mask's. A kernel whose
 every tile costs what a full tile costs reaches that share and no more, so a miss whose floor is
-above the bound is the tiles' (their shape, or masked tiles skipped in part), not the pipeline's;
-the miss says so.
+above the bound is for the tiles to mend (their shape, or skipping a tile's masked part), not the
+pipeline; the miss says so.
 
 Usage: kernel_floor.py KERNEL.json... [--peers PEERS.json]... [--tokens 32768] [--markdown]
 Prints every share and each miss; --markdown prints the README table (mask x head layout, forward

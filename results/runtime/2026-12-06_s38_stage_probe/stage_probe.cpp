@@ -15,9 +15,10 @@
 //   serial[s]  : stage s alone, from events around it in `after` (how long each kernel takes)
 // Variants alternate in rounds; each is warmed for at least 1 s and timed for at least --seconds,
 // CUDA events around each iteration, the median reported. The first variant of a process is timed
-// once more before the rounds and that time dropped: the first one timed ran 2.5-3% faster than
-// later (results/runtime/NOTES.md, session 39). The staged out is checked against one launch (max
-// abs difference) before timing. --only keeps the named variants (comma-separated; `one` always).
+// once more before the rounds and that time dropped, so that no variant is the first a process
+// times (session 39 suspected that one; session 40 found the one launch varying by up to 4% within
+// and between processes instead: results/runtime/NOTES.md). The staged out is checked against one
+// launch (max abs difference) before timing. --only keeps the named variants (comma-separated; `one` always).
 // Usage: stage_probe CONFIG [--rounds N] [--seconds S] [--only a,b,...]
 #include "core/base/range.h"
 #include "core/base/slice.h"
