@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Builds the merge A/B's carry (call_ab.sh beside it) from a CUDA build tree of the project; run
+# Builds a kernel A/B's carry from a CUDA build tree of the project; run
 # from the repository root after scripts/setup.sh (or a configured build/):
 #   bash results/runtime/2026-12-06_s39_h100_stage_probe/build_ab.sh [BUILD_DIR] [CARRY_DIR]
 # A: stage_probe and test_kernels_cuda of the tree as it is; B: the same with merge_b.patch
 # (or $PATCH) applied to the kernels (flex_attention.cu compiled again in a scratch worktree, its object put
 # in place of A's in a copy of the kernels library). The carry (default build-gpu-carry/s39c, git
-# ignored) gets bins.tar.xz (A), bins_b.tar.xz (B) and call_ab.sh; the device call is then
-#   BUDGET=250 OUT=$OUT bash build-gpu-carry/s39c/call_ab.sh   (carry ["build-gpu-carry/s39c"])
+# ignored) gets bins.tar.xz (A) and bins_b.tar.xz (B); copy the call that runs them into it
+# (../2026-12-06_s40_h100_merge_ab/call_ab.sh for merge_b.patch, call_c.sh there for C1 and C2).
 set -euo pipefail
 B=${1:-build}
 C=${2:-build-gpu-carry/s39c}
@@ -40,5 +40,4 @@ cp "$B/magi-bench" "$B/tests/kernels/cuda/test_kernels_cuda" "$B/stage_probe" "$
 strip "$S"/a/* "$S/stage_probe_b" "$S/test_kernels_cuda_b"
 tar cJf "$C/bins.tar.xz" -C "$S/a" .
 tar cJf "$C/bins_b.tar.xz" -C "$S" stage_probe_b test_kernels_cuda_b
-cp "$D/call_ab.sh" "$C/"
 ls -la "$C"

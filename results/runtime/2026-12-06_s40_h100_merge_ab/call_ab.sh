@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The merge A/B of session 39 (B = ../2026-12-06_s39_h100_stage_probe/merge_b.patch: the MERGE forward
 # waits for the previous stage once per thread and reads the staged pairs as 32 bits), run from the
-# carry build_ab.sh makes (with this file copied into it):
+# carry ../2026-12-06_s39_h100_stage_probe/build_ab.sh makes (with this file copied into it):
 #   BUDGET=300 OUT=$OUT bash build-gpu-carry/s39c/call_ab.sh   (carry ["build-gpu-carry/s39c"])
 # B's accumulate, write-keyed, PDL-order, edge and pipeline-shape gpu tests, then stage_probe B, A, B,
 # A on the 32k stage benchmark (one round each, 1 s windows, the variants that split the loss),
