@@ -13,12 +13,16 @@
 //   keyed      : every stage Into::write_keyed, Launch::after: the same kernels' work with no merge
 //                (the MERGE kernel, its reads and its waits taken away; out is wrong, timing only)
 //   serial[s]  : stage s alone, from events around it in `after` (how long each kernel takes)
-// Variants alternate in rounds; each is warmed for at least 1 s and timed for at least --seconds,
+//   again      : the one launch again, listed last: the control. At the card's power cap the clock
+//                drifts as a process runs (session 42), so a variant's place in the round can
+//                weigh as much as what it does; `again` against `one` shows how much
+// Variants alternate in rounds, every other round in reverse order, so that with an even number
+// of rounds every variant stands on average at the same place; each is warmed for at least 1 s and timed for at least --seconds,
 // CUDA events around each iteration, the median reported. The first variant of a process is timed
 // once more before the rounds and that time dropped, so that no variant is the first a process
 // times (session 39 suspected that one; session 40 found the one launch varying by up to 4% within
 // and between processes instead: results/runtime/NOTES.md). The staged out is checked against one
-// launch (max abs difference) before timing. --only keeps the named variants (comma-separated; `one` always).
+// launch (max abs difference) before timing. --only keeps the named variants (comma-separated; `one` and `again` always).
 // Usage: stage_probe CONFIG [--rounds N] [--seconds S] [--only a,b,...]
 #include "core/base/range.h"
 #include "core/base/slice.h"
@@ -125,7 +129,7 @@ int main(int argc, char** argv) {
     else if (a == "--seconds") seconds = std::atof(argv[i + 1]);
     else if (a == "--only") only = "," + std::string(argv[i + 1]) + ",";
   }
-  auto kept = [&](const std::string& name) { return name == "one" || only.empty() || only.find("," + name + ",") != std::string::npos; };
+  auto kept = [&](const std::string& name) { return name == "one" || name == "again" || only.empty() || only.find("," + name + ",") != std::string::npos; };
   bool first_timed = true;
   const magi::Workload w = magi::load_workload(argv[1]);
   cudaStream_t st;
@@ -245,6 +249,7 @@ int main(int argc, char** argv) {
       variants.push_back({"after" + tag, [&, g] { run_stages(g, kc::Launch::after, nullptr); }});
       variants.push_back({"keyed" + tag, [&, g] { run_stages(g, kc::Launch::after, nullptr, false); }});
     }
+    variants.push_back({"again", [&] { one.forward(b.q, b.k, b.v, b.out, b.lse, scale, st); }});
     std::erase_if(variants, [&](const auto& v) { return !kept(v.first); });
 
     // The staged results against one launch.
@@ -271,7 +276,10 @@ int main(int argc, char** argv) {
     if (first_timed) time_ms(variants.front().second, st, seconds);
     first_timed = false;
     for (int r = 0; r < rounds; ++r)
-      for (auto& [name, body] : variants) ms[name].push_back(time_ms(body, st, seconds));
+      for (size_t i = 0; i < variants.size(); ++i) {
+        auto& [name, body] = variants[r % 2 == 0 ? i : variants.size() - 1 - i];
+        ms[name].push_back(time_ms(body, st, seconds));
+      }
     // Each stage alone: events between the stages of `after`, medians over 200 iterations.
     std::vector<std::vector<double>> serial(staged.size());
     for (size_t g = 0; g < staged.size(); ++g) {
@@ -297,11 +305,15 @@ int main(int argc, char** argv) {
     const double base = ms["one"].front();
     std::printf("%-14s %-10s", m.c_str(), "variant");
     for (int r = 0; r < rounds; ++r) std::printf("   ms r%d  ratio", r);
-    std::printf("\n");
+    std::printf("   mean ratio\n");
     for (auto& [name, body] : variants) {
       std::printf("%-14s %-10s", m.c_str(), name.c_str());
-      for (int r = 0; r < rounds; ++r) std::printf(" %7.3f %6.3f", ms[name][r], ms["one"][r] / ms[name][r]);
-      std::printf("\n");
+      double log_sum = 0;
+      for (int r = 0; r < rounds; ++r) {
+        std::printf(" %7.3f %6.3f", ms[name][r], ms["one"][r] / ms[name][r]);
+        log_sum += std::log(ms["one"][r] / ms[name][r]);
+      }
+      std::printf("   %6.3f\n", std::exp(log_sum / rounds));
     }
     for (size_t g = 0; g < staged.size(); ++g) {
       if (serial[g].empty()) continue;
