@@ -17,8 +17,9 @@
 //                drifts as a process runs (session 42), so a variant's place in the round can
 //                weigh as much as what it does; `again` against `one` shows how much
 // Variants alternate in rounds, every other round in reverse order, so that with an even number
-// of rounds every variant stands on average at the same place; each is warmed for at least 1 s and timed for at least --seconds,
-// CUDA events around each iteration, the median reported. The first variant of a process is timed
+// of rounds every variant stands on average at the same place; each is warmed for at least 1 s
+// and timed for at least --seconds, CUDA events around each iteration, the median reported; the
+// last column is the geometric mean over the rounds of one / variant. The first variant of a process is timed
 // once more before the rounds and that time dropped, so that no variant is the first a process
 // times (session 39 suspected that one; session 40 found the one launch varying by up to 4% within
 // and between processes instead: results/runtime/NOTES.md). The staged out is checked against one
