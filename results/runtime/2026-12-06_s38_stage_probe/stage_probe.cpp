@@ -24,6 +24,13 @@
 // times (session 39 suspected that one; session 40 found the one launch varying by up to 4% within
 // and between processes instead: results/runtime/NOTES.md). The staged out is checked against one
 // launch (max abs difference) before timing. --only keeps the named variants (comma-separated; `one` and `again` always).
+// Built with -DMAGI_FWD_TRACE against kernels with probe G's trace.patch
+// (results/runtime/2026-12-07_s43_block_trace/), each kept variant is then run once more with every
+// forward launch writing, per thread block, its start, its first product, its end, its SM and its
+// items and tiles, and the run's time on each SM is split into: idle before its first block, the
+// blocks' ramps (start to first product), their work (first product to end), the gaps between
+// one launch's block and the next launch's on the SM, and idle after its last block; with the
+// work's cost per tile and per item fitted over the blocks, and the SM clock the blocks ran at.
 // Usage: stage_probe CONFIG [--rounds N] [--seconds S] [--only a,b,...]
 #include "core/base/range.h"
 #include "core/base/slice.h"
@@ -114,6 +121,88 @@ struct StageCall {
   int64_t k0 = 0;  // the stage's first key
 };
 
+#ifdef MAGI_FWD_TRACE
+// Probe G: runs `body` for >= 0.5 s with every launch of `plans` tracing its blocks (the last
+// iteration's trace is read) and prints where the run's time on each SM went (header above).
+void trace_variant(const std::string& mask, const std::string& name, const std::vector<kc::FlexAttention*>& plans,
+                   const std::function<void()>& body, cudaStream_t st) {
+  int sms = 0;
+  check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0), "attribute");
+  const size_t words = static_cast<size_t>(sms) * 8;
+  std::vector<unsigned long long*> bufs(plans.size());
+  for (size_t i = 0; i < plans.size(); ++i) {
+    check(cudaMalloc(&bufs[i], words * 8), "malloc");
+    check(cudaMemset(bufs[i], 0, words * 8), "memset");
+    plans[i]->set_trace(bufs[i]);
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  int iters = 0;
+  do {
+    body();
+    check(cudaStreamSynchronize(st), "trace run");
+  } while (++iters < 3 || std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < 0.5);
+  struct Blk {
+    double start, first, end, end0;
+    unsigned long long clk0, clk1;
+    int sm, items, launch;
+    long long tiles;
+  };
+  std::vector<Blk> blks;
+  for (size_t i = 0; i < plans.size(); ++i) {
+    std::vector<unsigned long long> w(words);
+    check(cudaMemcpy(w.data(), bufs[i], words * 8, cudaMemcpyDeviceToHost), "copy");
+    plans[i]->set_trace(nullptr);
+    check(cudaFree(bufs[i]), "free");
+    for (int b = 0; b < sms; ++b) {
+      const unsigned long long* x = &w[static_cast<size_t>(b) * 8];
+      if (x[0] == 0) continue;
+      const double end = static_cast<double>(std::max(x[3], x[5]));
+      blks.push_back({static_cast<double>(x[0]), x[2] ? static_cast<double>(x[2]) : end, end, static_cast<double>(x[3]), x[1], x[4],
+                      static_cast<int>(x[6] & 0xFFFF), static_cast<int>(x[6] >> 16), static_cast<int>(i),
+                      static_cast<long long>(x[7])});
+    }
+  }
+  if (blks.empty()) return;
+  double t_first = blks[0].start, t_last = blks[0].end;
+  for (const Blk& b : blks) {
+    t_first = std::min(t_first, b.start);
+    t_last = std::max(t_last, b.end);
+  }
+  std::map<int, std::vector<const Blk*>> by_sm;
+  for (const Blk& b : blks) by_sm[b.sm].push_back(&b);
+  double head = 0, ramp = 0, work = 0, gaps = 0, tail = 0, cycles = 0, ns = 0;
+  for (auto& [sm, v] : by_sm) {
+    std::sort(v.begin(), v.end(), [](const Blk* a, const Blk* b) { return a->start < b->start; });
+    head += v.front()->start - t_first;
+    tail += t_last - v.back()->end;
+    for (size_t i = 0; i < v.size(); ++i) {
+      ramp += v[i]->first - v[i]->start;
+      work += v[i]->end - v[i]->first;
+      if (i > 0) gaps += v[i]->start - v[i - 1]->end;
+      cycles += static_cast<double>(v[i]->clk1 - v[i]->clk0);
+      ns += v[i]->end0 - v[i]->start;
+    }
+  }
+  const double n = static_cast<double>(by_sm.size());
+  // work of a block (consumer 0: first product to end) = a tiles + b items, least squares.
+  double stt = 0, sti = 0, sii = 0, sty = 0, siy = 0;
+  long long tiles = 0, items = 0;
+  for (const Blk& b : blks) {
+    const double y = b.end0 - b.first, t = static_cast<double>(b.tiles), it = b.items;
+    stt += t * t, sti += t * it, sii += it * it, sty += t * y, siy += it * y;
+    tiles += b.tiles;
+    items += b.items;
+  }
+  const double det = stt * sii - sti * sti;
+  const double a = det != 0 ? (sty * sii - siy * sti) / det : 0, c = det != 0 ? (siy * stt - sty * sti) / det : 0;
+  std::printf("trace %-14s %-8s span %8.1f us on %3.0f SMs, %zu launches, %lld items, %lld tiles | per SM (us): "
+              "head %6.1f ramp %6.1f work %8.1f gaps %6.1f tail %6.1f | work = %.1f ns/tile + %.0f ns/item | %4.0f MHz\n",
+              mask.c_str(), name.c_str(), (t_last - t_first) / 1e3, n, plans.size(), items, tiles, head / n / 1e3, ramp / n / 1e3,
+              work / n / 1e3, gaps / n / 1e3, tail / n / 1e3, a, c, ns > 0 ? cycles / ns * 1e3 : 0.0);
+  std::fflush(stdout);
+}
+#endif
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -175,11 +264,15 @@ int main(int argc, char** argv) {
     auto neg_inf = [&] { check(cudaMemcpyAsync(b.lse, b.neg_inf, b.rows * 4, cudaMemcpyDeviceToDevice, st), "copy"); };
 
     std::vector<std::pair<std::string, std::function<void()>>> variants;
+    std::map<std::string, std::vector<kc::FlexAttention*>> plans_of;  // the plans each variant launches
+    plans_of["one"] = plans_of["again"] = {&one};
+    plans_of["mergek"] = {&merging};
     variants.push_back({"one", [&] { one.forward(b.q, b.k, b.v, b.out, b.lse, scale, st); }});
     merging.set_merged_rows({});
     variants.push_back({"mergek", [&] { merging.forward(b.q, b.k, b.v, b.out, b.lse, scale, st, mk::Into::accumulate); }});
     // A second plan: set_merged_rows is the plan's, and mergek keeps none.
     kc::FlexAttention merging_all(whole, all.data(), all.size(), magi::DType::bf16);
+    plans_of["mergeall"] = {&merging_all};
     variants.push_back({"mergeall", [&] {
                           neg_inf();
                           merging_all.forward(b.q, b.k, b.v, b.out, b.lse, scale, st, mk::Into::accumulate);
@@ -246,6 +339,8 @@ int main(int argc, char** argv) {
     };
     for (size_t g = 0; g < staged.size(); ++g) {
       const std::string tag = std::to_string(staged[g].size());
+      for (const std::string v : {"stages", "after", "keyed"})
+        for (const StageCall& call : staged[g]) plans_of[v + tag].push_back(call.plan.get());
       variants.push_back({"stages" + tag, [&, g] { run_stages(g, kc::Launch::overlap, nullptr); }});
       variants.push_back({"after" + tag, [&, g] { run_stages(g, kc::Launch::after, nullptr); }});
       variants.push_back({"keyed" + tag, [&, g] { run_stages(g, kc::Launch::after, nullptr, false); }});
@@ -281,6 +376,10 @@ int main(int argc, char** argv) {
         auto& [name, body] = variants[r % 2 == 0 ? i : variants.size() - 1 - i];
         ms[name].push_back(time_ms(body, st, seconds));
       }
+#ifdef MAGI_FWD_TRACE
+    for (auto& [name, body] : variants)
+      if (name != "again") trace_variant(m, name, plans_of[name], body, st);
+#endif
     // Each stage alone: events between the stages of `after`, medians over 200 iterations.
     std::vector<std::vector<double>> serial(staged.size());
     for (size_t g = 0; g < staged.size(); ++g) {

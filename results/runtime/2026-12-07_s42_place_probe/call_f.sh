@@ -8,20 +8,24 @@
 #      stand on average at the same place in the run; ratios of the pairs' geometric means;
 #   3. ncu (full set, SASS source) of one launch of the write kernel against the MERGE kernel with
 #      no merged rows (`mergek`), varlen causal and causal.
+# STEPS orders them (default "probe palindrome ncu"); B is the carry (default build-gpu-carry/s42).
 # Carry ["build-gpu-carry/s42"] (build_f.sh beside this file):
 #   BUDGET=560 OUT=$OUT bash build-gpu-carry/s42/call_f.sh
 set -u
-B=build-gpu-carry/s42
+B=${B:-build-gpu-carry/s42}
 R=/tmp/f; mkdir -p $R
 end=$(( $(date +%s) + ${BUDGET:-300} ))
 nvidia-smi -L > $R/card.txt; cat $R/card.txt
 (nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu --format=csv -lms 200 > $R/smi.csv 2>&1 &)
+probe() {
 echo "## probe $(date -u +%T)" | tee -a $R/f.txt
 timeout 200 $B/stage_probe configs/gpu_stages_bench.json --rounds 4 --seconds 0.5 --only ${ONLY:-one,mergek,stages2,stages3,stages5} 2>&1 | tee -a $R/f.txt
+}
+palindrome() {
 echo "## palindrome $(date -u +%T)" | tee -a $R/f.txt
 python3 -c "import json; c = json.load(open('configs/gpu_stages_bench.json')); c['parallel']['overlap_degree'] = ['auto', 1, 2, 4, 4, 2, 1, 'auto']; json.dump(c, open('$R/palindrome.json', 'w'))"
 left=$(( end - $(date +%s) ))
-[ $left -gt 60 ] && { timeout $left $B/magi-bench --config $R/palindrome.json --backend gpu --out $R/palindrome_out.json > $R/palindrome.txt 2>&1; echo "rc=$?" | tee -a $R/f.txt; }
+[ $left -gt 240 ] && { timeout $left $B/magi-bench --config $R/palindrome.json --backend gpu --out $R/palindrome_out.json > $R/palindrome.txt 2>&1; echo "rc=$?" | tee -a $R/f.txt; }
 [ -f $R/palindrome_out.json ] && python3 - $R/palindrome_out.json <<'PY' | tee -a $R/f.txt
 import json, math, sys
 from collections import defaultdict
@@ -36,7 +40,8 @@ for (m, d), v in ms.items():
     print(f"{m:15} {d + 1:6}  {' '.join(f'{x[0]:.3f}' for x in v):24} {gm([x[0] for x in b]) / gm([x[0] for x in v]):9.3f}"
           f"  {gm([x[1] for x in b]) / gm([x[1] for x in v]):9.3f}")
 PY
-pkill nvidia-smi
+}
+ncu_step() {
 for m in varlen_causal causal; do
   python3 -c "import json; c = json.load(open('configs/gpu_stages_bench.json')); c['mask']['type'] = ['$m']; c['parallel']['overlap_degree'] = [1]; json.dump(c, open('$R/$m.json', 'w'))"
   P="$B/stage_probe $R/$m.json --rounds 1 --seconds 0.05 --only one,mergek"
@@ -48,8 +53,23 @@ for m in varlen_causal causal; do
     [ -f $R/${m}_$name.ncu-rep ] || continue
     ncu -i $R/${m}_$name.ncu-rep --page details --csv > $R/${m}_${name}_details.csv 2>&1
     ncu -i $R/${m}_$name.ncu-rep --page source --csv --print-source sass > $R/${m}_${name}_sass.csv 2>&1
+    ncu -i $R/${m}_$name.ncu-rep --page raw --csv > $R/${m}_${name}_raw.csv 2>&1
+    python3 - $R/${m}_${name}_raw.csv <<'PY2' | tee -a $R/f.txt
+import csv, sys
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
+if len(rows) >= 3:
+    stalls = [(n.split("stalled_")[1].split("_per_issue")[0], v) for n, v in zip(rows[0], rows[2])
+              if n.startswith("smsp__average_warps_issue_stalled_") and n.endswith("_per_issue_active.ratio")]
+    print("  stalls per issue:", " ".join(f"{k}={v}" for k, v in stalls if v not in ("", "0")))
+PY2
     grep -E '"(Duration|SM Frequency|Executed Instructions|Issue Slots Busy|No Eligible|DRAM Throughput)"' $R/${m}_${name}_details.csv | awk -F'","' '{print $(NF-2)" "$(NF-1)" "$NF}' | cut -c1-100 | tee -a $R/f.txt
     rm -f $R/${m}_$name.ncu-rep
   done
 done
+}
+for step in ${STEPS:-probe palindrome ncu}; do
+  [ $(( end - $(date +%s) )) -lt 30 ] && break
+  case $step in probe) probe ;; palindrome) palindrome ;; ncu) ncu_step ;; esac
+done
+pkill nvidia-smi
 (cd $R && xz -f *.csv; tar cf "$OUT/f.tar" .)
