@@ -1,14 +1,20 @@
 #!/usr/bin/env python3
 """Sets `magi-bench run --backend gpu` results beside `magi-bench kernel` results of the same
 workload file (issue 12's benchmark: the runtime at cp 1 against the bare kernel), and the
-per-stage figures of a staged run against its one-stage rows.
+per-stage figures of a staged run against its one-stage rows. A stage count listed more than once
+(the stage configs list their overlap degrees in palindromic order, auto 1 2 4 4 2 1 auto, so that
+each degree and the one launch stand on average at the same place in the run: at the power cap a
+case's place can move its time by 2-3%, results/runtime/NOTES.md) is taken as the geometric mean of
+its rows' TFLOP/s.
 Reads only the results schema (docs/results_schema.md).
 
 Usage: runtime_vs_kernel.py --run RUN.json --kernel KERNEL.json [--stages STAGES.json]... [--out OUT.json]
 Prints one table per comparison; --out writes the ratios as JSON (inputs named, nothing else)."""
 import argparse
 import json
+import math
 import sys
+from collections import defaultdict
 
 SCHEMA = "magi-bench/results/1"
 
@@ -31,6 +37,11 @@ def ratio(a, b):
 
 def stage_count(c):  # cp 1: overlap_degree d cuts the keys into d + 1 stages (plan.h)
     return c["details"]["plan"]["overlap_degree"] + 1
+
+
+def geomean(xs):
+    xs = [x for x in xs if x]
+    return math.exp(sum(map(math.log, xs)) / len(xs)) if xs else None
 
 
 def fmt(x, spec="8.1f"):
@@ -69,20 +80,21 @@ def main():
             "run_bwd_tflops": c["bwd_tflops_per_gpu"], "bwd_ratio": rb})
     if a.stages:
         print("\n# per-stage launches against one launch (same run), TFLOP/s")
-        print(f"{'mask':>14} {'tokens':>8} {'stages':>6} {'fwd':>8} {'ratio':>6} {'bwd':>8} {'ratio':>6}")
+        print(f"{'mask':>14} {'tokens':>8} {'stages':>6} {'runs':>4} {'fwd':>8} {'ratio':>6} {'bwd':>8} {'ratio':>6}")
     for path in a.stages:  # each file's rows against its own one-launch rows
-        rows = ran(load(path))
-        base = {(c["mask"], c["total_tokens"]): c for c in rows if stage_count(c) == 1}
-        for c in rows:
-            b = base.get((c["mask"], c["total_tokens"]))
-            n = stage_count(c)
-            rf = ratio(c["fwd_tflops_per_gpu"], b["fwd_tflops_per_gpu"]) if b else None
-            rb = ratio(c["bwd_tflops_per_gpu"], b["bwd_tflops_per_gpu"]) if b else None
-            print(f"{c['mask']:>14} {c['total_tokens']:>8} {n:>6} {fmt(c['fwd_tflops_per_gpu'])} "
-                  f"{fmt(rf, '6.3f')} {fmt(c['bwd_tflops_per_gpu'])} {fmt(rb, '6.3f')}")
-            out["stages"].append({"file": path, "mask": c["mask"], "total_tokens": c["total_tokens"],
-                                  "stages": n, "fwd_tflops": c["fwd_tflops_per_gpu"], "fwd_ratio": rf,
-                                  "bwd_tflops": c["bwd_tflops_per_gpu"], "bwd_ratio": rb})
+        groups = defaultdict(list)  # (mask, tokens, stages) -> rows, in the file's order
+        for c in ran(load(path)):
+            groups[(c["mask"], c["total_tokens"], stage_count(c))].append(c)
+        tflops = {k: (geomean([c["fwd_tflops_per_gpu"] for c in v]), geomean([c["bwd_tflops_per_gpu"] for c in v]))
+                  for k, v in groups.items()}
+        for (mask, tokens, n), v in groups.items():
+            fwd, bwd = tflops[(mask, tokens, n)]
+            base = tflops.get((mask, tokens, 1))
+            rf = ratio(fwd, base[0]) if base else None
+            rb = ratio(bwd, base[1]) if base else None
+            print(f"{mask:>14} {tokens:>8} {n:>6} {len(v):>4} {fmt(fwd)} {fmt(rf, '6.3f')} {fmt(bwd)} {fmt(rb, '6.3f')}")
+            out["stages"].append({"file": path, "mask": mask, "total_tokens": tokens, "stages": n, "runs": len(v),
+                                  "fwd_tflops": fwd, "fwd_ratio": rf, "bwd_tflops": bwd, "bwd_ratio": rb})
     if a.out:
         with open(a.out, "w") as f:
             json.dump(out, f, indent=1)
