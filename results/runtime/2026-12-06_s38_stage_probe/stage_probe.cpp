@@ -281,8 +281,10 @@ int main(int argc, char** argv) {
     // The staged calls of each degree, made as the runtime's PlanRunner makes them.
     std::vector<std::vector<StageCall>> staged;
     std::vector<bool> keyed_first;  // stage 0 writes only its keyed rows (lse filled first)
+    std::vector<int> degrees;  // a degree listed twice (the stage configs' palindromic order) is staged once
     for (const magi::Case* c : by_mask[m]) {
-      if (c->parallel.overlap_degree <= 0) continue;
+      if (c->parallel.overlap_degree <= 0 || std::ranges::find(degrees, c->parallel.overlap_degree) != degrees.end()) continue;
+      degrees.push_back(c->parallel.overlap_degree);
       const magi::Plan p = magi::build_plan(in.mask, *c);
       const magi::RankPlan& rk = p.ranks[0];
       if (rk.q_ranges.size() != 1 || rk.q_ranges[0].start != 0 || rk.q_ranges[0].end != S) {

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Builds v41's carry (results/kernel/NOTES.md, v41) from a CUDA build tree of the project; run from
+# the repository root after scripts/setup.sh (or a configured build/):
+#   bash results/kernel/2026-12-07_v41_ab_inputs/build_v41.sh [BUILD_DIR] [CARRY_DIR]
+# base: magi-bench, test_kernels_cuda and stage_probe of the tree as it is; v41: the same with
+# v41_fwd_softmax_before_pv_wait_patch.diff applied to the kernels (flex_attention.cu compiled
+# again in a scratch worktree, its object put in place of base's in a copy of the kernels library,
+# the three relinked). Prints where each tree's forward loop waits (sass_waits.py on both cubins).
+# The carry (default build-gpu-carry/s43k, git-ignored) gets bins.tar.xz, ab32k_fwd.json and
+# call_v41.sh; on the device, carry ["build-gpu-carry/s43k"]:
+#   OUT=$OUT bash build-gpu-carry/s43k/call_v41.sh
+set -euo pipefail
+B=${1:-build}
+C=${2:-build-gpu-carry/s43k}
+D=$(dirname "$0")
+ROOT=$(pwd)
+cmake --build "$B" -j "$(nproc)" --target magi-bench test_kernels_cuda > /dev/null
+S=$(mktemp -d)
+trap 'git -C "$ROOT" worktree remove --force "$S/wt" 2>/dev/null || true; rm -rf "$S"' EXIT
+mkdir -p "$S/base" "$S/v41"
+bash results/runtime/2026-12-06_s38_stage_probe/build.sh "$B" "$S/base/stage_probe"
+cp "$B/magi-bench" "$B/tests/kernels/cuda/test_kernels_cuda" "$S/base/"
+git worktree add -q --detach "$S/wt" HEAD
+git -C "$S/wt" apply "$ROOT/$D/v41_fwd_softmax_before_pv_wait_patch.diff"
+# flex_attention.cu's compile line from the build tree, pointed at the worktree's sources; the
+# same line to a cubin for both trees, for sass_waits.py.
+CMD=$(python3 -c "import json, sys; print(next(e['command'] for e in json.load(open(sys.argv[1])) if e['file'].endswith('kernels/cuda/flex_attention.cu')))" "$B/compile_commands.json")
+for tree in base v41; do
+  src=$ROOT/kernels; [ $tree = v41 ] && src=$S/wt/kernels
+  CUBIN=${CMD//$ROOT\/kernels/$src}
+  CUBIN=$(echo "$CUBIN" | sed -E "s# -c # -cubin #; s#code=\[compute_90a,sm_90a\]#code=[sm_90a]#; s# -o [^ ]+# -o $S/$tree.cubin#")
+  (cd "$B" && eval "$CUBIN") > /dev/null 2>&1
+  python3 "$D/sass_waits.py" "$S/$tree.cubin" bfloat16
+done
+OBJ=${CMD//$ROOT\/kernels/$S\/wt\/kernels}
+OBJ=$(echo "$OBJ" | sed -E "s# -o [^ ]+# -o $S/flex_attention.cu.o#")
+(cd "$B" && eval "$OBJ") > "$S/nvcc.log" 2>&1 || { cat "$S/nvcc.log"; exit 1; }
+KLIB="$S/libmagi_kernels_cuda.a"
+cp "$B/kernels/cuda/libmagi_kernels_cuda.a" "$KLIB"
+ar r "$KLIB" "$S/flex_attention.cu.o"
+KERNELS_LIB="$KLIB" KERNELS_INCLUDE="$S/wt/kernels" \
+  bash results/runtime/2026-12-06_s38_stage_probe/build.sh "$B" "$S/v41/stage_probe"
+for target in magi-bench tests/kernels/cuda/test_kernels_cuda; do
+  LINK=$(cd "$B" && ninja -t commands "$target" | tail -1 | sed 's/ && cd .*//; s/^: && //')
+  LINK=${LINK//kernels\/cuda\/libmagi_kernels_cuda.a/$KLIB}
+  LINK=$(echo "$LINK" | sed -E "s# -o [^ ]+# -o $S/v41/$(basename "$target")#")
+  (cd "$B" && eval "$LINK")
+done
+strip "$S"/base/* "$S"/v41/*
+mkdir -p "$C"
+tar cJf "$C/bins.tar.xz" -C "$S" base v41
+cp "$D/ab32k_fwd.json" "$D/call_v41.sh" "$C/"
+ls -la "$C"
