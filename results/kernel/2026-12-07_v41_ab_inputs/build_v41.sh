@@ -20,10 +20,9 @@ trap 'git -C "$ROOT" worktree remove --force "$S/wt" 2>/dev/null || true; rm -rf
 mkdir -p "$S/base" "$S/v41"
 bash results/runtime/2026-12-06_s38_stage_probe/build.sh "$B" "$S/base/stage_probe"
 cp "$B/magi-bench" "$B/tests/kernels/cuda/test_kernels_cuda" "$S/base/"
-git worktree add -q --detach "$S/wt" HEAD
-git -C "$S/wt" apply "$ROOT/$D/v41_fwd_softmax_before_pv_wait_patch.diff"
-# flex_attention.cu's compile line from the build tree, pointed at the worktree's sources; the
-# same line to a cubin for both trees, for sass_waits.py.
+bash results/runtime/2026-12-06_s38_stage_probe/patched_kernels.sh "$B" "$ROOT/$D/v41_fwd_softmax_before_pv_wait_patch.diff" "$S"
+KLIB="$S/libmagi_kernels_cuda.a"
+# flex_attention.cu's compile line from the build tree, to a cubin for both trees, for sass_waits.py.
 CMD=$(python3 -c "import json, sys; print(next(e['command'] for e in json.load(open(sys.argv[1])) if e['file'].endswith('kernels/cuda/flex_attention.cu')))" "$B/compile_commands.json")
 for tree in base v41; do
   src=$ROOT/kernels; [ $tree = v41 ] && src=$S/wt/kernels
@@ -32,19 +31,10 @@ for tree in base v41; do
   (cd "$B" && eval "$CUBIN") > /dev/null 2>&1
   python3 "$D/sass_waits.py" "$S/$tree.cubin" bfloat16
 done
-OBJ=${CMD//$ROOT\/kernels/$S\/wt\/kernels}
-OBJ=$(echo "$OBJ" | sed -E "s# -o [^ ]+# -o $S/flex_attention.cu.o#")
-(cd "$B" && eval "$OBJ") > "$S/nvcc.log" 2>&1 || { cat "$S/nvcc.log"; exit 1; }
-KLIB="$S/libmagi_kernels_cuda.a"
-cp "$B/kernels/cuda/libmagi_kernels_cuda.a" "$KLIB"
-ar r "$KLIB" "$S/flex_attention.cu.o"
 KERNELS_LIB="$KLIB" KERNELS_INCLUDE="$S/wt/kernels" \
   bash results/runtime/2026-12-06_s38_stage_probe/build.sh "$B" "$S/v41/stage_probe"
 for target in magi-bench tests/kernels/cuda/test_kernels_cuda; do
-  LINK=$(cd "$B" && ninja -t commands "$target" | tail -1 | sed 's/ && cd .*//; s/^: && //')
-  LINK=${LINK//kernels\/cuda\/libmagi_kernels_cuda.a/$KLIB}
-  LINK=$(echo "$LINK" | sed -E "s# -o [^ ]+# -o $S/v41/$(basename "$target")#")
-  (cd "$B" && eval "$LINK")
+  bash results/runtime/2026-12-06_s38_stage_probe/relink.sh "$B" "$target" "$KLIB" "$S/v41/$(basename "$target")"
 done
 strip "$S"/base/* "$S"/v41/*
 mkdir -p "$C"

@@ -17,23 +17,12 @@ bash results/runtime/2026-12-06_s38_stage_probe/build.sh "$B" "$B/stage_probe"
 
 S=$(mktemp -d)
 trap 'git -C "$ROOT" worktree remove --force "$S/wt" 2>/dev/null || true; rm -rf "$S"' EXIT
-git worktree add -q --detach "$S/wt" HEAD
-git -C "$S/wt" apply "${PATCH:-$ROOT/$D/merge_b.patch}"
-# flex_attention.cu's compile line from the build tree, pointed at the worktree's sources.
-CMD=$(python3 -c "import json, sys; print(next(e['command'] for e in json.load(open(sys.argv[1])) if e['file'].endswith('kernels/cuda/flex_attention.cu')))" "$B/compile_commands.json")
-CMD=${CMD//$ROOT\/kernels/$S\/wt\/kernels}
-CMD=$(echo "$CMD" | sed -E "s# -o [^ ]+# -o $S/flex_attention.cu.o#")
-(cd "$B" && eval "$CMD") > "$S/nvcc.log" 2>&1 || { cat "$S/nvcc.log"; exit 1; }
+bash results/runtime/2026-12-06_s38_stage_probe/patched_kernels.sh "$B" "${PATCH:-$ROOT/$D/merge_b.patch}" "$S"
 KLIB="$S/libmagi_kernels_cuda.a"
-cp "$B/kernels/cuda/libmagi_kernels_cuda.a" "$KLIB"
-ar r "$KLIB" "$S/flex_attention.cu.o"
 # B's binaries: A's link lines with the patched library.
 KERNELS_LIB="$KLIB" KERNELS_INCLUDE="$S/wt/kernels" \
   bash results/runtime/2026-12-06_s38_stage_probe/build.sh "$B" "$S/stage_probe_b"
-LINK=$(cd "$B" && ninja -t commands tests/kernels/cuda/test_kernels_cuda | tail -1 | sed 's/ && cd .*//; s/^: && //')
-LINK=${LINK//kernels\/cuda\/libmagi_kernels_cuda.a/$KLIB}
-LINK=$(echo "$LINK" | sed -E "s# -o [^ ]+# -o $S/test_kernels_cuda_b#")
-(cd "$B" && eval "$LINK")
+bash results/runtime/2026-12-06_s38_stage_probe/relink.sh "$B" tests/kernels/cuda/test_kernels_cuda "$KLIB" "$S/test_kernels_cuda_b"
 
 mkdir -p "$C" "$S/a"
 cp "$B/magi-bench" "$B/tests/kernels/cuda/test_kernels_cuda" "$B/stage_probe" "$S/a/"

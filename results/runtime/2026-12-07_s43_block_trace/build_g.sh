@@ -13,16 +13,8 @@ ROOT=$(pwd)
 bash results/runtime/2026-12-07_s42_place_probe/build_f.sh "$B" "$C"
 S=$(mktemp -d)
 trap 'git -C "$ROOT" worktree remove --force "$S/wt" 2>/dev/null || true; rm -rf "$S"' EXIT
-git worktree add -q --detach "$S/wt" HEAD
-git -C "$S/wt" apply "$ROOT/$D/trace.patch"
-# flex_attention.cu's compile line from the build tree, pointed at the worktree's sources.
-CMD=$(python3 -c "import json, sys; print(next(e['command'] for e in json.load(open(sys.argv[1])) if e['file'].endswith('kernels/cuda/flex_attention.cu')))" "$B/compile_commands.json")
-CMD=${CMD//$ROOT\/kernels/$S\/wt\/kernels}
-CMD=$(echo "$CMD" | sed -E "s# -o [^ ]+# -o $S/flex_attention.cu.o#")
-(cd "$B" && eval "$CMD") > "$S/nvcc.log" 2>&1 || { cat "$S/nvcc.log"; exit 1; }
+bash results/runtime/2026-12-06_s38_stage_probe/patched_kernels.sh "$B" "$ROOT/$D/trace.patch" "$S"
 KLIB="$S/libmagi_kernels_cuda.a"
-cp "$B/kernels/cuda/libmagi_kernels_cuda.a" "$KLIB"
-ar r "$KLIB" "$S/flex_attention.cu.o"
 PROBE_FLAGS=-DMAGI_FWD_TRACE KERNELS_LIB="$KLIB" KERNELS_INCLUDE="$S/wt/kernels" \
   bash results/runtime/2026-12-06_s38_stage_probe/build.sh "$B" "$C/stage_probe_g"
 strip "$C/stage_probe_g"
