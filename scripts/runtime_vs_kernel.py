@@ -4,7 +4,7 @@ workload file (issue 12's benchmark: the runtime at cp 1 against the bare kernel
 per-stage figures of a staged run against its one-stage rows. A stage count listed more than once
 (the stage configs list their overlap degrees in palindromic order, auto 1 2 4 4 2 1 auto, so that
 each degree and the one launch stand on average at the same place in the run: at the power cap a
-case's place can move its time by 2-3%, results/runtime/NOTES.md) is taken as the geometric mean of
+case's place can move its time by 2-4%, results/runtime/NOTES.md) is taken as the geometric mean of
 its rows' TFLOP/s.
 Reads only the results schema (docs/results_schema.md).
 
