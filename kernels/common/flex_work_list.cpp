@@ -180,7 +180,7 @@ void build_forward(const AttnShape& shape, const std::vector<DevSlice>& sl, int 
       it.ntiles = tiles;
       it.q_end = g.r1;
       it.k_first = tiles > 0 ? entries[static_cast<size_t>(begin)].k_lo : 0;
-      it.merge = kFwdMerge;
+      it.merge = 1;
       items.push_back(it);
       stats.forward_tiles += tiles;
     }
@@ -319,43 +319,17 @@ WorkLists build_work_lists(const AttnShape& shape, const KernelSlice* slices, si
   return wl;
 }
 
-namespace {
-void check_spans(const std::vector<RowSpan>& spans, const char* what) {
-  for (size_t i = 0; i < spans.size(); ++i) {
-    if (spans[i].start >= spans[i].end || (i > 0 && spans[i].start < spans[i - 1].end))
-      throw std::invalid_argument(std::string("mark_merged_items: the ") + what +
-                                  " row spans are not sorted, disjoint and non-empty");
+void mark_merged_items(std::vector<FwdItem>& items, const std::vector<RowSpan>& merged) {
+  for (size_t i = 0; i < merged.size(); ++i) {
+    if (merged[i].start >= merged[i].end || (i > 0 && merged[i].start < merged[i - 1].end))
+      throw std::invalid_argument("mark_merged_items: the row spans are not sorted, disjoint and non-empty");
   }
-}
-bool meets(const std::vector<RowSpan>& spans, const FwdItem& it) {
-  // The first span ending after the item's first row meets it if it starts before its end.
-  const auto s = std::upper_bound(spans.begin(), spans.end(), int64_t{it.q0},
-                                  [](int64_t q, const RowSpan& r) { return q < r.end; });
-  return s != spans.end() && s->start < it.q_end;
-}
-}  // namespace
-
-void mark_merged_items(std::vector<FwdItem>& items, const std::vector<RowSpan>& merged,
-                       const std::vector<RowSpan>& written) {
-  check_spans(merged, "merged");
-  check_spans(written, "written");
   for (FwdItem& it : items) {
-    it.merge = meets(merged, it) ? kFwdMerge : meets(written, it) ? kFwdWriteAfter : kFwdWriteFree;
+    // The first span ending after the item's first row meets it if it starts before its end.
+    const auto s = std::upper_bound(merged.begin(), merged.end(), int64_t{it.q0},
+                                    [](int64_t q, const RowSpan& r) { return q < r.end; });
+    it.merge = s != merged.end() && s->start < it.q_end ? 1 : 0;
   }
-}
-
-std::vector<RowSpan> item_rows(const std::vector<FwdItem>& items) {
-  std::vector<RowSpan> rows;
-  for (const FwdItem& it : items) {
-    if (it.q_end > it.q0) rows.push_back({it.q0, it.q_end});
-  }
-  std::sort(rows.begin(), rows.end(), [](const RowSpan& a, const RowSpan& b) { return a.start < b.start; });
-  std::vector<RowSpan> joined;
-  for (const RowSpan& r : rows) {
-    if (!joined.empty() && r.start <= joined.back().end) joined.back().end = std::max(joined.back().end, r.end);
-    else joined.push_back(r);
-  }
-  return joined;
 }
 
 }  // namespace magi::kernels::flex

@@ -29,14 +29,10 @@ struct FwdEntry {
 struct FwdItem {
   int q0, head, entry_begin, entry_end, ntiles, q_end;  // rows [q0, q_end)
   int k_first;  // the first key tile's start (entry_begin's k_lo), so the kernel's first load waits on no entry
-  // Into::accumulate: what the item does with what its rows hold (kFwd*, mark_merged_items).
+  // Into::accumulate: 1 merges into what the rows hold; 0 writes them as Into::write does, reading
+  // nothing, none of them holding an earlier result (mark_merged_items).
   int merge;
 };
-// FwdItem::merge. kFwdMerge: merges into its rows' earlier results, after the previous call.
-// kFwdWriteAfter: writes its rows as Into::write does, reading nothing (none holds an earlier
-// result), after the previous call, which may write them too. kFwdWriteFree: the same without
-// waiting, no earlier call writing any of its rows.
-constexpr int kFwdWriteAfter = 0, kFwdMerge = 1, kFwdWriteFree = 2;
 // Backward: one record per (key block, slice); query tiles q_lo + t * BM, t in [0, ntiles).
 struct BwdEntry {
   int slice, q_lo, ntiles, pad;
@@ -149,15 +145,9 @@ struct WorkLists {
 WorkLists build_work_lists(const AttnShape& shape, const KernelSlice* slices, size_t num_slices,
                            const TileShape& tiles, int blocks);
 
-// Sets FwdItem::merge from the rows [q0, q_end) of each item: kFwdMerge where they meet `merged`
-// (query rows that hold earlier results when an accumulating call runs), else kFwdWriteAfter where
-// they meet `written` (rows that earlier calls store, which may still run), else kFwdWriteFree.
-// Both sorted, disjoint and non-empty (std::invalid_argument otherwise). build_work_lists leaves
-// every item at kFwdMerge.
-void mark_merged_items(std::vector<FwdItem>& items, const std::vector<RowSpan>& merged,
-                       const std::vector<RowSpan>& written);
-
-// The rows [q0, q_end) of `items`, joined: sorted, disjoint, non-empty spans.
-std::vector<RowSpan> item_rows(const std::vector<FwdItem>& items);
+// Sets FwdItem::merge: 1 for the items whose rows [q0, q_end) meet `merged` (query rows that hold
+// earlier results when an accumulating call runs; sorted, disjoint), 0 for the others.
+// build_work_lists leaves every item at 1.
+void mark_merged_items(std::vector<FwdItem>& items, const std::vector<RowSpan>& merged);
 
 }  // namespace magi::kernels::flex

@@ -463,15 +463,14 @@ FlexAttention::~FlexAttention() = default;
 
 const FlexAttentionStats& FlexAttention::stats() const { return impl_->stats; }
 
-void FlexAttention::set_merged_rows(const std::vector<RowSpan>& merged, const std::vector<RowSpan>& written) {
+void FlexAttention::set_merged_rows(const std::vector<RowSpan>& rows) {
   Impl& im = *impl_;
-  flex::mark_merged_items(im.keyed_host, merged, written);
+  flex::mark_merged_items(im.keyed_host, rows);
   if (!im.keyed_host.empty()) {
     MAGI_CUDA_CHECK(cudaMemcpy(im.fwd_keyed_items.ptr, im.keyed_host.data(), im.keyed_host.size() * sizeof(FwdItem),
                                cudaMemcpyHostToDevice));
   }
 }
-std::vector<RowSpan> FlexAttention::written_rows() const { return flex::item_rows(impl_->keyed_host); }
 const AttnShape& FlexAttention::shape() const { return impl_->shape; }
 
 int64_t FlexAttention::device_bytes() const {

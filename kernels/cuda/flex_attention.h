@@ -121,19 +121,12 @@ class FlexAttention {
   // mismatch or an empty, null or repeated entry.
   static void share_backward_dq(const std::vector<FlexAttention*>& plans);
 
-  // What a forward that accumulates finds, as a stage-wise caller knows it (sorted, disjoint):
-  // `merged`, the query rows that hold earlier results; `written`, every row that the calls this
-  // one may overlap (Launch::overlap, and theirs in turn) store: their written_rows(), every row
-  // for Into::write. Items none of whose rows are merged write their rows as Into::write does,
-  // reading nothing (no earlier lse, no earlier out: the caller promises those rows hold
-  // lse = -inf); those none of whose rows are written either do not wait for the call before.
-  // Default: every row merged. std::invalid_argument for spans out of order. Not while a call of
-  // this plan runs.
-  void set_merged_rows(const std::vector<RowSpan>& merged, const std::vector<RowSpan>& written);
-  // The query rows whose out and lse a forward with Into::accumulate or Into::write_keyed stores
-  // (sorted, disjoint): its items' with key tiles, whole query blocks, so some rows no slice
-  // gives a key.
-  std::vector<RowSpan> written_rows() const;
+  // The query rows that hold earlier results whenever forward accumulates (sorted, disjoint), as
+  // a stage-wise caller knows them: items none of whose rows are among them write their rows as
+  // Into::write does, reading nothing (no earlier lse, no earlier out: the caller promises those
+  // rows hold lse = -inf). Default: every row. std::invalid_argument for spans out of order. Not
+  // while a call of this plan runs.
+  void set_merged_rows(const std::vector<RowSpan>& rows);
 
   const FlexAttentionStats& stats() const;
   const AttnShape& shape() const;

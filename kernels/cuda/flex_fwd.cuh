@@ -25,9 +25,7 @@
 // the earlier lse prefetched meanwhile (one round trip), and an item whose rows the caller says
 // hold no earlier result (FlexAttention::set_merged_rows) reads nothing and writes.
 // Launched to overlap the previous stage's kernel (Launch::overlap), a MERGE block computes its
-// items while that kernel's last blocks run and waits for it only before an item's epilogue, and
-// not at all for an item whose rows no earlier stage writes (documents that a stage's cut does not
-// reach): so a stage's items run on under the tails of the stages before.
+// items while that kernel's last blocks run and waits for it only before reading out and lse.
 #pragma once
 
 #include "flex_device_helpers.cuh"
@@ -398,13 +396,13 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
   // earlier out into this consumer's rows of the item's Q buffer while their earlier lse comes
   // into the L1, where the epilogue finds them; issued before the item's last P V, so the round
   // trip runs under that product and the next item's first softmax. An item none of whose rows
-  // holds an earlier result (kFwdWriteAfter) reads nothing; it still waits, since an earlier
-  // stage's writes may reach its rows (a 128-row item of that stage writes rows it gives no key).
-  // One none of whose rows an earlier stage writes (kFwdWriteFree) waits for nothing.
+  // holds an earlier result (FwdItem::merge == 0) reads nothing; it still waits for the previous
+  // stage, whose writes may reach its rows (a 128-row item of that stage writes rows it gives no
+  // key) and whose completion the next stage counts on.
   auto fetch_earlier = [&](const FwdItem& item, uint32_t qb) {
     if constexpr (MERGE) {
-      if (item.merge != flex::kFwdWriteFree) pdl_wait_previous();  // out and lse as earlier stages left them
-      if (item.merge == flex::kFwdMerge) {
+      pdl_wait_previous();  // out and lse as the previous stage left them
+      if (item.merge != 0) {
         const ConsumerRows cr = consumer_rows(item, qb);
         load_staged_rows<64, D, NW, QTileLayout<BM>>(cr.staging, cr.out, q_stride, cr.n, ctid);
         cp_async_commit();
@@ -424,7 +422,7 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
     T* stage = sQ + qb * BM * D;
     const int h = item.head;
     const ConsumerRows cr = consumer_rows(item, qb);
-    const bool merge = MERGE && item.merge == flex::kFwdMerge;
+    const bool merge = MERGE && item.merge != 0;
     if (merge) {
       cp_async_wait<0>();  // fetch_earlier's copies
       named_sync(kFwdBarStaging + c, NW);
@@ -567,9 +565,6 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
     epilogue(item, qb, m_run, l_run);
     item = next;
   }
-  // Blocks that ran only kFwdWriteFree items waited for nothing; the next stage counts on this
-  // kernel ending after the one before.
-  if constexpr (MERGE) pdl_end_after_previous();
 }
 
 }  // namespace magi::kernels::cuda::detail

@@ -97,25 +97,15 @@ class CpuAttention final : public AttentionOp {
   bool shared() const { return dq_pass_ != nullptr; }
   const kernels::AttnShape& shape() const { return shape_; }
 
-  // `written` is checked and not needed: the calls run one after another.
-  void set_merged_rows(const std::vector<kernels::RowSpan>& merged, const std::vector<kernels::RowSpan>& written) override {
-    auto check = [&](const std::vector<kernels::RowSpan>& rows, const char* what) {
-      int64_t end = 0;
-      for (const kernels::RowSpan& r : rows) {
-        if (r.start < end || r.end <= r.start || r.end > shape_.sq)
-          throw InternalError(fmt::format("CpuAttention: {} rows [{}, {}) out of order or outside {} rows", what,
-                                          r.start, r.end, shape_.sq));
-        end = r.end;
-      }
-    };
-    check(merged, "merged");
-    check(written, "written");
-    merged_ = merged;
-  }
-  // The merge of an accumulating call stores every row.
-  std::vector<kernels::RowSpan> written_rows() const override {
-    if (shape_.sq == 0) return {};
-    return {{0, shape_.sq}};
+  void set_merged_rows(const std::vector<kernels::RowSpan>& rows) override {
+    int64_t end = 0;
+    for (const kernels::RowSpan& r : rows) {
+      if (r.start < end || r.end <= r.start || r.end > shape_.sq)
+        throw InternalError(fmt::format("CpuAttention: merged rows [{}, {}) out of order or outside {} rows", r.start,
+                                        r.end, shape_.sq));
+      end = r.end;
+    }
+    merged_ = rows;
   }
   // The slice list it holds and, once an accumulating call ran, its partial out/dq and lse.
   int64_t workspace_bytes() const override {

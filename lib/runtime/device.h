@@ -105,18 +105,11 @@ class AttentionOp {
                         kernels::Into dq_into) = 0;
   // Device memory this op holds besides the caller's buffers (work lists, workspaces).
   virtual int64_t workspace_bytes() const = 0;
-  // What forward with Into::accumulate finds (sorted, disjoint; default: every row merged):
-  // `merged`, the query rows that hold earlier results; the caller promises the others hold
-  // lse = -inf, and the op may write them as Into::write does, reading nothing there (a CUDA work
-  // item whose rows are all such skips the earlier lse and out). `written`: the rows that the
-  // forward calls before this one store (their written_rows(), every row for Into::write); a CUDA
-  // work item none of whose rows are merged or written does not wait for the kernel before it.
-  // Before the first forward.
-  virtual void set_merged_rows(const std::vector<kernels::RowSpan>& merged,
-                               const std::vector<kernels::RowSpan>& written) = 0;
-  // The query rows whose out and lse forward stores with Into::accumulate or Into::write_keyed
-  // (sorted, disjoint): at least the rows its slices give a key.
-  virtual std::vector<kernels::RowSpan> written_rows() const = 0;
+  // The query rows that hold earlier results whenever forward runs with Into::accumulate (sorted,
+  // disjoint; default: every row). The caller promises the others hold lse = -inf: the op may
+  // write them as Into::write does, reading nothing there (a CUDA work item whose rows are all
+  // such skips the earlier lse and out). Before the first forward.
+  virtual void set_merged_rows(const std::vector<kernels::RowSpan>& rows) = 0;
 };
 
 // What one timed pass measured on its device.

@@ -78,17 +78,12 @@ std::unique_ptr<AttentionOp> PlanRunner::stage_op(int64_t k_rows, const std::vec
   rows = merge_ranges(std::move(rows));
   // Stages run in the order their ops are made (stage_forward checks it), so the rows the stages
   // before reach are those that hold results when this one accumulates; its other rows hold lse =
-  // -inf (stage_forward), and a CUDA item none of whose rows holds a result reads nothing. The
-  // stages before write what their ops say (written_rows): a first stage that writes every row
-  // (Into::write) gives a key to every row any stage reaches, so that every later item merges.
-  std::vector<kernels::RowSpan> merged, written;
+  // -inf (stage_forward), and a CUDA item none of whose rows holds a result reads nothing.
+  std::vector<kernels::RowSpan> merged;
   for (const Range& r : reached_) merged.push_back({r.start, r.end});
-  for (const Range& r : written_) written.push_back({r.start, r.end});
-  op->set_merged_rows(merged, written);
+  op->set_merged_rows(merged);
   reached_.insert(reached_.end(), rows.begin(), rows.end());
   reached_ = merge_ranges(std::move(reached_));
-  for (const kernels::RowSpan& r : op->written_rows()) written_.push_back({r.start, r.end});
-  written_ = merge_ranges(std::move(written_));
   op_rows_.emplace_back(op.get(), std::move(rows));
   return op;
 }

@@ -104,7 +104,6 @@ class PlanRunner : public StrategyRunner {
  private:
   std::vector<std::pair<const AttentionOp*, std::vector<Range>>> op_rows_;  // stage_op, in order: rows given a key
   std::vector<Range> reached_;                                                // their union
-  std::vector<Range> written_;  // the rows their forwards store (AttentionOp::written_rows), joined
   size_t next_op_ = 0;  // stage_forward: the op the pass runs next, in op_rows_
 };
 

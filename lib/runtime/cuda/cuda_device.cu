@@ -303,10 +303,7 @@ class CudaAttentionOp final : public AttentionOp {
     state_->op_destroyed(*memory_);
   }
 
-  void set_merged_rows(const std::vector<kernels::RowSpan>& merged, const std::vector<kernels::RowSpan>& written) override {
-    attn_.set_merged_rows(merged, written);
-  }
-  std::vector<kernels::RowSpan> written_rows() const override { return attn_.written_rows(); }
+  void set_merged_rows(const std::vector<kernels::RowSpan>& rows) override { attn_.set_merged_rows(rows); }
   void forward(const void* q, const void* k, const void* v, void* out, float* lse, kernels::Into into) override {
     StreamState::Call c;
     c.op = this;

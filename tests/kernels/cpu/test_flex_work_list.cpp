@@ -499,52 +499,23 @@ TEST(FlexWorkList, BackwardLongItemsOfLateHeadsGoFirst) {
   EXPECT_GE(wl.bwd_items[0].head, 8) << "a head whose group starts in the second half";
 }
 
-// Items merge when some of their rows hold an earlier result, wait when earlier calls write some of
-// them, and otherwise wait for nothing; every item merges until told.
+// Items merge when some of their rows hold an earlier result, and every item merges until told.
 TEST(FlexWorkList, MarksTheItemsThatMerge) {
   const std::vector<KernelSlice> docs{{0, 100, 0, 100, KernelSliceType::causal},
                                       {100, 400, 100, 400, KernelSliceType::causal},
                                       {400, 500, 400, 500, KernelSliceType::full}};
   flex::WorkLists wl = flex::build_work_lists(AttnShape{500, 500, 2, 1, 128}, docs.data(), docs.size(), kKernelTiles, 132);
-  for (const flex::FwdItem& it : wl.fwd_items) EXPECT_EQ(it.merge, flex::kFwdMerge);
+  for (const flex::FwdItem& it : wl.fwd_items) EXPECT_EQ(it.merge, 1);
   // Items (segments of at most 128 rows from each document's start): [0, 100), [100, 228),
-  // [228, 356), [356, 400), [400, 500). Rows [150, 230) and [499, 500) hold results; earlier
-  // calls write [90, 240) (whole blocks around them), [360, 361) and [499, 500).
-  flex::mark_merged_items(wl.fwd_items, {{150, 230}, {499, 500}}, {{90, 240}, {360, 361}, {499, 500}});
+  // [228, 356), [356, 400), [400, 500). Rows [150, 230) and [499, 500) hold results.
+  flex::mark_merged_items(wl.fwd_items, {{150, 230}, {499, 500}});
   std::map<int, int> merge;
   for (const flex::FwdItem& it : wl.fwd_items) merge[it.q0] = it.merge;
-  EXPECT_EQ(merge, (std::map<int, int>{{0, flex::kFwdWriteAfter},
-                                       {100, flex::kFwdMerge},
-                                       {228, flex::kFwdMerge},
-                                       {356, flex::kFwdWriteAfter},
-                                       {400, flex::kFwdMerge}}));
-  flex::mark_merged_items(wl.fwd_items, {}, {{99, 100}});
-  merge.clear();
-  for (const flex::FwdItem& it : wl.fwd_items) merge[it.q0] = it.merge;
-  EXPECT_EQ(merge, (std::map<int, int>{{0, flex::kFwdWriteAfter},
-                                       {100, flex::kFwdWriteFree},
-                                       {228, flex::kFwdWriteFree},
-                                       {356, flex::kFwdWriteFree},
-                                       {400, flex::kFwdWriteFree}}));
-  EXPECT_THROW(flex::mark_merged_items(wl.fwd_items, {{10, 20}, {15, 30}}, {}), std::invalid_argument);
-  EXPECT_THROW(flex::mark_merged_items(wl.fwd_items, {{10, 10}}, {}), std::invalid_argument);
-  EXPECT_THROW(flex::mark_merged_items(wl.fwd_items, {}, {{30, 40}, {20, 50}}), std::invalid_argument);
-}
-
-// The rows of a list of items, joined.
-TEST(FlexWorkList, JoinsItemRows) {
-  std::vector<flex::FwdItem> items(4);
-  items[0].q0 = 200, items[0].q_end = 328;
-  items[1].q0 = 0, items[1].q_end = 128;
-  items[2].q0 = 128, items[2].q_end = 150;
-  items[3].q0 = 400, items[3].q_end = 400;  // no rows
-  const std::vector<RowSpan> rows = flex::item_rows(items);
-  ASSERT_EQ(rows.size(), 2u);
-  EXPECT_EQ(rows[0].start, 0);
-  EXPECT_EQ(rows[0].end, 150);
-  EXPECT_EQ(rows[1].start, 200);
-  EXPECT_EQ(rows[1].end, 328);
-  EXPECT_TRUE(flex::item_rows({}).empty());
+  EXPECT_EQ(merge, (std::map<int, int>{{0, 0}, {100, 1}, {228, 1}, {356, 0}, {400, 1}}));
+  flex::mark_merged_items(wl.fwd_items, {});
+  for (const flex::FwdItem& it : wl.fwd_items) EXPECT_EQ(it.merge, 0);
+  EXPECT_THROW(flex::mark_merged_items(wl.fwd_items, {{10, 20}, {15, 30}}), std::invalid_argument);
+  EXPECT_THROW(flex::mark_merged_items(wl.fwd_items, {{10, 10}}), std::invalid_argument);
 }
 
 TEST(FlexWorkList, EdgeCases) {

@@ -253,9 +253,8 @@ void check_case(const AttnShape& sh, const std::vector<KernelSlice>& slices, uin
 // own, two backward passes. Parts::shared_dq: the same with the plans' dQ shared
 // (share_backward_dq), the second pass calling them in reverse order (its first call writes).
 // Parts::from_nothing: as overlapped, the forward starting from lse = -inf (Into::write_keyed), each
-// accumulating plan told that only the rows of the parts before it hold results and which rows
-// those parts write (set_merged_rows), as a runtime's stages are: its items whose rows no part
-// before writes run without waiting for the kernel before.
+// accumulating plan told that only the rows of the parts before it hold results (set_merged_rows),
+// as a runtime's stages are.
 enum class Parts { serial, overlapped, shared_dq, from_nothing };
 void check_parts(const AttnShape& sh, const std::vector<KernelSlice>& slices, int parts, uint64_t seed,
                  const std::string& what, magi::DType dt = magi::DType::bf16, Parts mode = Parts::serial) {
@@ -303,22 +302,18 @@ void check_parts(const AttnShape& sh, const std::vector<KernelSlice>& slices, in
       if (std::isinf(ref_lse[i])) std::fill_n(start.begin() + static_cast<std::ptrdiff_t>(i * sh.d), sh.d, uint16_t{0});
     }
     ASSERT_CUDA(cudaMemcpy(out.p, start.data(), nq * 2, cudaMemcpyHostToDevice));
-    std::vector<std::pair<int64_t, int64_t>> before, wrote;
-    auto joined = [](std::vector<std::pair<int64_t, int64_t>> spans) {
-      std::sort(spans.begin(), spans.end());
-      std::vector<magi::kernels::RowSpan> rows;
-      for (const auto& [a, b] : spans) {
-        if (!rows.empty() && a <= rows.back().end) rows.back().end = std::max(rows.back().end, b);
-        else rows.push_back({a, b});
-      }
-      return rows;
-    };
+    std::vector<std::pair<int64_t, int64_t>> before;
     for (int i = 0; i < parts; ++i) {
-      if (i > 0) plans[i]->set_merged_rows(joined(before), joined(wrote));
+      std::sort(before.begin(), before.end());
+      std::vector<magi::kernels::RowSpan> merged;
+      for (const auto& [a, b] : before) {
+        if (!merged.empty() && a <= merged.back().end) merged.back().end = std::max(merged.back().end, b);
+        else merged.push_back({a, b});
+      }
+      if (i > 0) plans[i]->set_merged_rows(merged);
       for (const KernelSlice& s : dealt[i]) {
         if (s.q_end > s.q_start) before.emplace_back(s.q_start, s.q_end);
       }
-      for (const magi::kernels::RowSpan& r : plans[i]->written_rows()) wrote.emplace_back(r.start, r.end);
     }
   }
   auto into = [](int i) { return i == 0 ? magi::kernels::Into::write : magi::kernels::Into::accumulate; };
