@@ -73,6 +73,13 @@ __device__ inline void pdl_end_after_previous() {
   if (blockIdx.x == 0) pdl_wait_previous();
 }
 
+// Ends the basic block here for ptxas, which schedules each block on its own, so that what comes
+// before stays before: a branch on a condition the caller knows to be false (it traps if ever
+// true), which no compiler pass can drop.
+__device__ inline void schedule_boundary(bool never) {
+  if (never) __trap();
+}
+
 __device__ inline void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N>
 __device__ inline void cp_async_wait() {

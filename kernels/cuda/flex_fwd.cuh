@@ -338,6 +338,27 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
       ct = 0;
       if (++ce < ce_end) read_entry();
     }
+    // P = exp2(S scale - max) of row r, and its sum into l.
+    auto exponentials = [&](int r, float m_use) {
+      float sum = 0.f;
+#pragma unroll
+      for (int j = 0; j < BN / 8; ++j) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const float x = exp2f(fmaf(sacc[4 * j + 2 * r + e], p.scale_log2, -m_use));
+          sacc[4 * j + 2 * r + e] = x;
+          sum += x;
+        }
+      }
+      l_run[r] = l_run[r] * corr[r] + sum;
+    };
+    // The MERGE kernel at d 128 takes both rows' maxima before any exponential and ends ptxas's
+    // block there: ptxas sank them below the wait for P(t-1) V(t-1) that follows the softmax
+    // (it keeps the writing kernel's above), which cost 0.2-2.4% in one launch and 0.8-3.8% at 5
+    // stages of 32k. The writing kernel and d 64 keep ptxas's order: the maxima first slowed them
+    // 1-4% (results/kernel/NOTES.md, v42, v43).
+    constexpr bool kMaximaFirst = MERGE && D == 128;
+    float m_use[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       float mx = -INFINITY;
@@ -356,18 +377,13 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
         corr[r] = exp2f(m_run[r] - (m_new == -INFINITY ? 0.f : m_new));
         m_run[r] = m_new;
       }
-      const float m_use = m_run[r] == -INFINITY ? 0.f : m_run[r];
-      float sum = 0.f;
-#pragma unroll
-      for (int j = 0; j < BN / 8; ++j) {
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const float x = exp2f(fmaf(sacc[4 * j + 2 * r + e], p.scale_log2, -m_use));
-          sacc[4 * j + 2 * r + e] = x;
-          sum += x;
-        }
-      }
-      l_run[r] = l_run[r] * corr[r] + sum;
+      m_use[r] = m_run[r] == -INFINITY ? 0.f : m_run[r];
+      if constexpr (!kMaximaFirst) exponentials(r, m_use[r]);
+    }
+    if constexpr (kMaximaFirst) {
+      schedule_boundary(p.nitems < 0);
+      exponentials(0, m_use[0]);
+      exponentials(1, m_use[1]);
     }
   };
   auto pack_p = [&]() {
