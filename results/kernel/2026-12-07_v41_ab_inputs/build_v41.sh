@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Builds v41's carry (results/kernel/NOTES.md, v41) from a CUDA build tree of the project; run from
 # the repository root after scripts/setup.sh (or a configured build/):
-#   [V=... PATCH=... CALL=...] bash results/kernel/2026-12-07_v41_ab_inputs/build_v41.sh [BUILD_DIR] [CARRY_DIR]
+#   [V=... PATCH=... CALL=... EXTRA=...] bash results/kernel/2026-12-07_v41_ab_inputs/build_v41.sh \
+#     [BUILD_DIR] [CARRY_DIR]
 # base: magi-bench, test_kernels_cuda and stage_probe of the tree as it is; $V (default v41): the
 # same with $PATCH (default v41_fwd_softmax_before_pv_wait_patch.diff) applied to the kernels
 # (flex_attention.cu compiled again in a scratch worktree, its object put in place of base's in a
 # copy of the kernels library, the three relinked). Prints where each tree's forward loop waits
 # (sass_waits.py on both cubins). The carry (default build-gpu-carry/s43k, git-ignored) gets
-# bins.tar.xz, ab32k_fwd.json, $CALL (default call_v41.sh) and the files in $EXTRA; on the device, carry
-# ["build-gpu-carry/s43k"]:
+# bins.tar.xz, ab32k_fwd.json, $CALL (default call_v41.sh) and the files in $EXTRA; on the
+# device, carry ["build-gpu-carry/s43k"]:
 #   OUT=$OUT bash build-gpu-carry/s43k/call_v41.sh
-# v42 (../2026-12-07_v42_ab_inputs) is built by the same script with V, PATCH and CALL set.
+# v42 (../2026-12-07_v42_ab_inputs) is built by the same script with V, PATCH, CALL and EXTRA set
+# (its manifest, ../2026-12-07_s44_h100_v42/manifest.json, has the command).
 set -euo pipefail
 B=${1:-build}
 C=${2:-build-gpu-carry/s43k}
