@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Session 44: free forward items (kFwdWriteFree) on the H100. Carry ["build-gpu-carry/s44"].
+# Session 44: free forward items (kFwdWriteFree) on the H100. Carry ["build-gpu-carry/s44"] (or $B).
 #   STEPS="kernels stages stages128k" OUT=$OUT bash build-gpu-carry/s44/call.sh
 # Steps run in the order given while the elapsed time is below LIMIT (default 560 s).
 set -u
 OUT=${OUT:-out}; mkdir -p "$OUT"
-B=build-gpu-carry/s44
+B=${B:-build-gpu-carry/s44}  # a folder with magi-bench and the three gpu test binaries
 LIMIT=${LIMIT:-560}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0
 MPIRUN="mpirun --oversubscribe --allow-run-as-root --bind-to none"
