@@ -5,11 +5,15 @@ per-stage figures of a staged run against its one-stage rows. A stage count list
 (the stage configs list their overlap degrees in palindromic order, auto 1 2 4 4 2 1 auto, so that
 each degree and the one launch stand on average at the same place in the run: at the power cap a
 case's place can move its time by 2-4%, results/runtime/NOTES.md) is taken as the geometric mean of
-its rows' TFLOP/s.
+its rows' TFLOP/s. Then issue 12's bars: the runtime at >= 0.97 of the kernel, each stage count at
+>= 0.95 of the one launch (forward and backward); the ratios below them are listed (a verdict
+printed, not the exit code: the comparison itself succeeded).
 Reads only the results schema (docs/results_schema.md).
 
-Usage: runtime_vs_kernel.py --run RUN.json --kernel KERNEL.json [--stages STAGES.json]... [--out OUT.json]
-Prints one table per comparison; --out writes the ratios as JSON (inputs named, nothing else)."""
+Usage: runtime_vs_kernel.py [--run RUN.json --kernel KERNEL.json] [--stages STAGES.json]...
+                            [--min-run-ratio R] [--min-stage-ratio R] [--out OUT.json]
+Prints one table per comparison given (the runtime against the kernel, the stages, or both) and the
+misses; --out writes the ratios and the misses as JSON (inputs named, nothing else)."""
 import argparse
 import json
 import math
@@ -50,16 +54,57 @@ def fmt(x, spec="8.1f"):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--run", required=True, help="magi-bench run results (cp 1)")
-    ap.add_argument("--kernel", required=True, help="magi-bench kernel results, same workload")
+    ap.add_argument("--run", help="magi-bench run results (cp 1); with --kernel")
+    ap.add_argument("--kernel", help="magi-bench kernel results, same workload as --run")
     ap.add_argument("--stages", action="append", default=[],
                     help="magi-bench run results with overlap_degree auto, 1, 2, 4 (repeatable: "
                          "each file's rows against its own one-launch rows, in one table)")
-    ap.add_argument("--out", help="write the ratios here as JSON")
+    ap.add_argument("--min-run-ratio", type=float, default=0.97,
+                    help="the runtime's bar against the kernel (default 0.97, issue 12's)")
+    ap.add_argument("--min-stage-ratio", type=float, default=0.95,
+                    help="each stage count's bar against the one launch (default 0.95, issue 12's)")
+    ap.add_argument("--out", help="write the ratios and the misses here as JSON")
     a = ap.parse_args()
-    run, kernel = load(a.run), load(a.kernel)
+    if (a.run is None) != (a.kernel is None):
+        ap.error("--run and --kernel go together (the runtime's rows against the kernel's)")
+    if a.run is None and not a.stages:
+        ap.error("nothing to compare: give --run and --kernel, or --stages, or both")
+    out = {"run": a.run, "kernel": a.kernel, "runtime_vs_kernel": [], "stages": [],
+           "bars": {"run_vs_kernel": a.min_run_ratio, "stages_vs_one_launch": a.min_stage_ratio}, "misses": []}
+    if a.run is not None:
+        compare_runtime(load(a.run), load(a.kernel), out)
+    if a.stages:
+        compare_stages(a.stages, out)
+    misses = out["misses"] = bar_misses(out, a.min_run_ratio, a.min_stage_ratio)
+    print(f"\n# bars: runtime >= {a.min_run_ratio} of the kernel, stages >= {a.min_stage_ratio} of one launch: "
+          + (f"missed by {len(misses)}" if misses else "met by every ratio"))
+    for m in misses:
+        print(f"  {m['mask']} {m['total_tokens']}, {m['what']}, {m['pass']} {m['ratio']:.3f} < {m['bar']}")
+    if a.out:
+        with open(a.out, "w") as f:
+            json.dump(out, f, indent=1)
+
+
+def bar_misses(out, run_bar, stage_bar):
+    """The ratios below their bar: the runtime's against the kernel, each stage count's (not the
+    one launch's own) against the one launch."""
+    misses = []
+    for r in out["runtime_vs_kernel"]:
+        for p in ("fwd", "bwd"):
+            if r[f"{p}_ratio"] is not None and r[f"{p}_ratio"] < run_bar:
+                misses.append({"what": "runtime vs kernel", "mask": r["mask"], "total_tokens": r["total_tokens"],
+                               "pass": p, "ratio": r[f"{p}_ratio"], "bar": run_bar})
+    for r in out["stages"]:
+        for p in ("fwd", "bwd"):
+            if r["stages"] > 1 and r[f"{p}_ratio"] is not None and r[f"{p}_ratio"] < stage_bar:
+                misses.append({"what": f"{r['stages']} stages vs one launch", "mask": r["mask"],
+                               "total_tokens": r["total_tokens"], "pass": p, "ratio": r[f"{p}_ratio"],
+                               "bar": stage_bar})
+    return misses
+
+
+def compare_runtime(run, kernel, out):
     kernel_by = {(c["mask"], c["total_tokens"], c["head_dim"]): c for c in ran(kernel)}
-    out = {"run": a.run, "kernel": a.kernel, "runtime_vs_kernel": [], "stages": []}
     print("# runtime (run --backend gpu, cp 1) against the bare kernel (magi-bench kernel), TFLOP/s")
     print(f"{'mask':>14} {'tokens':>8} {'kern_fwd':>8} {'run_fwd':>8} {'ratio':>6} "
           f"{'kern_bwd':>8} {'run_bwd':>8} {'ratio':>6}")
@@ -78,10 +123,14 @@ def main():
             "kernel_fwd_tflops": k["fwd_tflops_per_gpu"], "run_fwd_tflops": c["fwd_tflops_per_gpu"],
             "fwd_ratio": rf, "kernel_bwd_tflops": k["bwd_tflops_per_gpu"],
             "run_bwd_tflops": c["bwd_tflops_per_gpu"], "bwd_ratio": rb})
-    if a.stages:
-        print("\n# per-stage launches against one launch (same run), TFLOP/s")
-        print(f"{'mask':>14} {'tokens':>8} {'stages':>6} {'runs':>4} {'fwd':>8} {'ratio':>6} {'bwd':>8} {'ratio':>6}")
-    for path in a.stages:  # each file's rows against its own one-launch rows
+
+
+def compare_stages(paths, out):
+    if out["runtime_vs_kernel"]:
+        print()
+    print("# per-stage launches against one launch (same run), TFLOP/s")
+    print(f"{'mask':>14} {'tokens':>8} {'stages':>6} {'runs':>4} {'fwd':>8} {'ratio':>6} {'bwd':>8} {'ratio':>6}")
+    for path in paths:  # each file's rows against its own one-launch rows
         groups = defaultdict(list)  # (mask, tokens, stages) -> rows, in the file's order
         for c in ran(load(path)):
             groups[(c["mask"], c["total_tokens"], stage_count(c))].append(c)
@@ -95,9 +144,6 @@ def main():
             print(f"{mask:>14} {tokens:>8} {n:>6} {len(v):>4} {fmt(fwd)} {fmt(rf, '6.3f')} {fmt(bwd)} {fmt(rb, '6.3f')}")
             out["stages"].append({"file": path, "mask": mask, "total_tokens": tokens, "stages": n, "runs": len(v),
                                   "fwd_tflops": fwd, "fwd_ratio": rf, "bwd_tflops": bwd, "bwd_ratio": rb})
-    if a.out:
-        with open(a.out, "w") as f:
-            json.dump(out, f, indent=1)
 
 
 if __name__ == "__main__":

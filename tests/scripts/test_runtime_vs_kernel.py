@@ -2,7 +2,9 @@
 """scripts/runtime_vs_kernel.py on made-up results: the runtime rows against the kernel rows of the
 same case; a stage count listed twice (the stage configs' palindromic order) taken as the
 geometric mean of its rows, against the one launch's mean; a mask without a one-launch row has no
-ratio; a file without the results schema is refused, named.
+ratio; issue 12's bars (runtime >= 0.97 of the kernel, stages >= 0.95 of one launch, or the ones
+given) and the ratios below them; the stages alone, without --run and --kernel; --run without
+--kernel refused; a file without the results schema is refused, named.
 Usage: test_runtime_vs_kernel.py REPO_ROOT"""
 import json
 import math
@@ -32,13 +34,18 @@ def report(cases, schema=SCHEMA):
     return {"schema": schema, "cases": cases}
 
 
-def run(tmp, files, stages):
+def run(tmp, files, stages, extra=()):
     paths = {}
     for name, r in files.items():
         paths[name] = os.path.join(tmp, name + ".json")
         json.dump(r, open(paths[name], "w"))
     out = os.path.join(tmp, "out.json")
-    args = [sys.executable, SCRIPT, "--run", paths["run"], "--kernel", paths["kernel"], "--out", out]
+    if os.path.exists(out):
+        os.remove(out)
+    args = [sys.executable, SCRIPT, "--out", out, *extra]
+    for name in ("run", "kernel"):
+        if name in paths:
+            args += ["--" + name, paths[name]]
     for s in stages:
         args += ["--stages", paths[s]]
     p = subprocess.run(args, capture_output=True, text=True)
@@ -70,6 +77,25 @@ with tempfile.TemporaryDirectory() as tmp:
         lone = st.get(("varlen_causal", 2), {})
         check(lone.get("fwd_ratio", 0) is None and lone.get("runs") == 1, f"no one-launch row, no ratio: {lone}")
         check("   2 " in text, f"the table shows the rows per stage count:\n{text}")
+        # Default bars 0.97 and 0.95: the runtime's forward (0.9615) and the stages' 2 (fwd 0.9,
+        # bwd 0.995), 5 (fwd 0.8944, bwd 0.75) miss; the one launch is never judged.
+        got = sorted((m["what"], m["pass"]) for m in out["misses"])
+        want = sorted([("runtime vs kernel", "fwd"), ("2 stages vs one launch", "fwd"),
+                       ("5 stages vs one launch", "fwd"), ("5 stages vs one launch", "bwd")])
+        check(got == want, f"misses at the default bars: {got}")
+        check(out["bars"] == {"run_vs_kernel": 0.97, "stages_vs_one_launch": 0.95}, f"bars: {out['bars']}")
+        check("missed by 4" in text and "5 stages vs one launch, bwd 0.750 < 0.95" in text, f"the misses printed:\n{text}")
+
+    rc, text, out = run(tmp, dict(base, staged=staged), ["staged"], ["--min-run-ratio", "0.9", "--min-stage-ratio", "0.7"])
+    check(rc == 0 and out is not None and out["misses"] == [] and "met by every ratio" in text,
+          f"lower bars met (exit {rc}): {text}")
+
+    rc, text, out = run(tmp, {"staged": staged}, ["staged"])
+    check(rc == 0 and out is not None and out["runtime_vs_kernel"] == [] and len(out["stages"]) == 4
+          and "against the bare kernel" not in text, f"the stages alone (exit {rc}): {text}")
+
+    rc, text, _ = run(tmp, {"run": base["run"]}, [])
+    check(rc != 0 and "--run and --kernel go together" in text, f"--run without --kernel refused (exit {rc}): {text}")
 
     rc, text, _ = run(tmp, dict(base, staged=report([], schema="other/1")), ["staged"])
     check(rc != 0 and "staged.json" in text and "other/1" in text, f"a file of another schema refused, named (exit {rc}): {text}")
