@@ -7,14 +7,17 @@
 #include "commands.h"
 #include "hybrid_details.h"
 #include "rate_options.h"
+#include "sim_common.h"
 #include "system_info.h"
 
 #include "core/base/error.h"
 #include "core/base/schema.h"
 #include "core/base/stats.h"
+#include "core/plan/clip.h"
 #include "core/plan/plan_json.h"
 #include "core/plan/plan_size.h"
 #include "core/plan/planner.h"
+#include "core/sim/kernel_work.h"
 #include "core/base/file_io.h"
 #include "core/workload/case_inputs.h"
 #include "core/workload/documents.h"
@@ -221,8 +224,17 @@ std::string explain_plan(const Plan& p, int overlap_requested, int max_rows) {
   return out;
 }
 
-// One rank's stages in detail: buffer, sources, area and the first slices (local coordinates).
-std::string explain_rank(const Plan& p, int rank) {
+// A stage's kernel work, per head: what each stage launch costs beyond its tiles is paid per item.
+std::string kernel_work_text(const KernelWork& w) {
+  return fmt::format("fwd {} items, {} tiles; bwd {} items, {} tiles", w.fwd_items, w.fwd_tiles, w.bwd_items,
+                     w.bwd_tiles);
+}
+
+// One rank's stages: buffer, sources, slices, and the flexible CUDA kernel's items and tiles at the
+// case's head dim (core/sim/kernel_work.h); at cp 1 cut into local stages, also what the one launch
+// of overlap_degree auto walks (the mask's tight slices, as magi's cp 1 plan runs them), so that
+// the items the cuts add are plain.
+std::string explain_rank(const Plan& p, int rank, const std::vector<AttnSlice>& mask, int head_dim) {
   if (p.skipped || rank < 0 || rank >= static_cast<int>(p.ranks.size())) {
     return fmt::format("# --show-rank {}: no such rank in this plan\n", rank);
   }
@@ -231,6 +243,10 @@ std::string explain_rank(const Plan& p, int rank) {
                                 "in {} ranges\n",
                                 rank, rk.tokens, rk.q_ranges.size(), rk.head_begin, rk.head_end, rk.area,
                                 rk.remote_kv_tokens, rk.remote_kv_ranges.size());
+  // cp 1 with an explicit degree: local stages, each one run of the host's keys, nothing received.
+  const bool local_stages = p.strategy == Strategy::magi && p.cp == 1 && rk.stages.size() > 1;
+  const KernelTiles tiles = gpu_kernel_tiles(head_dim);
+  KernelWork total;
   for (size_t s = 0; s < rk.stages.size(); ++s) {
     const Stage& st = rk.stages[s];
     std::string sources;
@@ -240,12 +256,25 @@ std::string explain_rank(const Plan& p, int rank) {
       if (++n_sources <= 8) sources += fmt::format(" {}:{}", t.src, t.tokens);
     }
     if (n_sources > 8) sources += fmt::format(" ... ({} sources)", n_sources);
-    out += fmt::format("#   stage {}: buffer {} tokens ({} ranges), area {}, {} slices; {}{}\n", s,
-                       total_size(st.kv_ranges), st.kv_ranges.size(), st.area, st.slices.size(),
-                       s == 0 && p.strategy != Strategy::ulysses ? "host KV" : "received from (src:tokens)",
-                       s == 0 && p.strategy != Strategy::ulysses ? "" : sources);
+    std::string what = "received from (src:tokens)" + sources;
+    if (s == 0 && p.strategy != Strategy::ulysses) {
+      what = "host KV";
+    } else if (n_sources == 0) {
+      what = local_stages ? fmt::format("host KV {}", st.kv_ranges.front()) : "nothing received";
+    }
+    const KernelWork w = count_kernel_work(st.slices, tiles);
+    total += w;
+    out += fmt::format("#   stage {}: buffer {} tokens ({} ranges), area {}, {} slices; {}\n"
+                       "#     GPU kernel per head: {}\n",
+                       s, total_size(st.kv_ranges), st.kv_ranges.size(), st.area, st.slices.size(), what,
+                       kernel_work_text(w));
     for (size_t i = 0; i < st.slices.size() && i < 4; ++i) out += fmt::format("#     {}\n", st.slices[i]);
     if (st.slices.size() > 4) out += fmt::format("#     ... {} more\n", st.slices.size() - 4);
+  }
+  if (rk.stages.size() > 1) out += fmt::format("#   GPU kernel per head, all stages: {}\n", kernel_work_text(total));
+  if (local_stages) {
+    out += fmt::format("#   GPU kernel per head, one launch (overlap_degree auto): {}\n",
+                       kernel_work_text(count_kernel_work(tight_slices(mask), tiles)));
   }
   return out;
 }
@@ -387,7 +416,7 @@ void plan_workload(const Context& ctx, const PlanOptions& opt) {
                             c.name, c.total_tokens, c.mask.type, mask.size(), mask_area(mask), ds.count, ds.p50,
                             ds.max, c.model.heads_q, c.model.heads_kv, c.model.head_dim, to_string(c.model.dtype)));
     print0(ctx, explain_plan(plan, c.parallel.overlap_degree, opt.max_rank_rows));
-    if (opt.show_rank) print0(ctx, explain_rank(plan, *opt.show_rank));
+    if (opt.show_rank) print0(ctx, explain_rank(plan, *opt.show_rank, mask, c.model.head_dim));
 
     nlohmann::json cj;
     cj["case"] = c.name;
@@ -463,7 +492,7 @@ void add_plan_command(CLI::App& app, Context& ctx) {
       ->check(output_file_name());
   cmd->add_flag("-f,--force", opt->force, "Overwrite a --json file that already exists");
   cmd->add_option("--bench", opt->bench, "Time build_plan N times per case and print min / median ms and the peak RSS");
-  cmd->add_option("--show-rank", opt->show_rank, "Print one rank's stages in detail (buffers, sources, slices)");
+  cmd->add_option("--show-rank", opt->show_rank, "Print one rank's stages in detail (buffers, sources, slices, the GPU kernel's items and tiles per head)");
   cmd->add_flag("--no-compare", opt->no_compare, "Skip the per-strategy comparison");
   cmd->add_flag("--no-slices", opt->no_slices, "Leave ranks[].stages[].slices out of the JSON");
   cmd->add_option("--max-rank-rows", opt->max_rank_rows, "Per-rank rows printed per plan (0: all)")

@@ -305,6 +305,31 @@ TEST_F(Cli, PlanMaxRankRowsShowsExactlyThatManyRanks) {
   EXPECT_EQ(rank_rows(all.output), 8) << all.output;
 }
 
+// `plan --show-rank` gives each stage's GPU kernel items and tiles per head, and at cp 1 cut into
+// local stages the one launch's beside their sum. A 1024-token causal mask at d 128 (128 x 128
+// forward tiles, 64-row x 128-key backward ones) cut at key 512: stage 0 walks query blocks 0-3 on
+// the diagonal (1 + 2 + 3 + 4 tiles) and 4-7 over all four key tiles, stage 1 blocks 4-7 on its
+// diagonal; the backward's key blocks walk (1024 - 128 j) / 64 query tiles either way. So the cut
+// adds four forward items and no tile. Worked out by hand, not read from the program.
+TEST_F(Cli, PlanShowRankCountsTheKernelWorkOfEachStage) {
+  const std::string cfg = write("staged.json", R"({
+  "name": "staged", "model": {"heads_q": 2, "heads_kv": 2, "head_dim": 128, "dtype": "bf16"},
+  "sequence": {"total_tokens": 1024}, "mask": {"type": "causal"},
+  "parallel": {"cp": 1, "strategy": "magi", "overlap_degree": 1}, "run": {"warmup": 0, "iters": 1}})");
+  const Outcome o = run("plan --config " + cfg + " --show-rank 0 --no-compare");
+  ASSERT_EQ(o.exit_code, 0) << o.output;
+  for (const char* line : {"stage 0: buffer 512 tokens (1 ranges), area 393472, 2 slices; host KV\n",
+                           "GPU kernel per head: fwd 8 items, 26 tiles; bwd 4 items, 52 tiles",
+                           "stage 1: buffer 512 tokens (1 ranges), area 131328, 1 slices; host KV [512, 1024)",
+                           "GPU kernel per head: fwd 4 items, 10 tiles; bwd 4 items, 20 tiles",
+                           "GPU kernel per head, all stages: fwd 12 items, 36 tiles; bwd 8 items, 72 tiles",
+                           "GPU kernel per head, one launch (overlap_degree auto): fwd 8 items, 36 tiles; bwd 8 items, "
+                           "72 tiles"}) {
+    EXPECT_NE(o.output.find(line), std::string::npos) << line << "\n" << o.output;
+  }
+  EXPECT_EQ(o.output.find("received from"), std::string::npos) << o.output;  // nothing is, at cp 1
+}
+
 // `plan` states the dtype its bytes assume, in the text and the JSON, and `--dtype` asks for
 // another: the CPU run's fp32 doubles kTiny's bf16 figures.
 TEST_F(Cli, PlanBytesStateTheirDtypeAndDtypeOverridesIt) {
