@@ -15,6 +15,17 @@ $BIN calibrate --fit $K/2026-12-04_v27_h200_kernel_h100.json --fit-masks full,ca
   $K/2026-12-04_v27_h200_kernel_catalogue_gqa.json --device "NVIDIA H200 (v27 kernel, commit 9eb0dad)" \
   --out $S/calibration_h200_kernel.json --force | tee $S/calibration_h200_kernel.log
 
+# 1b. The same on the H100 (the kernels of b7da4cd, timed for at least 2 s after a warm-up: the
+#     record results/kernel/2026-12-06_b7da4cd_h100_*): what configs/clusters/h100_sxm_8x_ib400.json
+#     uses; then the cp 1 stage benchmark predicted with it, against issue 12's measurement
+#     (results/runtime/2026-12-07_s45_h100_v43/).
+$BIN calibrate --fit $K/2026-12-06_b7da4cd_h100_kernel_h100.json --fit-masks full,causal,varlen_causal \
+  --held-out $K/2026-12-06_b7da4cd_h100_kernel_h100_gqa.json $K/2026-12-06_b7da4cd_h100_kernel_catalogue.json \
+  $K/2026-12-06_b7da4cd_h100_kernel_catalogue_gqa.json --device "NVIDIA H100 80GB HBM3 (kernels of b7da4cd)" \
+  --out $S/calibration_h100_kernel.json --force | tee $S/calibration_h100_kernel.log
+$BIN simulate --config configs/gpu_stages_bench.json --cluster configs/clusters/h100_single.json 2>&1 \
+  | tee $S/h100_stages_bench.log
+
 # 2. CPU ranks: measured runs (np = cp; np 4 oversubscribes the two cores), three rounds of the
 #    five workloads (cpu/r1..r3), then the fit on cp 1 and 2 (compute from every rank's measured
 #    compute steps, the link from what they leave) of full, causal and varlen causal (magi, ring),
