@@ -31,6 +31,10 @@
 // blocks' ramps (start to first product), their work (first product to end), the gaps between
 // one launch's block and the next launch's on the SM, and idle after its last block; with the
 // work's cost per tile and per item fitted over the blocks, and the SM clock the blocks ran at.
+// Built also with -DMAGI_FWD_TRACE_WORDS=16 against kernels with probe J's trace2.patch
+// (results/runtime/2026-12-07_s45_j_trace_inputs/), it adds where consumer 0 waited, per SM (us at
+// the blocks' clock): for the stage before (MERGE kernels), for an item's Q, for an item's first
+// K tile, and in its epilogues, with the items it merged and ran.
 // Usage: stage_probe CONFIG [--rounds N] [--seconds S] [--only a,b,...]
 #include "core/base/range.h"
 #include "core/base/slice.h"
@@ -122,13 +126,17 @@ struct StageCall {
 };
 
 #ifdef MAGI_FWD_TRACE
+#ifndef MAGI_FWD_TRACE_WORDS
+#define MAGI_FWD_TRACE_WORDS 8  // probe G's trace.patch; 16 with probe J's trace2.patch
+#endif
+constexpr size_t kTraceWords = MAGI_FWD_TRACE_WORDS;
 // Probe G: runs `body` for >= 0.5 s with every launch of `plans` tracing its blocks (the last
 // iteration's trace is read) and prints where the run's time on each SM went (header above).
 void trace_variant(const std::string& mask, const std::string& name, const std::vector<kc::FlexAttention*>& plans,
                    const std::function<void()>& body, cudaStream_t st) {
   int sms = 0;
   check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0), "attribute");
-  const size_t words = static_cast<size_t>(sms) * 8;
+  const size_t words = static_cast<size_t>(sms) * kTraceWords;
   std::vector<unsigned long long*> bufs(plans.size());
   for (size_t i = 0; i < plans.size(); ++i) {
     check(cudaMalloc(&bufs[i], words * 8), "malloc");
@@ -146,6 +154,7 @@ void trace_variant(const std::string& mask, const std::string& name, const std::
     unsigned long long clk0, clk1;
     int sm, items, launch;
     long long tiles;
+    unsigned long long waits[6];  // probe J: words 8-13, zero under probe G
   };
   std::vector<Blk> blks;
   for (size_t i = 0; i < plans.size(); ++i) {
@@ -154,12 +163,13 @@ void trace_variant(const std::string& mask, const std::string& name, const std::
     plans[i]->set_trace(nullptr);
     check(cudaFree(bufs[i]), "free");
     for (int b = 0; b < sms; ++b) {
-      const unsigned long long* x = &w[static_cast<size_t>(b) * 8];
+      const unsigned long long* x = &w[static_cast<size_t>(b) * kTraceWords];
       if (x[0] == 0) continue;
       const double end = static_cast<double>(std::max(x[3], x[5]));
       blks.push_back({static_cast<double>(x[0]), x[2] ? static_cast<double>(x[2]) : end, end, static_cast<double>(x[3]), x[1], x[4],
                       static_cast<int>(x[6] & 0xFFFF), static_cast<int>(x[6] >> 16), static_cast<int>(i),
-                      static_cast<long long>(x[7])});
+                      static_cast<long long>(x[7]), {}});
+      for (size_t j = 0; j < 6 && 8 + j < kTraceWords; ++j) blks.back().waits[j] = x[8 + j];
     }
   }
   if (blks.empty()) return;
@@ -199,6 +209,20 @@ void trace_variant(const std::string& mask, const std::string& name, const std::
               "head %6.1f ramp %6.1f work %8.1f gaps %6.1f tail %6.1f | work = %.1f ns/tile + %.0f ns/item | %4.0f MHz\n",
               mask.c_str(), name.c_str(), (t_last - t_first) / 1e3, n, plans.size(), items, tiles, head / n / 1e3, ramp / n / 1e3,
               work / n / 1e3, gaps / n / 1e3, tail / n / 1e3, a, c, ns > 0 ? cycles / ns * 1e3 : 0.0);
+  if (kTraceWords >= 14) {  // probe J: consumer 0's waits, cycles turned into us at the blocks' clock
+    double wsum[4] = {};
+    unsigned long long merged = 0, epilogues = 0;
+    for (const Blk& b : blks) {
+      for (int j = 0; j < 4; ++j) wsum[j] += static_cast<double>(b.waits[j]);
+      merged += b.waits[4];
+      epilogues += b.waits[5];
+    }
+    const double us_per_cycle = cycles > 0 ? ns / cycles / 1e3 : 0;  // ns / cycle over the blocks, in us
+    std::printf("waits %-14s %-8s per SM (us): stage before %7.1f  Q %7.1f  first K %7.1f  epilogues %7.1f | "
+                "consumer 0's epilogues %llu, merged %llu\n",
+                mask.c_str(), name.c_str(), wsum[0] * us_per_cycle / n, wsum[1] * us_per_cycle / n, wsum[2] * us_per_cycle / n,
+                wsum[3] * us_per_cycle / n, epilogues, merged);
+  }
   std::fflush(stdout);
 }
 #endif
