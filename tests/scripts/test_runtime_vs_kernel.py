@@ -77,8 +77,9 @@ with tempfile.TemporaryDirectory() as tmp:
         lone = st.get(("varlen_causal", 2), {})
         check(lone.get("fwd_ratio", 0) is None and lone.get("runs") == 1, f"no one-launch row, no ratio: {lone}")
         check("   2 " in text, f"the table shows the rows per stage count:\n{text}")
-        # Default bars 0.97 and 0.95: the runtime's forward (0.9615) and the stages' 2 (fwd 0.9,
-        # bwd 0.995), 5 (fwd 0.8944, bwd 0.75) miss; the one launch is never judged.
+        # Default bars 0.97 and 0.95: the runtime's forward (0.9615), 2 stages' forward (0.9; its
+        # backward, 0.995, passes) and both passes of 5 stages (0.8944, 0.75) miss; the one launch
+        # is never judged.
         got = sorted((m["what"], m["pass"]) for m in out["misses"])
         want = sorted([("runtime vs kernel", "fwd"), ("2 stages vs one launch", "fwd"),
                        ("5 stages vs one launch", "fwd"), ("5 stages vs one launch", "bwd")])
