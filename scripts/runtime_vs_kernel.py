@@ -70,7 +70,7 @@ def main():
     if a.run is None and not a.stages:
         ap.error("nothing to compare: give --run and --kernel, or --stages, or both")
     out = {"run": a.run, "kernel": a.kernel, "runtime_vs_kernel": [], "stages": [],
-           "bars": {"run_vs_kernel": a.min_run_ratio, "stages_vs_one_launch": a.min_stage_ratio}, "misses": []}
+           "bars": {"run_vs_kernel": a.min_run_ratio, "stages_vs_one_launch": a.min_stage_ratio}}
     if a.run is not None:
         compare_runtime(load(a.run), load(a.kernel), out)
     if a.stages:
