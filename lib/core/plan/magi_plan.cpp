@@ -1,6 +1,7 @@
 // magi (plan.h): chunks (adaptive: the heavy ones cut into tiles; chunk_tokens auto: the size the
 // cost model prefers) dispatched by the solver, remote KV received exactly once per rank in
 // overlap_degree stages (GroupCast), dK/dV sent back the same way (GroupReduce).
+#include "common/slice_band.h"
 #include "core/base/error.h"
 #include "core/cost/cost_model.h"
 #include "core/plan/clip.h"
@@ -11,34 +12,86 @@
 #include "core/plan/rank_layout.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <utility>
 
 namespace magi {
 namespace {
 
+// How many rows a stage boundary at key y splits: rows that see a key below y and a key at or above
+// it, each then computed in two stages and merged. In one slice both are runs of rows, as band_lo
+// and band_hi never decrease with the row (kernels/common/slice_band.h); a row may get them from
+// different slices (a shared question's keys and its document's).
+int64_t rows_split_at(const std::vector<AttnSlice>& mask, int64_t y) {
+  std::vector<Range> below, above;
+  for (const AttnSlice& sl : mask) {
+    const kernels::KernelSlice ks = to_kernel_slice(sl);
+    const kernels::RowRun<int64_t> run = kernels::nonempty_rows(ks.type, ks.q_start, ks.q_end, ks.k_start, ks.k_end);
+    const Range keyed{run.first, std::max(run.first, run.end)};
+    // band_lo(q) < y, band_hi(q) > y
+    const int64_t below_end = kernels::band_has_lower_diagonal(ks.type) ? sl.q.start + (y - sl.k.start)
+                                                                          : (sl.k.start < y ? sl.q.end : sl.q.start);
+    const int64_t above_start = kernels::band_has_upper_diagonal(ks.type) ? sl.q.end - sl.k.end + y
+                                                                            : (sl.k.end > y ? sl.q.start : sl.q.end);
+    below.push_back(intersect(keyed, Range{sl.q.start, below_end}));
+    above.push_back(intersect(keyed, Range{above_start, sl.q.end}));
+  }
+  below = merge_ranges(std::move(below));
+  above = merge_ranges(std::move(above));
+  int64_t n = 0;
+  for (size_t i = 0, j = 0; i < below.size() && j < above.size();) {
+    n += intersect(below[i], above[j]).size();
+    if (below[i].end < above[j].end) ++i; else ++j;
+  }
+  return n;
+}
+
 // Where the keys are cut into `stages` local stages at cp 1 (cut[0] = 0, cut[stages] = tokens):
-// nearly equal runs of keys, each inner cut moved to the nearest tile boundary (kSplitTileTokens)
-// of the widest mask slice whose keys it falls inside. The kernels tile a slice's keys from its
-// start, so a cut inside a tile has them visit that tile in both stages, each time in part and masked
-// (at 5 stages of 32k, 1.6% more forward tiles on the full mask, 2.7% on varlen causal). A cut
-// no slice straddles stays; so do all of them when the moved cuts would not leave every stage a key.
-// Equal keys rather than equal area: on a causal mask, stages of equal area ran the forward 1-3%
-// slower on an H100 (more of them hold many rows, so more row epilogues: results/runtime/NOTES.md).
+// nearly equal runs of keys, each inner cut then moved to the slice boundary (a document's end)
+// between the cut before it and the next equal cut that splits the fewest rows (the nearest of
+// those), if that is fewer than the equal cut splits. A split row is computed in two stages and
+// merged, and each item a cut adds costs 3-5 us on an H100 (32k varlen causal forward at 5
+// stages: 313 items a head with equal cuts, 266 at document ends, as in one launch;
+// results/runtime/NOTES.md). Stages need not be balanced at cp 1: nothing overlaps them. A cut
+// left inside a slice moves to the nearest tile boundary (kSplitTileTokens) of the widest slice
+// whose keys it falls inside: the kernels tile a slice's keys from its start, so a cut inside a
+// tile has them visit that tile in both stages, each time in part and masked (at 5 stages of 32k,
+// 1.6% more forward tiles on the full mask). A cut no slice straddles stays; so do all of them
+// when the tile boundaries would not leave every stage a key. Equal keys rather than equal area:
+// on a causal mask, stages of equal area ran the forward 1-3% slower on an H100 (more of them hold
+// many rows, so more row epilogues: results/runtime/NOTES.md).
 std::vector<int64_t> local_stage_cuts(const std::vector<AttnSlice>& mask, int64_t tokens, int stages) {
-  std::vector<int64_t> exact(static_cast<size_t>(stages) + 1), cut(exact.size());
-  for (int s = 0; s <= stages; ++s) exact[static_cast<size_t>(s)] = cut[static_cast<size_t>(s)] = tokens * s / stages;
+  const auto at = [](int s) { return static_cast<size_t>(s); };
+  std::vector<int64_t> exact(at(stages) + 1);
+  for (int s = 0; s <= stages; ++s) exact[at(s)] = tokens * s / stages;
+  std::vector<int64_t> moved = exact;  // strictly increasing: each lies between its neighbours' bounds
   for (int s = 1; s < stages; ++s) {
-    const int64_t x = exact[static_cast<size_t>(s)];
+    int64_t fewest = rows_split_at(mask, exact[at(s)]), nearest = 0;
+    for (const AttnSlice& sl : mask) {
+      for (const int64_t e : {sl.k.start, sl.k.end}) {
+        if (e <= moved[at(s - 1)] || e >= exact[at(s + 1)]) continue;
+        const int64_t n = rows_split_at(mask, e), d = std::abs(e - exact[at(s)]);
+        if (n < fewest || (n == fewest && d < nearest)) {  // the equal cut keeps its ties
+          moved[at(s)] = e;
+          fewest = n;
+          nearest = d;
+        }
+      }
+    }
+  }
+  std::vector<int64_t> cut = moved;
+  for (int s = 1; s < stages; ++s) {
+    const int64_t x = moved[at(s)];
     const AttnSlice* widest = nullptr;
     for (const AttnSlice& sl : mask) {
       if (sl.k.start < x && x < sl.k.end && (widest == nullptr || sl.k.size() > widest->k.size())) widest = &sl;
     }
     if (widest == nullptr) continue;
     const int64_t ks = widest->k.start;
-    cut[static_cast<size_t>(s)] = ks + (x - ks + kSplitTileTokens / 2) / kSplitTileTokens * kSplitTileTokens;
+    cut[at(s)] = ks + (x - ks + kSplitTileTokens / 2) / kSplitTileTokens * kSplitTileTokens;
   }
   for (int s = 1; s <= stages; ++s) {
-    if (cut[static_cast<size_t>(s)] <= cut[static_cast<size_t>(s) - 1]) return exact;
+    if (cut[at(s)] <= cut[at(s - 1)]) return moved;
   }
   return cut;
 }
@@ -75,9 +128,10 @@ Plan build_magi_plan(const std::vector<AttnSlice>& mask, const Case& c) {
 
   int degree = c.parallel.overlap_degree;
   // At cp 1 nothing is remote and there is nothing to overlap. An explicit overlap_degree d there
-  // cuts the rank's keys into d + 1 contiguous stages of (nearly) equal token counts, computed
-  // one after another and merged, with no transfer: what a rank runs at cp > 1 without the
-  // communication, so that the runtime's per-stage cost is measured alone (docs/execution.md).
+  // cuts the rank's keys into d + 1 contiguous stages (local_stage_cuts: nearly equal runs of
+  // keys, cut at document ends where that splits fewer rows), computed one after another and
+  // merged, with no transfer: what a rank runs at cp > 1 without the communication, so that the
+  // runtime's per-stage cost is measured alone (docs/execution.md).
   const bool local_stages = cp == 1 && degree > 0;
   if (local_stages) {
     degree = static_cast<int>(std::min<int64_t>(degree, std::max<int64_t>(p.ranks[0].tokens - 1, 0)));

@@ -22,10 +22,13 @@
 //              Transfer per (stage, src, dst) with tokens > 0. Every rank has 1 + overlap_degree
 //              stages (a stage may be empty for a rank; it still joins that stage's all-to-all-v).
 //              At cp 1 with an explicit overlap_degree d, the rank's keys are instead cut into
-//              d + 1 contiguous stages of nearly equal size, stage s = one range of the host
-//              buffer (stage 0 its first part), no transfers: the staged compute without comm.
-//              Each cut sits on a 128-key tile boundary of the slice it falls in (when every
-//              stage keeps a key), so that the kernels visit the tiles of one launch.
+//              d + 1 contiguous stages, stage s = one range of the host buffer (stage 0 its
+//              first part), no transfers: the staged compute without comm. The cuts start
+//              equal; each moves to the slice boundary (a document's end) between its
+//              neighbours that splits the fewest rows (rows seeing keys on both sides), when
+//              that is fewer than where it was; a cut left inside a slice sits on a 128-key tile
+//              boundary of it (when every stage keeps a key), so that the kernels visit the
+//              tiles of one launch.
 //              With several nodes (ranks_per_node < cp) the routing is node-aware instead
 //              (core/plan/node_routing.h): per node, rounds of equal token count, relays
 //              forwarding one round later (Transfer::from_stage), 2 + overlap_degree stages when

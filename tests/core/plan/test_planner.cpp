@@ -340,18 +340,35 @@ TEST(Overlap, ExplicitDegreeAtCp1CutsTheKeysIntoLocalStages) {
 }
 
 TEST(Overlap, LocalStageCutsFollowTheDocumentTheyFallIn) {
-  // Documents [0, 100), [100, 700), [700, 1000): a cut inside the second one moves to a multiple
-  // of 128 keys from its start (where the kernels' tiles of it begin); a cut on a document's
-  // boundary stays.
+  // Documents [0, 100), [100, 700), [700, 1000): an equal cut moves to the document end nearest it
+  // between the cut before and the next equal cut, where no row is split.
   const std::vector<AttnSlice> docs{{{0, 100}, {0, 100}, SliceType::causal},
                                     {{100, 700}, {100, 700}, SliceType::causal},
                                     {{700, 1000}, {700, 1000}, SliceType::causal}};
-  EXPECT_EQ(local_cuts(build_plan(docs, make_case(1000, 1, 16, Strategy::magi, 1))), (std::vector<int64_t>{0, 484, 1000}));
+  EXPECT_EQ(local_cuts(build_plan(docs, make_case(1000, 1, 16, Strategy::magi, 1))), (std::vector<int64_t>{0, 700, 1000}));
   const Plan three = build_plan(docs, make_case(1000, 1, 16, Strategy::magi, 2));
-  EXPECT_EQ(local_cuts(three), (std::vector<int64_t>{0, 356, 612, 1000}));
+  EXPECT_EQ(local_cuts(three), (std::vector<int64_t>{0, 100, 700, 1000}));
   testing::expect_covers_exactly(three, docs);
+  // Two document ends for three cuts: the last stays inside the last document, where its tile
+  // boundary (700 + 128 k) would leave the stage before it no keys.
+  const Plan four = build_plan(docs, make_case(1000, 1, 16, Strategy::magi, 3));
+  EXPECT_EQ(local_cuts(four), (std::vector<int64_t>{0, 100, 700, 750, 1000}));
+  testing::expect_covers_exactly(four, docs);
   const std::vector<AttnSlice> halves{{{0, 500}, {0, 500}, SliceType::causal}, {{500, 1000}, {500, 1000}, SliceType::causal}};
   EXPECT_EQ(local_cuts(build_plan(halves, make_case(1000, 1, 16, Strategy::magi, 1))), (std::vector<int64_t>{0, 500, 1000}));
+  // A slice boundary that every row sees across (two slices side by side in the keys) splits as
+  // many rows as the equal cut: the cut does not move there.
+  const std::vector<AttnSlice> side{{{0, 1000}, {0, 300}, SliceType::full}, {{0, 1000}, {300, 1000}, SliceType::full}};
+  EXPECT_EQ(local_cuts(build_plan(side, make_case(1000, 1, 16, Strategy::magi, 1))), (std::vector<int64_t>{0, 556, 1000}));
+  // A shared question [0, 100) seen by documents [100, 600) and [600, 1000): the cut at 500 splits
+  // 500 rows (100 of the first document, all of the second), the document end at 600 the 400 of the
+  // second, the question's end at 100 all 900.
+  const std::vector<AttnSlice> question{{{0, 100}, {0, 100}, SliceType::causal},
+                                        {{100, 600}, {0, 100}, SliceType::full},
+                                        {{100, 600}, {100, 600}, SliceType::causal},
+                                        {{600, 1000}, {0, 100}, SliceType::full},
+                                        {{600, 1000}, {600, 1000}, SliceType::causal}};
+  EXPECT_EQ(local_cuts(build_plan(question, make_case(1000, 1, 16, Strategy::magi, 1))), (std::vector<int64_t>{0, 600, 1000}));
 }
 
 #ifdef MAGI_TEST_HAVE_CATALOGUE
