@@ -159,6 +159,7 @@ struct FlexAttention::Impl {
   DeviceArray<FwdItem> fwd_items;
   DeviceArray<FwdItem> fwd_keyed_items;  // the items with key tiles (Into::accumulate, Into::write_keyed)
   std::vector<FwdItem> keyed_host;       // the same on the host (set_merged_rows)
+  bool keyed_merge = true;               // some keyed item merges (FwdItem::merge)
   DeviceArray<BwdEntry> bwd_entries;
   DeviceArray<BwdItem> bwd_items;
   std::vector<int> unit_tiles;  // per dQ unit: the tiles of this plan that cover it (host copy)
@@ -252,15 +253,15 @@ CUtensorMap make_dq_map(float* dq_acc, const AttnShape& sh) {
                   bwd_tile_rows(sh.d));
 }
 
-// keyed: run only the items that have a key tile (MERGE always: the others merge nothing).
-template <typename T, int D, bool MERGE>
+// keyed: run only the items that have a key tile (every merging item has one).
+template <typename T, int D, detail::FwdEpilogue EPI>
 bool launch_forward(FlexAttention::Impl& im, const void* q, const void* k, const void* v,
                     void* out, float* lse, float scale, cudaStream_t stream, Launch how, bool keyed) {
   constexpr FlexTiles kTiles = flex_tiles(FlexPass::forward, D);
   static_assert(kTiles.rows == detail::kFwdRows, "the forward kernel's item height");
   constexpr int kStages = 2;
   constexpr int smem = detail::fwd_smem_bytes<D, kTiles.keys, kStages>();
-  constexpr auto kernel = detail::flex_fwd_kernel<T, D, kTiles.keys, kStages, MERGE>;
+  constexpr auto kernel = detail::flex_fwd_kernel<T, D, kTiles.keys, kStages, EPI>;
   allow_smem<kernel>(smem);
   const DeviceArray<FwdItem>& items = keyed ? im.fwd_keyed_items : im.fwd_items;
   if (items.n == 0) return false;
@@ -295,9 +296,12 @@ bool launch_forward(FlexAttention::Impl& im, const void* q, const void* k, const
 template <typename T, int D>
 bool launch_forward(FlexAttention::Impl& im, const void* q, const void* k, const void* v,
                     void* out, float* lse, float scale, cudaStream_t stream, Into into, Launch how) {
+  using E = detail::FwdEpilogue;
   const bool keyed = into != Into::write;
-  if (into == Into::accumulate) return launch_forward<T, D, true>(im, q, k, v, out, lse, scale, stream, how, keyed);
-  return launch_forward<T, D, false>(im, q, k, v, out, lse, scale, stream, how, keyed);
+  const E epi = into != Into::accumulate ? E::write : im.keyed_merge ? E::merge : how == Launch::overlap ? E::write_after : E::write;
+  if (epi == E::merge) return launch_forward<T, D, E::merge>(im, q, k, v, out, lse, scale, stream, how, keyed);
+  if (epi == E::write_after) return launch_forward<T, D, E::write_after>(im, q, k, v, out, lse, scale, stream, how, keyed);
+  return launch_forward<T, D, E::write>(im, q, k, v, out, lse, scale, stream, how, keyed);
 }
 
 // The backward's pre-pass over `rows` (row, head) pairs (flex_bwd_prepare_kernel).
@@ -466,6 +470,7 @@ const FlexAttentionStats& FlexAttention::stats() const { return impl_->stats; }
 void FlexAttention::set_merged_rows(const std::vector<RowSpan>& rows) {
   Impl& im = *impl_;
   flex::mark_merged_items(im.keyed_host, rows);
+  im.keyed_merge = std::any_of(im.keyed_host.begin(), im.keyed_host.end(), [](const FwdItem& it) { return it.merge != 0; });
   if (!im.keyed_host.empty()) {
     MAGI_CUDA_CHECK(cudaMemcpy(im.fwd_keyed_items.ptr, im.keyed_host.data(), im.keyed_host.size() * sizeof(FwdItem),
                                cudaMemcpyHostToDevice));

@@ -88,8 +88,10 @@ class FlexAttention {
   // out (dtype) and lse (fp32) are written for every row and head: rows that see no key get
   // out = 0, lse = -inf. With Into::accumulate (kernel_args.h) they are merged into instead: the
   // epilogue reads the rows' earlier lse and, where it is above -inf, their earlier out; items
-  // whose rows see no key do not run. Into::write_keyed: written by the items that have a key tile
-  // (their rows), the other rows left untouched.
+  // whose rows see no key do not run; when none of the items holds a merged row
+  // (set_merged_rows), they run the writing kernel instead, which still waits for the kernel
+  // before it (Launch::overlap) before writing. Into::write_keyed: written by the items that have
+  // a key tile (their rows), the other rows left untouched.
   // Both calls return whether they enqueued anything (an accumulating or write_keyed call with no
   // tile to run enqueues nothing, and the kernel enqueued before it stays the stream's last).
   bool forward(const void* q, const void* k, const void* v, void* out, float* lse,

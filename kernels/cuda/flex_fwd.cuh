@@ -26,6 +26,8 @@
 // hold no earlier result (FlexAttention::set_merged_rows) reads nothing and writes.
 // Launched to overlap the previous stage's kernel (Launch::overlap), a MERGE block computes its
 // items while that kernel's last blocks run and waits for it only before reading out and lse.
+// An accumulating call none of whose items merges (a stage whose rows no earlier stage reaches)
+// runs the writing epilogue, waiting for the previous kernel at the same place (FwdEpilogue).
 #pragma once
 
 #include "flex_device_helpers.cuh"
@@ -104,8 +106,19 @@ struct QTileLayout {
   __device__ static int at(int row, int col) { return (col >> 6) * (BM * 64) + swz<64>(row, col & 63); }
 };
 
-template <typename T, int D, int BN, int STAGES, bool MERGE>
+// What an item's epilogue does with what out and lse hold.
+//   write      : writes its rows (Into::write, Into::write_keyed).
+//   write_after: writes its rows once the kernel before it on the stream has completed, whose
+//                writes may reach them and whose completion the next kernel counts on: an
+//                Into::accumulate call launched to overlap that kernel, none of whose items
+//                merges. In the MERGE code such calls cost the 32k varlen causal forward at 5
+//                stages 2.7% of one launch (results/runtime/NOTES.md, session 47).
+//   merge      : MERGE (above).
+enum class FwdEpilogue { write, write_after, merge };
+
+template <typename T, int D, int BN, int STAGES, FwdEpilogue EPI>
 __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_constant__ FwdParams<T> p) {
+  constexpr bool MERGE = EPI == FwdEpilogue::merge;
   constexpr int BM = kFwdRows;
   constexpr int NC = kFwdConsumerThreads;
   constexpr int NW = NC / 2;  // one consumer warpgroup's threads
@@ -416,8 +429,8 @@ __global__ void __launch_bounds__(kFwdThreads, 1) flex_fwd_kernel(const __grid_c
   // stage, whose writes may reach its rows (a 128-row item of that stage writes rows it gives no
   // key) and whose completion the next stage counts on.
   auto fetch_earlier = [&](const FwdItem& item, uint32_t qb) {
+    if constexpr (EPI != FwdEpilogue::write) pdl_wait_previous();  // out and lse as the previous stage left them
     if constexpr (MERGE) {
-      pdl_wait_previous();  // out and lse as the previous stage left them
       if (item.merge != 0) {
         const ConsumerRows cr = consumer_rows(item, qb);
         load_staged_rows<64, D, NW, QTileLayout<BM>>(cr.staging, cr.out, q_stride, cr.n, ctid);

@@ -254,13 +254,20 @@ void check_case(const AttnShape& sh, const std::vector<KernelSlice>& slices, uin
 // (share_backward_dq), the second pass calling them in reverse order (its first call writes).
 // Parts::from_nothing: as overlapped, the forward starting from lse = -inf (Into::write_keyed), each
 // accumulating plan told that only the rows of the parts before it hold results (set_merged_rows),
-// as a runtime's stages are.
-enum class Parts { serial, overlapped, shared_dq, from_nothing };
+// as a runtime's stages are. Parts::in_row_order: as from_nothing, the slices dealt in runs by
+// their first row, as a runtime's stages cut documents at their ends: where no two parts share a
+// row (documents), the accumulating parts merge nothing and write after the part before them
+// (FwdEpilogue::write_after).
+enum class Parts { serial, overlapped, shared_dq, from_nothing, in_row_order };
 void check_parts(const AttnShape& sh, const std::vector<KernelSlice>& slices, int parts, uint64_t seed,
                  const std::string& what, magi::DType dt = magi::DType::bf16, Parts mode = Parts::serial) {
   const bool overlapped = mode != Parts::serial;
-  const bool from_nothing = mode == Parts::from_nothing;
-  SCOPED_TRACE(std::string(mode == Parts::shared_dq ? "shared dQ " : from_nothing ? "from nothing " : overlapped ? "overlapped " : "") + what + " sq=" + std::to_string(sh.sq) + " sk=" + std::to_string(sh.sk) + " d=" +
+  const bool from_nothing = mode == Parts::from_nothing || mode == Parts::in_row_order;
+  SCOPED_TRACE(std::string(mode == Parts::shared_dq      ? "shared dQ "
+                           : mode == Parts::in_row_order ? "in row order "
+                           : from_nothing                ? "from nothing "
+                           : overlapped                  ? "overlapped "
+                                                         : "") + what + " sq=" + std::to_string(sh.sq) + " sk=" + std::to_string(sh.sk) + " d=" +
                std::to_string(sh.d) + " slices=" + std::to_string(slices.size()) + " parts=" +
                std::to_string(parts) + " seed=" + std::to_string(seed));
   std::mt19937_64 rng(seed);
@@ -278,7 +285,13 @@ void check_parts(const AttnShape& sh, const std::vector<KernelSlice>& slices, in
                           ref_dk.data(), ref_dv.data());
 
   std::vector<std::vector<KernelSlice>> dealt(parts);
-  for (const KernelSlice& s : slices) dealt[std::uniform_int_distribution<int>(0, parts - 1)(rng)].push_back(s);
+  if (mode == Parts::in_row_order) {
+    std::vector<KernelSlice> by_row = slices;
+    std::stable_sort(by_row.begin(), by_row.end(), [](const KernelSlice& a, const KernelSlice& b) { return a.q_start < b.q_start; });
+    for (size_t j = 0; j < by_row.size(); ++j) dealt[j * static_cast<size_t>(parts) / by_row.size()].push_back(by_row[j]);
+  } else {
+    for (const KernelSlice& s : slices) dealt[std::uniform_int_distribution<int>(0, parts - 1)(rng)].push_back(s);
+  }
   std::vector<std::unique_ptr<kc::FlexAttention>> plans;
   for (const auto& d : dealt) plans.push_back(std::make_unique<kc::FlexAttention>(sh, d.data(), d.size(), dt));
   if (mode == Parts::shared_dq) {
@@ -595,7 +608,7 @@ TEST_F(FlexAttentionGpu, AccumulateIntoEarlierResults) {
   const uint64_t seed = magi::testing::fresh_test_seed("FlexAttentionGpu.AccumulateIntoEarlierResults");
   std::mt19937_64 rng(seed);
   using T = KernelSliceType;
-  for (Parts mode : {Parts::serial, Parts::overlapped, Parts::shared_dq, Parts::from_nothing}) {
+  for (Parts mode : {Parts::serial, Parts::overlapped, Parts::shared_dq, Parts::from_nothing, Parts::in_row_order}) {
     for (int d : {64, 128}) {
       for (int i = 0; i < 3; ++i) {
         AttnShape sh{std::uniform_int_distribution<int64_t>(1, 700)(rng), std::uniform_int_distribution<int64_t>(1, 700)(rng),
