@@ -25,10 +25,10 @@
 //              d + 1 contiguous stages, stage s = one range of the host buffer (stage 0 its
 //              first part), no transfers: the staged compute without comm. The cuts start
 //              equal; each moves to the slice boundary (a document's end) between its
-//              neighbours that splits the fewest rows (rows seeing keys on both sides), when
-//              that is fewer than where it was; a cut left inside a slice sits on a 128-key tile
-//              boundary of it (when every stage keeps a key), so that the kernels visit the
-//              tiles of one launch.
+//              neighbours, of the 32 nearest it, that splits the fewest rows (rows seeing keys
+//              on both sides), when that is fewer than where it was; a cut left inside a slice
+//              sits on a 128-key tile boundary of it (when every stage keeps a key), so that the
+//              kernels visit the tiles of one launch.
 //              With several nodes (ranks_per_node < cp) the routing is node-aware instead
 //              (core/plan/node_routing.h): per node, rounds of equal token count, relays
 //              forwarding one round later (Transfer::from_stage), 2 + overlap_degree stages when

@@ -369,6 +369,18 @@ TEST(Overlap, LocalStageCutsFollowTheDocumentTheyFallIn) {
                                         {{600, 1000}, {0, 100}, SliceType::full},
                                         {{600, 1000}, {600, 1000}, SliceType::causal}};
   EXPECT_EQ(local_cuts(build_plan(question, make_case(1000, 1, 16, Strategy::magi, 1))), (std::vector<int64_t>{0, 600, 1000}));
+  // Only the 32 boundaries nearest the equal cut are counted: rows [0, 600) see their keys in
+  // slices of 5 side by side, so the 39 boundaries nearer 500 than the document end at 600 each
+  // split those 600 rows; the one at 600 splits none and is beyond the search. With the document
+  // end 15 keys away, the cut moves there.
+  for (const int64_t doc : {600, 515}) {
+    std::vector<AttnSlice> strips;
+    for (int64_t k = 0; k < doc; k += 5) strips.push_back({{0, doc}, {k, std::min(k + 5, doc)}, SliceType::full});
+    strips.push_back({{doc, 1000}, {doc, 1000}, SliceType::causal});
+    EXPECT_EQ(local_cuts(build_plan(strips, make_case(1000, 1, 16, Strategy::magi, 1))),
+              (std::vector<int64_t>{0, doc == 600 ? 500 : 515, 1000}))
+        << "document end at " << doc;
+  }
 }
 
 #ifdef MAGI_TEST_HAVE_CATALOGUE
