@@ -298,9 +298,10 @@ bool launch_forward(FlexAttention::Impl& im, const void* q, const void* k, const
                     void* out, float* lse, float scale, cudaStream_t stream, Into into, Launch how) {
   using E = detail::FwdEpilogue;
   const bool keyed = into != Into::write;
-  const E epi = into != Into::accumulate ? E::write : im.keyed_merge ? E::merge : how == Launch::overlap ? E::write_after : E::write;
-  if (epi == E::merge) return launch_forward<T, D, E::merge>(im, q, k, v, out, lse, scale, stream, how, keyed);
-  if (epi == E::write_after) return launch_forward<T, D, E::write_after>(im, q, k, v, out, lse, scale, stream, how, keyed);
+  const bool accumulate = into == Into::accumulate;
+  if (accumulate && im.keyed_merge) return launch_forward<T, D, E::merge>(im, q, k, v, out, lse, scale, stream, how, keyed);
+  if (accumulate && how == Launch::overlap)
+    return launch_forward<T, D, E::write_after>(im, q, k, v, out, lse, scale, stream, how, keyed);
   return launch_forward<T, D, E::write>(im, q, k, v, out, lse, scale, stream, how, keyed);
 }
 

@@ -54,12 +54,12 @@ int64_t rows_split_at(const std::vector<AttnSlice>& mask, int64_t y) {
 // results/runtime/NOTES.md). Stages need not be balanced at cp 1: nothing overlaps them. Only the
 // kCutCandidates boundaries nearest the equal cut are counted, each count walking every slice:
 // counting all of them planned 16M tokens of documents at cp 1, degree 4, in 4.3 s (61 ms so,
-// 65 ms with equal cuts). A cut
-// left inside a slice moves to the nearest tile boundary (kSplitTileTokens) of the widest slice
-// whose keys it falls inside: the kernels tile a slice's keys from its start, so a cut inside a
-// tile has them visit that tile in both stages, each time in part and masked (at 5 stages of 32k,
-// 1.6% more forward tiles on the full mask). A cut no slice straddles stays; so do all of them
-// when the tile boundaries would not leave every stage a key. Equal keys rather than equal area:
+// 65 ms with equal cuts). A cut left inside a slice moves to the nearest tile boundary
+// (kSplitTileTokens) of the widest slice whose keys it falls inside: the kernels tile a slice's
+// keys from its start, so a cut inside a tile has them visit that tile in both stages, each time
+// in part and masked (at 5 stages of 32k, 1.6% more forward tiles on the full mask). A cut no
+// slice straddles stays; so do all of them when the tile boundaries would not leave every stage a
+// key. Equal keys rather than equal area:
 // on a causal mask, stages of equal area ran the forward 1-3% slower on an H100 (more of them hold
 // many rows, so more row epilogues: results/runtime/NOTES.md).
 constexpr int kCutCandidates = 32;
