@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Judges a kernel record against issue 13's floor and prints the README's kernel table.
 
-Reads `magi-bench kernel` results files (docs/results_schema.md), e.g. the four that
-scripts/gpu_kernel.sh writes, and optionally the peer files of scripts/bench_kernel_peers.py.
+Reads `magi-bench kernel` results files (docs/results_schema.md; plain or .json.xz, as records are
+kept under results/), e.g. the four that scripts/gpu_kernel.sh writes, and optionally the peer
+files of scripts/bench_kernel_peers.py.
 Every share is against the full mask of the same file, head layout, size and head dim (cases of one
 file are timed back to back in one process; a full case of another file ran elsewhere in the call).
 
@@ -22,6 +23,7 @@ Prints every share and each miss; --markdown prints the README table (mask x hea
 / backward) instead. Exit 0 when the floor is met, 1 when a case misses it, 2 on bad input."""
 import argparse
 import json
+import lzma
 import sys
 
 SCHEMA = "magi-bench/results/1"
@@ -33,9 +35,9 @@ FLOOR_HEAD_DIM = 128
 
 def load_json(path):
     try:
-        with open(path) as f:
+        with (lzma.open(path, "rt") if path.endswith(".xz") else open(path)) as f:
             return json.load(f)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, lzma.LZMAError) as e:
         print(f"kernel_floor.py: {path}: {e}", file=sys.stderr)
         sys.exit(2)
 
@@ -158,7 +160,7 @@ def peer_lines(peer_files):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("kernel", nargs="+", help="magi-bench kernel results files")
+    ap.add_argument("kernel", nargs="+", help="magi-bench kernel results files (.json or .json.xz)")
     ap.add_argument("--peers", action="append", default=[], help="bench_kernel_peers.py output (repeatable)")
     ap.add_argument("--tokens", type=int, default=32768, help="the size judged (default 32768)")
     ap.add_argument("--markdown", action="store_true", help="print the README table instead")

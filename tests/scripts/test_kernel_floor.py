@@ -7,6 +7,7 @@ record's counts) says so, one below it does not; a file without the results sche
 Usage: test_kernel_floor.py REPO_ROOT"""
 import copy
 import json
+import lzma
 import os
 import re
 import subprocess
@@ -31,10 +32,10 @@ def floor(paths, *args):
 
 
 readme = open(os.path.join(ROOT, "README.md")).read()
-named = re.search(r"\*\*Flexible attention kernel\*\*.*?`results/kernel/([^`*]+)_\*`", readme, re.S)
-check(named is not None, "README's kernel paragraph names no record (`results/kernel/<prefix>_*`)")
+named = re.search(r"\*\*Flexible attention kernel\*\*.*?`results/kernel/([^`/]+)/`", readme, re.S)
+check(named is not None, "README's kernel paragraph names no record folder (`results/kernel/<folder>/`)")
 if named:
-    record = [os.path.join(ROOT, "results", "kernel", f"{named.group(1)}_{c}.json") for c in CONFIGS]
+    record = [os.path.join(ROOT, "results", "kernel", named.group(1), f"{c}.json.xz") for c in CONFIGS]
 
     # The README's table is the script's table of the record it names.
     rc, out = floor(record, "--markdown")
@@ -42,7 +43,7 @@ if named:
     check(out.strip() in readme, f"README's kernel table differs from the record's:\n{out}")
 
     # A copy of the record, altered, in a temporary folder.
-    reports = [json.load(open(p)) for p in record]
+    reports = [json.load(lzma.open(p, "rt")) for p in record]
 
     def run_on(altered, *args):
         with tempfile.TemporaryDirectory() as tmp:
