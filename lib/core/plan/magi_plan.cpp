@@ -59,9 +59,9 @@ int64_t rows_split_at(const std::vector<AttnSlice>& mask, int64_t y) {
 // keys from its start, so a cut inside a tile has them visit that tile in both stages, each time
 // in part and masked (at 5 stages of 32k, 1.6% more forward tiles on the full mask). A cut no
 // slice straddles stays; so do all of them when the tile boundaries would not leave every stage a
-// key. Equal keys rather than equal area:
-// on a causal mask, stages of equal area ran the forward 1-3% slower on an H100 (more of them hold
-// many rows, so more row epilogues: results/runtime/NOTES.md).
+// key. Equal keys rather than equal area: on a causal mask, stages of equal area ran the forward
+// 1-3% slower on an H100 (more of them hold many rows, so more row epilogues:
+// results/runtime/NOTES.md).
 constexpr int kCutCandidates = 32;
 std::vector<int64_t> local_stage_cuts(const std::vector<AttnSlice>& mask, int64_t tokens, int stages) {
   const auto at = [](int s) { return static_cast<size_t>(s); };
