@@ -1,14 +1,13 @@
 #!/usr/bin/env bash
 # v48 against base (results/kernel/NOTES.md, v48; prepared in session 49, not run): the d 128
 # forward's epilogue inside a run of items leaves its store to the consumer's next issue of
-# products. To run it: build base (main) and base + v48_deferred_store_patch.diff (nvcc, sm_90a,
-# Release; magi-bench and tests/kernels/cuda/test_kernels_cuda), put them as base/magi-bench and
-# v48/{magi-bench,test_kernels_cuda} into bins.tar.xz in a git-ignored carry S (default
-# build-gpu-carry/s50) with the three configs of ../2026-12-07_s49_h100_probes/, then
+# products. Its carry (git-ignored, default build-gpu-carry/s50): base/magi-bench, v48/magi-bench
+# and v48/test_kernels_cuda in bins.tar.xz with the three configs of ../2026-12-07_s49_h100_probes/,
+# made by build_v48.sh here. Then, carry ["build-gpu-carry/s50"], about 340 s:
 #   S=build-gpu-carry/s50 OUT=$OUT bash results/kernel/2026-12-07_v48_inputs/call_v48.sh
-# (carry ["build-gpu-carry/s50"]), about 340 s. 1. v48's gpu tests, racecheck and synccheck on the
-# edge cases, the masked forwards checked; 2. ab_fwd and ab_fwd_gqa base / v48 / base / v48;
-# 3. while time lasts, v48 on kernel_catalogue (checked). The log is written as it goes.
+# 1. v48's gpu tests, racecheck and synccheck on the edge cases, the masked forwards checked;
+# 2. ab_fwd and ab_fwd_gqa base / v48 / base / v48; 3. while time lasts, v48 on kernel_catalogue
+# (checked). The log is written as it goes.
 set -u
 OUT=${OUT:-out}; mkdir -p "$OUT"
 S=${S:-build-gpu-carry/s50}
