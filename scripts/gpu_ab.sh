@@ -5,7 +5,8 @@
 #   bash scripts/gpu_ab.sh pack PATCH DIR     (here, on a clean checkout with the CUDA build tree
 #       `build` of scripts/setup.sh): builds base's magi-bench, then with PATCH applied the
 #       candidate's magi-bench and test_kernels_cuda, packs them into DIR/bins.tar.xz (a carry of
-#       about 5 MB instead of 30) and reverts the patch. About 2 minutes on 2 cores once `build` exists.
+#       about 5 MB instead of 30) and reverts the patch, rebuilding main's binaries. Three builds of
+#       the kernel: about 5 minutes on 2 cores once `build` exists.
 #   DIR=<dir> bash scripts/gpu_ab.sh run CONFIG...      (the device tool, carry [DIR]):
 #       1. the candidate's gpu tests (test_kernels_cuda against the float64 CPU reference); a
 #          failure ends the call;
@@ -15,9 +16,10 @@
 #          candidate of both rounds, and base / base: the card's own spread) at a 1% threshold;
 #       4. while the call's time lasts (TIME_LIMIT, default 540 s), the candidate on each of
 #          $CHECK_CONFIGS (default configs/kernel_catalogue.json) with the check.
-# The log, $OUT/ab.log, is written as it goes, so a call cut short keeps what ran; the results
-# files come back as $OUT/ab_results.tar.xz. Exit 0 when the tests passed and every run did; the
-# timings are reported, not judged.
+# The log, $OUT/ab.log, is written as it goes and the results files are packed into
+# $OUT/ab_results.tar.xz after each step, so a call cut short keeps what ran (set TIME_LIMIT under
+# the call's own limit). Exit 0 when the tests passed and every run did; the timings are reported,
+# not judged.
 set -uo pipefail
 MODE=${1:-}
 shift || true
@@ -61,7 +63,9 @@ for f in base/magi-bench cand/magi-bench cand/test_kernels_cuda; do
 done
 LOG=$OUT/ab.log
 RES=$(mktemp -d)
-trap 'tar cf - -C "$RES" . | xz -T0 -6 > "$OUT/ab_results.tar.xz"; rm -rf "$RES"' EXIT
+# Packed after each step, and swapped in whole, so a call cut short keeps what had finished.
+pack_results() { tar cf - -C "$RES" . | xz -T0 -6 > "$OUT/ab_results.tar.xz.part" && mv "$OUT/ab_results.tar.xz.part" "$OUT/ab_results.tar.xz"; }
+trap 'pack_results; rm -rf "$RES"' EXIT
 t0=$(date +%s)
 elapsed() { echo $(( $(date +%s) - t0 )); }
 say() { echo "$*" | tee -a "$LOG"; }
@@ -77,6 +81,7 @@ for tool in racecheck synccheck; do
     > "$RES/$tool.log" 2>&1
   say "# candidate $tool: rc=$? $(grep -E 'SUMMARY' "$RES/$tool.log" | tail -1) at $(elapsed) s"
 done
+pack_results
 
 for cfg in "$@"; do
   name=$(basename "$cfg" .json)
@@ -95,6 +100,7 @@ for cfg in "$@"; do
     "$DIR/cand/magi-bench" compare "$RES/${name}_$a.json" "$RES/${name}_$b.json" --threshold 1% --fail-on exact 2>&1 \
       | grep -vE '^# (Timings|Exact|Only|Note|base|new):' | tee -a "$LOG"
   done
+  pack_results
 done
 
 for cfg in $CHECK_CONFIGS; do
@@ -106,6 +112,7 @@ for cfg in $CHECK_CONFIGS; do
     | grep -E "^ *$name/[0-9]+ |#wrong|rror" | tee -a "$LOG"
   t=${PIPESTATUS[0]}
   [ $t -eq 0 ] || { say "# $name: exit $t"; rc=1; }
+  pack_results
 done
 say "# done at $(elapsed) s"
 exit $rc

@@ -3,8 +3,9 @@
 # committed kernel record's results, the candidate's timings 5% faster), for test_kernels_cuda,
 # compute-sanitizer and nvidia-smi, with this build's magi-bench doing the comparisons. The log
 # must carry both rounds' rows and a comparison per pair (the candidate an improvement, base
-# against base not), the results must come back packed, the checked run must be reported; and a
-# candidate whose tests fail must end the call before any timing, as a missing build must.
+# against base not), the results must come back packed, also from a call killed mid-way, the
+# checked run must be reported; and a candidate whose tests fail must end the call before any
+# timing, as a missing build must.
 # Usage: test_gpu_ab_script.sh MAGI_BENCH REPO_ROOT
 set -u
 bench="$1"; root="$2"
@@ -24,6 +25,7 @@ while [ \$# -gt 0 ]; do
   case "\$1" in --out) out="\$2"; shift ;; --config) cfg="\$2"; shift ;; esac
   shift
 done
+[ "\$(basename "\$cfg")" = slow.json ] && exec sleep 60
 python3 - "$tmp/record.json" "\$out" "\$cfg" ${v#*:} <<'PY'
 import json, os, sys
 src, out, cfg, speed = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
@@ -70,6 +72,13 @@ awk '/compare ab_fwd: base1 -> base2/{on=1} /candidate, checked/{on=0} on' "$tmp
   | grep -q "Geomean new/base fwd_tflops_per_gpu : 1.0000 .*unchanged" || { echo "FAIL: base against itself reads as a change"; fail=1; }
 grep -q "ab_fwd candidate, checked" "$tmp/out/ab.log" || { echo "FAIL: the checked run is not reported"; fail=1; }
 tar tJf "$tmp/out/ab_results.tar.xz" | grep -q "ab_fwd_cand2.json" || { echo "FAIL: results not packed"; fail=1; }
+
+# Killed while timing its second config, the call keeps the first one's results.
+cp "$tmp/ab_fwd.json" "$tmp/slow.json"
+PATH="$tmp/path:$PATH" DIR="$tmp/ab" OUT="$tmp/out4" CHECK_CONFIGS="" \
+  timeout -s KILL 20 bash scripts/gpu_ab.sh run "$tmp/ab_fwd.json" "$tmp/slow.json" > /dev/null 2>&1
+grep -q "## slow base (round 1)" "$tmp/out4/ab.log" || { echo "FAIL: the second config did not start within 20 s"; fail=1; }
+tar tJf "$tmp/out4/ab_results.tar.xz" 2>/dev/null | grep -q "ab_fwd_cand2.json" || { echo "FAIL: a call cut short lost its results"; fail=1; }
 
 printf '#!/bin/sh\necho "[  FAILED  ] 1 test."\nexit 1\n' > "$tmp/ab/cand/test_kernels_cuda"
 PATH="$tmp/path:$PATH" DIR="$tmp/ab" OUT="$tmp/out2" bash scripts/gpu_ab.sh run "$tmp/ab_fwd.json" > /dev/null 2>&1
