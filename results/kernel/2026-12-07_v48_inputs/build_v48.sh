@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Builds call_v48.sh's carry from a clean checkout of main: base's magi-bench, then with
-# v48_deferred_store_patch.diff applied v48's magi-bench and test_kernels_cuda (the CUDA build tree
-# `build` of scripts/setup.sh), packed with the three configs into $S/bins.tar.xz; the patch is
-# reverted after. About 2 minutes on 2 cores once `build` exists.
+# Builds v48's carry from a clean checkout of main (run in session 50 by scripts/gpu_ab.sh, its
+# v48/ renamed cand/): base's magi-bench, then with v48_deferred_store_patch.diff applied v48's
+# magi-bench and test_kernels_cuda (the CUDA build tree `build` of scripts/setup.sh), packed with
+# the three configs into $S/bins.tar.xz; the patch is reverted after. About 5 minutes on 2 cores
+# once `build` exists.
 #   S=build-gpu-carry/s50 bash results/kernel/2026-12-07_v48_inputs/build_v48.sh
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
