@@ -4,8 +4,8 @@
 # compute-sanitizer and nvidia-smi, with this build's magi-bench doing the comparisons. The log
 # must carry both rounds' rows and a comparison per pair (the candidate an improvement, base
 # against base not), the results must come back packed, also from a call killed mid-way, the
-# checked run must be reported; and a candidate whose tests fail must end the call before any
-# timing, as a missing build must.
+# checked run must be reported; a hazard the sanitizer reports must fail the call; and a candidate
+# whose tests fail must end the call before any timing, as a missing build must.
 # Usage: test_gpu_ab_script.sh MAGI_BENCH REPO_ROOT
 set -u
 bench="$1"; root="$2"
@@ -13,7 +13,7 @@ command -v python3 >/dev/null 2>&1 || { echo "SKIPPED: python3 not found"; exit 
 tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
 record="$root/results/kernel/2026-12-07_s48_h200_record/kernel_h100.json.xz"
 xz -dc "$record" > "$tmp/record.json" || { echo "FAIL: cannot read $record"; exit 1; }
-mkdir -p "$tmp/ab/base" "$tmp/ab/cand" "$tmp/path"
+mkdir -p "$tmp/ab/base" "$tmp/ab/cand" "$tmp/path" "$tmp/path2"
 # magi-bench: `kernel ... --out F` writes the record's results with timings scaled by $SPEED and
 # prints a row per case; `compare` is the real one.
 for v in base:1.0 cand:1.05; do
@@ -25,7 +25,8 @@ while [ \$# -gt 0 ]; do
   case "\$1" in --out) out="\$2"; shift ;; --config) cfg="\$2"; shift ;; esac
   shift
 done
-[ "\$(basename "\$cfg")" = slow.json ] && exec sleep 60
+# The second config of the cut-short call: the call is killed as the device tool's limit would.
+[ "\$(basename "\$cfg")" = cut.json ] && { kill -KILL "\$(cat "$tmp/pid")"; exit 1; }
 python3 - "$tmp/record.json" "\$out" "\$cfg" ${v#*:} <<'PY'
 import json, os, sys
 src, out, cfg, speed = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
@@ -74,11 +75,24 @@ grep -q "ab_fwd candidate, checked" "$tmp/out/ab.log" || { echo "FAIL: the check
 tar tJf "$tmp/out/ab_results.tar.xz" | grep -q "ab_fwd_cand2.json" || { echo "FAIL: results not packed"; fail=1; }
 
 # Killed while timing its second config, the call keeps the first one's results.
-cp "$tmp/ab_fwd.json" "$tmp/slow.json"
+cp "$tmp/ab_fwd.json" "$tmp/cut.json"
 PATH="$tmp/path:$PATH" DIR="$tmp/ab" OUT="$tmp/out4" CHECK_CONFIGS="" \
-  timeout -s KILL 20 bash scripts/gpu_ab.sh run "$tmp/ab_fwd.json" "$tmp/slow.json" > /dev/null 2>&1
-grep -q "## slow base (round 1)" "$tmp/out4/ab.log" || { echo "FAIL: the second config did not start within 20 s"; fail=1; }
+  bash scripts/gpu_ab.sh run "$tmp/ab_fwd.json" "$tmp/cut.json" > /dev/null 2>&1 &
+echo $! > "$tmp/pid"
+wait $!
+rc=$?
+[ "$rc" = 137 ] || { echo "FAIL: the cut-short call: exit $rc, expected 137 (killed)"; fail=1; }
 tar tJf "$tmp/out4/ab_results.tar.xz" 2>/dev/null | grep -q "ab_fwd_cand2.json" || { echo "FAIL: a call cut short lost its results"; fail=1; }
+
+# A hazard that racecheck reports (its exit 0) fails the call, after the timings.
+printf '#!/bin/sh\necho "========= RACECHECK SUMMARY: 3 hazards displayed (3 errors, 0 warnings)"\n' > "$tmp/path2/compute-sanitizer"
+chmod +x "$tmp/path2/compute-sanitizer"
+PATH="$tmp/path2:$tmp/path:$PATH" DIR="$tmp/ab" OUT="$tmp/out5" CHECK_CONFIGS="" \
+  bash scripts/gpu_ab.sh run "$tmp/ab_fwd.json" > /dev/null 2>&1
+rc=$?
+[ "$rc" = 1 ] || { echo "FAIL: a racecheck hazard: exit $rc, expected 1"; fail=1; }
+grep -q "candidate racecheck: FAILED" "$tmp/out5/ab.log" || { echo "FAIL: the hazard is not reported"; fail=1; }
+grep -q "## compare ab_fwd: base1 -> cand1" "$tmp/out5/ab.log" || { echo "FAIL: no timings after a hazard"; fail=1; }
 
 printf '#!/bin/sh\necho "[  FAILED  ] 1 test."\nexit 1\n' > "$tmp/ab/cand/test_kernels_cuda"
 PATH="$tmp/path:$PATH" DIR="$tmp/ab" OUT="$tmp/out2" bash scripts/gpu_ab.sh run "$tmp/ab_fwd.json" > /dev/null 2>&1
