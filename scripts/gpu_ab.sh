@@ -27,7 +27,7 @@ usage() { echo "usage: bash scripts/gpu_ab.sh pack PATCH DIR | DIR=<dir> bash sc
 
 if [ "$MODE" = pack ]; then
   [ $# -eq 2 ] || usage
-  PATCH=$(realpath "$1") DIR=$2
+  PATCH=$(realpath "$1") DIR=$(realpath -m "$2")
   cd "$(git rev-parse --show-toplevel)" || exit 2
   [ -f "$PATCH" ] || { echo "gpu_ab.sh: patch $PATCH not found" >&2; exit 2; }
   git diff --quiet -- kernels || { echo "gpu_ab.sh: kernels/ has changes; pack on a clean checkout" >&2; exit 2; }
