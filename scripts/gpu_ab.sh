@@ -5,10 +5,10 @@
 #   bash scripts/gpu_ab.sh pack PATCH [PATCH...] DIR     (here, on a clean checkout with the CUDA
 #       build tree `build` of scripts/setup.sh): builds base's magi-bench, then with each PATCH
 #       applied alone the candidate's magi-bench and test_kernels_cuda, packs them into
-#       DIR/bins.tar.xz (about 2.5 MB a build instead of 30) and reverts the patch, rebuilding
-#       main's binaries at the end. A candidate is named after its patch file (v49_x.diff: v49_x).
-#       The kernel builds once per build: about 5 minutes on 2 cores for one candidate, 2.5 more
-#       for each further one.
+#       DIR/bins.tar.xz (5 MB with one candidate, a carry instead of 30 MB) and reverts the patch,
+#       rebuilding main's binaries at the end. A candidate is named after its patch file
+#       (v49_x.diff: v49_x). With one candidate about 7 minutes on 2 cores (three builds of the
+#       kernel); each further candidate adds its own build.
 #   DIR=<dir> bash scripts/gpu_ab.sh run CONFIG...      (the device tool, carry [DIR]):
 #       1. each candidate's gpu tests (test_kernels_cuda against the float64 CPU reference); a
 #          candidate that fails them is not timed;
@@ -20,7 +20,8 @@
 #       4. while the call's time lasts (TIME_LIMIT, default 540 s), each candidate on each of
 #          $CHECK_CONFIGS (default configs/kernel_catalogue.json) with the check.
 #       Several candidates in one call share the machine's start, base's timings and the card:
-#       about 85 s of tests and sanitizers and a pass of each config more per candidate.
+#       each further candidate adds about 85 s of tests and sanitizers and two passes of each
+#       config.
 # The log, $OUT/ab.log, is written as it goes and the results files are packed into
 # $OUT/ab_results.tar.xz after each step, so a call cut short keeps what ran (set TIME_LIMIT under
 # the call's own limit). Exit 0 when the tests passed, the sanitizers found nothing and every run
