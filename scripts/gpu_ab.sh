@@ -39,12 +39,14 @@ if [ "$MODE" = pack ]; then
     [ -f "$p" ] || { echo "gpu_ab.sh: patch $p not found" >&2; exit 2; }
     PATCHES+=("$(realpath "$p")")
   done
+  NAMES=()  # NAMES[i]: the candidate of PATCHES[i]
   declare -A seen=()
   for p in "${PATCHES[@]}"; do
     c=$(basename "$p"); c=${c%.*}
     [[ "$c" =~ ^[A-Za-z0-9_.-]+$ ]] || { echo "gpu_ab.sh: patch $p: a candidate is named after its file, and '$c' is not a plain name" >&2; exit 2; }
     [ "$c" != base ] && [ -z "${seen[$c]:-}" ] || { echo "gpu_ab.sh: two candidates named $c (patch files name them)" >&2; exit 2; }
     seen[$c]=1
+    NAMES+=("$c")
   done
   cd "$(git rev-parse --show-toplevel)" || exit 2
   git diff --quiet -- kernels || { echo "gpu_ab.sh: kernels/ has changes; pack on a clean checkout" >&2; exit 2; }
@@ -57,8 +59,8 @@ if [ "$MODE" = pack ]; then
   mkdir -p "$DIR" "$work/base"
   cmake --build build -j "$(nproc)" --target magi-bench || exit 1
   cp build/magi-bench "$work/base/"
-  for p in "${PATCHES[@]}"; do
-    c=$(basename "$p"); c=${c%.*}
+  for i in "${!PATCHES[@]}"; do
+    p=${PATCHES[$i]} c=${NAMES[$i]}
     git apply "$p" || exit 1
     applied=$p
     mkdir -p "$work/$c"
@@ -69,7 +71,7 @@ if [ "$MODE" = pack ]; then
   done
   (cd "$work" && tar cf - -- *) | xz -T0 -6 > "$DIR/bins.tar.xz"
   cmake --build build -j "$(nproc)" --target magi-bench test_kernels_cuda || exit 1  # main's binaries again
-  echo "gpu_ab.sh: $DIR/bins.tar.xz ready ($(du -h "$DIR/bins.tar.xz" | cut -f1)): base and ${!seen[*]}"
+  echo "gpu_ab.sh: $DIR/bins.tar.xz ready ($(du -h "$DIR/bins.tar.xz" | cut -f1)): base and ${NAMES[*]}"
   exit 0
 fi
 
